@@ -1,0 +1,188 @@
+//! NumPy `.npy` arrays of samples: 2-D, C order, float32 or float64.
+//!
+//! npyz parses the header; this module adds the checks a user's file needs (order, dtype, rank,
+//! truncation, non-finite values) and error messages that name the file and the fault.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use npyz::{Order, WriterBuilder};
+
+use crate::error::{Error, Result};
+
+/// A row-major matrix of samples: `rows` configurations of `cols` coordinates each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    /// A matrix over `data`, which must hold `rows × cols` values.
+    pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix data has {} values, expected {rows} × {cols}", data.len());
+        Self { rows, cols, data }
+    }
+    /// Row `i` as a slice.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+    /// The first `n` rows (all when `n ≥ rows`).
+    pub fn head(&self, n: usize) -> Matrix {
+        let n = n.min(self.rows);
+        Matrix::new(n, self.cols, self.data[..n * self.cols].to_vec())
+    }
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Matrix {
+        let data = indices.iter().flat_map(|&i| self.row(i).iter().copied()).collect();
+        Matrix::new(indices.len(), self.cols, data)
+    }
+    /// Position (row, column) of the first NaN or infinite value, if any.
+    pub fn first_non_finite(&self) -> Option<(usize, usize)> {
+        self.data.iter().position(|v| !v.is_finite()).map(|k| (k / self.cols, k % self.cols))
+    }
+}
+
+/// Reads a 2-D float32 or float64 `.npy` file (float64 is narrowed to f32).
+///
+/// A 1-D file of length `d` is read as one row. Fortran order, other dtypes, higher ranks,
+/// truncated data and NaN/inf values are errors naming the file.
+pub fn read_npy(path: &Path) -> Result<Matrix> {
+    // Sample files are a few MB: reading them whole lets the header's length, and so any
+    // truncation, be measured exactly.
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut rest: &[u8] = &bytes;
+    let header = npyz::NpyHeader::from_reader(&mut rest)
+        .map_err(|e| Error::format(path, format!("not a valid .npy file ({e})")))?;
+    if header.order() == Order::Fortran {
+        return Err(Error::format(
+            path,
+            "array is in Fortran order; save it in C order (numpy.ascontiguousarray) and try again",
+        ));
+    }
+    let (rows, cols) = match *header.shape() {
+        [n] => (1, n as usize),
+        [r, c] => (r as usize, c as usize),
+        ref s => {
+            return Err(Error::format(path, format!("array has shape {s:?}; expected 2-D (samples × coordinates)")));
+        }
+    };
+    let descr = header.dtype().descr();
+    let item_size = match descr.trim_matches('\'') {
+        "<f4" | ">f4" => 4,
+        "<f8" | ">f8" => 8,
+        other => {
+            return Err(Error::format(path, format!("dtype '{other}' is not supported; expected float32 or float64")));
+        }
+    };
+    let expected = rows * cols * item_size;
+    if rest.len() < expected {
+        return Err(Error::format(
+            path,
+            format!("file is truncated: shape ({rows}, {cols}) needs {expected} data bytes, found {}", rest.len()),
+        ));
+    }
+    let npy = npyz::NpyFile::with_header(header, rest);
+    let data: Vec<f32> = if item_size == 4 {
+        npy.into_vec::<f32>()
+    } else {
+        npy.into_vec::<f64>().map(|v| v.into_iter().map(|x| x as f32).collect())
+    }
+    .map_err(|e| Error::format(path, format!("could not read data ({e})")))?;
+    let m = Matrix { rows, cols, data };
+    if let Some((r, c)) = m.first_non_finite() {
+        return Err(Error::format(path, format!("row {r}, column {c} is {}; samples must be finite", m.data[r * cols + c])));
+    }
+    Ok(m)
+}
+
+/// Writes `m` as a float32 `.npy` file of shape (rows, cols).
+pub fn write_npy(path: &Path, m: &Matrix) -> Result<()> {
+    write_values(path, &[m.rows as u64, m.cols as u64], &m.data)
+}
+
+/// Writes `data` as a float64 `.npy` file of the given shape (row-major), e.g. `&[n]` for a
+/// vector of energies.
+pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
+    let shape: Vec<u64> = shape.iter().map(|&v| v as u64).collect();
+    write_values(path, &shape, data)
+}
+
+fn write_values<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) -> Result<()> {
+    assert_eq!(data.len() as u64, shape.iter().product::<u64>());
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let io_err = |e| Error::io(path, e);
+    let mut w = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(BufWriter::new(file))
+        .begin_nd()
+        .map_err(io_err)?;
+    w.extend(data.iter().copied()).map_err(io_err)?;
+    w.finish().map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        (dir, p)
+    }
+
+    #[test]
+    fn round_trips_f32_and_f64() {
+        let (_d, p) = tmp("a.npy");
+        let m = Matrix::new(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+        write_npy(&p, &m).unwrap();
+        assert_eq!(read_npy(&p).unwrap(), m);
+        write_npy_f64(&p, &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let r = read_npy(&p).unwrap();
+        assert_eq!((r.rows, r.cols), (3, 2));
+        assert_eq!(r.data, m.data);
+    }
+
+    fn err_of(bytes: &[u8]) -> String {
+        let (_d, p) = tmp("bad.npy");
+        std::fs::write(&p, bytes).unwrap();
+        read_npy(&p).unwrap_err().to_string()
+    }
+
+    fn header(descr: &str, fortran: bool, shape: &str) -> Vec<u8> {
+        let mut text = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}", if fortran { "True" } else { "False" });
+        while (10 + text.len() + 1) % 64 != 0 {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((text.len() as u16).to_le_bytes());
+        out.extend(text.as_bytes());
+        out
+    }
+
+    #[test]
+    fn rejects_bad_files_with_clear_messages() {
+        assert!(err_of(b"hello world").contains("not a valid .npy"));
+        let mut f = header("<f4", true, "(2, 2)");
+        f.extend([0u8; 16]);
+        assert!(err_of(&f).contains("Fortran order"));
+        let mut i = header("<i8", false, "(2, 2)");
+        i.extend([0u8; 32]);
+        assert!(err_of(&i).contains("dtype '<i8'"));
+        let mut t = header("<f4", false, "(4, 3)");
+        t.extend([0u8; 20]);
+        let msg = err_of(&t);
+        assert!(msg.contains("truncated") && msg.contains("48"), "{msg}");
+        let mut r3 = header("<f4", false, "(1, 2, 2)");
+        r3.extend([0u8; 16]);
+        assert!(err_of(&r3).contains("expected 2-D"));
+        let mut nan = header("<f4", false, "(1, 2)");
+        nan.extend(1.0f32.to_le_bytes());
+        nan.extend(f32::NAN.to_le_bytes());
+        assert!(err_of(&nan).contains("row 0, column 1 is NaN"));
+    }
+}

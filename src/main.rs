@@ -1,0 +1,268 @@
+//! The `boltzmann-studio` command line: glue from parsed arguments to the core library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+
+use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
+use boltzmann_studio::metrics;
+use boltzmann_studio::sampler::mcmc::sample_reference;
+use boltzmann_studio::scene::Scene;
+
+const BIN: &str = "boltzmann-studio";
+
+/// Watch a diffusion sampler learn a Boltzmann distribution from its energy alone.
+#[derive(Parser)]
+#[command(name = BIN, version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Energies of given samples: prints count, mean, std, min (or writes them with --out).
+    Energy {
+        /// Scene file naming the system (e.g. scenes/lj13.ron).
+        scene: PathBuf,
+        /// Samples as a .npy of shape (n, dim), float32 or float64.
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the n energies as a float64 .npy vector instead of printing statistics.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Reference samples by HMC with parallel tempering (exact draws for GMM-40).
+    Reference {
+        /// Scene file naming the system; its `reference.mcmc` section sets the sampler.
+        scene: PathBuf,
+        /// Number of samples to draw.
+        #[arg(long, allow_negative_numbers = true, value_parser = positive_count)]
+        n: usize,
+        /// Output .npy (float32, shape (n, dim), centre of mass removed).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of all random draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Sample-quality metrics of samples against reference samples.
+    Eval {
+        /// Scene file naming the system (and the default reference file).
+        scene: PathBuf,
+        /// Samples to judge, .npy of shape (n, dim).
+        #[arg(long)]
+        samples: PathBuf,
+        /// Reference samples, .npy of shape (m, dim); defaults to the scene's reference file.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Samples drawn (without replacement, seeded) from each set for the comparison.
+        #[arg(long, default_value_t = 2000, allow_negative_numbers = true, value_parser = positive_count)]
+        n: usize,
+        /// Seed of the subsampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object {energy_w2, x_w2, eq_w2, dist_tv} instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn positive_count(s: &str) -> Result<usize, String> {
+    let v: i64 = s.trim().parse().map_err(|_| format!("'{s}' is not a whole number"))?;
+    if v < 1 {
+        return Err(format!("must be at least 1 (got {v})"));
+    }
+    usize::try_from(v).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line: clap's first line, which says what was wrong with which argument.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("{BIN}: error: {first} (see '{BIN} --help')");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{BIN}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(())
+        }
+        Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),
+        Some(Command::Reference { scene, n, out, seed }) => reference_cmd(&scene, n, &out, seed),
+        Some(Command::Eval { scene, samples, reference, n, seed, json }) => {
+            eval_cmd(&scene, &samples, reference.as_deref(), n, seed, json)
+        }
+    }
+}
+
+/// Reads a sample file and checks it fits the scene's system.
+fn load_samples(path: &Path, scene: &Scene) -> anyhow::Result<Matrix> {
+    let m = read_npy(path)?;
+    let dim = scene.energy().dim();
+    if m.cols != dim {
+        bail!(
+            "{}: rows have {} coordinates, but {} needs {dim} ({} particles × {}-D)",
+            path.display(),
+            m.cols,
+            scene.name,
+            scene.energy().layout().particles,
+            scene.energy().layout().spatial_dim
+        );
+    }
+    if m.rows == 0 {
+        bail!("{}: contains no samples", path.display());
+    }
+    Ok(m)
+}
+
+struct Stats {
+    mean: f64,
+    std: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(v: &[f64]) -> Stats {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    Stats {
+        mean,
+        std: var.sqrt(),
+        min: v.iter().copied().fold(f64::INFINITY, f64::min),
+        max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
+fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Result<()> {
+    let scene = Scene::load(scene_path)?;
+    let x = load_samples(input, &scene)?;
+    let energy = scene.energy();
+    let e = energy.batch_energy(&x.data);
+    if let Some((i, v)) = e.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        bail!("{}: sample {i} has energy {v} (overlapping particles?)", input.display());
+    }
+    if let Some(out) = out {
+        write_npy_f64(out, &[e.len()], &e)?;
+        println!("wrote {} energies to {}", e.len(), out.display());
+    } else {
+        let s = stats(&e);
+        let t_conf = metrics::configurational_temperature(energy.as_ref(), &x);
+        println!("system   {}", energy.name());
+        println!("count    {}", e.len());
+        println!("mean     {:.2}", s.mean);
+        println!("std      {:.2}", s.std);
+        println!("min      {:.2}", s.min);
+        println!("max      {:.2}", s.max);
+        println!("T_conf   {t_conf:.3}   (<|grad E|^2> / <laplacian E>; 1 at equilibrium)");
+    }
+    Ok(())
+}
+
+fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64) -> anyhow::Result<()> {
+    let scene = Scene::load(scene_path)?;
+    let energy = scene.energy();
+    let cfg = &scene.reference.mcmc;
+    let bar = ProgressBar::new(cfg.total_sweeps(n) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} sweeps  {msg}  ({elapsed}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} reference", energy.name()));
+    let start = Instant::now();
+    let output = sample_reference(energy.as_ref(), cfg, n, seed, &mut |p| {
+        bar.set_length(p.sweeps_total as u64);
+        bar.set_position(p.sweeps_done as u64);
+        bar.set_message(format!("accept(T=1) {:.2}", p.accept_t1));
+    })?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    write_npy(out, &output.samples).with_context(|| "could not save the samples")?;
+    let e = energy.batch_energy(&output.samples.data);
+    let s = stats(&e);
+    let t_conf = metrics::configurational_temperature(energy.as_ref(), &output.samples);
+    println!("wrote {} samples of {} to {} in {secs:.1} s", n, energy.name(), out.display());
+    println!("energy   mean {:.2}  std {:.2}  min {:.2}", s.mean, s.std, s.min);
+    println!("T_conf   {t_conf:.3}");
+    if !output.step_sizes.is_empty() {
+        let temps = cfg.temperatures();
+        let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
+        println!("ladder   T = {}", fmt(&temps));
+        println!("accept   {}", fmt(&output.accept));
+        println!("swaps    {}", fmt(&output.swap_accept));
+        println!("steps    {}", fmt(&output.step_sizes));
+        println!("gradient evaluations {}", output.gradient_evals);
+    }
+    Ok(())
+}
+
+fn eval_cmd(
+    scene_path: &Path,
+    samples_path: &Path,
+    reference: Option<&Path>,
+    n: usize,
+    seed: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let scene = Scene::load(scene_path)?;
+    let reference_path = match reference {
+        Some(p) => p.to_path_buf(),
+        None => scene.reference_path(scene_path).with_context(|| {
+            format!("{} names no reference file; pass --reference", scene_path.display())
+        })?,
+    };
+    let a = load_samples(samples_path, &scene)?;
+    let b = load_samples(&reference_path, &scene)?;
+    let m = n.min(a.rows).min(b.rows);
+    if m < n {
+        eprintln!("note: comparing {m} samples from each set (asked for {n}; the smaller file has {m})");
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let a = a.select(&sample(&mut rng, a.rows, m).into_vec());
+    let b = b.select(&sample(&mut rng, b.rows, m).into_vec());
+    let spinner = if json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    spinner.set_message(format!("computing metrics on {m} vs {m} samples (eq-W2 aligns {} pairs)", m * m));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let start = Instant::now();
+    let r = metrics::evaluate(scene.energy().as_ref(), &a, &b)?;
+    spinner.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{} samples vs {} reference samples of {} ({:.1} s)", m, m, scene.name, start.elapsed().as_secs_f64());
+        println!("E-W2     {:.4}   energy distributions", r.energy_w2);
+        println!("x-W2     {:.4}   coordinates, no alignment", r.x_w2);
+        println!("eq-W2    {:.4}   coordinates after best permutation + rotation", r.eq_w2);
+        println!("dist-TV  {:.4}   interatomic-distance histograms", r.dist_tv);
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Samplers: the reference MCMC (and, later, the Adjoint Sampling trainer).
+
+pub mod mcmc;

@@ -1,0 +1,350 @@
+//! Scenes: RON files that say which system to sample and with which settings.
+//!
+//! Every field has a default, so a scene file states only what differs; unknown fields are
+//! errors (a typo never passes silently). Errors name the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::energy::{DoubleWell, Energy, Gmm40, LennardJones};
+use crate::error::{Error, Result};
+use crate::sampler::mcmc::McmcConfig;
+
+/// A whole scene: the system and everything needed to train, evaluate and show a sampler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scene {
+    /// Display name ("LJ-13").
+    pub name: String,
+    /// One line shown in the scene picker.
+    pub description: String,
+    /// The physical system, i.e. the energy.
+    pub system: System,
+    /// Adjoint Sampling hyperparameters.
+    pub sampler: SamplerConfig,
+    /// The control network.
+    pub network: NetworkConfig,
+    /// How often to evaluate, and with how many samples.
+    pub schedule: ScheduleConfig,
+    /// Reference samples to compare against, and how to make new ones.
+    pub reference: ReferenceConfig,
+    /// How the app draws the samples.
+    pub view: ViewConfig,
+}
+
+impl Default for Scene {
+    fn default() -> Self {
+        Self {
+            name: "LJ-13".into(),
+            description: "13 Lennard-Jones atoms in a harmonic trap".into(),
+            system: System::default(),
+            sampler: SamplerConfig::default(),
+            network: NetworkConfig::default(),
+            schedule: ScheduleConfig::default(),
+            reference: ReferenceConfig::default(),
+            view: ViewConfig::default(),
+        }
+    }
+}
+
+/// The physical systems (science.md §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum System {
+    /// 2-D mixture of 40 Gaussians.
+    Gmm40,
+    /// 4 particles in 2-D with a double-well pair potential.
+    DoubleWell4,
+    /// A Lennard-Jones cluster of `particles` atoms in 3-D (13 and 55 are the benchmarks).
+    LennardJones { particles: usize },
+}
+
+impl Default for System {
+    fn default() -> Self {
+        System::LennardJones { particles: 13 }
+    }
+}
+
+impl System {
+    /// The energy function of this system.
+    pub fn energy(&self) -> Box<dyn Energy> {
+        match *self {
+            System::Gmm40 => Box::new(Gmm40::new()),
+            System::DoubleWell4 => Box::new(DoubleWell::dw4()),
+            System::LennardJones { particles } => Box::new(LennardJones::new(particles)),
+        }
+    }
+    /// Chemical species written to XYZ files (ASE knows "X" as a dummy atom).
+    pub fn species(&self) -> &'static str {
+        match self {
+            System::LennardJones { .. } => "Ar",
+            _ => "X",
+        }
+    }
+}
+
+/// Hyperparameters of Adjoint Sampling (science.md §2); defaults are the reference code's LJ-13.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerConfig {
+    /// Smallest noise scale σ_min (reached at t = 1).
+    pub sigma_min: f64,
+    /// Largest noise scale σ_max (at t = 0).
+    pub sigma_max: f64,
+    /// Euler–Maruyama steps from t = 0 to 1.
+    pub sde_steps: usize,
+    /// Training batch size (buffer draws per Adam step).
+    pub batch_size: usize,
+    /// New samples simulated per outer iteration.
+    pub new_samples: usize,
+    /// Replay buffer capacity (FIFO).
+    pub buffer_size: usize,
+    /// Adam steps per outer iteration.
+    pub train_steps: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Per-particle clip on ‖∇E‖.
+    pub grad_clip: f64,
+    /// Seed of every random draw of a run.
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            sigma_min: 1e-3,
+            sigma_max: 2.0,
+            sde_steps: 1000,
+            batch_size: 512,
+            new_samples: 512,
+            buffer_size: 10_000,
+            train_steps: 100,
+            learning_rate: 1e-4,
+            grad_clip: 100.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Which network parametrises the control, and its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    pub kind: NetworkKind,
+    /// Message-passing layers (EGNN) or hidden layers (MLP).
+    pub layers: usize,
+    /// Width of the hidden features.
+    pub hidden: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self { kind: NetworkKind::Egnn, layers: 5, hidden: 128 }
+    }
+}
+
+/// Network families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkKind {
+    /// E(3)- and permutation-equivariant graph network, for particle systems.
+    Egnn,
+    /// Multilayer perceptron with a time embedding, for GMM-40.
+    Mlp,
+}
+
+/// When to measure sample quality during training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Outer iterations between evaluations against the reference.
+    pub eval_every: usize,
+    /// Samples drawn for each evaluation (and taken from the reference).
+    pub eval_samples: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self { eval_every: 10, eval_samples: 2000 }
+    }
+}
+
+/// Reference samples: a file to compare against, and MCMC settings to make new ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferenceConfig {
+    /// A .npy of reference samples, relative to the scene file's folder.
+    pub file: Option<String>,
+    /// Settings of `boltzmann-studio reference`.
+    pub mcmc: McmcConfig,
+}
+
+impl Default for ReferenceConfig {
+    fn default() -> Self {
+        Self { file: None, mcmc: McmcConfig::default() }
+    }
+}
+
+/// How the app shows samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewConfig {
+    /// Samples shown side by side: a grid of `grid × grid`.
+    pub grid: usize,
+    /// Draw a bond between particles closer than this (length units of the system); 0 = none.
+    pub bond_cutoff: f64,
+    /// Sphere radius of a drawn particle.
+    pub particle_radius: f64,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        Self { grid: 3, bond_cutoff: 1.3, particle_radius: 0.35 }
+    }
+}
+
+impl Scene {
+    /// Reads and validates a scene file.
+    pub fn load(path: &Path) -> Result<Scene> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Scene::parse(&text, path)
+    }
+
+    /// Parses and validates scene text; `path` is used in messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Scene> {
+        let scene: Scene = ron::Options::default().from_str(text).map_err(|e| Error::Scene {
+            path: path.to_path_buf(),
+            line: e.position.line,
+            col: e.position.col,
+            message: e.code.to_string(),
+        })?;
+        scene.validate().map_err(|(field, message)| {
+            let (line, col) = locate(text, field.rsplit('.').next().unwrap_or(&field));
+            Error::Scene { path: path.to_path_buf(), line, col, message: format!("{field} {message}") }
+        })?;
+        Ok(scene)
+    }
+
+    /// The scene as pretty RON (what `train` writes into its run folder).
+    pub fn to_ron(&self) -> String {
+        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default()).expect("a Scene always serialises")
+    }
+
+    /// The energy of the scene's system.
+    pub fn energy(&self) -> Box<dyn Energy> {
+        self.system.energy()
+    }
+
+    /// The reference file, resolved against the folder of the scene file at `scene_path`.
+    pub fn reference_path(&self, scene_path: &Path) -> Option<PathBuf> {
+        let file = self.reference.file.as_ref()?;
+        let p = Path::new(file);
+        Some(if p.is_absolute() { p.to_path_buf() } else { scene_path.parent().unwrap_or(Path::new(".")).join(p) })
+    }
+
+    /// Range checks: `Err((field, what is wrong))`.
+    fn validate(&self) -> std::result::Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_string(), m));
+        if let System::LennardJones { particles } = self.system {
+            if !(2..=1000).contains(&particles) {
+                return err("system.particles", format!("must be between 2 and 1000 (got {particles})"));
+            }
+        }
+        let s = &self.sampler;
+        if !(s.sigma_min > 0.0 && s.sigma_min < s.sigma_max && s.sigma_max.is_finite()) {
+            return err("sampler.sigma_min", format!("must satisfy 0 < sigma_min < sigma_max (got {} and {})", s.sigma_min, s.sigma_max));
+        }
+        for (name, v) in [
+            ("sampler.sde_steps", s.sde_steps),
+            ("sampler.batch_size", s.batch_size),
+            ("sampler.new_samples", s.new_samples),
+            ("sampler.buffer_size", s.buffer_size),
+            ("sampler.train_steps", s.train_steps),
+            ("network.layers", self.network.layers),
+            ("network.hidden", self.network.hidden),
+            ("schedule.eval_every", self.schedule.eval_every),
+            ("schedule.eval_samples", self.schedule.eval_samples),
+            ("view.grid", self.view.grid),
+        ] {
+            if v == 0 {
+                return err(name, "must be at least 1".into());
+            }
+        }
+        if !(s.learning_rate > 0.0 && s.learning_rate < 1.0) {
+            return err("sampler.learning_rate", format!("must be in (0, 1) (got {})", s.learning_rate));
+        }
+        if !(s.grad_clip > 0.0) {
+            return err("sampler.grad_clip", format!("must be positive (got {})", s.grad_clip));
+        }
+        if !(self.view.bond_cutoff >= 0.0 && self.view.particle_radius > 0.0) {
+            return err("view.bond_cutoff", "and view.particle_radius must be non-negative and positive".into());
+        }
+        self.reference.mcmc.validate().map_err(|e| {
+            let msg = e.to_string();
+            let (field, rest) = msg.split_once(' ').unwrap_or((&msg, ""));
+            (field.to_string(), rest.to_string())
+        })
+    }
+}
+
+/// 1-based (line, column) of the first `key:` in `text`, or (1, 1) if the key is absent
+/// (an invalid default is then reported at the top of the file).
+fn locate(text: &str, key: &str) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(c) = line.find(&format!("{key}:")) {
+            let boundary = c == 0 || !line.as_bytes()[c - 1].is_ascii_alphanumeric() && line.as_bytes()[c - 1] != b'_';
+            if boundary {
+                return (i + 1, c + 1);
+            }
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scene> {
+        Scene::parse(text, Path::new("test.ron"))
+    }
+
+    #[test]
+    fn empty_scene_is_all_defaults() {
+        assert_eq!(parse("()").unwrap(), Scene::default());
+        assert_eq!(parse("Scene()").unwrap(), Scene::default());
+    }
+
+    #[test]
+    fn round_trips_through_ron() {
+        let s = Scene { system: System::DoubleWell4, ..Default::default() };
+        assert_eq!(parse(&s.to_ron()).unwrap(), s);
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_column() {
+        let e = parse("(\n  name: \"x\",\n  sampler: (sigma_mni: 0.1),\n)").unwrap_err().to_string();
+        assert!(e.starts_with("test.ron:3:"), "{e}");
+        assert!(e.contains("sigma_mni"), "{e}");
+    }
+
+    #[test]
+    fn invalid_value_names_field_and_position() {
+        let e = parse("(\n  sampler: (\n    batch_size: 0,\n  ),\n)").unwrap_err().to_string();
+        assert_eq!(e, "test.ron:3:5: sampler.batch_size must be at least 1");
+        let e = parse("(reference: (mcmc: (t_max: 0.5)))").unwrap_err().to_string();
+        assert!(e.contains("reference.mcmc.t_max must be"), "{e}");
+    }
+
+    #[test]
+    fn text_instead_of_ron_is_an_error() {
+        let e = parse("this is not a scene").unwrap_err().to_string();
+        assert!(e.starts_with("test.ron:1:"), "{e}");
+    }
+
+    #[test]
+    fn reference_path_is_relative_to_scene() {
+        let s = parse("(reference: (file: Some(\"../assets/r.npy\")))").unwrap();
+        assert_eq!(s.reference_path(Path::new("scenes/a.ron")).unwrap(), Path::new("scenes/../assets/r.npy"));
+    }
+}
