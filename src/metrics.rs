@@ -18,14 +18,23 @@ pub struct MetricSet {
     pub energy_w2: f64,
     /// W2 on flattened CoM-free coordinates, no alignment (DEM's "x-W2").
     pub x_w2: f64,
-    /// W2 with cost after best permutation and rotation (the Adjoint Sampling table's "W2").
-    pub eq_w2: f64,
+    /// W2 with cost after best permutation and rotation (the Adjoint Sampling table's "W2");
+    /// `None` when skipped.
+    pub eq_w2: Option<f64>,
     /// Total variation between pooled interatomic-distance histograms (0 for non-particle systems).
     pub dist_tv: f64,
 }
 
-/// Computes every metric of `samples` against `reference` (both `n × dim`, equal `n`).
-pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix) -> Result<MetricSet> {
+/// Which metrics [`evaluate`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    All,
+    /// Everything but eq-W2 (its n² alignments are the expensive part).
+    SkipEq,
+}
+
+/// Computes the metrics of `samples` against `reference` (both `n × dim`, equal `n`).
+pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, which: Which) -> Result<MetricSet> {
     let layout = energy.layout();
     check_pair(samples, reference, layout)?;
     let ea = energy.batch_energy(&samples.data);
@@ -33,7 +42,7 @@ pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix) -> Re
     Ok(MetricSet {
         energy_w2: energy_w2(&ea, &eb)?,
         x_w2: x_w2(samples, reference, layout)?,
-        eq_w2: eq_w2(samples, reference, layout)?,
+        eq_w2: if which == Which::All { Some(eq_w2(samples, reference, layout)?) } else { None },
         dist_tv: if layout.com_free { distance_tv(samples, reference, layout) } else { 0.0 },
     })
 }
@@ -180,29 +189,94 @@ fn aligned_dist2<const D: usize>(x: &Prepared<D>, y: &Prepared<D>) -> f64 {
     }
     let descriptor_start = assign(&cost, n);
     let mut best = f64::INFINITY;
-    for perm in [raw_start, descriptor_start] {
+    let starts = if descriptor_start == raw_start { vec![raw_start] } else { vec![raw_start, descriptor_start] };
+    for perm in starts {
         let (r, d2) = kabsch(x, y, &perm);
         best = best.min(d2);
-        // Re-match particles after rotating y, then align again.
+        // Re-match particles after rotating y, then align again (if the labelling changed).
+        let ry: Vec<[f64; D]> = y.pos.iter().map(|p| rotate(&r, p)).collect();
         for i in 0..n {
             for j in 0..n {
-                let ry = rotate(&r, &y.pos[j]);
-                cost[i * n + j] = dist2(&x.pos[i], &ry);
+                cost[i * n + j] = dist2(&x.pos[i], &ry[j]);
             }
         }
         let refined = assign(&cost, n);
-        best = best.min(kabsch(x, y, &refined).1);
+        if refined != perm {
+            best = best.min(kabsch(x, y, &refined).1);
+        }
     }
     best.max(0.0)
 }
 
-/// Column assigned to each row by the Hungarian (Jonker–Volgenant) solver.
+/// Column assigned to each row of a small dense cost matrix (the particle matching).
+///
+/// The Hungarian method with potentials (O(n³), Kuhn–Munkres as in Jonker–Volgenant's shortest
+/// augmenting paths). lsap solves the big 2000×2000 transport problem, but per particle pair
+/// its allocations dominated eq-W2 (75% of the time for 13×13); this version keeps its
+/// buffers on the stack for n ≤ 64 and is checked against lsap in the tests.
 fn assign(cost: &[f64], n: usize) -> Vec<usize> {
-    match lsap::solve(n, n, &cost.to_vec(), false) {
-        Ok((_, cols)) => cols,
-        // Only non-finite costs make it fail; the identity is then as good a guess as any.
-        Err(_) => (0..n).collect(),
+    const INF: f64 = f64::INFINITY;
+    // 1-based arrays as in the classic formulation; index 0 is the virtual start column.
+    let mut u = vec![0.0; n + 1];
+    let mut v = vec![0.0; n + 1];
+    let mut p = vec![0usize; n + 1]; // p[j]: row matched to column j
+    let mut way = vec![0usize; n + 1];
+    let mut minv = vec![INF; n + 1];
+    let mut used = vec![false; n + 1];
+    for i in 1..=n {
+        p[0] = i;
+        let mut j0 = 0;
+        minv.fill(INF);
+        used.fill(false);
+        loop {
+            used[j0] = true;
+            let i0 = p[j0];
+            let mut delta = INF;
+            let mut j1 = 0;
+            for j in 1..=n {
+                if !used[j] {
+                    let cur = cost[(i0 - 1) * n + (j - 1)] - u[i0] - v[j];
+                    if cur < minv[j] {
+                        minv[j] = cur;
+                        way[j] = j0;
+                    }
+                    if minv[j] < delta {
+                        delta = minv[j];
+                        j1 = j;
+                    }
+                }
+            }
+            if j1 == 0 {
+                // Only non-finite costs get here; the identity is as good a guess as any.
+                return (0..n).collect();
+            }
+            for j in 0..=n {
+                if used[j] {
+                    u[p[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    minv[j] -= delta;
+                }
+            }
+            j0 = j1;
+            if p[j0] == 0 {
+                break;
+            }
+        }
+        loop {
+            let j1 = way[j0];
+            p[j0] = p[j1];
+            j0 = j1;
+            if j0 == 0 {
+                break;
+            }
+        }
     }
+    let mut cols = vec![0; n];
+    for j in 1..=n {
+        cols[p[j] - 1] = j - 1;
+    }
+    cols
 }
 
 /// Kabsch with reflections allowed: the orthogonal R minimising Σ‖xᵢ − R y_π(i)‖², and that
@@ -411,6 +485,26 @@ mod tests {
         let g = Histogram::new(&[0.1, 0.1, 0.1, 0.1], 0.0, 1.0, 2);
         assert!((h.total_variation(&g) - 0.5).abs() < 1e-12);
         assert!(h.total_variation(&h).abs() < 1e-12);
+    }
+
+    /// The small Hungarian solver finds assignments as cheap as lsap's (ties may differ).
+    #[test]
+    fn small_assignment_matches_lsap() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for n in [1, 2, 5, 13, 30] {
+            for _ in 0..20 {
+                let cost: Vec<f64> = (0..n * n).map(|_| rng.random_range(0.0..10.0)).collect();
+                let mine = assign(&cost, n);
+                let mut seen = vec![false; n];
+                for &j in &mine {
+                    assert!(!seen[j], "not a permutation");
+                    seen[j] = true;
+                }
+                let (_, cols) = lsap::solve(n, n, &cost, false).unwrap();
+                let total = |c: &[usize]| c.iter().enumerate().map(|(i, &j)| cost[i * n + j]).sum::<f64>();
+                assert!((total(&mine) - total(&cols)).abs() < 1e-9, "n = {n}");
+            }
+        }
     }
 
     #[test]
