@@ -14,6 +14,9 @@ pub enum Error {
     /// A scene file failed to parse or validate, with the position when known.
     #[error("{}:{line}:{col}: {message}", path.display())]
     Scene { path: PathBuf, line: usize, col: usize, message: String },
+    /// A tensor operation failed (shapes, devices, or a backend error).
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
     /// A value given by the user is out of range or inconsistent.
     #[error("{0}")]
     Invalid(String),

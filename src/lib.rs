@@ -4,8 +4,12 @@
 pub mod energy;
 pub mod error;
 pub mod io;
+pub mod buffer;
 pub mod metrics;
+pub mod nn;
 pub mod sampler;
 pub mod scene;
+pub mod sde;
+pub mod training;
 
 pub use error::{Error, Result};

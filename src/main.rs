@@ -16,6 +16,8 @@ use boltzmann_studio::metrics;
 use boltzmann_studio::sampler::mcmc::sample_reference;
 use boltzmann_studio::scene::Scene;
 
+mod train_cmd;
+
 const BIN: &str = "boltzmann-studio";
 
 /// Watch a diffusion sampler learn a Boltzmann distribution from its energy alone.
@@ -53,6 +55,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Train an Adjoint Sampler on a scene, with checkpoints and a metrics log.
+    Train(train_cmd::TrainArgs),
+    /// Draw samples from a trained run (.npy or extended .xyz).
+    Sample(train_cmd::SampleArgs),
     /// Sample-quality metrics of samples against reference samples.
     Eval {
         /// Scene file naming the system (and the default reference file).
@@ -78,7 +84,7 @@ enum Command {
     },
 }
 
-fn positive_count(s: &str) -> Result<usize, String> {
+pub(crate) fn positive_count(s: &str) -> Result<usize, String> {
     let v: i64 = s.trim().parse().map_err(|_| format!("'{s}' is not a whole number"))?;
     if v < 1 {
         return Err(format!("must be at least 1 (got {v})"));
@@ -118,6 +124,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Cli::command().print_help()?;
             Ok(())
         }
+        Some(Command::Train(args)) => train_cmd::train(args),
+        Some(Command::Sample(args)) => train_cmd::sample(args),
         Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),
         Some(Command::Reference { scene, n, out, seed }) => reference_cmd(&scene, n, &out, seed),
         Some(Command::Eval { scene, samples, reference, n, seed, json, skip_eq }) => {
@@ -127,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Reads a sample file and checks it fits the scene's system.
-fn load_samples(path: &Path, scene: &Scene) -> anyhow::Result<Matrix> {
+pub(crate) fn load_samples(path: &Path, scene: &Scene) -> anyhow::Result<Matrix> {
     let m = read_npy(path)?;
     let dim = scene.energy().dim();
     if m.cols != dim {
@@ -146,14 +154,14 @@ fn load_samples(path: &Path, scene: &Scene) -> anyhow::Result<Matrix> {
     Ok(m)
 }
 
-struct Stats {
-    mean: f64,
-    std: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Stats {
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
-fn stats(v: &[f64]) -> Stats {
+pub(crate) fn stats(v: &[f64]) -> Stats {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;

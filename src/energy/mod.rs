@@ -5,11 +5,13 @@
 //! point converts at the edge and spreads rows over rayon's pool.
 
 mod double_well;
+mod gaussian;
 mod gmm;
 mod lennard_jones;
 mod pair;
 
 pub use double_well::DoubleWell;
+pub use gaussian::Gaussian;
 pub use gmm::Gmm40;
 pub use lennard_jones::LennardJones;
 

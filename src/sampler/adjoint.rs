@@ -1,0 +1,447 @@
+//! Adjoint Sampling (Havens et al. 2025): a controlled SDE dX = σ² s_θ dt + σ dW from X₀ = 0,
+//! trained by Reciprocal Adjoint Matching on (X₁, ∇g(X₁)) pairs from a replay buffer.
+//!
+//! One outer iteration: simulate `new_samples` end points with the current network (no
+//! gradients), evaluate ∇E once per sample, push (X₁, a) into the buffer; then `train_steps`
+//! Adam steps on ‖s_θ(X_t, t) + a‖² with X_t drawn from the base bridge between 0 and X₁.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::adam::{Adam, StepOutcome};
+use crate::buffer::ReplayBuffer;
+use crate::energy::{Energy, Layout, remove_com};
+use crate::error::{Error, Result};
+use crate::nn::{ControlNet, Init};
+use crate::scene::{NetworkConfig, SamplerConfig};
+use crate::sde::{NoiseSchedule, bridge_sample, fill_normal};
+
+/// Hyperparameters that change while training, without a reset or losing Adam's moments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveHyper {
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub new_samples: usize,
+    pub train_steps: usize,
+    pub grad_clip: f64,
+    pub sde_steps: usize,
+    pub buffer_size: usize,
+}
+
+impl LiveHyper {
+    pub fn from_config(c: &SamplerConfig) -> Self {
+        Self {
+            learning_rate: c.learning_rate,
+            batch_size: c.batch_size,
+            new_samples: c.new_samples,
+            train_steps: c.train_steps,
+            grad_clip: c.grad_clip,
+            sde_steps: c.sde_steps,
+            buffer_size: c.buffer_size,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("batch_size", self.batch_size),
+            ("new_samples", self.new_samples),
+            ("train_steps", self.train_steps),
+            ("sde_steps", self.sde_steps),
+            ("buffer_size", self.buffer_size),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(Error::Invalid(format!("{name} must be at least 1")));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
+            return Err(Error::Invalid(format!("learning_rate must be in (0, 1) (got {})", self.learning_rate)));
+        }
+        if !(self.grad_clip > 0.0) {
+            return Err(Error::Invalid(format!("grad_clip must be positive (got {})", self.grad_clip)));
+        }
+        Ok(())
+    }
+}
+
+/// Running totals of a training run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub outer_iterations: u64,
+    /// Adam updates applied.
+    pub gradient_steps: u64,
+    /// Energy (+ gradient) evaluations.
+    pub energy_evals: u64,
+    /// End points simulated (training and evaluation).
+    pub samples_simulated: u64,
+    /// Adam steps refused because the loss or a gradient was NaN/inf.
+    pub skipped_steps: u64,
+    /// Simulated samples dropped because X₁, E or ∇E was NaN/inf.
+    pub dropped_samples: u64,
+    /// Seconds spent inside training calls.
+    pub wall_seconds: f64,
+}
+
+/// What one outer iteration did.
+#[derive(Debug, Clone, Default)]
+pub struct IterationReport {
+    /// Loss of each applied Adam step, in order.
+    pub losses: Vec<f32>,
+    pub skipped_steps: u64,
+    pub dropped_samples: u64,
+}
+
+/// Options of [`AdjointSampler::sample`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SampleOptions {
+    /// Keep the path of the first sample over SDE time (steps + 1 frames).
+    pub trajectory: bool,
+    /// Compute log importance weights of every sample.
+    pub weights: bool,
+}
+
+/// Samples drawn from the current controlled SDE.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// End points X₁, n × dim (centre of mass removed for particle systems).
+    pub x: Vec<f32>,
+    /// Energies E(X₁) (NaN where not finite).
+    pub energies: Vec<f64>,
+    /// Frames of the first sample from t = 0 to 1, each `dim` values.
+    pub trajectory: Option<Vec<Vec<f32>>>,
+    /// log w = −g(X₁) − Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²), science.md §2.
+    pub log_weights: Option<Vec<f64>>,
+}
+
+/// The Adjoint Sampling trainer: network, optimizer, replay buffer, generator and counters.
+pub struct AdjointSampler {
+    energy: Box<dyn Energy>,
+    layout: Layout,
+    schedule: NoiseSchedule,
+    hyper: LiveHyper,
+    varmap: VarMap,
+    net: ControlNet,
+    opt: Adam,
+    buffer: ReplayBuffer,
+    rng: ChaCha8Rng,
+    device: Device,
+    pub counters: Counters,
+}
+
+/// The most rows pushed through the network at once while simulating (bounds memory).
+const SIM_CHUNK: usize = 1024;
+
+impl AdjointSampler {
+    /// A fresh run: weights drawn from `seed`, empty buffer.
+    pub fn new(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &NetworkConfig, device: Device) -> Result<Self> {
+        let hyper = LiveHyper::from_config(sampler);
+        hyper.validate()?;
+        if !(sampler.sigma_min > 0.0 && sampler.sigma_min < sampler.sigma_max) {
+            return Err(Error::Invalid("need 0 < sigma_min < sigma_max".into()));
+        }
+        let layout = energy.layout();
+        let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
+        let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
+        let varmap = VarMap::new();
+        let net = {
+            let mut init = Init { varmap: &varmap, rng: &mut rng, device: &device };
+            ControlNet::new(network, layout, sampler.sigma_max, &mut init)?
+        };
+        let vars: Vec<(String, candle_core::Var)> =
+            varmap.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let opt = Adam::new(vars, hyper.learning_rate)?;
+        let buffer = ReplayBuffer::new(layout.dim(), hyper.buffer_size);
+        Ok(Self { energy, layout, schedule, hyper, varmap, net, opt, buffer, rng, device, counters: Counters::default() })
+    }
+
+    pub fn energy(&self) -> &dyn Energy {
+        self.energy.as_ref()
+    }
+
+    pub fn hyper(&self) -> &LiveHyper {
+        &self.hyper
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Restarts the generator from `seed` (e.g. to draw a reproducible set of samples).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    /// The learned s_θ(x, t) at rows `x` (n × dim) and one time `t`, as n × dim values.
+    pub fn control(&self, x: &[f32], t: f32) -> Result<Vec<f32>> {
+        let dim = self.layout.dim();
+        let n = x.len() / dim;
+        let xt = Tensor::from_slice(x, (n, dim), &self.device)?;
+        let tt = Tensor::from_vec(vec![t; n], n, &self.device)?;
+        Ok(self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?)
+    }
+
+    /// Applies new live hyperparameters; Adam's moments and the buffer's contents are kept.
+    pub fn set_hyper(&mut self, hyper: LiveHyper) -> Result<()> {
+        hyper.validate()?;
+        self.opt.lr = hyper.learning_rate;
+        if hyper.buffer_size != self.buffer.capacity() {
+            self.buffer.set_capacity(hyper.buffer_size);
+        }
+        self.hyper = hyper;
+        Ok(())
+    }
+
+    /// One outer iteration: simulate and push new samples, then `train_steps` Adam steps.
+    pub fn step(&mut self) -> Result<IterationReport> {
+        let start = Instant::now();
+        let mut report = IterationReport::default();
+        let new = self.sample(self.hyper.new_samples, SampleOptions::default())?;
+        report.dropped_samples = self.push_to_buffer(&new)?;
+        if !self.buffer.is_empty() {
+            for _ in 0..self.hyper.train_steps {
+                match self.train_step()? {
+                    Some(loss) => report.losses.push(loss),
+                    None => report.skipped_steps += 1,
+                }
+            }
+        }
+        self.counters.outer_iterations += 1;
+        self.counters.skipped_steps += report.skipped_steps;
+        self.counters.dropped_samples += report.dropped_samples;
+        self.counters.wall_seconds += start.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Adjoint targets a = clip(∇E(X₁)) − X₁/ν(1) (τ = 1) into the buffer; returns how many
+    /// samples were dropped as non-finite.
+    fn push_to_buffer(&mut self, s: &Samples) -> Result<u64> {
+        let dim = self.layout.dim();
+        let n = s.x.len() / dim;
+        let mut e = vec![0.0f32; n];
+        let mut g = vec![0.0f32; n * dim];
+        self.energy.batch_energy_grad(&s.x, &mut e, &mut g);
+        self.counters.energy_evals += n as u64;
+        remove_com(&mut g, self.layout);
+        let d = self.layout.spatial_dim;
+        let clip = self.hyper.grad_clip as f32;
+        for p in g.chunks_mut(d) {
+            let norm = p.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let scale = (clip / (norm + 1e-6)).min(1.0);
+            p.iter_mut().for_each(|v| *v *= scale);
+        }
+        let inv_nu1 = (1.0 / self.schedule.nu1()) as f32;
+        let (mut xs, mut as_) = (Vec::with_capacity(n * dim), Vec::with_capacity(n * dim));
+        let mut dropped = 0;
+        for i in 0..n {
+            let (xr, gr) = (&s.x[i * dim..(i + 1) * dim], &g[i * dim..(i + 1) * dim]);
+            if !e[i].is_finite() || xr.iter().chain(gr).any(|v| !v.is_finite()) {
+                dropped += 1;
+                continue;
+            }
+            xs.extend_from_slice(xr);
+            as_.extend(xr.iter().zip(gr).map(|(x, g)| g - x * inv_nu1));
+        }
+        self.buffer.push(&xs, &as_);
+        Ok(dropped)
+    }
+
+    /// One Adam step of Reciprocal Adjoint Matching; `None` if it was skipped as non-finite.
+    fn train_step(&mut self) -> Result<Option<f32>> {
+        let (bs, dim) = (self.hyper.batch_size, self.layout.dim());
+        let (x1, a) = self.buffer.sample(bs, &mut self.rng);
+        let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
+        let xt = bridge_sample(&self.schedule, self.layout, &x1, &t, &mut self.rng);
+        let xt = Tensor::from_vec(xt, (bs, dim), &self.device)?;
+        let tt = Tensor::from_vec(t, bs, &self.device)?;
+        let a = Tensor::from_vec(a, (bs, dim), &self.device)?;
+        let s = self.net.forward(&xt, &tt)?;
+        let loss = (s + a)?.sqr()?.mean_all()?;
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Ok(None);
+        }
+        match self.opt.step(&loss.backward()?)? {
+            StepOutcome::Applied { .. } => {
+                self.counters.gradient_steps += 1;
+                Ok(Some(value))
+            }
+            StepOutcome::SkippedNonFinite => Ok(None),
+        }
+    }
+
+    /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sde_steps` steps).
+    pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
+        let dim = self.layout.dim();
+        let mut out = Samples { x: Vec::with_capacity(n * dim), energies: Vec::new(), trajectory: None, log_weights: None };
+        let mut logw = Vec::new();
+        let mut done = 0;
+        while done < n {
+            let b = SIM_CHUNK.min(n - done);
+            let keep_path = opts.trajectory && done == 0;
+            let (x, path, control_cost) = self.simulate_chunk(b, keep_path)?;
+            if keep_path {
+                out.trajectory = Some(path);
+            }
+            logw.extend(control_cost);
+            out.x.extend(x);
+            done += b;
+        }
+        self.counters.samples_simulated += n as u64;
+        out.energies = self.energy.batch_energy(&out.x);
+        if opts.weights {
+            let nu = self.schedule.nu1_discrete(self.hyper.sde_steps);
+            // The base marginal lives on the CoM-free subspace for particle systems.
+            let d_eff = if self.layout.com_free { (self.layout.particles - 1) * self.layout.spatial_dim } else { dim } as f64;
+            out.log_weights = Some(
+                (0..n)
+                    .map(|i| {
+                        let x = &out.x[i * dim..(i + 1) * dim];
+                        let r2: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+                        let log_base = -0.5 * r2 / nu - 0.5 * d_eff * (2.0 * std::f64::consts::PI * nu).ln();
+                        -(out.energies[i] + log_base) - logw[i]
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Simulates `b` paths from X₀ = 0. Returns end points, the first path's frames (if asked),
+    /// and per path Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²) with uₖ = σₖ s_θ.
+    fn simulate_chunk(&mut self, b: usize, keep_path: bool) -> Result<(Vec<f32>, Vec<Vec<f32>>, Vec<f64>)> {
+        let dim = self.layout.dim();
+        let steps = self.hyper.sde_steps;
+        let dt = 1.0 / steps as f64;
+        let mut x = vec![0.0f32; b * dim];
+        let mut noise = vec![0.0f32; b * dim];
+        let mut cost = vec![0.0f64; b];
+        let mut path = Vec::new();
+        if keep_path {
+            path.push(x[..dim].to_vec());
+        }
+        for k in 0..steps {
+            let t = k as f64 * dt;
+            let sigma = self.schedule.sigma(t);
+            let xt = Tensor::from_slice(&x, (b, dim), &self.device)?;
+            let tt = Tensor::from_vec(vec![t as f32; b], b, &self.device)?;
+            let s: Vec<f32> = self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?;
+            fill_normal(&mut noise, &mut self.rng);
+            remove_com(&mut noise, self.layout);
+            let (drift, diffusion) = ((sigma * sigma * dt) as f32, (sigma * dt.sqrt()) as f32);
+            for i in 0..b {
+                let mut dot = 0.0f64;
+                let mut uu = 0.0f64;
+                for j in i * dim..(i + 1) * dim {
+                    x[j] += drift * s[j] + diffusion * noise[j];
+                    let u = sigma * s[j] as f64;
+                    dot += u * noise[j] as f64;
+                    uu += u * u;
+                }
+                cost[i] += dt.sqrt() * dot + 0.5 * dt * uu;
+            }
+            remove_com(&mut x, self.layout);
+            if keep_path {
+                path.push(x[..dim].to_vec());
+            }
+        }
+        Ok((x, path, cost))
+    }
+
+    /// Writes `checkpoint.safetensors` (weights) and `state.safetensors` + `state.json`
+    /// (Adam moments, buffer, generator, counters, hyperparameters) into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let weights = dir.join("checkpoint.safetensors");
+        self.varmap.save(&weights).map_err(|e| Error::format(&weights, e.to_string()))?;
+        let mut tensors: HashMap<String, Tensor> = self.opt.state().into_iter().collect();
+        let (bx, ba) = self.buffer.ordered();
+        let rows = bx.len() / self.layout.dim();
+        tensors.insert("buffer.x".into(), Tensor::from_vec(bx, (rows, self.layout.dim()), &Device::Cpu)?);
+        tensors.insert("buffer.a".into(), Tensor::from_vec(ba, (rows, self.layout.dim()), &Device::Cpu)?);
+        let state = dir.join("state.safetensors");
+        candle_core::safetensors::save(&tensors, &state).map_err(|e| Error::format(&state, e.to_string()))?;
+        let json = TrainState {
+            counters: self.counters.clone(),
+            hyper: self.hyper.clone(),
+            adam_step: self.opt.step,
+            rng_seed: self.rng.get_seed().to_vec(),
+            rng_stream: self.rng.get_stream(),
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+        };
+        let path = dir.join("state.json");
+        let text = serde_json::to_string_pretty(&json).expect("state serialises");
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Restores a run saved by [`save`](Self::save) into a sampler built from the same scene.
+    pub fn load(&mut self, dir: &Path) -> Result<()> {
+        let weights = dir.join("checkpoint.safetensors");
+        if !weights.exists() {
+            return Err(Error::format(&weights, "no checkpoint here (was the run saved?)"));
+        }
+        self.varmap.load(&weights).map_err(|e| Error::format(&weights, format!("not a checkpoint of this scene's network ({e})")))?;
+        let state = dir.join("state.safetensors");
+        let tensors = candle_core::safetensors::load(&state, &self.device).map_err(|e| Error::format(&state, format!("unreadable ({e})")))?;
+        self.opt.load_state(&tensors).map_err(|e| Error::format(&state, e))?;
+        let dim = self.layout.dim();
+        let get = |k: &str| -> Result<Vec<f32>> {
+            let t = tensors.get(k).ok_or_else(|| Error::format(&state, format!("missing '{k}'")))?;
+            if t.dims().len() != 2 || t.dims()[1] != dim {
+                return Err(Error::format(&state, format!("'{k}' has shape {:?}, expected (rows, {dim})", t.dims())));
+            }
+            Ok(t.flatten_all()?.to_vec1()?)
+        };
+        let (bx, ba) = (get("buffer.x")?, get("buffer.a")?);
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let js: TrainState = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&path, format!("line {}, column {}: {e}", e.line(), e.column())))?;
+        let seed: [u8; 32] = js.rng_seed.as_slice().try_into().map_err(|_| Error::format(&path, "rng_seed must have 32 bytes"))?;
+        let word_pos: u128 = js.rng_word_pos.parse().map_err(|_| Error::format(&path, "rng_word_pos is not a number"))?;
+        self.set_hyper(js.hyper)?;
+        self.buffer = ReplayBuffer::from_ordered(dim, self.hyper.buffer_size, bx, ba);
+        self.opt.step = js.adam_step;
+        self.rng = ChaCha8Rng::from_seed(seed);
+        self.rng.set_stream(js.rng_stream);
+        self.rng.set_word_pos(word_pos);
+        self.counters = js.counters;
+        Ok(())
+    }
+}
+
+/// The JSON part of a checkpoint.
+#[derive(Serialize, Deserialize)]
+struct TrainState {
+    counters: Counters,
+    hyper: LiveHyper,
+    adam_step: u64,
+    rng_seed: Vec<u8>,
+    rng_stream: u64,
+    /// u128 as a decimal string (JSON numbers lose precision past 2⁵³).
+    rng_word_pos: String,
+}
+
+impl super::Sampler for AdjointSampler {
+    fn train_iteration(&mut self) -> Result<IterationReport> {
+        self.step()
+    }
+    fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
+        AdjointSampler::sample(self, n, opts)
+    }
+    fn set_hyper(&mut self, hyper: LiveHyper) -> Result<()> {
+        AdjointSampler::set_hyper(self, hyper)
+    }
+    fn save(&self, dir: &Path) -> Result<()> {
+        AdjointSampler::save(self, dir)
+    }
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        AdjointSampler::load(self, dir)
+    }
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}

@@ -1,0 +1,277 @@
+//! `train` and `sample`: the headless trainer with a progress bar, checkpoints and a metrics log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use boltzmann_studio::io::csv::CsvWriter;
+use boltzmann_studio::io::xyz::write_xyz;
+use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
+use boltzmann_studio::metrics::{self, Which};
+use boltzmann_studio::sampler::Sampler;
+use boltzmann_studio::sampler::adjoint::{AdjointSampler, SampleOptions};
+use boltzmann_studio::scene::Scene;
+use boltzmann_studio::training::{Evaluation, Evaluator};
+use candle_core::Device;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Columns of `metrics.csv`: one row per outer iteration; metrics only at evaluation points.
+const COLUMNS: [&str; 10] =
+    ["step", "iteration", "wall_seconds", "loss", "energy_evals", "energy_w2", "x_w2", "eq_w2", "dist_tv", "ess"];
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Scene file (e.g. scenes/lj13.ron); with --resume, RUN_DIR/scene.ron is used instead.
+    scene: PathBuf,
+    /// Run folder: scene.ron, checkpoint.safetensors, state.*, metrics.csv go here.
+    #[arg(long)]
+    out: PathBuf,
+    /// Train for this many minutes of wall-clock time.
+    #[arg(long, conflicts_with = "steps")]
+    minutes: Option<f64>,
+    /// Train until this many gradient (Adam) steps in total.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Seed of the run (overrides the scene's sampler.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue the run saved in --out.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+pub struct SampleArgs {
+    /// Run folder written by `train`.
+    run_dir: PathBuf,
+    /// Number of samples.
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::positive_count)]
+    n: usize,
+    /// Output file: .npy (float32, n × dim) or .xyz (extended XYZ, one frame per sample).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the log importance weights (float64 vector) here.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Builds the sampler of a scene (weights from the scene's seed).
+fn build(scene: &Scene) -> anyhow::Result<AdjointSampler> {
+    Ok(AdjointSampler::new(scene.energy(), &scene.sampler, &scene.network, Device::Cpu)?)
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    if args.minutes.is_none() && args.steps.is_none() {
+        bail!("say how long to train: --minutes M or --steps N");
+    }
+    if let Some(m) = args.minutes {
+        if !(m > 0.0 && m.is_finite()) {
+            bail!("--minutes must be a positive number (got {m})");
+        }
+    }
+    let run_dir = &args.out;
+    let scene_in_run = run_dir.join("scene.ron");
+    let (scene_path, mut scene) = if args.resume {
+        (scene_in_run.clone(), Scene::load(&scene_in_run).context("cannot resume")?)
+    } else {
+        (args.scene.clone(), Scene::load(&args.scene)?)
+    };
+    if let Some(seed) = args.seed {
+        if args.resume && seed != scene.sampler.seed {
+            bail!("--seed {seed} differs from the resumed run's seed {}", scene.sampler.seed);
+        }
+        scene.sampler.seed = seed;
+    }
+    let reference_path = scene.reference_path(&scene_path).or_else(|| scene.reference_path(&args.scene));
+    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+
+    let mut sampler = build(&scene)?;
+    let csv_path = run_dir.join("metrics.csv");
+    let mut csv = if args.resume {
+        sampler.load(run_dir)?;
+        CsvWriter::append(&csv_path, COLUMNS.len())?
+    } else {
+        if run_dir.join("checkpoint.safetensors").exists() {
+            bail!("{} already holds a run; pass --resume to continue it or choose another --out", run_dir.display());
+        }
+        // The scene is copied with any reference path made absolute, so the run folder stands alone.
+        let mut saved = scene.clone();
+        if let Some(p) = &reference_path {
+            saved.reference.file = Some(std::path::absolute(p).unwrap_or(p.clone()).display().to_string());
+        }
+        std::fs::write(&scene_in_run, saved.to_ron()).with_context(|| format!("cannot write {}", scene_in_run.display()))?;
+        CsvWriter::create(&csv_path, &COLUMNS)?
+    };
+    let evaluator = match &reference_path {
+        Some(p) => {
+            let reference = read_npy(p)?;
+            if reference.cols != sampler.energy().dim() {
+                bail!("{}: reference rows have {} coordinates, the system has {}", p.display(), reference.cols, sampler.energy().dim());
+            }
+            Some(Evaluator::new(&reference, scene.schedule.eval_samples, Which::SkipEq, 0)?)
+        }
+        None => {
+            eprintln!("note: the scene names no reference file; training without evaluation");
+            None
+        }
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("cannot install the Ctrl-C handler")?;
+    }
+
+    let start = Instant::now();
+    let start_steps = sampler.counters.gradient_steps;
+    let budget = args.minutes.map(|m| Duration::from_secs_f64(m * 60.0));
+    let bar = match (budget, args.steps) {
+        (Some(b), _) => ProgressBar::new(b.as_secs()),
+        (None, Some(s)) => ProgressBar::new(s.saturating_sub(start_steps)),
+        _ => unreachable!(),
+    };
+    let unit = if budget.is_some() { "s" } else { "steps" };
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{prefix}} [{{bar:25}}] {{pos}}/{{len}} {unit}  {{msg}}"))
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} train", scene.name));
+    let mut loss_ema: Option<f64> = None;
+    let mut last: Option<Evaluation> = None;
+    let mut interrupted = false;
+    loop {
+        let done_time = budget.is_some_and(|b| start.elapsed() >= b);
+        let done_steps = args.steps.is_some_and(|s| sampler.counters.gradient_steps >= s);
+        if done_time || done_steps {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let report = sampler.train_iteration()?;
+        let c = sampler.counters.clone();
+        let mean_loss = if report.losses.is_empty() {
+            None
+        } else {
+            Some(report.losses.iter().map(|&l| l as f64).sum::<f64>() / report.losses.len() as f64)
+        };
+        if let Some(l) = mean_loss {
+            loss_ema = Some(loss_ema.map_or(l, |e| 0.9 * e + 0.1 * l));
+        }
+        let eval_now = c.outer_iterations % scene.schedule.eval_every as u64 == 0;
+        let mut row = vec![
+            Some(c.gradient_steps as f64),
+            Some(c.outer_iterations as f64),
+            Some(c.wall_seconds),
+            mean_loss,
+            Some(c.energy_evals as f64),
+            None,
+            None,
+            None,
+            None,
+            None,
+        ];
+        if eval_now {
+            if let Some(ev) = &evaluator {
+                let e = ev.evaluate(&mut sampler, scene.energy().as_ref())?;
+                row[5] = Some(e.metrics.energy_w2);
+                row[6] = Some(e.metrics.x_w2);
+                row[7] = e.metrics.eq_w2;
+                row[8] = Some(e.metrics.dist_tv);
+                row[9] = Some(e.ess);
+                last = Some(e);
+            }
+            sampler.save(run_dir)?;
+        }
+        csv.row(&row)?;
+        let rate = (c.gradient_steps - start_steps) as f64 / start.elapsed().as_secs_f64();
+        bar.set_position(match budget {
+            Some(_) => start.elapsed().as_secs(),
+            None => c.gradient_steps - start_steps,
+        });
+        bar.set_message(format!(
+            "step {}  loss {:.3}  {rate:.1} steps/s  {} energy evals  E-W2 {}",
+            c.gradient_steps,
+            loss_ema.unwrap_or(f64::NAN),
+            c.energy_evals,
+            last.as_ref().map_or("–".into(), |e| format!("{:.2}", e.metrics.energy_w2)),
+        ));
+    }
+    bar.finish_and_clear();
+    sampler.save(run_dir)?;
+    let c = &sampler.counters;
+    if interrupted {
+        println!("interrupted: checkpoint saved; continue with --resume");
+    }
+    println!(
+        "{}: {} gradient steps, {} outer iterations, {} energy evaluations, {:.0} s of training ({:.2} evals per step)",
+        scene.name,
+        c.gradient_steps,
+        c.outer_iterations,
+        c.energy_evals,
+        c.wall_seconds,
+        c.energy_evals as f64 / c.gradient_steps.max(1) as f64
+    );
+    if c.skipped_steps > 0 || c.dropped_samples > 0 {
+        println!("non-finite values: {} steps skipped, {} samples dropped", c.skipped_steps, c.dropped_samples);
+    }
+    if let Some(ev) = &evaluator {
+        let e = ev.evaluate(&mut sampler, scene.energy().as_ref())?;
+        let m = &e.metrics;
+        println!(
+            "final ({} samples): E-W2 {:.3}  x-W2 {:.3}  dist-TV {:.4}  ESS {:.4}   (eq-W2: boltzmann-studio sample + eval)",
+            ev.len(),
+            m.energy_w2,
+            m.x_w2,
+            m.dist_tv,
+            e.ess
+        );
+    }
+    println!("run saved in {}", run_dir.display());
+    Ok(())
+}
+
+pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
+    let scene_path = args.run_dir.join("scene.ron");
+    let scene = Scene::load(&scene_path).with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
+    let mut sampler = build(&scene)?;
+    sampler.load(&args.run_dir)?;
+    sampler.reseed(args.seed);
+    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "npy" && ext != "xyz" {
+        bail!("{}: output must end in .npy or .xyz", args.out.display());
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(format!("simulating {} samples ({} SDE steps)", args.n, scene.sampler.sde_steps));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let t = Instant::now();
+    let s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() })?;
+    bar.finish_and_clear();
+    let energy = scene.energy();
+    let m = Matrix::new(args.n, energy.dim(), s.x);
+    if ext == "npy" {
+        write_npy(&args.out, &m)?;
+    } else {
+        write_xyz(&args.out, &m, energy.layout(), scene.system.species(), Some(&s.energies))?;
+    }
+    let finite: Vec<f64> = s.energies.iter().copied().filter(|e| e.is_finite()).collect();
+    println!("wrote {} samples to {} in {:.1} s", args.n, args.out.display(), t.elapsed().as_secs_f64());
+    if !finite.is_empty() {
+        let st = crate::stats(&finite);
+        println!("energy   mean {:.2}  std {:.2}  min {:.2}  ({} non-finite)", st.mean, st.std, st.min, args.n - finite.len());
+    }
+    if let (Some(path), Some(lw)) = (&args.weights, &s.log_weights) {
+        write_npy_f64(path, &[lw.len()], lw)?;
+        println!("log-weights written to {}; normalised ESS {:.4}", path.display(), metrics::ess(lw));
+    }
+    Ok(())
+}
+
