@@ -16,6 +16,9 @@ use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if std::env::var("BENCH_CHILD").is_err() {
         let exe = std::env::current_exe().expect("own path");
@@ -30,9 +33,9 @@ fn main() {
         return;
     }
     let quick = std::env::var("BENCH_QUICK").is_ok();
-    let reps = if quick { 2 } else { 5 };
+    let reps = if quick { 1 } else { 3 };
     println!("== threads: {} ==", std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
-    for (particles, layers, hidden, batch) in [(13, 3, 64, 256), (13, 5, 128, 512), (55, 3, 64, 64), (55, 5, 128, 200)] {
+    for (particles, layers, hidden, batch) in [(13, 3, 64, 256), (13, 5, 128, 256), (55, 3, 64, 64), (55, 5, 128, 64)] {
         egnn_timing(particles, layers, hidden, batch, reps);
     }
     trainer_timing(13, 3, 64, if quick { 1 } else { 3 });
