@@ -5,6 +5,7 @@
 //! seeded) and registered in a `VarMap`, so they save as safetensors and train with autograd.
 
 mod egnn;
+pub mod egnn_cpu;
 mod mlp;
 
 pub use egnn::Egnn;
@@ -18,9 +19,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::energy::Layout;
 use crate::scene::{NetworkConfig, NetworkKind};
 
-/// A control network of either family.
+/// A control network of either family. The EGNN also carries its fused CPU kernels
+/// ([`egnn_cpu`]), which the trainer uses instead of candle's autograd on the CPU.
 pub enum ControlNet {
-    Egnn(Egnn),
+    Egnn(Egnn, egnn_cpu::EgnnParams),
     Mlp(Mlp),
 }
 
@@ -29,15 +31,26 @@ impl ControlNet {
     /// `input_scale` divides coordinates before the MLP sees them (about the target's spread).
     pub fn new(cfg: &NetworkConfig, layout: Layout, input_scale: f64, init: &mut Init) -> Result<Self> {
         Ok(match cfg.kind {
-            NetworkKind::Egnn => ControlNet::Egnn(Egnn::new(layout, cfg.layers, cfg.hidden, init)?),
+            NetworkKind::Egnn => ControlNet::Egnn(
+                Egnn::new(layout, cfg.layers, cfg.hidden, init)?,
+                egnn_cpu::EgnnParams::new(layout, cfg.layers, cfg.hidden),
+            ),
             NetworkKind::Mlp => ControlNet::Mlp(Mlp::new(layout.dim(), cfg.layers, cfg.hidden, input_scale, init)?),
         })
+    }
+
+    /// The fused CPU kernels, where this network has them and the device is the CPU.
+    pub fn cpu_kernels(&self) -> Option<&egnn_cpu::EgnnParams> {
+        match self {
+            ControlNet::Egnn(n, p) if n.device().is_cpu() => Some(p),
+            _ => None,
+        }
     }
 
     /// s_θ(x, t) for x of shape (batch, dim) and t of shape (batch,); returns (batch, dim).
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         match self {
-            ControlNet::Egnn(n) => n.forward(x, t),
+            ControlNet::Egnn(n, _) => n.forward(x, t),
             ControlNet::Mlp(n) => n.forward(x, t),
         }
     }

@@ -35,10 +35,20 @@ impl Adam {
         Ok(Self { vars, m, v, step: 0, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 })
     }
 
-    /// One update from `grads`, unless any gradient is non-finite.
+    /// One update from candle autograd's `grads`, unless any gradient is non-finite.
     pub fn step(&mut self, grads: &GradStore) -> Result<StepOutcome> {
-        let mut sq = 0.0f64;
         let gs: Vec<Option<Tensor>> = self.vars.iter().map(|(_, v)| grads.get(v.as_tensor()).cloned()).collect();
+        self.apply(gs)
+    }
+
+    /// One update from gradients given by variable name (from a hand-written backward pass).
+    pub fn step_named(&mut self, grads: &std::collections::HashMap<String, Tensor>) -> Result<StepOutcome> {
+        let gs: Vec<Option<Tensor>> = self.vars.iter().map(|(name, _)| grads.get(name).cloned()).collect();
+        self.apply(gs)
+    }
+
+    fn apply(&mut self, gs: Vec<Option<Tensor>>) -> Result<StepOutcome> {
+        let mut sq = 0.0f64;
         for g in gs.iter().flatten() {
             sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         }

@@ -180,6 +180,9 @@ impl AdjointSampler {
     pub fn control(&self, x: &[f32], t: f32) -> Result<Vec<f32>> {
         let dim = self.layout.dim();
         let n = x.len() / dim;
+        if let Some(k) = self.net.cpu_kernels() {
+            return Ok(k.forward(&k.read(&self.varmap)?, x, &vec![t; n]).out);
+        }
         let xt = Tensor::from_slice(x, (n, dim), &self.device)?;
         let tt = Tensor::from_vec(vec![t; n], n, &self.device)?;
         Ok(self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?)
@@ -256,6 +259,27 @@ impl AdjointSampler {
         let (x1, a) = self.buffer.sample(bs, &mut self.rng);
         let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
         let xt = bridge_sample(&self.schedule, self.layout, &x1, &t, &mut self.rng);
+        if let Some(kernels) = self.net.cpu_kernels() {
+            // Loss mean‖s + a‖² and its gradient 2(s + a)/(B·dim), through the fused backward.
+            let w = kernels.read(&self.varmap)?;
+            let fwd = kernels.forward(&w, &xt, &t);
+            let scale = 1.0 / (bs * dim) as f64;
+            let resid: Vec<f32> = fwd.out.iter().zip(&a).map(|(s, a)| s + a).collect();
+            let value = (resid.iter().map(|&r| (r as f64).powi(2)).sum::<f64>() * scale) as f32;
+            if !value.is_finite() {
+                return Ok(None);
+            }
+            let dout: Vec<f32> = resid.iter().map(|&r| (2.0 * scale) as f32 * r).collect();
+            let grad = kernels.backward(&w, &fwd, &dout);
+            let named: HashMap<String, Tensor> = kernels.to_tensors(&grad, &self.device)?.into_iter().collect();
+            return Ok(match self.opt.step_named(&named)? {
+                StepOutcome::Applied { .. } => {
+                    self.counters.gradient_steps += 1;
+                    Some(value)
+                }
+                StepOutcome::SkippedNonFinite => None,
+            });
+        }
         let xt = Tensor::from_vec(xt, (bs, dim), &self.device)?;
         let tt = Tensor::from_vec(t, bs, &self.device)?;
         let a = Tensor::from_vec(a, (bs, dim), &self.device)?;
@@ -324,12 +348,21 @@ impl AdjointSampler {
         if keep_path {
             path.push(x[..dim].to_vec());
         }
+        let fused = match self.net.cpu_kernels() {
+            Some(k) => Some((k, k.read(&self.varmap)?)),
+            None => None,
+        };
         for k in 0..steps {
             let t = k as f64 * dt;
             let sigma = self.schedule.sigma(t);
-            let xt = Tensor::from_slice(&x, (b, dim), &self.device)?;
-            let tt = Tensor::from_vec(vec![t as f32; b], b, &self.device)?;
-            let s: Vec<f32> = self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?;
+            let s: Vec<f32> = match &fused {
+                Some((kernels, w)) => kernels.forward(w, &x, &vec![t as f32; b]).out,
+                None => {
+                    let xt = Tensor::from_slice(&x, (b, dim), &self.device)?;
+                    let tt = Tensor::from_vec(vec![t as f32; b], b, &self.device)?;
+                    self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?
+                }
+            };
             fill_normal(&mut noise, &mut self.rng);
             remove_com(&mut noise, self.layout);
             let (drift, diffusion) = ((sigma * sigma * dt) as f32, (sigma * dt.sqrt()) as f32);
