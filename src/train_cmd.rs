@@ -223,7 +223,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if c.skipped_steps > 0 || c.dropped_samples > 0 {
         println!("non-finite values: {} steps skipped, {} samples dropped", c.skipped_steps, c.dropped_samples);
     }
-    if let Some(ev) = &evaluator {
+    // An interrupted run exits at once; its last evaluation is in metrics.csv.
+    if let (Some(ev), false) = (&evaluator, interrupted) {
         let e = ev.evaluate(&mut sampler, scene.energy().as_ref())?;
         let m = &e.metrics;
         println!(
