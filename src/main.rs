@@ -285,6 +285,10 @@ fn eval_cmd(
             None => println!("eq-W2    skipped"),
         }
         println!("dist-TV  {:.4}   interatomic-distance histograms", r.dist_tv);
+        if scene.system == boltzmann_studio::scene::System::Gmm40 {
+            let covered = boltzmann_studio::energy::Gmm40::modes_covered(&a.data, 3.0);
+            println!("modes    {covered}/40 hold a sample within 3 std of their mean");
+        }
     }
     Ok(())
 }

@@ -36,6 +36,16 @@ impl Gmm40 {
         &MEANS
     }
 
+    /// How many of the 40 modes hold at least one of `x`'s points (rows of 2 coordinates)
+    /// within `sigmas` standard deviations of their mean.
+    pub fn modes_covered(x: &[f32], sigmas: f64) -> usize {
+        let r2 = (sigmas * GMM_STD).powi(2);
+        MEANS
+            .iter()
+            .filter(|m| x.chunks(2).any(|p| (p[0] as f64 - m[0]).powi(2) + (p[1] as f64 - m[1]).powi(2) <= r2))
+            .count()
+    }
+
     /// Log-responsibilities' ingredients: per-component −‖x − μ‖²/(2s²), and their log-sum-exp.
     fn log_terms(x: &[f64]) -> ([f64; 40], f64) {
         let inv2s2 = 0.5 / (GMM_STD * GMM_STD);

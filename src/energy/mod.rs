@@ -302,6 +302,14 @@ mod tests {
     }
 
     #[test]
+    fn gmm_mode_coverage_counts_modes() {
+        let means = Gmm40::means();
+        let x: Vec<f32> = means[..5].iter().flat_map(|m| [m[0] as f32 + 1.0, m[1] as f32]).collect();
+        assert_eq!(Gmm40::modes_covered(&x, 3.0), 5);
+        assert_eq!(Gmm40::modes_covered(&x, 0.5), 0);
+    }
+
+    #[test]
     fn remove_com_centres_rows() {
         let layout = Layout { particles: 3, spatial_dim: 2, com_free: true };
         let mut x = vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 9.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0];
