@@ -182,7 +182,6 @@ struct LayerCache {
 pub struct Forward {
     pub out: Vec<f32>,
     batch: usize,
-    x0: Vec<f32>,
     d0: Vec<f32>,
     t: Vec<f32>,
     caches: Vec<LayerCache>,
@@ -303,7 +302,7 @@ impl EgnnParams {
         // out = x_L − x₀ with the centre of mass removed.
         let mut out: Vec<f32> = pos.iter().zip(x).map(|(p, q)| p - q).collect();
         crate::energy::remove_com(&mut out, Layout { com_free: true, ..self.layout });
-        Forward { out, batch: b, x0: x.to_vec(), d0, t: t.to_vec(), caches }
+        Forward { out, batch: b, d0, t: t.to_vec(), caches }
     }
 
     /// Gradient of Σ dout·out with respect to every parameter (flat, same order as the weights).
@@ -488,7 +487,6 @@ impl EgnnParams {
                 }
             }
         }
-        let _ = &fwd.x0;
         grad
     }
 }
