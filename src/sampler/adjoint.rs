@@ -203,7 +203,8 @@ impl AdjointSampler {
     pub fn step(&mut self) -> Result<IterationReport> {
         let start = Instant::now();
         let mut report = IterationReport::default();
-        let new = self.sample(self.hyper.new_samples, SampleOptions::default())?;
+        // Energies come with their gradients in push_to_buffer; `sample` would evaluate them twice.
+        let (new, _, _) = self.simulate(self.hyper.new_samples, false)?;
         report.dropped_samples = self.push_to_buffer(&new)?;
         if !self.buffer.is_empty() {
             for _ in 0..self.hyper.train_steps {
@@ -222,12 +223,12 @@ impl AdjointSampler {
 
     /// Adjoint targets a = clip(∇E(X₁)) − X₁/ν(1) (τ = 1) into the buffer; returns how many
     /// samples were dropped as non-finite.
-    fn push_to_buffer(&mut self, s: &Samples) -> Result<u64> {
+    fn push_to_buffer(&mut self, x: &[f32]) -> Result<u64> {
         let dim = self.layout.dim();
-        let n = s.x.len() / dim;
+        let n = x.len() / dim;
         let mut e = vec![0.0f32; n];
         let mut g = vec![0.0f32; n * dim];
-        self.energy.batch_energy_grad(&s.x, &mut e, &mut g);
+        self.energy.batch_energy_grad(x, &mut e, &mut g);
         self.counters.energy_evals += n as u64;
         remove_com(&mut g, self.layout);
         let d = self.layout.spatial_dim;
@@ -241,7 +242,7 @@ impl AdjointSampler {
         let (mut xs, mut as_) = (Vec::with_capacity(n * dim), Vec::with_capacity(n * dim));
         let mut dropped = 0;
         for i in 0..n {
-            let (xr, gr) = (&s.x[i * dim..(i + 1) * dim], &g[i * dim..(i + 1) * dim]);
+            let (xr, gr) = (&x[i * dim..(i + 1) * dim], &g[i * dim..(i + 1) * dim]);
             if !e[i].is_finite() || xr.iter().chain(gr).any(|v| !v.is_finite()) {
                 dropped += 1;
                 continue;
@@ -272,13 +273,8 @@ impl AdjointSampler {
             let dout: Vec<f32> = resid.iter().map(|&r| (2.0 * scale) as f32 * r).collect();
             let grad = kernels.backward(&w, &fwd, &dout);
             let named: HashMap<String, Tensor> = kernels.to_tensors(&grad, &self.device)?.into_iter().collect();
-            return Ok(match self.opt.step_named(&named)? {
-                StepOutcome::Applied { .. } => {
-                    self.counters.gradient_steps += 1;
-                    Some(value)
-                }
-                StepOutcome::SkippedNonFinite => None,
-            });
+            let outcome = self.opt.step_named(&named)?;
+            return Ok(self.count_step(outcome, value));
         }
         let xt = Tensor::from_vec(xt, (bs, dim), &self.device)?;
         let tt = Tensor::from_vec(t, bs, &self.device)?;
@@ -289,34 +285,27 @@ impl AdjointSampler {
         if !value.is_finite() {
             return Ok(None);
         }
-        match self.opt.step(&loss.backward()?)? {
+        let outcome = self.opt.step(&loss.backward()?)?;
+        Ok(self.count_step(outcome, value))
+    }
+
+    /// The loss of an applied Adam step (counted), or `None` for a skipped one.
+    fn count_step(&mut self, outcome: StepOutcome, loss: f32) -> Option<f32> {
+        match outcome {
             StepOutcome::Applied { .. } => {
                 self.counters.gradient_steps += 1;
-                Ok(Some(value))
+                Some(loss)
             }
-            StepOutcome::SkippedNonFinite => Ok(None),
+            StepOutcome::SkippedNonFinite => None,
         }
     }
 
     /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sde_steps` steps).
     pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let dim = self.layout.dim();
-        let mut out = Samples { x: Vec::with_capacity(n * dim), energies: Vec::new(), trajectory: None, log_weights: None };
-        let mut logw = Vec::new();
-        let mut done = 0;
-        while done < n {
-            let b = SIM_CHUNK.min(n - done);
-            let keep_path = opts.trajectory && done == 0;
-            let (x, path, control_cost) = self.simulate_chunk(b, keep_path)?;
-            if keep_path {
-                out.trajectory = Some(path);
-            }
-            logw.extend(control_cost);
-            out.x.extend(x);
-            done += b;
-        }
-        self.counters.samples_simulated += n as u64;
-        out.energies = self.energy.batch_energy(&out.x);
+        let (x, trajectory, logw) = self.simulate(n, opts.trajectory)?;
+        let energies = self.energy.batch_energy(&x);
+        let mut out = Samples { x, energies, trajectory, log_weights: None };
         if opts.weights {
             let nu = self.schedule.nu1_discrete(self.hyper.sde_steps);
             // The base marginal lives on the CoM-free subspace for particle systems.
@@ -333,6 +322,27 @@ impl AdjointSampler {
             );
         }
         Ok(out)
+    }
+
+    /// Simulates `n` paths in chunks: end points, the first path's frames (if asked) and each
+    /// path's control cost Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²).
+    fn simulate(&mut self, n: usize, trajectory: bool) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>, Vec<f64>)> {
+        let mut x = Vec::with_capacity(n * self.layout.dim());
+        let (mut path, mut cost) = (None, Vec::with_capacity(n));
+        let mut done = 0;
+        while done < n {
+            let b = SIM_CHUNK.min(n - done);
+            let keep_path = trajectory && done == 0;
+            let (xc, pc, cc) = self.simulate_chunk(b, keep_path)?;
+            if keep_path {
+                path = Some(pc);
+            }
+            x.extend(xc);
+            cost.extend(cc);
+            done += b;
+        }
+        self.counters.samples_simulated += n as u64;
+        Ok((x, path, cost))
     }
 
     /// Simulates `b` paths from X₀ = 0. Returns end points, the first path's frames (if asked),
