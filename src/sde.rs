@@ -41,13 +41,6 @@ impl NoiseSchedule {
     pub fn nu1(&self) -> f64 {
         self.nu(1.0)
     }
-
-    /// Σₖ σ(tₖ)² Δt on the Euler grid of `steps` steps (left end points): the variance the
-    /// *discretised* base process reaches, used in the importance weights for consistency.
-    pub fn nu1_discrete(&self, steps: usize) -> f64 {
-        let dt = 1.0 / steps as f64;
-        (0..steps).map(|k| self.sigma(k as f64 * dt).powi(2) * dt).sum()
-    }
 }
 
 /// Fills `out` with standard normal draws from the run's generator.
@@ -99,8 +92,6 @@ mod tests {
         }
         assert!((acc - s.nu1()).abs() < 1e-6 * s.nu1());
         assert!((s.nu1() - (4.0 - 1e-6)).abs() < 1e-12);
-        // The discrete sum converges to ν(1) as the grid refines.
-        assert!((s.nu1_discrete(10_000) - s.nu1()).abs() < 2e-3 * s.nu1());
     }
 
     /// Bridge variance at t: ν(1)κ(1−κ) per coordinate; 20 000 draws give a sampling error of

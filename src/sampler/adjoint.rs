@@ -118,6 +118,18 @@ pub struct Samples {
     pub log_weights: Option<Vec<f64>>,
 }
 
+/// End points simulated for training, as pushed into the buffer.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// n × dim, centre of mass removed for particle systems.
+    pub x: Vec<f32>,
+    /// E(X₁); NaN where not finite (those samples were not pushed).
+    pub energies: Vec<f64>,
+    /// Log importance weights, as in [`Samples::log_weights`].
+    pub log_weights: Vec<f64>,
+    pub dropped: u64,
+}
+
 /// The Adjoint Sampling trainer: network, optimizer, replay buffer, generator and counters.
 pub struct AdjointSampler {
     energy: Box<dyn Energy>,
@@ -201,12 +213,9 @@ impl AdjointSampler {
 
     /// One outer iteration: simulate and push new samples, then `train_steps` Adam steps.
     pub fn step(&mut self) -> Result<IterationReport> {
-        let start = Instant::now();
         let mut report = IterationReport::default();
-        // Energies come with their gradients in push_to_buffer; `sample` would evaluate them twice.
-        let (new, _, _) = self.simulate(self.hyper.new_samples, false)?;
-        report.dropped_samples = self.push_to_buffer(&new)?;
-        if !self.buffer.is_empty() {
+        report.dropped_samples = self.simulate_batch(self.hyper.new_samples)?.dropped;
+        if self.buffer_len() > 0 {
             for _ in 0..self.hyper.train_steps {
                 match self.train_step()? {
                     Some(loss) => report.losses.push(loss),
@@ -215,15 +224,24 @@ impl AdjointSampler {
             }
         }
         self.counters.outer_iterations += 1;
-        self.counters.skipped_steps += report.skipped_steps;
-        self.counters.dropped_samples += report.dropped_samples;
-        self.counters.wall_seconds += start.elapsed().as_secs_f64();
         Ok(report)
     }
 
-    /// Adjoint targets a = clip(∇E(X₁)) − X₁/ν(1) (τ = 1) into the buffer; returns how many
-    /// samples were dropped as non-finite.
-    fn push_to_buffer(&mut self, x: &[f32]) -> Result<u64> {
+    /// Simulates `n` end points with the current network, evaluates E and ∇E once each and
+    /// pushes (X₁, a) into the buffer. The app calls this in small pieces to stay responsive.
+    pub fn simulate_batch(&mut self, n: usize) -> Result<Batch> {
+        let start = Instant::now();
+        let (x, _, cost) = self.simulate(n, false)?;
+        let (energies, dropped) = self.push_to_buffer(&x)?;
+        let log_weights = self.log_weights(&x, &energies, &cost);
+        self.counters.dropped_samples += dropped;
+        self.counters.wall_seconds += start.elapsed().as_secs_f64();
+        Ok(Batch { x, energies, log_weights, dropped })
+    }
+
+    /// Adjoint targets a = clip(∇E(X₁)) − X₁/ν(1) (τ = 1) into the buffer. Returns the
+    /// energies (NaN where not finite) and how many samples were dropped as non-finite.
+    fn push_to_buffer(&mut self, x: &[f32]) -> Result<(Vec<f64>, u64)> {
         let dim = self.layout.dim();
         let n = x.len() / dim;
         let mut e = vec![0.0f32; n];
@@ -251,11 +269,25 @@ impl AdjointSampler {
             as_.extend(xr.iter().zip(gr).map(|(x, g)| g - x * inv_nu1));
         }
         self.buffer.push(&xs, &as_);
-        Ok(dropped)
+        let energies = e.iter().map(|&v| if v.is_finite() { v as f64 } else { f64::NAN }).collect();
+        Ok((energies, dropped))
     }
 
     /// One Adam step of Reciprocal Adjoint Matching; `None` if it was skipped as non-finite.
-    fn train_step(&mut self) -> Result<Option<f32>> {
+    pub fn train_step(&mut self) -> Result<Option<f32>> {
+        if self.buffer.is_empty() {
+            return Err(Error::Invalid("the replay buffer is empty: simulate a batch first".into()));
+        }
+        let start = Instant::now();
+        let result = self.train_step_inner();
+        self.counters.wall_seconds += start.elapsed().as_secs_f64();
+        if let Ok(None) = result {
+            self.counters.skipped_steps += 1;
+        }
+        result
+    }
+
+    fn train_step_inner(&mut self) -> Result<Option<f32>> {
         let (bs, dim) = (self.hyper.batch_size, self.layout.dim());
         let (x1, a) = self.buffer.sample(bs, &mut self.rng);
         let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
@@ -302,26 +334,34 @@ impl AdjointSampler {
 
     /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sde_steps` steps).
     pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
-        let dim = self.layout.dim();
         let (x, trajectory, logw) = self.simulate(n, opts.trajectory)?;
         let energies = self.energy.batch_energy(&x);
         let mut out = Samples { x, energies, trajectory, log_weights: None };
         if opts.weights {
-            let nu = self.schedule.nu1_discrete(self.hyper.sde_steps);
-            // The base marginal lives on the CoM-free subspace for particle systems.
-            let d_eff = if self.layout.com_free { (self.layout.particles - 1) * self.layout.spatial_dim } else { dim } as f64;
-            out.log_weights = Some(
-                (0..n)
-                    .map(|i| {
-                        let x = &out.x[i * dim..(i + 1) * dim];
-                        let r2: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
-                        let log_base = -0.5 * r2 / nu - 0.5 * d_eff * (2.0 * std::f64::consts::PI * nu).ln();
-                        -(out.energies[i] + log_base) - logw[i]
-                    })
-                    .collect(),
-            );
+            out.log_weights = Some(self.log_weights(&out.x, &out.energies, &logw));
         }
         Ok(out)
+    }
+
+    /// log w = −g(X₁) − control cost per path (science.md §2); −∞ where E is not finite.
+    fn log_weights(&self, x: &[f32], energies: &[f64], cost: &[f64]) -> Vec<f64> {
+        let dim = self.layout.dim();
+        let nu = self.schedule.nu1();
+        // The base marginal lives on the CoM-free subspace for particle systems.
+        let d_eff = if self.layout.com_free { (self.layout.particles - 1) * self.layout.spatial_dim } else { dim } as f64;
+        let log_norm = 0.5 * d_eff * (2.0 * std::f64::consts::PI * nu).ln();
+        energies
+            .iter()
+            .zip(cost)
+            .enumerate()
+            .map(|(i, (&e, &c))| {
+                if !e.is_finite() {
+                    return f64::NEG_INFINITY;
+                }
+                let r2: f64 = x[i * dim..(i + 1) * dim].iter().map(|&v| (v as f64).powi(2)).sum();
+                -(e - 0.5 * r2 / nu - log_norm) - c
+            })
+            .collect()
     }
 
     /// Simulates `n` paths in chunks: end points, the first path's frames (if asked) and each
@@ -346,7 +386,7 @@ impl AdjointSampler {
     }
 
     /// Simulates `b` paths from X₀ = 0. Returns end points, the first path's frames (if asked),
-    /// and per path Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²) with uₖ = σₖ s_θ.
+    /// and per path Σₖ (√Δνₖ s_θ·ξₖ + ½Δνₖ‖s_θ‖²), the discrete form of Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²).
     fn simulate_chunk(&mut self, b: usize, keep_path: bool) -> Result<(Vec<f32>, Vec<Vec<f32>>, Vec<f64>)> {
         let dim = self.layout.dim();
         let steps = self.hyper.sde_steps;
@@ -364,7 +404,10 @@ impl AdjointSampler {
         };
         for k in 0..steps {
             let t = k as f64 * dt;
-            let sigma = self.schedule.sigma(t);
+            // Each step adds exactly the base variance Δν = ν(t+Δt) − ν(t) (σ² Δt at the left end
+            // would overshoot ν(1) by ~8% at 100 steps, all of it at early times, and bias the
+            // fixed point of the reciprocal iteration toward hot samples).
+            let dnu = self.schedule.nu(t + dt) - self.schedule.nu(t);
             let s: Vec<f32> = match &fused {
                 Some((kernels, w)) => kernels.forward(w, &x, &vec![t as f32; b]).out,
                 None => {
@@ -375,17 +418,17 @@ impl AdjointSampler {
             };
             fill_normal(&mut noise, &mut self.rng);
             remove_com(&mut noise, self.layout);
-            let (drift, diffusion) = ((sigma * sigma * dt) as f32, (sigma * dt.sqrt()) as f32);
+            let (drift, diffusion) = (dnu as f32, dnu.sqrt() as f32);
             for i in 0..b {
                 let mut dot = 0.0f64;
-                let mut uu = 0.0f64;
+                let mut ss = 0.0f64;
                 for j in i * dim..(i + 1) * dim {
                     x[j] += drift * s[j] + diffusion * noise[j];
-                    let u = sigma * s[j] as f64;
-                    dot += u * noise[j] as f64;
-                    uu += u * u;
+                    dot += s[j] as f64 * noise[j] as f64;
+                    ss += (s[j] as f64).powi(2);
                 }
-                cost[i] += dt.sqrt() * dot + 0.5 * dt * uu;
+                // √Δt u·ξ + ½Δt‖u‖² with u = σ s and σ²Δt → Δν.
+                cost[i] += dnu.sqrt() * dot + 0.5 * dnu * ss;
             }
             remove_com(&mut x, self.layout);
             if keep_path {
