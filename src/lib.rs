@@ -1,5 +1,5 @@
 //! Boltzmann Studio core: energies, reference MCMC, metrics, file formats and scenes.
-//! No Bevy in here: everything runs headless.
+//! No Bevy in the core: everything but `app` (behind the `app` feature) runs headless.
 
 pub mod energy;
 pub mod error;
@@ -11,5 +11,9 @@ pub mod sampler;
 pub mod scene;
 pub mod sde;
 pub mod training;
+pub mod worker;
+
+#[cfg(feature = "app")]
+pub mod app;
 
 pub use error::{Error, Result};

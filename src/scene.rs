@@ -242,6 +242,16 @@ impl Scene {
         Some(if p.is_absolute() { p.to_path_buf() } else { scene_path.parent().unwrap_or(Path::new(".")).join(p) })
     }
 
+    /// A copy whose reference file is an absolute path, so that a run folder written with it
+    /// stands alone wherever it is moved to.
+    pub fn with_absolute_reference(&self, scene_path: &Path) -> Scene {
+        let mut out = self.clone();
+        if let Some(p) = self.reference_path(scene_path) {
+            out.reference.file = Some(std::path::absolute(&p).unwrap_or(p).display().to_string());
+        }
+        out
+    }
+
     /// Range checks: `Err((field, what is wrong))`.
     fn validate(&self) -> std::result::Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_string(), m));

@@ -101,10 +101,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             bail!("{} already holds a run; pass --resume to continue it or choose another --out", run_dir.display());
         }
         // The scene is copied with any reference path made absolute, so the run folder stands alone.
-        let mut saved = scene.clone();
-        if let Some(p) = &reference_path {
-            saved.reference.file = Some(std::path::absolute(p).unwrap_or(p.clone()).display().to_string());
-        }
+        let saved = scene.with_absolute_reference(&scene_path);
         std::fs::write(&scene_in_run, saved.to_ron()).with_context(|| format!("cannot write {}", scene_in_run.display()))?;
         CsvWriter::create(&csv_path, &COLUMNS)?
     };

@@ -1,0 +1,112 @@
+//! The real training thread, driven through its channels as the app drives it: play, live
+//! hyperparameters, checkpoints, a failing command that must not kill it, and a prompt shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use boltzmann_studio::scene::Scene;
+use boltzmann_studio::worker::{Command, Event, Snapshot, WorkerHandle};
+
+/// DW-4 made small enough for a test: iterations of 32 samples and 10 steps.
+fn small_scene() -> Scene {
+    let mut s = Scene::load(&common::repo("scenes/dw4.ron")).unwrap();
+    s.sampler.new_samples = 32;
+    s.sampler.batch_size = 32;
+    s.sampler.train_steps = 10;
+    s.sampler.sde_steps = 20;
+    s.network.hidden = 16;
+    s.network.layers = 2;
+    s.schedule.eval_every = 1;
+    s
+}
+
+/// Waits (at most 60 s) for a snapshot satisfying `pred`, merging histories along the way.
+fn wait_for(w: &WorkerHandle, what: &str, mut pred: impl FnMut(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(s) = w.snapshots.recv_timeout(Duration::from_millis(200)) {
+            if pred(&s) {
+                return s;
+            }
+        }
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn wait_event(w: &WorkerHandle, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+    let e = w.events.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no event: {what}"));
+    assert!(pred(&e), "{what}: got {e:?}");
+    e
+}
+
+#[test]
+fn worker_trains_saves_survives_errors_and_stops_quickly() {
+    let mut w = WorkerHandle::spawn(small_scene(), common::repo("scenes/dw4.ron"), None);
+    let info = match wait_event(&w, "run started", |e| matches!(e, Event::Started(_))) {
+        Event::Started(i) => i,
+        _ => unreachable!(),
+    };
+    assert_eq!(info.reference_energies.len(), 2000, "live histograms get 2000 reference energies");
+
+    w.send(Command::SetSpeed(5));
+    w.send(Command::Play);
+    let mut losses = 0;
+    let mut saw_samples = false;
+    let mut saw_metrics = false;
+    let s = wait_for(&w, "25 gradient steps with samples and metrics", |s| {
+        losses += s.losses.len();
+        saw_samples |= s.samples.as_ref().is_some_and(|b| b.len() == 32 && b.energies.iter().all(|e| e.is_finite()));
+        saw_metrics |= s.metrics.iter().any(|m| m.energy_w2.is_finite() && m.eq_w2.is_some() && m.n == 32);
+        s.counters.gradient_steps >= 25 && saw_samples && saw_metrics
+    });
+    assert!(s.running);
+    assert!(losses as u64 >= 25 - 5, "loss points arrive with the snapshots ({losses})");
+    assert_eq!(s.counters.energy_evals % 32, 0, "one energy evaluation per simulated sample");
+
+    // Live hyperparameters are applied without a reset.
+    let mut h = s.hyper.clone().unwrap();
+    h.learning_rate = 3e-4;
+    h.train_steps = 7;
+    w.send(Command::SetHyper(h.clone()));
+    wait_for(&w, "new hyperparameters", |s| s.hyper.as_ref() == Some(&h));
+
+    // Pause stops the counters.
+    w.send(Command::Pause);
+    let paused = wait_for(&w, "paused", |s| !s.running);
+    std::thread::sleep(Duration::from_millis(500));
+    let later = w.snapshots.try_iter().last().unwrap_or(paused.clone());
+    assert_eq!(later.counters.gradient_steps, paused.counters.gradient_steps);
+
+    // A checkpoint folder that `sample` can read.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    w.send(Command::SaveCheckpoint(run.clone()));
+    wait_event(&w, "saved", |e| matches!(e, Event::Done { .. }));
+    for f in ["checkpoint.safetensors", "state.safetensors", "state.json", "scene.ron"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let out = common::run(&["sample", run.to_str().unwrap(), "--n", "8", "--out", dir.path().join("s.npy").to_str().unwrap()]);
+    assert!(out.status.success(), "sample from the app's checkpoint: {}", common::stderr(&out));
+
+    // A corrupt checkpoint is an error message; the worker keeps serving.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(run.join("scene.ron"), bad.join("scene.ron")).unwrap();
+    std::fs::write(bad.join("checkpoint.safetensors"), b"not a checkpoint").unwrap();
+    w.send(Command::LoadCheckpoint(bad.clone()));
+    wait_event(&w, "load error", |e| matches!(e, Event::Error(m) if m.contains("bad")));
+    w.send(Command::Step(3));
+    let stepped = wait_for(&w, "3 more steps after the error", |s| s.counters.gradient_steps >= paused.counters.gradient_steps + 3 && !s.running);
+    assert_eq!(stepped.generation, info.generation, "the old run is kept");
+
+    // Loading the good checkpoint starts a new run with the same counters.
+    w.send(Command::LoadCheckpoint(run.clone()));
+    wait_event(&w, "loaded: new run", |e| matches!(e, Event::Started(i) if i.generation == info.generation + 1));
+
+    // Shutdown in the middle of training joins within 2 s.
+    w.send(Command::Play);
+    wait_for(&w, "training again", |s| s.running);
+    let took = w.shutdown();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
