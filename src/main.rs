@@ -61,6 +61,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Open the desktop app on a scene (the default command; LJ-13 without a scene).
+    #[cfg(feature = "app")]
+    App(AppArgs),
     /// Train an Adjoint Sampler on a scene, with checkpoints and a metrics log.
     Train(train_cmd::TrainArgs),
     /// Draw samples from a trained run (.npy or extended .xyz).
@@ -88,6 +91,43 @@ enum Command {
         #[arg(long)]
         skip_eq: bool,
     },
+}
+
+#[cfg(feature = "app")]
+#[derive(clap::Args)]
+struct AppArgs {
+    /// Scene file to open (default: scenes/lj13.ron).
+    scene: Option<PathBuf>,
+    /// Train, save a PNG of the whole window to this file, then close the window and exit.
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
+    /// Gradient steps to train before the --screenshot is taken.
+    #[arg(long, default_value_t = 0, requires = "screenshot")]
+    after_steps: u64,
+    /// Print frame times and training throughput when the window closes.
+    #[arg(long)]
+    report: bool,
+    /// Redraw every frame instead of only on input and new data (for frame-time measurements).
+    #[arg(long)]
+    continuous: bool,
+}
+
+/// scenes/lj13.ron from the working directory, else from the source tree this was built from.
+#[cfg(feature = "app")]
+fn default_scene() -> PathBuf {
+    let local = PathBuf::from("scenes/lj13.ron");
+    if local.exists() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/lj13.ron") }
+}
+
+#[cfg(feature = "app")]
+fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
+    boltzmann_studio::app::run(boltzmann_studio::app::AppOptions {
+        scene: a.scene.unwrap_or_else(default_scene),
+        screenshot: a.screenshot,
+        after_steps: a.after_steps,
+        report: a.report,
+        continuous: a.continuous,
+    })
 }
 
 pub(crate) fn positive_count(s: &str) -> Result<usize, String> {
@@ -125,11 +165,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        #[cfg(feature = "app")]
+        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false }),
+        #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
             Ok(())
         }
+        #[cfg(feature = "app")]
+        Some(Command::App(args)) => app_cmd(args),
         Some(Command::Train(args)) => train_cmd::train(args),
         Some(Command::Sample(args)) => train_cmd::sample(args),
         Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),

@@ -1,0 +1,212 @@
+//! Keeping results: samples to extended XYZ / .npy, metrics to CSV, PNG screenshots, and the
+//! scripted `--screenshot OUT --after-steps N` run that the window test uses.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::window::{PrimaryWindow, WindowCloseRequested};
+
+use super::link::{Link, RunData, UiAction};
+use crate::io::csv::CsvWriter;
+use crate::io::xyz::write_xyz;
+use crate::io::{Matrix, write_npy};
+use crate::worker::Command;
+
+pub fn plugin(app: &mut App) {
+    app.add_systems(Update, (export, screenshot_on_request));
+}
+
+/// Writes the current samples (.xyz or .npy by extension).
+pub fn write_samples(data: &RunData, path: &Path) -> crate::Result<()> {
+    let (Some(info), Some(b)) = (&data.info, &data.samples) else {
+        return Err(crate::Error::Invalid("no samples yet: press play first".into()));
+    };
+    create_parent(path)?;
+    let m = Matrix::new(b.len(), b.layout.dim(), b.x.clone());
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xyz") => write_xyz(path, &m, b.layout, info.scene.system.species(), Some(&b.energies)),
+        _ => write_npy(path, &m),
+    }
+}
+
+/// Writes the loss and metric history: one row per loss point, metrics where evaluated.
+pub fn write_metrics(data: &RunData, path: &Path) -> crate::Result<()> {
+    create_parent(path)?;
+    let mut csv = CsvWriter::create(path, &["step", "loss", "wall_seconds", "energy_w2", "x_w2", "eq_w2", "dist_tv", "ess", "samples_compared"])?;
+    let mut metrics = data.metrics.iter().peekable();
+    for p in &data.losses {
+        let step = p[0];
+        let mut row = vec![Some(step), Some(p[1]), None, None, None, None, None, None, None];
+        if let Some(m) = metrics.next_if(|m| (m.step as f64) <= step) {
+            row[2..].copy_from_slice(&[Some(m.wall_seconds), Some(m.energy_w2), Some(m.x_w2), m.eq_w2, Some(m.dist_tv), Some(m.ess), Some(m.n as f64)]);
+        }
+        csv.row(&row)?;
+    }
+    for m in metrics {
+        csv.row(&[Some(m.step as f64), None, Some(m.wall_seconds), Some(m.energy_w2), Some(m.x_w2), m.eq_w2, Some(m.dist_tv), Some(m.ess), Some(m.n as f64)])?;
+    }
+    Ok(())
+}
+
+fn create_parent(path: &Path) -> crate::Result<()> {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => std::fs::create_dir_all(d).map_err(|e| crate::Error::io(d, e)),
+        _ => Ok(()),
+    }
+}
+
+fn shown(path: &Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
+fn export(mut actions: MessageReader<UiAction>, mut data: ResMut<RunData>) {
+    for a in actions.read() {
+        let (result, path, what) = match a {
+            UiAction::ExportSamples(p) => (write_samples(&data, p), p, "samples"),
+            UiAction::ExportMetrics(p) => (write_metrics(&data, p), p, "metrics"),
+            _ => continue,
+        };
+        match result {
+            Ok(()) => data.notice(false, format!("{what} written to {}", shown(path))),
+            Err(e) => data.notice(true, format!("cannot write {what}: {e}")),
+        }
+    }
+}
+
+/// Saves a PNG of the whole window; `then_exit` ends the app once it is on disk.
+pub fn take_screenshot(commands: &mut Commands, path: PathBuf, then_exit: bool) {
+    commands.spawn(Screenshot::primary_window()).observe(move |shot: On<ScreenshotCaptured>, mut data: ResMut<RunData>, mut exit: MessageWriter<AppExit>, mut commands: Commands| {
+        let result = create_parent(&path).map_err(|e| e.to_string()).and_then(|()| {
+            let img = shot.image.clone().try_into_dynamic().map_err(|e| e.to_string())?;
+            img.to_rgb8().save(&path).map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => data.notice(false, format!("screenshot written to {}", shown(&path))),
+            Err(e) => data.notice(true, format!("cannot write the screenshot {}: {e}", path.display())),
+        }
+        if then_exit {
+            if data.notices.last().is_some_and(|n| n.error) {
+                exit.write(AppExit::error());
+            } else {
+                // Leave the way a user does, by closing the window, so that the exit path is tested.
+                commands.insert_resource(CloseRequested(Instant::now()));
+            }
+        }
+    });
+}
+
+fn screenshot_on_request(mut actions: MessageReader<UiAction>, mut commands: Commands) {
+    for a in actions.read() {
+        if let UiAction::Screenshot(p) = a {
+            take_screenshot(&mut commands, p.clone(), false);
+        }
+    }
+}
+
+/// The scripted run: play until `after_steps` gradient steps, pause, let the panels catch up,
+/// save the window to `path`, then close the window the way a user would and time the exit.
+#[derive(Resource)]
+pub struct Scripted {
+    pub path: PathBuf,
+    pub after_steps: u64,
+    stage: Stage,
+}
+
+#[derive(PartialEq, Debug)]
+enum Stage {
+    Start,
+    Training,
+    /// Paused; frames left to draw before the capture.
+    Settling(u32),
+    Capturing,
+}
+
+impl Scripted {
+    pub fn new(path: PathBuf, after_steps: u64) -> Self {
+        Self { path, after_steps, stage: Stage::Start }
+    }
+}
+
+/// When the scripted run asked the window to close (the exit time is measured from here).
+#[derive(Resource, Clone, Copy)]
+pub struct CloseRequested(pub Instant);
+
+/// The same instant, readable after Bevy's runner has consumed the app.
+pub static CLOSE_REQUESTED_AT: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+pub fn scripted_plugin(app: &mut App) {
+    app.add_systems(Update, (scripted, close_window));
+}
+
+/// Sends the close request a window manager sends when the user clicks the close button.
+fn close_window(flag: Option<Res<CloseRequested>>, window: Query<Entity, With<PrimaryWindow>>, mut close: MessageWriter<WindowCloseRequested>, mut sent: Local<bool>) {
+    if let (Some(f), false) = (flag, *sent) {
+        let _ = CLOSE_REQUESTED_AT.set(f.0);
+        for w in &window {
+            close.write(WindowCloseRequested { window: w });
+        }
+        *sent = true;
+    }
+}
+
+fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut commands: Commands) {
+    match s.stage {
+        Stage::Start if data.info.is_some() => {
+            link.0.send(Command::Play);
+            s.stage = Stage::Training;
+        }
+        Stage::Training if data.counters.gradient_steps >= s.after_steps && data.samples.is_some() => {
+            link.0.send(Command::Pause);
+            s.stage = Stage::Settling(5);
+        }
+        Stage::Settling(0) if !data.running => {
+            take_screenshot(&mut commands, s.path.clone(), true);
+            s.stage = Stage::Capturing;
+        }
+        Stage::Settling(n) if n > 0 => s.stage = Stage::Settling(n - 1),
+        _ => {}
+    }
+}
+
+/// Frame times and training throughput, printed on exit with `--report`.
+#[derive(Resource, Default)]
+pub struct FrameReport {
+    frames: Vec<f64>,
+    last: Option<Instant>,
+    start: Option<(Instant, u64)>,
+}
+
+pub fn report_plugin(app: &mut App) {
+    app.init_resource::<FrameReport>().add_systems(Last, record_frame).add_systems(PostUpdate, print_report_on_exit);
+}
+
+fn record_frame(mut r: ResMut<FrameReport>, data: Res<RunData>) {
+    let now = Instant::now();
+    if let Some(t) = r.last {
+        r.frames.push((now - t).as_secs_f64() * 1e3);
+    }
+    r.last = Some(now);
+    if r.start.is_none() && data.running {
+        r.start = Some((now, data.counters.gradient_steps));
+    }
+}
+
+fn print_report_on_exit(mut exits: MessageReader<AppExit>, mut closes: MessageReader<WindowCloseRequested>, r: Res<FrameReport>, data: Res<RunData>) {
+    if exits.read().next().is_none() && closes.read().next().is_none() {
+        return;
+    }
+    let mut f = r.frames.clone();
+    f.sort_by(f64::total_cmp);
+    let q = |p: f64| if f.is_empty() { f64::NAN } else { f[((f.len() - 1) as f64 * p) as usize] };
+    let rate = r.start.map(|(t, s0)| (data.counters.gradient_steps - s0) as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "report: {} frames, frame interval median {:.1} ms, p95 {:.1} ms; {} gradient steps, {} while the window was open",
+        f.len(),
+        q(0.5),
+        q(0.95),
+        data.counters.gradient_steps,
+        rate.map(|r| format!("{r:.2} steps/s")).unwrap_or_else(|| "no training".into())
+    );
+}

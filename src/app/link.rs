@@ -1,0 +1,213 @@
+//! The app's side of the worker protocol: what the UI keeps of a run ([`RunData`]), what the
+//! user asks for ([`UiAction`]) and the systems between them and the worker's channels.
+//! Nothing here renders, so it runs under `MinimalPlugins` in the headless tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bevy::prelude::*;
+
+use crate::sampler::adjoint::{Counters, LiveHyper};
+use crate::scene::Scene;
+use crate::worker::{Command, Event, MetricPoint, Phase, RunInfo, SampleBatch, Snapshot, WorkerHandle};
+
+/// What a user asked for, from a button, a field or a key. Panels and shortcuts write these;
+/// [`dispatch`] turns them into worker commands, other plugins react to their own.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub enum UiAction {
+    Play,
+    Pause,
+    TogglePlay,
+    /// One unit of gradient steps (the speed setting).
+    Step,
+    /// Restart the current scene with the current seed and restart-only settings.
+    Reset,
+    /// Switch to another scene file.
+    OpenScene(PathBuf),
+    SetHyper(LiveHyper),
+    SetSpeed(u64),
+    SaveCheckpoint(PathBuf),
+    LoadCheckpoint(PathBuf),
+    ExportSamples(PathBuf),
+    ExportMetrics(PathBuf),
+    Screenshot(PathBuf),
+    FrameView,
+    ToggleHelp,
+}
+
+/// The worker handle (dropping it joins the training thread).
+#[derive(Resource)]
+pub struct Link(pub WorkerHandle);
+
+/// The scene the UI is editing: the next reset uses it (seed and restart-only values included).
+#[derive(Resource, Clone)]
+pub struct SceneEdit {
+    pub scene: Scene,
+    pub path: PathBuf,
+    /// Gradient steps between snapshots (and per press of Step).
+    pub speed: u64,
+}
+
+/// A line in the message area.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub error: bool,
+    pub text: String,
+}
+
+/// Everything the UI draws about the current run, filled from snapshots.
+#[derive(Resource, Default)]
+pub struct RunData {
+    pub info: Option<Arc<RunInfo>>,
+    pub running: bool,
+    pub phase: Phase,
+    pub counters: Counters,
+    pub hyper: Option<LiveHyper>,
+    /// (gradient step, loss); thinned by half whenever it passes [`MAX_LOSS_POINTS`].
+    pub losses: Vec<[f64; 2]>,
+    /// Keep every `loss_stride`-th incoming loss (grows with thinning).
+    pub loss_stride: u64,
+    loss_seen: u64,
+    pub metrics: Vec<MetricPoint>,
+    pub samples: Option<Arc<SampleBatch>>,
+    /// Increases whenever `samples` changes, so views know to redraw.
+    pub samples_version: u64,
+    pub trajectory: Option<Arc<Vec<Vec<f32>>>>,
+    pub steps_per_second: f64,
+    pub evals_per_second: f64,
+    pub notices: Vec<Notice>,
+    /// Snapshots applied (for tests and the frame report).
+    pub snapshots: u64,
+}
+
+/// Loss points kept for the plot; older ones are thinned, so memory stays bounded on long runs.
+pub const MAX_LOSS_POINTS: usize = 20_000;
+const MAX_NOTICES: usize = 50;
+
+impl RunData {
+    pub fn notice(&mut self, error: bool, text: impl Into<String>) {
+        self.notices.push(Notice { error, text: text.into() });
+        if self.notices.len() > MAX_NOTICES {
+            self.notices.remove(0);
+        }
+    }
+
+    fn start(&mut self, info: Arc<RunInfo>) {
+        let notices = std::mem::take(&mut self.notices);
+        *self = RunData { info: Some(info), notices, loss_stride: 1, ..RunData::default() };
+    }
+
+    /// Applies one snapshot; stale ones (from a run that was replaced) are ignored.
+    pub fn apply(&mut self, s: Snapshot) {
+        let generation = self.info.as_ref().map(|i| i.generation);
+        if generation != Some(s.generation) {
+            return;
+        }
+        self.snapshots += 1;
+        self.running = s.running;
+        self.phase = s.phase;
+        self.counters = s.counters;
+        self.hyper = s.hyper;
+        self.steps_per_second = s.steps_per_second;
+        self.evals_per_second = s.evals_per_second;
+        for (step, loss) in s.losses {
+            if self.loss_seen % self.loss_stride.max(1) == 0 {
+                self.losses.push([step as f64, loss as f64]);
+            }
+            self.loss_seen += 1;
+        }
+        if self.losses.len() > MAX_LOSS_POINTS {
+            self.losses = self.losses.iter().step_by(2).copied().collect();
+            self.loss_stride = self.loss_stride.max(1) * 2;
+        }
+        self.metrics.extend(s.metrics);
+        if let Some(b) = s.samples {
+            self.samples = Some(b);
+            self.samples_version += 1;
+        }
+        if let Some(t) = s.trajectory {
+            self.trajectory = Some(t);
+        }
+    }
+}
+
+/// Whether keyboard shortcuts may fire (false while a text field has focus).
+#[derive(Resource)]
+pub struct KeyboardFree(pub bool);
+
+pub fn plugin(app: &mut App) {
+    app.add_message::<UiAction>()
+        .init_resource::<RunData>()
+        .insert_resource(KeyboardFree(true))
+        .add_systems(PreUpdate, poll)
+        .add_systems(Update, (shortcuts, dispatch).chain());
+}
+
+/// Drains the worker's channels into [`RunData`]. Only the newest snapshot is waiting (the
+/// channel has one slot), so a slow frame never has a backlog to work through.
+pub fn poll(link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEdit>) {
+    while let Ok(e) = link.0.events.try_recv() {
+        match e {
+            Event::Started(info) => {
+                edit.scene = info.scene.clone();
+                edit.path = info.scene_path.clone();
+                data.start(info);
+            }
+            Event::Done { message, .. } => data.notice(false, message),
+            Event::Error(m) => data.notice(true, m),
+        }
+    }
+    while let Ok(s) = link.0.snapshots.try_recv() {
+        data.apply(s);
+    }
+}
+
+/// Space play/pause, N step, R reset, F frame the view, H or F1 help.
+pub fn shortcuts(keys: Res<ButtonInput<KeyCode>>, free: Res<KeyboardFree>, mut out: MessageWriter<UiAction>) {
+    if !free.0 {
+        return;
+    }
+    for (key, action) in [
+        (KeyCode::Space, UiAction::TogglePlay),
+        (KeyCode::KeyN, UiAction::Step),
+        (KeyCode::KeyR, UiAction::Reset),
+        (KeyCode::KeyF, UiAction::FrameView),
+        (KeyCode::KeyH, UiAction::ToggleHelp),
+        (KeyCode::F1, UiAction::ToggleHelp),
+    ] {
+        if keys.just_pressed(key) {
+            out.write(action);
+        }
+    }
+}
+
+/// Turns actions into worker commands.
+pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEdit>) {
+    for a in actions.read() {
+        let cmd = match a {
+            UiAction::Play => Command::Play,
+            UiAction::Pause => Command::Pause,
+            UiAction::TogglePlay if data.running => Command::Pause,
+            UiAction::TogglePlay => Command::Play,
+            UiAction::Step => Command::Step(edit.speed),
+            UiAction::Reset => Command::Reset { scene: Box::new(edit.scene.clone()), path: edit.path.clone() },
+            UiAction::OpenScene(p) => match Scene::load(p) {
+                Ok(scene) => Command::Reset { scene: Box::new(scene), path: p.clone() },
+                // The error names the file and position; shown like any other failure.
+                Err(e) => {
+                    data.notice(true, e.to_string());
+                    continue;
+                }
+            },
+            UiAction::SetHyper(h) => Command::SetHyper(h.clone()),
+            UiAction::SetSpeed(n) => {
+                edit.speed = *n;
+                Command::SetSpeed(*n)
+            }
+            UiAction::SaveCheckpoint(p) => Command::SaveCheckpoint(p.clone()),
+            UiAction::LoadCheckpoint(p) => Command::LoadCheckpoint(p.clone()),
+            _ => continue,
+        };
+        link.0.send(cmd);
+    }
+}

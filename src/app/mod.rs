@@ -1,0 +1,99 @@
+//! The desktop app: a thin Bevy layer over the core. Training runs on the worker thread
+//! ([`crate::worker`]); these plugins only draw what arrives and send what the user asks for.
+//!
+//! - [`link`]: run data, UI actions, the channels to the worker (no rendering; tested headless)
+//! - [`camera`]: orbit camera
+//! - [`particles`]: the 3D view of samples and of one trajectory
+//! - [`panels`], [`plots`]: egui panels and egui_plot plots
+//! - [`export`]: files, screenshots, the scripted screenshot run
+
+pub mod camera;
+pub mod export;
+pub mod link;
+pub mod panels;
+pub mod particles;
+pub mod plots;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use bevy::app::TaskPoolOptions;
+use bevy::prelude::*;
+use bevy::winit::{EventLoopProxyWrapper, WinitSettings, WinitUserEvent};
+use bevy_egui::EguiPlugin;
+
+use crate::scene::Scene;
+use crate::worker::{Waker, WorkerHandle};
+use link::{Link, SceneEdit};
+
+/// How the app is launched.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub scene: PathBuf,
+    /// Train `after_steps` gradient steps, save a PNG of the window here, close the window.
+    pub screenshot: Option<PathBuf>,
+    pub after_steps: u64,
+    /// Print frame times and training throughput on exit.
+    pub report: bool,
+    /// Redraw continuously instead of only on input and new data (for frame-time measurements).
+    pub continuous: bool,
+}
+
+/// Gradient steps between snapshots at start (the speed control).
+pub const DEFAULT_SPEED: u64 = 10;
+
+/// Opens the window and runs until it is closed.
+pub fn run(opts: AppOptions) -> anyhow::Result<()> {
+    let scene = Scene::load(&opts.scene)?;
+    let mut app = App::new();
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin {
+                primary_window: Some(Window { title: "Boltzmann Studio".into(), resolution: (1600, 900).into(), ..default() }),
+                ..default()
+            })
+            // Two cores are shared with the trainer: Bevy's pools get few threads.
+            .set(TaskPoolPlugin { task_pool_options: TaskPoolOptions::with_num_threads(2) }),
+    )
+    .add_plugins(EguiPlugin::default())
+    .insert_resource(ClearColor(Color::srgb(0.08, 0.09, 0.11)))
+    // Redraw on input and when the worker wakes the loop with new data, not continuously:
+    // software rendering would otherwise take the trainer's CPU.
+    .insert_resource(if opts.continuous { WinitSettings::continuous() } else { WinitSettings::desktop_app() });
+
+    let waker: Option<Waker> = app.world().get_resource::<EventLoopProxyWrapper>().map(|p| {
+        let proxy = Mutex::new((**p).clone());
+        Arc::new(move || {
+            if let Ok(p) = proxy.lock() {
+                // The loop may already be gone while shutting down; nothing to wake then.
+                let _ = p.send_event(WinitUserEvent::WakeUp);
+            }
+        }) as Waker
+    });
+    let handle = WorkerHandle::spawn(scene.clone(), opts.scene.clone(), waker);
+    app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed: DEFAULT_SPEED });
+    app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin));
+    if let Some(p) = &opts.screenshot {
+        app.insert_resource(export::Scripted::new(p.clone(), opts.after_steps)).add_plugins(export::scripted_plugin);
+    }
+    if opts.report {
+        app.add_plugins(export::report_plugin);
+    }
+    app.world().resource::<Link>().0.send(crate::worker::Command::SetSpeed(DEFAULT_SPEED));
+
+    // Bevy's runner consumes the app: the world, and with it the worker handle (whose drop
+    // stops and joins the training thread), is gone when this returns.
+    let exit = app.run();
+    if let Some(t) = export::CLOSE_REQUESTED_AT.get() {
+        println!("window closed: exited {:.0} ms after the close request, worker joined", t.elapsed().as_secs_f64() * 1e3);
+    }
+    if let Some(p) = &opts.screenshot {
+        let meta = std::fs::metadata(p).with_context(|| format!("the screenshot {} was not written", p.display()))?;
+        println!("screenshot: {} ({} bytes)", p.display(), meta.len());
+    }
+    match exit {
+        AppExit::Success => Ok(()),
+        AppExit::Error(code) => bail!("the app stopped with an error (code {code}); see the messages above"),
+    }
+}

@@ -1,0 +1,422 @@
+//! The egui panels: run controls and scene picker (top), hyperparameters, view and files
+//! (left), plots (right), counters (bottom), the colour legend and the help overlay. Widgets only
+//! write [`UiAction`]s and edit settings resources; they never touch the trainer.
+
+use std::path::{Path, PathBuf};
+
+use bevy::camera::Viewport;
+use bevy::prelude::*;
+use bevy::window::PrimaryWindow;
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+
+use super::link::{KeyboardFree, RunData, SceneEdit, UiAction};
+use super::particles::{ColorBy, EnergyScale, SCALE_STEPS, Show, ViewSettings, viridis};
+use super::plots::{self, HistogramCache, PlotSettings};
+use crate::sampler::adjoint::LiveHyper;
+use crate::scene::{NetworkKind, Scene};
+use crate::worker::Phase;
+
+/// Panel state that is not a setting of the run.
+#[derive(Resource, Default)]
+pub struct PanelState {
+    pub help: bool,
+    /// Scene files found next to the current scene: (path, name, description).
+    pub scenes: Vec<(PathBuf, String, String)>,
+    scenes_dir: Option<PathBuf>,
+    /// The live values being edited (synced from the run when it changes).
+    hyper: Option<LiveHyper>,
+    hyper_generation: u64,
+    /// Where "Load checkpoint" reads from.
+    pub load_path: String,
+}
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<PanelState>()
+        .init_resource::<PlotSettings>()
+        .init_resource::<HistogramCache>()
+        .add_systems(Update, toggle_help)
+        .add_systems(EguiPrimaryContextPass, ui);
+}
+
+fn toggle_help(mut actions: MessageReader<UiAction>, mut state: ResMut<PanelState>) {
+    for a in actions.read() {
+        if *a == UiAction::ToggleHelp {
+            state.help = !state.help;
+        }
+    }
+}
+
+/// Scene files in `dir` with their names and one-line descriptions (unreadable ones say why).
+pub fn list_scenes(dir: &Path) -> Vec<(PathBuf, String, String)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+        .map(|p| match Scene::load(&p) {
+            Ok(s) => (p, s.name, s.description),
+            Err(e) => {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (p, name, format!("cannot be read: {e}"))
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ui(
+    mut contexts: EguiContexts,
+    mut data: ResMut<RunData>,
+    mut edit: ResMut<SceneEdit>,
+    mut state: ResMut<PanelState>,
+    mut view: ResMut<ViewSettings>,
+    mut plot_settings: ResMut<PlotSettings>,
+    mut cache: ResMut<HistogramCache>,
+    scale: Res<EnergyScale>,
+    mut free: ResMut<KeyboardFree>,
+    mut actions: MessageWriter<UiAction>,
+    mut camera: Single<&mut Camera, With<super::camera::Orbit>>,
+    window: Single<&Window, With<PrimaryWindow>>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?.clone();
+    let dir = edit.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    if state.scenes_dir.as_ref() != Some(&dir) {
+        state.scenes = list_scenes(&dir);
+        state.scenes_dir = Some(dir);
+    }
+    if let (Some(h), Some(info)) = (&data.hyper, &data.info) {
+        if state.hyper.is_none() || state.hyper_generation != info.generation {
+            state.hyper = Some(h.clone());
+            state.hyper_generation = info.generation;
+        }
+    }
+    plots::refresh_histograms(&data, &mut cache);
+
+    let mut root = egui::Ui::new(
+        ctx.clone(),
+        "root".into(),
+        egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()),
+    );
+    let top = egui::Panel::top("controls").show(&mut root, |ui| top_bar(ui, &data, &mut edit, &state, &mut actions)).response.rect.height();
+    let bottom = egui::Panel::bottom("status").show(&mut root, |ui| status_bar(ui, &data)).response.rect.height();
+    let left = egui::Panel::left("settings")
+        .resizable(true)
+        .default_size(300.0)
+        .show(&mut root, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| left_panel(ui, &mut data, &mut edit, &mut state, &mut view, &mut actions));
+        })
+        .response
+        .rect
+        .width();
+    let right = egui::Panel::right("plots")
+        .resizable(true)
+        .default_size(470.0)
+        .show(&mut root, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| right_panel(ui, &data, &mut plot_settings, &cache));
+        })
+        .response
+        .rect
+        .width();
+    legend(&ctx, &data, &view, &scale, left, bottom);
+    if state.help {
+        egui::Window::new("Help").collapsible(false).open(&mut state.help).show(&ctx, help);
+    }
+    free.0 = !ctx.egui_wants_keyboard_input();
+
+    // The 3D view fills what the panels leave free.
+    let sf = window.scale_factor();
+    let pos = UVec2::new((left * sf) as u32, (top * sf) as u32);
+    let full = UVec2::new(window.physical_width(), window.physical_height());
+    let used = pos + UVec2::new((right * sf) as u32, (bottom * sf) as u32);
+    if full.x > used.x + 8 && full.y > used.y + 8 {
+        let size = full - used;
+        let vp = Viewport { physical_position: pos, physical_size: size, ..default() };
+        if camera.viewport.as_ref().map(|v| (v.physical_position, v.physical_size)) != Some((pos, size)) {
+            camera.viewport = Some(vp);
+        }
+    }
+    Ok(())
+}
+
+fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &PanelState, actions: &mut MessageWriter<UiAction>) {
+    ui.horizontal(|ui| {
+        ui.heading("Boltzmann Studio");
+        ui.separator();
+        let current = data.info.as_ref().map(|i| i.scene.name.clone()).unwrap_or_else(|| "loading…".into());
+        egui::ComboBox::from_id_salt("scene")
+            .selected_text(current)
+            .width(110.0)
+            .show_ui(ui, |ui| {
+                for (path, name, description) in &state.scenes {
+                    if ui.selectable_label(*path == edit.path, format!("{name} — {description}")).clicked() {
+                        actions.write(UiAction::OpenScene(path.clone()));
+                    }
+                }
+            })
+            .response
+            .on_hover_text("Pick a physical system: the scene files in the current scene's folder.");
+        ui.separator();
+        let (label, tip) = if data.running { ("⏸ Pause", "Pause training (Space)") } else { ("▶ Play", "Train continuously (Space)") };
+        if ui.button(label).on_hover_text(tip).clicked() {
+            actions.write(UiAction::TogglePlay);
+        }
+        if ui.button("⏭ Step").on_hover_text("Train one update's worth of gradient steps, then pause (N)").clicked() {
+            actions.write(UiAction::Step);
+        }
+        if ui.button("⟲ Reset").on_hover_text("Start again from fresh random weights, with the seed and settings shown (R)").clicked() {
+            actions.write(UiAction::Reset);
+        }
+        ui.separator();
+        ui.label("seed");
+        ui.add(egui::DragValue::new(&mut edit.scene.sampler.seed).speed(1))
+            .on_hover_text("Seed of every random draw (weights, noise, buffer); applied at the next reset. Same seed, same run.");
+        ui.label("speed");
+        let mut speed = edit.speed;
+        if ui
+            .add(egui::DragValue::new(&mut speed).range(1..=1000).suffix(" steps/update"))
+            .on_hover_text("Gradient steps between screen updates (and per press of Step). Fewer = livelier, more = less drawing overhead.")
+            .changed()
+        {
+            actions.write(UiAction::SetSpeed(speed));
+        }
+        ui.separator();
+        ui.label(phase_text(data));
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui.button("? Help").on_hover_text("Keyboard shortcuts and what the panels mean (H)").clicked() {
+                actions.write(UiAction::ToggleHelp);
+            }
+        });
+    });
+}
+
+fn phase_text(data: &RunData) -> String {
+    let state = if data.running { "training" } else { "paused" };
+    match data.phase {
+        Phase::Simulating { done, total } => format!("{state}: simulating samples {done}/{total}"),
+        Phase::Training { done, total } => format!("{state}: gradient step {done}/{total} of this iteration"),
+        Phase::Idle => state.to_string(),
+    }
+}
+
+fn status_bar(ui: &mut egui::Ui, data: &RunData) {
+    let c = &data.counters;
+    ui.horizontal_wrapped(|ui| {
+        ui.label(format!("step {}", c.gradient_steps)).on_hover_text("Adam updates of the network so far");
+        ui.separator();
+        ui.label(format!("{} energy evaluations", c.energy_evals)).on_hover_text("Each simulated sample costs one energy + gradient evaluation");
+        ui.separator();
+        ui.label(format!("{:.1} steps/s", data.steps_per_second)).on_hover_text("Gradient steps per second of wall time, recent");
+        ui.label(format!("{:.0} evals/s", data.evals_per_second)).on_hover_text("Energy evaluations per second of wall time, recent");
+        ui.separator();
+        ui.label(format!("{:.0} s training", c.wall_seconds)).on_hover_text("Time spent inside training calls");
+        if c.skipped_steps + c.dropped_samples > 0 {
+            ui.separator();
+            ui.colored_label(egui::Color32::from_rgb(230, 160, 60), format!("{} steps skipped, {} samples dropped (non-finite)", c.skipped_steps, c.dropped_samples))
+                .on_hover_text("NaN or infinite losses, gradients or energies are never applied to the weights; they are counted here");
+        }
+        if let Some(n) = data.notices.last() {
+            ui.separator();
+            let color = if n.error { egui::Color32::from_rgb(240, 90, 90) } else { egui::Color32::from_rgb(140, 200, 140) };
+            ui.colored_label(color, &n.text);
+        }
+    });
+}
+
+/// A labelled value editor with a plain-words tooltip; true when changed.
+fn field<T: egui::emath::Numeric>(ui: &mut egui::Ui, label: &str, v: &mut T, range: std::ops::RangeInclusive<T>, log: bool, tip: &str) -> bool {
+    ui.label(label).on_hover_text(tip);
+    let changed = if log {
+        ui.add(egui::Slider::new(v, range).logarithmic(true)).on_hover_text(tip).changed()
+    } else {
+        ui.add(egui::DragValue::new(v).range(range)).on_hover_text(tip).changed()
+    };
+    ui.end_row();
+    changed
+}
+
+fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state: &mut PanelState, view: &mut ViewSettings, actions: &mut MessageWriter<UiAction>) {
+    egui::CollapsingHeader::new("Hyperparameters (apply at once)").default_open(true).show(ui, |ui| {
+        let Some(h) = state.hyper.as_mut() else {
+            ui.label("waiting for the trainer…");
+            return;
+        };
+        let mut changed = false;
+        egui::Grid::new("live").num_columns(2).show(ui, |ui| {
+            changed |= field(ui, "learning rate", &mut h.learning_rate, 1e-6..=1e-1, true, "Size of each Adam step. Too large: the loss jumps or the run diverges; too small: slow learning.");
+            changed |= field(ui, "batch size", &mut h.batch_size, 1..=4096, false, "Buffer samples per gradient step. Larger = smoother gradients, slower steps.");
+            changed |= field(ui, "train steps / iteration", &mut h.train_steps, 1..=1000, false, "Gradient steps taken on the buffer after each batch of new samples.");
+            changed |= field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Samples simulated with the current network (one energy evaluation each) per iteration.");
+            changed |= field(ui, "gradient clip", &mut h.grad_clip, 0.1..=1000.0, true, "Each particle's force |∇E| is capped at this value before it becomes a training target; guards against overlapping atoms.");
+            changed |= field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Euler–Maruyama steps from t = 0 to 1 when simulating. More = more accurate, slower.");
+        });
+        for (label, v) in [("batch size", h.batch_size), ("train steps", h.train_steps), ("new samples", h.new_samples), ("SDE steps", h.sde_steps)] {
+            if v == 0 {
+                ui.colored_label(egui::Color32::RED, format!("{label} must be at least 1"));
+                changed = false;
+            }
+        }
+        if changed {
+            edit.scene.sampler.learning_rate = h.learning_rate;
+            edit.scene.sampler.batch_size = h.batch_size;
+            edit.scene.sampler.train_steps = h.train_steps;
+            edit.scene.sampler.new_samples = h.new_samples;
+            edit.scene.sampler.grad_clip = h.grad_clip;
+            edit.scene.sampler.sde_steps = h.sde_steps;
+            actions.write(UiAction::SetHyper(h.clone()));
+        }
+    });
+    ui.collapsing("Needs a reset ⟲", |ui| {
+        ui.label("Changing these rebuilds the network or the noise; press the button to restart with them.");
+        let s = &mut edit.scene;
+        egui::Grid::new("restart").num_columns(2).show(ui, |ui| {
+            ui.label("network").on_hover_text("EGNN respects rotations and particle swaps; MLP is a plain network (for GMM-40).");
+            egui::ComboBox::from_id_salt("kind").selected_text(format!("{:?}", s.network.kind)).show_ui(ui, |ui| {
+                ui.selectable_value(&mut s.network.kind, NetworkKind::Egnn, "Egnn");
+                ui.selectable_value(&mut s.network.kind, NetworkKind::Mlp, "Mlp");
+            });
+            ui.end_row();
+            field(ui, "layers", &mut s.network.layers, 1..=12, false, "Number of network layers: deeper can represent more, trains slower.");
+            field(ui, "hidden width", &mut s.network.hidden, 8..=512, false, "Neurons per layer: wider can represent more, trains slower.");
+            field(ui, "σ max", &mut s.sampler.sigma_max, 0.01..=100.0, true, "Largest noise level (at t = 0): should cover the size of the system.");
+            field(ui, "σ min", &mut s.sampler.sigma_min, 1e-5..=1.0, true, "Smallest noise level (at t = 1): sets the finest detail.");
+            field(ui, "buffer size", &mut s.sampler.buffer_size, 1..=100_000, false, "How many recent samples the replay buffer keeps.");
+        });
+        if ui.button("⟲ Reset with these").clicked() {
+            actions.write(UiAction::Reset);
+        }
+    });
+    egui::CollapsingHeader::new("View").default_open(true).show(ui, |ui| {
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut view.show, Show::Samples, "current samples").on_hover_text("A grid of samples from the latest iteration");
+            ui.selectable_value(&mut view.show, Show::Trajectory, "trajectory").on_hover_text("One sample's path over SDE time: from all particles at the origin (t = 0) to the final sample (t = 1)");
+        });
+        if view.show == Show::Trajectory {
+            ui.add(egui::Slider::new(&mut view.time, 0.0..=1.0).text("SDE time t")).on_hover_text("Scrub through the diffusion: t = 0 is the start, t = 1 the sample");
+            ui.checkbox(&mut view.animate, "animate").on_hover_text("Replay the path over and over");
+            if data.trajectory.is_none() {
+                ui.label("no trajectory yet: press play");
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.label("colour by");
+            ui.selectable_value(&mut view.color_by, ColorBy::Energy, "energy").on_hover_text("Dark blue = low energy (good), yellow = high; scale from the reference samples");
+            ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "particle").on_hover_text("One colour per particle index");
+        });
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut view.bonds, "bonds").on_hover_text("Draw a line between particles closer than the cutoff");
+            ui.add_enabled(view.bonds, egui::Slider::new(&mut view.bond_cutoff, 0.5..=8.0).text("cutoff (length units)"));
+        });
+    });
+    egui::CollapsingHeader::new("Files").default_open(true).show(ui, |ui| {
+        let name = data.info.as_ref().map(|i| slug(&i.scene.name)).unwrap_or_else(|| "run".into());
+        let stem = format!("{name}-step{}", data.counters.gradient_steps);
+        ui.horizontal_wrapped(|ui| {
+            if ui.button("samples .xyz").on_hover_text("Current samples as extended XYZ (ASE, OVITO, VMD read it)").clicked() {
+                actions.write(UiAction::ExportSamples(PathBuf::from("exports").join(format!("{stem}.xyz"))));
+            }
+            if ui.button("samples .npy").on_hover_text("Current samples as a NumPy array (samples × coordinates)").clicked() {
+                actions.write(UiAction::ExportSamples(PathBuf::from("exports").join(format!("{stem}.npy"))));
+            }
+            if ui.button("metrics .csv").on_hover_text("Loss and metric history as CSV").clicked() {
+                actions.write(UiAction::ExportMetrics(PathBuf::from("exports").join(format!("{stem}-metrics.csv"))));
+            }
+            if ui.button("screenshot .png").on_hover_text("The whole window as a PNG").clicked() {
+                actions.write(UiAction::Screenshot(PathBuf::from("exports").join(format!("{stem}.png"))));
+            }
+        });
+        ui.horizontal(|ui| {
+            if ui.button("save checkpoint").on_hover_text("A run folder with weights, optimizer, buffer and scene; `boltzmann-studio sample` and `train --resume` read it").clicked() {
+                let dir = PathBuf::from("runs").join(&stem);
+                state.load_path = dir.display().to_string();
+                actions.write(UiAction::SaveCheckpoint(dir));
+            }
+            if ui.button("load").on_hover_text("Replace the run by the checkpoint folder named in the field").clicked() {
+                actions.write(UiAction::LoadCheckpoint(PathBuf::from(state.load_path.trim())));
+            }
+        });
+        ui.add(egui::TextEdit::singleline(&mut state.load_path).hint_text("run folder to load"));
+    });
+    ui.collapsing("Messages", |ui| {
+        if data.notices.is_empty() {
+            ui.label("none");
+        }
+        for n in data.notices.iter().rev() {
+            let color = if n.error { egui::Color32::from_rgb(240, 90, 90) } else { ui.visuals().text_color() };
+            ui.colored_label(color, &n.text);
+        }
+        if !data.notices.is_empty() && ui.button("clear").clicked() {
+            data.notices.clear();
+        }
+    });
+}
+
+fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, cache: &HistogramCache) {
+    ui.strong("Loss").on_hover_text("Reciprocal Adjoint Matching loss ‖s(Xₜ, t) + ∇g(X₁)‖² per gradient step; it has a noise floor, so watch the trend");
+    plots::loss_plot(ui, data, settings);
+    ui.strong("Energy histogram").on_hover_text("Energies of the latest samples (bars) against the reference samples (line), same bins, density-normalised; samples beyond the range are counted in the end bins");
+    plots::energy_histogram(ui, data, cache);
+    ui.strong("Interatomic distances").on_hover_text("All pair distances of the latest samples against the reference");
+    plots::distance_histogram(ui, data, cache);
+    ui.strong("Sample quality").on_hover_text("E-W2: Wasserstein-2 between energy distributions; eq-W2: between configurations after best rotation and permutation; x-W2: raw coordinates");
+    plots::metrics_plot(ui, data, settings);
+    ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, 0–1: how much an exact reweighting keeps. Often tiny; it is reported as it is.");
+    plots::ess_plot(ui, data);
+}
+
+fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &EnergyScale, left: f32, bottom: f32) {
+    if view.color_by != ColorBy::Energy || view.show != Show::Samples || data.info.is_none() {
+        return;
+    }
+    let pos = egui::pos2(left + 12.0, ctx.viewport_rect().height() - bottom - 60.0);
+    egui::Area::new("legend".into()).fixed_pos(pos).interactable(false).show(ctx, |ui| {
+        egui::Frame::popup(ui.style()).show(ui, |ui| {
+            ui.label("sample energy (kT)");
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(180.0, 10.0), egui::Sense::hover());
+            let w = rect.width() / SCALE_STEPS as f32;
+            for k in 0..SCALE_STEPS {
+                let [r, g, b] = viridis(k as f32 / (SCALE_STEPS - 1) as f32);
+                let x = rect.left() + k as f32 * w;
+                let c = egui::Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8);
+                ui.painter().rect_filled(egui::Rect::from_min_size(egui::pos2(x, rect.top()), egui::vec2(w + 0.5, rect.height())), 0.0, c);
+            }
+            ui.horizontal(|ui| {
+                ui.label(format!("{:.1}", scale.lo));
+                ui.add_space(110.0);
+                ui.label(format!("{:.1}", scale.hi));
+            });
+        });
+    });
+}
+
+fn help(ui: &mut egui::Ui) {
+    egui::Grid::new("keys").num_columns(2).show(ui, |ui| {
+        for (k, what) in [
+            ("Space", "play / pause training"),
+            ("N", "one step (the speed setting's number of gradient steps)"),
+            ("R", "reset: fresh weights with the seed and settings shown"),
+            ("F or double-click", "frame the view"),
+            ("H or F1", "this help"),
+            ("left drag", "orbit the camera"),
+            ("right / middle drag", "pan"),
+            ("wheel", "zoom"),
+        ] {
+            ui.strong(k);
+            ui.label(what);
+            ui.end_row();
+        }
+    });
+    ui.separator();
+    ui.label(
+        "A network learns a drift that carries particles from a single point at t = 0 to samples of \
+         exp(−E/kT) at t = 1. It learns from its own samples: each iteration simulates new samples \
+         (one energy evaluation each), stores them in a replay buffer, and takes gradient steps on them. \
+         Watch the energy histogram slide onto the reference and E-W2 fall.",
+    );
+}
+
+/// A file-name-safe form of a scene name ("LJ-13" → "lj-13").
+pub fn slug(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
+}

@@ -1,0 +1,380 @@
+//! The 3D view of the samples: a grid of current samples as spheres coloured by energy (or by
+//! particle index), bonds by a distance cutoff, 2-D systems on the z = 0 plane, GMM-40 as a
+//! point cloud over a map of the target density, and the replay of one trajectory over SDE time.
+//!
+//! All spheres share one mesh and a small palette of materials, so Bevy draws them instanced.
+
+use std::sync::Arc;
+
+use bevy::asset::RenderAssetUsages;
+use bevy::prelude::*;
+use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
+use bevy::window::RequestRedraw;
+
+use super::camera::HomeView;
+use super::link::RunData;
+use crate::energy::Layout;
+use crate::worker::RunInfo;
+
+/// How samples are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorBy {
+    Energy,
+    ParticleIndex,
+}
+
+/// What the 3D view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// A grid of current samples.
+    Samples,
+    /// One stored path from t = 0 (all particles at the origin) to t = 1.
+    Trajectory,
+}
+
+/// View settings edited in the panels.
+#[derive(Resource, Debug, Clone)]
+pub struct ViewSettings {
+    pub color_by: ColorBy,
+    pub show: Show,
+    pub bonds: bool,
+    pub bond_cutoff: f32,
+    /// Position of the trajectory scrubber, 0–1 in SDE time.
+    pub time: f32,
+    pub animate: bool,
+    /// Seconds an animated replay takes from t = 0 to 1.
+    pub animate_seconds: f32,
+}
+
+impl Default for ViewSettings {
+    fn default() -> Self {
+        Self { color_by: ColorBy::Energy, show: Show::Samples, bonds: true, bond_cutoff: 1.3, time: 1.0, animate: false, animate_seconds: 4.0 }
+    }
+}
+
+/// The energy range mapped onto the colour scale (shared with the legend).
+#[derive(Resource, Debug, Clone, Copy, PartialEq)]
+pub struct EnergyScale {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Default for EnergyScale {
+    fn default() -> Self {
+        Self { lo: 0.0, hi: 1.0 }
+    }
+}
+
+/// Colours of the energy scale: low energy is dark blue, high is yellow (viridis-like).
+pub const SCALE_STEPS: usize = 24;
+
+/// Viridis at `u` ∈ [0, 1], from five anchor colours.
+pub fn viridis(u: f32) -> [f32; 3] {
+    const A: [[f32; 3]; 5] = [[0.267, 0.005, 0.329], [0.231, 0.322, 0.545], [0.129, 0.569, 0.549], [0.365, 0.788, 0.384], [0.993, 0.906, 0.144]];
+    let x = u.clamp(0.0, 1.0) * 4.0;
+    let i = (x.floor() as usize).min(3);
+    let f = x - i as f32;
+    std::array::from_fn(|k| A[i][k] * (1.0 - f) + A[i + 1][k] * f)
+}
+
+/// Distinct colours for colouring by particle index.
+fn index_color(i: usize) -> Color {
+    Color::hsl((i as f32 * 137.508) % 360.0, 0.65, 0.55)
+}
+
+#[derive(Resource)]
+struct Palette {
+    mesh: Handle<Mesh>,
+    energy: Vec<Handle<StandardMaterial>>,
+    index: Vec<Handle<StandardMaterial>>,
+}
+
+/// One sphere: `cell` of the grid, `index` of the particle in its sample.
+#[derive(Component)]
+struct Sphere3 {
+    cell: usize,
+    index: usize,
+}
+
+/// Everything spawned for the current run (despawned on the next).
+#[derive(Component)]
+struct RunView;
+
+/// Placement of the current run's samples.
+#[derive(Resource, Default)]
+struct Placement {
+    info: Option<Arc<RunInfo>>,
+    cells: usize,
+    spacing: f32,
+    /// Coordinates are multiplied by this (GMM-40 spans ±40; particle systems are 1:1).
+    scale: f32,
+    radius: f32,
+}
+
+pub fn plugin(app: &mut App) {
+    app.init_resource::<ViewSettings>()
+        .init_resource::<EnergyScale>()
+        .init_resource::<Placement>()
+        .add_systems(Startup, setup_palette)
+        .add_systems(Update, (rebuild_on_new_run, animate, place, bonds).chain());
+}
+
+fn setup_palette(mut commands: Commands, mut meshes: ResMut<Assets<Mesh>>, mut materials: ResMut<Assets<StandardMaterial>>) {
+    let mesh = meshes.add(Sphere::new(1.0).mesh().ico(3).expect("subdivision 3 is valid"));
+    let mat = |m: &mut Assets<StandardMaterial>, c: Color| m.add(StandardMaterial { base_color: c, perceptual_roughness: 0.5, ..default() });
+    let energy = (0..SCALE_STEPS)
+        .map(|k| {
+            let [r, g, b] = viridis(k as f32 / (SCALE_STEPS - 1) as f32);
+            mat(&mut materials, Color::srgb(r, g, b))
+        })
+        .collect();
+    let index = (0..64).map(|i| mat(&mut materials, index_color(i))).collect();
+    commands.insert_resource(Palette { mesh, energy, index });
+}
+
+/// Spheres per grid cell and the layout of a new run; also the home view and colour scale.
+#[allow(clippy::too_many_arguments)]
+fn rebuild_on_new_run(
+    mut commands: Commands,
+    data: Res<RunData>,
+    mut placement: ResMut<Placement>,
+    palette: Res<Palette>,
+    old: Query<Entity, With<RunView>>,
+    mut home: ResMut<HomeView>,
+    mut scale: ResMut<EnergyScale>,
+    mut settings: ResMut<ViewSettings>,
+    mut images: ResMut<Assets<Image>>,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+) {
+    let Some(info) = &data.info else { return };
+    if placement.info.as_ref().is_some_and(|p| Arc::ptr_eq(p, info)) {
+        return;
+    }
+    for e in &old {
+        commands.entity(e).despawn();
+    }
+    let layout = info.layout;
+    let view = &info.scene.view;
+    let point_cloud = layout.particles == 1;
+    let (scale_factor, radius) = if point_cloud { (0.125, 0.08) } else { (1.0, view.particle_radius as f32) };
+    let cells = if point_cloud { info.scene.sampler.new_samples.max(1) } else { view.grid.max(1).pow(2) };
+    let per_cell = layout.particles;
+    // Cells sit far enough apart for the largest reference cluster (or a guess without one).
+    let extent = if point_cloud { 0.0 } else { cluster_extent(info).max(1.0) };
+    let spacing = 2.0 * extent + 4.0 * radius;
+    for cell in 0..cells {
+        for index in 0..per_cell {
+            commands.spawn((
+                Mesh3d(palette.mesh.clone()),
+                MeshMaterial3d(palette.energy[0].clone()),
+                Transform::from_scale(Vec3::splat(radius)),
+                Visibility::Hidden,
+                Sphere3 { cell, index },
+                RunView,
+            ));
+        }
+    }
+    if point_cloud {
+        let (w, image) = density_image(info);
+        let texture = images.add(image);
+        commands.spawn((
+            Mesh3d(meshes.add(Rectangle::new(w * scale_factor, w * scale_factor))),
+            MeshMaterial3d(materials.add(StandardMaterial { base_color_texture: Some(texture), unlit: true, ..default() })),
+            Transform::from_xyz(0.0, 0.0, -0.2),
+            RunView,
+        ));
+    }
+    let g = if point_cloud { 1.0 } else { view.grid.max(1) as f32 };
+    let half_width = if point_cloud { 50.0 * scale_factor } else { g * spacing / 2.0 };
+    *home = HomeView { focus: Vec3::ZERO, extent: half_width, yaw: 0.0, pitch: if layout.spatial_dim == 3 { 0.15 } else { 0.0 } };
+    *scale = energy_scale(info);
+    settings.bond_cutoff = view.bond_cutoff as f32;
+    settings.bonds = view.bond_cutoff > 0.0;
+    *placement = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, radius };
+}
+
+/// The 98th percentile of the largest particle distance from the centre over reference rows.
+fn cluster_extent(info: &RunInfo) -> f32 {
+    let l = info.layout;
+    let e = &info.reference_distances;
+    if e.is_empty() {
+        return l.particles as f32;
+    }
+    // Pooled pair distances: the largest ones bound the cluster's diameter.
+    let mut d: Vec<f64> = e.clone();
+    d.sort_by(f64::total_cmp);
+    (d[(d.len() as f64 * 0.995) as usize].min(d[d.len() - 1]) * 0.6) as f32
+}
+
+/// Colour scale from the reference energies (2nd to 98th percentile), so that "blue" means "as
+/// low as the target's typical samples".
+fn energy_scale(info: &RunInfo) -> EnergyScale {
+    let mut e: Vec<f64> = info.reference_energies.iter().copied().filter(|v| v.is_finite()).collect();
+    if e.len() < 2 {
+        return EnergyScale::default();
+    }
+    e.sort_by(f64::total_cmp);
+    let q = |p: f64| e[((e.len() - 1) as f64 * p) as usize];
+    EnergyScale { lo: q(0.02), hi: q(0.98).max(q(0.02) + 1e-6) }
+}
+
+/// A grey-scale map of the target density exp(−E) over ±50 (GMM-40's box), as an image.
+fn density_image(info: &RunInfo) -> (f32, Image) {
+    const N: usize = 160;
+    const HALF: f64 = 50.0;
+    let energy = info.scene.energy();
+    let mut xs = Vec::with_capacity(N * N * 2);
+    for r in 0..N {
+        for c in 0..N {
+            let x = -HALF + (c as f64 + 0.5) * 2.0 * HALF / N as f64;
+            let y = HALF - (r as f64 + 0.5) * 2.0 * HALF / N as f64;
+            xs.extend([x as f32, y as f32]);
+        }
+    }
+    let e = energy.batch_energy(&xs);
+    let emin = e.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+    let mut data = Vec::with_capacity(N * N * 4);
+    for v in e {
+        let p = if v.is_finite() { (-(v - emin)).exp() } else { 0.0 };
+        // A square root lifts the faint modes into view; the map is for orientation only.
+        let s = (0.12 + 0.6 * p.sqrt()) as f32;
+        data.extend([(s * 255.0) as u8, (s * 230.0) as u8, (s * 200.0) as u8, 255]);
+    }
+    let image = Image::new(
+        Extent3d { width: N as u32, height: N as u32, depth_or_array_layers: 1 },
+        TextureDimension::D2,
+        data,
+        TextureFormat::Rgba8UnormSrgb,
+        RenderAssetUsages::default(),
+    );
+    (2.0 * HALF as f32, image)
+}
+
+fn animate(time: Res<Time>, mut settings: ResMut<ViewSettings>, mut redraw: MessageWriter<RequestRedraw>) {
+    if settings.animate && settings.show == Show::Trajectory {
+        let step = time.delta_secs().min(0.1) / settings.animate_seconds.max(0.5);
+        settings.time = (settings.time + step) % 1.0;
+        // The app redraws only on input or new data; an animation needs every frame.
+        redraw.write(RequestRedraw);
+    }
+}
+
+/// Centre of grid cell `cell` of a g × g grid with the given spacing (first cell top left).
+fn cell_center(cell: usize, g: usize, spacing: f32) -> Vec3 {
+    let (r, c) = ((cell / g) as f32, (cell % g) as f32);
+    let half = (g as f32 - 1.0) / 2.0;
+    Vec3::new((c - half) * spacing, (half - r) * spacing, 0.0)
+}
+
+/// The positions of sample `k` of `x` (row-major, `layout`), 2-D systems on z = 0.
+fn positions(x: &[f32], k: usize, layout: Layout) -> impl Iterator<Item = Vec3> + '_ {
+    let (n, d) = (layout.particles, layout.spatial_dim);
+    let row = &x[k * n * d..(k + 1) * n * d];
+    (0..n).map(move |i| {
+        let p = &row[i * d..(i + 1) * d];
+        Vec3::new(p[0], if d > 1 { p[1] } else { 0.0 }, if d > 2 { p[2] } else { 0.0 })
+    })
+}
+
+/// The frame of the stored trajectory at the scrubber's time.
+pub fn trajectory_frame(traj: &[Vec<f32>], time: f32) -> Option<&[f32]> {
+    if traj.is_empty() {
+        return None;
+    }
+    let k = ((time.clamp(0.0, 1.0) * (traj.len() - 1) as f32).round() as usize).min(traj.len() - 1);
+    Some(&traj[k])
+}
+
+/// Moves and colours the spheres when samples, settings or the scrubber change.
+fn place(
+    data: Res<RunData>,
+    settings: Res<ViewSettings>,
+    scale: Res<EnergyScale>,
+    placement: Res<Placement>,
+    palette: Res<Palette>,
+    mut spheres: Query<(&Sphere3, &mut Transform, &mut Visibility, &mut MeshMaterial3d<StandardMaterial>)>,
+    mut seen: Local<(u64, usize)>,
+) {
+    let Some(info) = &placement.info else { return };
+    let key = (data.samples_version, placement.cells);
+    if *seen == key && !settings.is_changed() && !scale.is_changed() && !data.is_changed() {
+        return;
+    }
+    *seen = key;
+    let layout = info.layout;
+    let g = info.scene.view.grid.max(1);
+    let point_cloud = layout.particles == 1;
+    let energy_mat = |e: f64| {
+        let u = if e.is_finite() { ((e - scale.lo) / (scale.hi - scale.lo)).clamp(0.0, 1.0) } else { 1.0 };
+        palette.energy[(u * (SCALE_STEPS - 1) as f64).round() as usize].clone()
+    };
+    let trajectory = settings.show == Show::Trajectory;
+    let frame = if trajectory { data.trajectory.as_deref().and_then(|t| trajectory_frame(t, settings.time)) } else { None };
+    let samples = data.samples.as_deref();
+    for (s, mut t, mut vis, mut mat) in &mut spheres {
+        let (pos, e) = if trajectory {
+            match frame {
+                Some(f) if s.cell == 0 => (positions(f, 0, layout).nth(s.index), f64::NAN),
+                _ => (None, f64::NAN),
+            }
+        } else {
+            match samples {
+                Some(b) if s.cell < b.len() => (positions(&b.x, s.cell, layout).nth(s.index), b.energies[s.cell]),
+                _ => (None, f64::NAN),
+            }
+        };
+        let Some(p) = pos else {
+            *vis = Visibility::Hidden;
+            continue;
+        };
+        let offset = if point_cloud || trajectory { Vec3::ZERO } else { cell_center(s.cell, g, placement.spacing) };
+        let radius = if trajectory && point_cloud { placement.radius * 3.0 } else { placement.radius };
+        *t = Transform::from_translation(offset + p * placement.scale).with_scale(Vec3::splat(radius));
+        *vis = Visibility::Visible;
+        mat.0 = match settings.color_by {
+            ColorBy::ParticleIndex => palette.index[s.index % palette.index.len()].clone(),
+            ColorBy::Energy if trajectory => palette.index[s.index % palette.index.len()].clone(),
+            ColorBy::Energy => energy_mat(e),
+        };
+    }
+}
+
+/// Bonds between particles closer than the cutoff, and the GMM path in trajectory mode.
+fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placement>, mut gizmos: Gizmos) {
+    let Some(info) = &placement.info else { return };
+    let layout = info.layout;
+    let color = Color::srgba(0.85, 0.85, 0.9, 0.8);
+    if settings.show == Show::Trajectory {
+        if let Some(traj) = data.trajectory.as_deref() {
+            let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len().max(1) - 1) as f32).round() as usize).min(traj.len().saturating_sub(1));
+            if layout.particles == 1 {
+                gizmos.linestrip(traj[..=upto].iter().map(|f| positions(f, 0, layout).next().unwrap_or(Vec3::ZERO) * placement.scale), color);
+            } else if settings.bonds {
+                if let Some(f) = traj.get(upto) {
+                    draw_bonds(&mut gizmos, &positions(f, 0, layout).collect::<Vec<_>>(), Vec3::ZERO, settings.bond_cutoff, color);
+                }
+            }
+        }
+        return;
+    }
+    if !settings.bonds || layout.particles < 2 {
+        return;
+    }
+    let Some(b) = data.samples.as_deref() else { return };
+    let g = info.scene.view.grid.max(1);
+    for cell in 0..placement.cells.min(b.len()) {
+        let p: Vec<Vec3> = positions(&b.x, cell, layout).collect();
+        draw_bonds(&mut gizmos, &p, cell_center(cell, g, placement.spacing), settings.bond_cutoff, color);
+    }
+}
+
+fn draw_bonds(gizmos: &mut Gizmos, p: &[Vec3], offset: Vec3, cutoff: f32, color: Color) {
+    for i in 0..p.len() {
+        for j in (i + 1)..p.len() {
+            if p[i].distance(p[j]) < cutoff {
+                gizmos.line(offset + p[i], offset + p[j], color);
+            }
+        }
+    }
+}

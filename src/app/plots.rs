@@ -1,0 +1,210 @@
+//! The plots: loss, metrics over steps or wall time, energy and interatomic-distance histograms
+//! against the reference, ESS and throughput. Plain functions over [`RunData`], drawn by the
+//! panels; histograms are recomputed only when a new batch arrives.
+
+use bevy::prelude::*;
+use bevy_egui::egui;
+use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints, Points};
+
+use super::link::RunData;
+use crate::metrics::{Histogram, interatomic_distances};
+use crate::io::Matrix;
+
+const PLOT_HEIGHT: f32 = 150.0;
+const BINS: usize = 60;
+
+/// Plot options the user sets.
+#[derive(Resource, Debug, Clone)]
+pub struct PlotSettings {
+    /// Weight of the previous value in the loss's exponential moving average (0 = raw).
+    pub ema: f64,
+    pub log_loss: bool,
+    /// Metrics against wall-clock seconds instead of gradient steps.
+    pub wall_time: bool,
+    pub log_metrics: bool,
+}
+
+impl Default for PlotSettings {
+    fn default() -> Self {
+        Self { ema: 0.95, log_loss: true, wall_time: false, log_metrics: true }
+    }
+}
+
+/// Histograms of the latest batch and of the reference on shared bins.
+#[derive(Resource, Default)]
+pub struct HistogramCache {
+    version: Option<(u64, u64)>,
+    pub energy: Option<(Histogram, Histogram)>,
+    pub distance: Option<(Histogram, Histogram)>,
+}
+
+/// Exponential moving average of a series (the first value starts it).
+pub fn ema(points: &[[f64; 2]], alpha: f64) -> Vec<[f64; 2]> {
+    let mut out = Vec::with_capacity(points.len());
+    let mut acc: Option<f64> = None;
+    for p in points {
+        let v = match acc {
+            Some(a) => alpha * a + (1.0 - alpha) * p[1],
+            None => p[1],
+        };
+        acc = Some(v);
+        out.push([p[0], v]);
+    }
+    out
+}
+
+/// Shared bins for a sample set and its reference: the reference's range widened by half its
+/// width, so that a few very hot samples do not squash the picture (they fall in the end bins).
+fn shared(samples: &[f64], reference: &[f64]) -> Option<(Histogram, Histogram)> {
+    let finite = |v: &[f64]| v.iter().copied().filter(|x| x.is_finite()).collect::<Vec<_>>();
+    let (s, r) = (finite(samples), finite(reference));
+    if s.is_empty() {
+        return None;
+    }
+    let base = if r.is_empty() { &s } else { &r };
+    let lo = base.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = base.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let pad = 0.5 * (hi - lo).max(1e-6);
+    let (lo, hi) = (lo - pad * 0.3, hi + pad);
+    Some((Histogram::new(&s, lo, hi, BINS), Histogram::new(&r, lo, hi, BINS)))
+}
+
+pub fn refresh_histograms(data: &RunData, cache: &mut HistogramCache) {
+    let generation = data.info.as_ref().map(|i| i.generation).unwrap_or(0);
+    let key = (generation, data.samples_version);
+    if cache.version == Some(key) {
+        return;
+    }
+    cache.version = Some(key);
+    let (Some(info), Some(b)) = (&data.info, &data.samples) else {
+        cache.energy = None;
+        cache.distance = None;
+        return;
+    };
+    cache.energy = shared(&b.energies, &info.reference_energies);
+    cache.distance = if b.layout.particles > 1 {
+        let m = Matrix::new(b.len(), b.layout.dim(), b.x.clone());
+        shared(&interatomic_distances(&m, b.layout), &info.reference_distances)
+    } else {
+        None
+    };
+}
+
+const SAMPLES_COLOR: egui::Color32 = egui::Color32::from_rgb(86, 156, 214);
+const REFERENCE_COLOR: egui::Color32 = egui::Color32::from_rgb(230, 140, 60);
+
+pub fn loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings) {
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut settings.ema, 0.0..=0.995).text("smoothing"))
+            .on_hover_text("Exponential moving average of the loss: 0 shows every step, 0.99 a slow average.");
+        ui.checkbox(&mut settings.log_loss, "log scale").on_hover_text("Plot log₁₀ of the loss.");
+    });
+    let tr = |v: f64| if settings.log_loss { v.max(1e-12).log10() } else { v };
+    let raw: Vec<[f64; 2]> = data.losses.iter().map(|p| [p[0], tr(p[1])]).collect();
+    let smooth: Vec<[f64; 2]> = ema(&data.losses, settings.ema).into_iter().map(|p| [p[0], tr(p[1])]).collect();
+    let log = settings.log_loss;
+    Plot::new("loss")
+        .height(PLOT_HEIGHT)
+        .x_axis_label("gradient step")
+        .y_axis_label(if log { "loss (log₁₀)" } else { "loss" })
+        .y_axis_formatter(move |m, _| if log { short(10f64.powf(m.value)) } else { short(m.value) })
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            p.line(Line::new("per step", PlotPoints::from(raw)).color(egui::Color32::from_gray(110)).width(1.0));
+            p.line(Line::new("smoothed", PlotPoints::from(smooth)).color(SAMPLES_COLOR).width(2.0));
+        });
+}
+
+/// A tick label with about three significant digits.
+fn short(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 || (1e-2..1e4).contains(&a) { format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string() } else { format!("{v:.1e}") }
+}
+
+pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings) {
+    ui.horizontal(|ui| {
+        ui.selectable_value(&mut settings.wall_time, false, "over steps");
+        ui.selectable_value(&mut settings.wall_time, true, "over wall time");
+        ui.checkbox(&mut settings.log_metrics, "log scale");
+    })
+    .response
+    .on_hover_text("Metrics of each evaluated batch against as many reference samples; lower is better.");
+    let x = |m: &crate::worker::MetricPoint| if settings.wall_time { m.wall_seconds } else { m.step as f64 };
+    let series = |f: &dyn Fn(&crate::worker::MetricPoint) -> Option<f64>| -> Vec<[f64; 2]> {
+        data.metrics.iter().filter_map(|m| f(m).map(|v| [x(m), v])).collect()
+    };
+    let log = settings.log_metrics;
+    let tr = |v: f64| if log { v.max(1e-6).log10() } else { v };
+    let named = [
+        ("E-W2", series(&|m| Some(tr(m.energy_w2))), egui::Color32::from_rgb(220, 90, 90)),
+        ("eq-W2", series(&|m| m.eq_w2.map(tr)), egui::Color32::from_rgb(90, 160, 230)),
+        ("x-W2", series(&|m| Some(tr(m.x_w2))), egui::Color32::from_rgb(120, 200, 120)),
+    ];
+    Plot::new("metrics")
+        .height(PLOT_HEIGHT)
+        .x_axis_label(if settings.wall_time { "training time (s)" } else { "gradient step" })
+        .y_axis_label(if log { "W2 (log scale)" } else { "W2" })
+        .y_axis_formatter(move |m, _| if log { short(10f64.powf(m.value)) } else { short(m.value) })
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            for (name, pts, color) in named {
+                if pts.is_empty() {
+                    continue;
+                }
+                p.line(Line::new(name, PlotPoints::from(pts.clone())).color(color).width(1.5));
+                // Evaluations are sparse: a marker per point keeps the first ones visible.
+                p.points(Points::new(name, PlotPoints::from(pts)).color(color).radius(2.5));
+            }
+        });
+}
+
+fn histogram_plot(ui: &mut egui::Ui, id: &str, x_label: &str, h: &Option<(Histogram, Histogram)>, reference_available: bool) {
+    let Some((s, r)) = h else {
+        ui.label("no samples yet: press play");
+        return;
+    };
+    let w = s.width();
+    let bars: Vec<Bar> = s.density.iter().enumerate().map(|(k, &d)| Bar::new(s.lo + (k as f64 + 0.5) * w, d).width(w)).collect();
+    let mut steps = Vec::with_capacity(2 * r.density.len());
+    for (k, &d) in r.density.iter().enumerate() {
+        steps.push([r.lo + k as f64 * w, d]);
+        steps.push([r.lo + (k + 1) as f64 * w, d]);
+    }
+    Plot::new(id)
+        .height(PLOT_HEIGHT)
+        .x_axis_label(x_label)
+        .y_axis_label("density")
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            p.bar_chart(BarChart::new("current samples", bars).color(SAMPLES_COLOR));
+            if reference_available {
+                p.line(Line::new("reference (MCMC)", PlotPoints::from(steps)).color(REFERENCE_COLOR).width(2.0));
+            }
+        });
+}
+
+pub fn energy_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCache) {
+    let has_ref = data.info.as_ref().is_some_and(|i| !i.reference_energies.is_empty());
+    histogram_plot(ui, "energy_hist", "energy E (units of kT)", &cache.energy, has_ref);
+}
+
+pub fn distance_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCache) {
+    if data.info.as_ref().is_some_and(|i| i.layout.particles < 2) {
+        ui.label("a single point: no interatomic distances");
+        return;
+    }
+    let has_ref = data.info.as_ref().is_some_and(|i| !i.reference_distances.is_empty());
+    histogram_plot(ui, "dist_hist", "interatomic distance r (length units)", &cache.distance, has_ref);
+}
+
+pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
+    let pts: Vec<[f64; 2]> = data.metrics.iter().map(|m| [m.step as f64, m.ess]).collect();
+    Plot::new("ess")
+        .height(PLOT_HEIGHT * 0.7)
+        .x_axis_label("gradient step")
+        .y_axis_label("ESS (fraction)")
+        .include_y(0.0)
+        .show(ui, |p| {
+            p.line(Line::new("normalised ESS", PlotPoints::from(pts)).width(2.0));
+        });
+}

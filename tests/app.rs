@@ -1,0 +1,205 @@
+//! The app without a window: `MinimalPlugins`, the link plugin and a fake worker (the test holds
+//! the other ends of the channels). Snapshots must update what the UI draws, UI actions and
+//! shortcuts must become the right commands, and a burst of snapshots must not pile up.
+
+#![cfg(feature = "app")]
+
+mod common;
+
+use std::sync::Arc;
+
+use bevy::prelude::*;
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+use boltzmann_studio::app::link::{self, KeyboardFree, Link, MAX_LOSS_POINTS, RunData, SceneEdit, UiAction};
+use boltzmann_studio::scene::Scene;
+use boltzmann_studio::worker::{Command, Event, MetricPoint, RunInfo, SampleBatch, Snapshot, SnapshotSender, WorkerHandle, snapshot_channel};
+
+struct Fake {
+    app: App,
+    commands: Receiver<Command>,
+    snapshots: SnapshotSender,
+    snapshot_rx: Receiver<Snapshot>,
+    events: Sender<Event>,
+    scene: Scene,
+}
+
+fn fake() -> Fake {
+    let path = common::repo("scenes/dw4.ron");
+    let scene = Scene::load(&path).unwrap();
+    let (cmd_tx, commands) = unbounded();
+    let (snapshots, snapshot_rx) = snapshot_channel();
+    let (events, event_rx) = unbounded();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .init_resource::<ButtonInput<KeyCode>>()
+        .insert_resource(Link(WorkerHandle::from_channels(cmd_tx, snapshot_rx.clone(), event_rx)))
+        .insert_resource(SceneEdit { scene: scene.clone(), path, speed: 10 })
+        .add_plugins(link::plugin);
+    Fake { app, commands, snapshots, snapshot_rx, events, scene }
+}
+
+fn started(f: &Fake, generation: u64) {
+    let layout = f.scene.energy().layout();
+    let info = RunInfo {
+        generation,
+        scene: f.scene.clone(),
+        scene_path: common::repo("scenes/dw4.ron"),
+        layout,
+        reference_energies: vec![-22.0, -23.0],
+        reference_distances: vec![4.0, 5.0],
+    };
+    f.events.send(Event::Started(Arc::new(info))).unwrap();
+}
+
+fn batch(step: u64, value: f32) -> Arc<SampleBatch> {
+    let layout = boltzmann_studio::energy::Layout { particles: 4, spatial_dim: 2, com_free: true };
+    Arc::new(SampleBatch { x: vec![value; 16], energies: vec![value as f64; 2], layout, ess: 0.5, step })
+}
+
+fn drain(rx: &Receiver<Command>) -> Vec<Command> {
+    rx.try_iter().collect()
+}
+
+#[test]
+fn snapshots_update_the_run_data() {
+    let mut f = fake();
+    started(&f, 1);
+    let metric = MetricPoint { step: 3, wall_seconds: 1.5, energy_w2: 2.0, x_w2: 1.0, eq_w2: Some(0.5), dist_tv: 0.1, ess: 0.2, n: 2 };
+    f.snapshots.send(Snapshot {
+        generation: 1,
+        running: true,
+        losses: vec![(1, 5.0), (2, 4.0), (3, 3.0)],
+        metrics: vec![metric],
+        samples: Some(batch(3, 1.0)),
+        trajectory: Some(Arc::new(vec![vec![0.0; 8], vec![1.0; 8]])),
+        ..Snapshot::default()
+    });
+    f.app.update();
+    let data = f.app.world().resource::<RunData>();
+    assert!(data.running);
+    assert_eq!(data.losses, vec![[1.0, 5.0], [2.0, 4.0], [3.0, 3.0]]);
+    assert_eq!(data.metrics, vec![metric]);
+    assert_eq!(data.samples.as_ref().unwrap().x, vec![1.0; 16]);
+    assert_eq!(data.samples_version, 1);
+    assert_eq!(data.trajectory.as_ref().unwrap().len(), 2);
+
+    // A snapshot of a run that was replaced is ignored; a new run clears the history.
+    f.snapshots.send(Snapshot { generation: 7, losses: vec![(9, 1.0)], ..Snapshot::default() });
+    f.app.update();
+    assert_eq!(f.app.world().resource::<RunData>().losses.len(), 3);
+    started(&f, 2);
+    f.app.update();
+    let data = f.app.world().resource::<RunData>();
+    assert!(data.losses.is_empty() && data.samples.is_none() && data.metrics.is_empty());
+    assert_eq!(data.info.as_ref().unwrap().generation, 2);
+
+    // Errors from the worker become visible notices.
+    f.events.send(Event::Error("training stopped: boom".into())).unwrap();
+    f.app.update();
+    let data = f.app.world().resource::<RunData>();
+    assert!(data.notices.last().is_some_and(|n| n.error && n.text.contains("boom")));
+}
+
+#[test]
+fn ui_actions_become_commands() {
+    let mut f = fake();
+    started(&f, 1);
+    f.app.update();
+    for a in [UiAction::Play, UiAction::SetSpeed(5), UiAction::Step, UiAction::Pause, UiAction::Reset] {
+        f.app.world_mut().write_message(a);
+    }
+    f.app.update();
+    let got = drain(&f.commands);
+    assert!(matches!(got[0], Command::Play));
+    assert!(matches!(got[1], Command::SetSpeed(5)));
+    assert!(matches!(got[2], Command::Step(5)), "Step uses the speed setting: {:?}", got[2]);
+    assert!(matches!(got[3], Command::Pause));
+    match &got[4] {
+        Command::Reset { scene, .. } => assert_eq!(scene.name, "DW-4"),
+        c => panic!("expected a reset, got {c:?}"),
+    }
+    assert_eq!(got.len(), 5);
+
+    // The seed edited in the panel goes with the next reset.
+    f.app.world_mut().resource_mut::<SceneEdit>().scene.sampler.seed = 42;
+    f.app.world_mut().write_message(UiAction::Reset);
+    f.app.update();
+    match drain(&f.commands).as_slice() {
+        [Command::Reset { scene, .. }] => assert_eq!(scene.sampler.seed, 42),
+        c => panic!("expected one reset, got {c:?}"),
+    }
+
+    // A scene that cannot be read is reported and sends nothing.
+    f.app.world_mut().write_message(UiAction::OpenScene(common::repo("tests/no-such-scene.ron")));
+    f.app.update();
+    assert!(drain(&f.commands).is_empty());
+    let data = f.app.world().resource::<RunData>();
+    assert!(data.notices.last().is_some_and(|n| n.error && n.text.contains("no-such-scene.ron")));
+}
+
+#[test]
+fn shortcuts_send_commands_unless_typing() {
+    let mut f = fake();
+    started(&f, 1);
+    f.app.update();
+    let press = |f: &mut Fake, k: KeyCode| {
+        let mut keys = f.app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+        keys.clear();
+        keys.release_all();
+        keys.press(k);
+    };
+    press(&mut f, KeyCode::Space);
+    f.app.update();
+    assert!(matches!(drain(&f.commands).as_slice(), [Command::Play]), "Space plays when paused");
+    f.snapshots.send(Snapshot { generation: 1, running: true, ..Snapshot::default() });
+    press(&mut f, KeyCode::Space);
+    f.app.update();
+    assert!(matches!(drain(&f.commands).as_slice(), [Command::Pause]), "Space pauses when running");
+    press(&mut f, KeyCode::KeyN);
+    f.app.update();
+    assert!(matches!(drain(&f.commands).as_slice(), [Command::Step(10)]));
+    press(&mut f, KeyCode::KeyR);
+    f.app.update();
+    assert!(matches!(drain(&f.commands).as_slice(), [Command::Reset { .. }]));
+    // While a text field has the keyboard, keys are text, not shortcuts.
+    f.app.world_mut().resource_mut::<KeyboardFree>().0 = false;
+    press(&mut f, KeyCode::KeyR);
+    f.app.update();
+    assert!(drain(&f.commands).is_empty());
+}
+
+/// 1000 snapshots while the UI is not reading: the channel never holds more than one, the
+/// newest state wins, and no loss point is lost on the way.
+#[test]
+fn a_burst_of_snapshots_does_not_pile_up() {
+    let mut f = fake();
+    started(&f, 1);
+    f.app.update();
+    for i in 0..1000u64 {
+        f.snapshots.send(Snapshot {
+            generation: 1,
+            losses: vec![(2 * i, 1.0), (2 * i + 1, 2.0)],
+            samples: Some(batch(i, i as f32)),
+            ..Snapshot::default()
+        });
+        assert!(f.snapshot_rx.len() <= 1, "snapshots queue up: {}", f.snapshot_rx.len());
+    }
+    f.app.update();
+    let data = f.app.world().resource::<RunData>();
+    assert_eq!(data.snapshots, 1, "one merged snapshot reaches the UI");
+    assert_eq!(data.samples.as_ref().unwrap().step, 999, "the newest samples win");
+    assert_eq!(data.losses.len(), 2000, "loss history is merged, not dropped");
+    assert_eq!(data.losses.last().unwrap()[0], 1999.0);
+
+    // A long run: the plotted loss history is thinned, so memory stays bounded.
+    for i in 0..60u64 {
+        let losses = (0..1000).map(|k| (10_000 + i * 1000 + k, 1.0)).collect();
+        f.snapshots.send(Snapshot { generation: 1, losses, ..Snapshot::default() });
+        f.app.update();
+    }
+    let data = f.app.world().resource::<RunData>();
+    assert!(data.losses.len() <= MAX_LOSS_POINTS, "{} loss points kept", data.losses.len());
+    assert!(data.losses.len() > MAX_LOSS_POINTS / 4);
+    assert!(data.losses.windows(2).all(|w| w[0][0] < w[1][0]), "thinning keeps the order");
+}

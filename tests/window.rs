@@ -1,0 +1,51 @@
+//! The app in a real window: under Xvfb (Mesa's software Vulkan), `app SCENE --screenshot OUT
+//! --after-steps N` must train, save a PNG of the whole window and exit 0 by closing the window.
+//! Needs `xvfb-run` (Debian: xvfb mesa-vulkan-drivers libvulkan1; `.ci/run` installs them).
+
+#![cfg(feature = "app")]
+
+mod common;
+
+use std::process::Command;
+
+fn screenshot(scene: &str, steps: u64) -> image::RgbImage {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("shot.png");
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "app", scene, "--screenshot"])
+        .arg(&png)
+        .args(["--after-steps", &steps.to_string()])
+        .current_dir(common::repo("."))
+        .output()
+        .expect("xvfb-run must be installed for the window test (apt-get install xvfb mesa-vulkan-drivers libvulkan1)");
+    let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
+    assert!(out.status.success(), "app exited with {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(stdout.contains("window closed"), "the run ends by closing the window: {stdout}");
+    image::open(&png).expect("a readable PNG").to_rgb8()
+}
+
+/// A real picture: the window's size, many colours, and a 3D view that is not empty.
+fn check(img: &image::RgbImage, scene: &str) {
+    assert_eq!((img.width(), img.height()), (1600, 900), "{scene}: window size");
+    let mut colours = std::collections::HashSet::new();
+    for p in img.pixels() {
+        colours.insert(p.0);
+    }
+    assert!(colours.len() > 500, "{scene}: only {} distinct colours: a flat or blank picture", colours.len());
+    // The middle of the window is the 3D view: spheres must be there, not only background.
+    let mut middle = std::collections::HashSet::new();
+    for y in 200..700 {
+        for x in 500..1100 {
+            middle.insert(img.get_pixel(x, y).0);
+        }
+    }
+    assert!(middle.len() > 50, "{scene}: the 3D view shows {} colours: nothing drawn", middle.len());
+}
+
+#[test]
+fn window_screenshots_of_dw4_and_lj13() {
+    for (scene, steps) in [("scenes/dw4.ron", 60), ("scenes/lj13.ron", 10)] {
+        let img = screenshot(scene, steps);
+        check(&img, scene);
+    }
+}
