@@ -110,6 +110,9 @@ struct AppArgs {
     /// Redraw every frame instead of only on input and new data (for frame-time measurements).
     #[arg(long)]
     continuous: bool,
+    /// Seconds to stay paused before the --screenshot is taken.
+    #[arg(long, default_value_t = 0.0, requires = "screenshot")]
+    hold: f64,
 }
 
 /// scenes/lj13.ron from the working directory, else from the source tree this was built from.
@@ -127,6 +130,7 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
         after_steps: a.after_steps,
         report: a.report,
         continuous: a.continuous,
+        hold: a.hold,
     })
 }
 
@@ -166,7 +170,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "app")]
-        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false }),
+        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0 }),
         #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;

@@ -239,8 +239,10 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// Samples simulated per unit of work (a fraction of a second for LJ-13 on 2 cores).
+/// Samples simulated per unit of work at the start; the unit then adapts so that one takes
+/// 0.15–0.5 s (bigger batches use the CPU better; shorter units keep pause and shutdown prompt).
 const SIM_UNIT: usize = 32;
+const SIM_UNIT_MAX: usize = 1024;
 /// Snapshots are at most this frequent (the UI cannot use more) ...
 const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(150);
 /// ... and at least this frequent while working, so that progress stays visible.
@@ -258,6 +260,8 @@ struct Run {
     iterations: u64,
     sim_left: usize,
     train_left: usize,
+    /// Samples per simulation unit (adapted to the speed of the machine).
+    sim_unit: usize,
     pending: Vec<f32>,
     pending_e: Vec<f64>,
     pending_w: Vec<f64>,
@@ -425,8 +429,15 @@ impl Worker {
             run.train_left = h.train_steps;
         }
         if run.sim_left > 0 {
-            let n = run.sim_left.min(SIM_UNIT);
+            let n = run.sim_left.min(run.sim_unit);
+            let started = Instant::now();
             let b = run.sampler.simulate_batch(n)?;
+            let took = started.elapsed();
+            if n == run.sim_unit && took < Duration::from_millis(150) {
+                run.sim_unit = (run.sim_unit * 2).min(SIM_UNIT_MAX);
+            } else if took > Duration::from_millis(500) {
+                run.sim_unit = (run.sim_unit / 2).max(1);
+            }
             run.pending.extend(b.x);
             run.pending_e.extend(b.energies);
             run.pending_w.extend(b.log_weights);
@@ -563,6 +574,7 @@ impl Run {
             iterations: 0,
             sim_left: 0,
             train_left: 0,
+            sim_unit: SIM_UNIT,
             pending: Vec::new(),
             pending_e: Vec::new(),
             pending_w: Vec::new(),

@@ -72,6 +72,7 @@ fn spawn(mut commands: Commands, home: Res<HomeView>, mut egui_settings: ResMut<
     commands.spawn((
         PrimaryEguiContext,
         Camera2d,
+        Msaa::Off,
         RenderLayers::none(),
         Camera {
             order: 1,
@@ -82,6 +83,9 @@ fn spawn(mut commands: Commands, home: Res<HomeView>, mut egui_settings: ResMut<
     ));
     commands.spawn((
         Camera3d::default(),
+        // Multisampling quadruples the fragment work of software rendering (llvmpipe), which
+        // shares the CPU with the trainer; spheres read fine without it.
+        Msaa::Off,
         home.orbit(16.0 / 9.0),
         home.orbit(16.0 / 9.0).transform(),
         // Lit from the camera side so that the spheres' shading reads as depth.

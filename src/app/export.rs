@@ -2,11 +2,11 @@
 //! scripted `--screenshot OUT --after-steps N` run that the window test uses.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
-use bevy::window::{PrimaryWindow, WindowCloseRequested};
+use bevy::window::{PrimaryWindow, RequestRedraw, WindowCloseRequested};
 
 use super::link::{Link, RunData, UiAction};
 use crate::io::csv::CsvWriter;
@@ -105,12 +105,14 @@ fn screenshot_on_request(mut actions: MessageReader<UiAction>, mut commands: Com
     }
 }
 
-/// The scripted run: play until `after_steps` gradient steps, pause, let the panels catch up,
-/// save the window to `path`, then close the window the way a user would and time the exit.
+/// The scripted run: play until `after_steps` gradient steps, pause, let the panels catch up
+/// (for `hold` seconds, at least a few frames), save the window to `path`, then close the window
+/// the way a user would.
 #[derive(Resource)]
 pub struct Scripted {
     pub path: PathBuf,
     pub after_steps: u64,
+    pub hold: Duration,
     stage: Stage,
 }
 
@@ -118,14 +120,14 @@ pub struct Scripted {
 enum Stage {
     Start,
     Training,
-    /// Paused; frames left to draw before the capture.
-    Settling(u32),
+    /// Paused; frames left to draw and the earliest time of the capture.
+    Settling(u32, Instant),
     Capturing,
 }
 
 impl Scripted {
-    pub fn new(path: PathBuf, after_steps: u64) -> Self {
-        Self { path, after_steps, stage: Stage::Start }
+    pub fn new(path: PathBuf, after_steps: u64, hold: Duration) -> Self {
+        Self { path, after_steps, hold, stage: Stage::Start }
     }
 }
 
@@ -151,7 +153,7 @@ fn close_window(flag: Option<Res<CloseRequested>>, window: Query<Entity, With<Pr
     }
 }
 
-fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut commands: Commands) {
+fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut commands: Commands, mut redraw: MessageWriter<RequestRedraw>) {
     match s.stage {
         Stage::Start if data.info.is_some() => {
             link.0.send(Command::Play);
@@ -159,23 +161,34 @@ fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut co
         }
         Stage::Training if data.counters.gradient_steps >= s.after_steps && data.samples.is_some() => {
             link.0.send(Command::Pause);
-            s.stage = Stage::Settling(5);
+            s.stage = Stage::Settling(5, Instant::now() + s.hold);
         }
-        Stage::Settling(0) if !data.running => {
-            take_screenshot(&mut commands, s.path.clone(), true);
-            s.stage = Stage::Capturing;
+        Stage::Settling(n, until) if !data.running => {
+            if n == 0 && Instant::now() >= until {
+                take_screenshot(&mut commands, s.path.clone(), true);
+                s.stage = Stage::Capturing;
+            } else {
+                s.stage = Stage::Settling(n.saturating_sub(1), until);
+            }
         }
-        Stage::Settling(n) if n > 0 => s.stage = Stage::Settling(n - 1),
         _ => {}
+    }
+    if matches!(s.stage, Stage::Settling(..) | Stage::Capturing) {
+        // Nothing else wakes a paused app; the capture needs frames.
+        redraw.write(RequestRedraw);
     }
 }
 
-/// Frame times and training throughput, printed on exit with `--report`.
+/// Frame times (training running and paused) and training throughput, printed on exit with
+/// `--report`. A frame's time is the interval between consecutive frames, so it is meaningful
+/// with `--continuous`; in the default reactive mode it includes the idle waits.
 #[derive(Resource, Default)]
 pub struct FrameReport {
-    frames: Vec<f64>,
+    running: Vec<f64>,
+    paused: Vec<f64>,
     last: Option<Instant>,
     start: Option<(Instant, u64)>,
+    end: Option<(Instant, u64)>,
 }
 
 pub fn report_plugin(app: &mut App) {
@@ -185,28 +198,32 @@ pub fn report_plugin(app: &mut App) {
 fn record_frame(mut r: ResMut<FrameReport>, data: Res<RunData>) {
     let now = Instant::now();
     if let Some(t) = r.last {
-        r.frames.push((now - t).as_secs_f64() * 1e3);
+        let ms = (now - t).as_secs_f64() * 1e3;
+        if data.running { r.running.push(ms) } else { r.paused.push(ms) }
     }
     r.last = Some(now);
-    if r.start.is_none() && data.running {
-        r.start = Some((now, data.counters.gradient_steps));
+    if data.running {
+        if r.start.is_none() {
+            r.start = Some((now, data.counters.gradient_steps));
+        }
+        r.end = Some((now, data.counters.gradient_steps));
     }
 }
 
-fn print_report_on_exit(mut exits: MessageReader<AppExit>, mut closes: MessageReader<WindowCloseRequested>, r: Res<FrameReport>, data: Res<RunData>) {
+fn quantiles(v: &[f64]) -> String {
+    let mut f = v.to_vec();
+    f.sort_by(f64::total_cmp);
+    let q = |p: f64| f[((f.len() - 1) as f64 * p) as usize];
+    if f.is_empty() { "no frames".into() } else { format!("{} frames, median {:.1} ms, p95 {:.1} ms", f.len(), q(0.5), q(0.95)) }
+}
+
+fn print_report_on_exit(mut exits: MessageReader<AppExit>, mut closes: MessageReader<WindowCloseRequested>, r: Res<FrameReport>) {
     if exits.read().next().is_none() && closes.read().next().is_none() {
         return;
     }
-    let mut f = r.frames.clone();
-    f.sort_by(f64::total_cmp);
-    let q = |p: f64| if f.is_empty() { f64::NAN } else { f[((f.len() - 1) as f64 * p) as usize] };
-    let rate = r.start.map(|(t, s0)| (data.counters.gradient_steps - s0) as f64 / t.elapsed().as_secs_f64());
-    println!(
-        "report: {} frames, frame interval median {:.1} ms, p95 {:.1} ms; {} gradient steps, {} while the window was open",
-        f.len(),
-        q(0.5),
-        q(0.95),
-        data.counters.gradient_steps,
-        rate.map(|r| format!("{r:.2} steps/s")).unwrap_or_else(|| "no training".into())
-    );
+    let rate = match (r.start, r.end) {
+        (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => format!("{:.2} gradient steps/s ({} steps in {:.1} s)", (s1 - s0) as f64 / (t1 - t0).as_secs_f64(), s1 - s0, (t1 - t0).as_secs_f64()),
+        _ => "no training".into(),
+    };
+    println!("report: training running: {}; paused: {}; throughput with the window open: {rate}", quantiles(&r.running), quantiles(&r.paused));
 }

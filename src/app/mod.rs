@@ -38,6 +38,8 @@ pub struct AppOptions {
     pub report: bool,
     /// Redraw continuously instead of only on input and new data (for frame-time measurements).
     pub continuous: bool,
+    /// Seconds to stay paused before the scripted screenshot (to measure paused frames).
+    pub hold: f64,
 }
 
 /// Gradient steps between snapshots at start (the speed control).
@@ -75,7 +77,7 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
     app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed: DEFAULT_SPEED });
     app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin));
     if let Some(p) = &opts.screenshot {
-        app.insert_resource(export::Scripted::new(p.clone(), opts.after_steps)).add_plugins(export::scripted_plugin);
+        app.insert_resource(export::Scripted::new(p.clone(), opts.after_steps, std::time::Duration::from_secs_f64(if opts.hold.is_finite() { opts.hold.max(0.0) } else { 0.0 }))).add_plugins(export::scripted_plugin);
     }
     if opts.report {
         app.add_plugins(export::report_plugin);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bevy::camera::Viewport;
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
-use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+use bevy_egui::{EguiContexts, EguiInput, EguiPreUpdateSet, EguiPrimaryContextPass, egui};
 
 use super::link::{KeyboardFree, RunData, SceneEdit, UiAction};
 use super::particles::{ColorBy, EnergyScale, SCALE_STEPS, Show, ViewSettings, viridis};
@@ -35,7 +35,24 @@ pub fn plugin(app: &mut App) {
         .init_resource::<PlotSettings>()
         .init_resource::<HistogramCache>()
         .add_systems(Update, toggle_help)
+        .add_systems(PreUpdate, drop_unchanged_modifiers.after(EguiPreUpdateSet::ProcessInput).before(EguiPreUpdateSet::BeginPass))
         .add_systems(EguiPrimaryContextPass, ui);
+}
+
+/// bevy_egui 0.42 reports the modifier keys to egui every frame, and egui repaints immediately
+/// on any input event: the app would redraw continuously and take the trainer's CPU. Only real
+/// changes of the modifiers are passed on.
+fn drop_unchanged_modifiers(mut inputs: Query<&mut EguiInput>, mut last: Local<Option<egui::Modifiers>>) {
+    for mut input in &mut inputs {
+        input.events.retain(|e| match e {
+            egui::Event::ModifiersChanged(m) if Some(*m) == *last => false,
+            egui::Event::ModifiersChanged(m) => {
+                *last = Some(*m);
+                true
+            }
+            _ => true,
+        });
+    }
 }
 
 fn toggle_help(mut actions: MessageReader<UiAction>, mut state: ResMut<PanelState>) {

@@ -116,7 +116,27 @@ pub fn plugin(app: &mut App) {
         .init_resource::<EnergyScale>()
         .init_resource::<Placement>()
         .add_systems(Startup, setup_palette)
-        .add_systems(Update, (rebuild_on_new_run, animate, place, bonds).chain());
+        .add_systems(Update, (rebuild_on_new_run, frame_what_is_shown, animate, place, bonds).chain());
+}
+
+/// The home view frames the whole grid, or the single cluster of a trajectory.
+fn frame_what_is_shown(settings: Res<ViewSettings>, placement: Res<Placement>, mut home: ResMut<HomeView>, mut shown: Local<Option<(Show, usize)>>) {
+    let Some(info) = &placement.info else { return };
+    let key = (settings.show, Arc::as_ptr(info) as usize);
+    if *shown == Some(key) {
+        return;
+    }
+    *shown = Some(key);
+    let point_cloud = info.layout.particles == 1;
+    let g = info.scene.view.grid.max(1) as f32;
+    let extent = match (point_cloud, settings.show) {
+        (true, _) => 50.0 * placement.scale,
+        (false, Show::Trajectory) => placement.spacing / 2.0,
+        (false, Show::Samples) => g * placement.spacing / 2.0,
+    };
+    if home.extent != extent {
+        home.extent = extent;
+    }
 }
 
 fn setup_palette(mut commands: Commands, mut meshes: ResMut<Assets<Mesh>>, mut materials: ResMut<Assets<StandardMaterial>>) {
@@ -185,9 +205,8 @@ fn rebuild_on_new_run(
             RunView,
         ));
     }
-    let g = if point_cloud { 1.0 } else { view.grid.max(1) as f32 };
-    let half_width = if point_cloud { 50.0 * scale_factor } else { g * spacing / 2.0 };
-    *home = HomeView { focus: Vec3::ZERO, extent: half_width, yaw: 0.0, pitch: if layout.spatial_dim == 3 { 0.15 } else { 0.0 } };
+    // The extent is set by frame_what_is_shown.
+    *home = HomeView { focus: Vec3::ZERO, extent: home.extent, yaw: 0.0, pitch: if layout.spatial_dim == 3 { 0.15 } else { 0.0 } };
     *scale = energy_scale(info);
     settings.bond_cutoff = view.bond_cutoff as f32;
     settings.bonds = view.bond_cutoff > 0.0;
@@ -358,11 +377,20 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
         }
         return;
     }
-    if !settings.bonds || layout.particles < 2 {
+    if layout.particles < 2 {
+        return;
+    }
+    let g = info.scene.view.grid.max(1);
+    // Faint cell outlines keep the samples apart while they are still noise and overlap.
+    let frame = Color::srgba(0.5, 0.55, 0.65, 0.25);
+    for cell in 0..placement.cells {
+        let size = Vec2::splat(placement.spacing * 0.96);
+        gizmos.rect(Isometry3d::from_translation(cell_center(cell, g, placement.spacing)), size, frame);
+    }
+    if !settings.bonds {
         return;
     }
     let Some(b) = data.samples.as_deref() else { return };
-    let g = info.scene.view.grid.max(1);
     for cell in 0..placement.cells.min(b.len()) {
         let p: Vec<Vec3> = positions(&b.x, cell, layout).collect();
         draw_bonds(&mut gizmos, &p, cell_center(cell, g, placement.spacing), settings.bond_cutoff, color);
