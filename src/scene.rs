@@ -104,8 +104,11 @@ pub struct SamplerConfig {
     pub train_steps: usize,
     /// Adam learning rate.
     pub learning_rate: f64,
-    /// Per-particle clip on ‖∇E‖.
+    /// Per-particle clip on ‖∇E‖ (in the sampler's coordinates, see `scale`).
     pub grad_clip: f64,
+    /// The sampler works in coordinates x / scale; σ_min and σ_max are in those units. GMM-40's
+    /// modes span ±40, so the reference code samples x / 50 with σ_max = 1.
+    pub scale: f64,
     /// Seed of every random draw of a run.
     pub seed: u64,
 }
@@ -122,6 +125,7 @@ impl Default for SamplerConfig {
             train_steps: 100,
             learning_rate: 1e-4,
             grad_clip: 100.0,
+            scale: 1.0,
             seed: 0,
         }
     }
@@ -285,6 +289,9 @@ impl Scene {
         }
         if !(s.grad_clip > 0.0) {
             return err("sampler.grad_clip", format!("must be positive (got {})", s.grad_clip));
+        }
+        if !(s.scale > 0.0 && s.scale.is_finite()) {
+            return err("sampler.scale", format!("must be positive (got {})", s.scale));
         }
         if !(self.view.bond_cutoff >= 0.0 && self.view.particle_radius > 0.0) {
             return err("view.bond_cutoff", "and view.particle_radius must be non-negative and positive".into());

@@ -61,6 +61,9 @@ pub struct SampleArgs {
     seed: u64,
 }
 
+/// Consecutive skipped (non-finite) gradient steps after which a run is stopped as diverged.
+const DIVERGED_AFTER: u64 = 50;
+
 /// Builds the sampler of a scene (weights from the scene's seed).
 fn build(scene: &Scene) -> anyhow::Result<AdjointSampler> {
     Ok(AdjointSampler::new(scene.energy(), &scene.sampler, &scene.network, Device::Cpu)?)
@@ -143,6 +146,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let mut loss_ema: Option<f64> = None;
     let mut last: Option<Evaluation> = None;
     let mut interrupted = false;
+    let mut skipped_in_a_row = 0u64;
     loop {
         let done_time = budget.is_some_and(|b| start.elapsed() >= b);
         let done_steps = args.steps.is_some_and(|s| sampler.counters.gradient_steps >= s);
@@ -154,6 +158,19 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             break;
         }
         let report = sampler.train_iteration()?;
+        // Non-finite steps are skipped without touching the weights; a run where nothing but
+        // skipped steps happens has diverged, and spinning on would only burn time.
+        skipped_in_a_row = if report.losses.is_empty() && report.skipped_steps > 0 { skipped_in_a_row + report.skipped_steps } else { 0 };
+        if skipped_in_a_row >= DIVERGED_AFTER {
+            bar.finish_and_clear();
+            sampler.save(run_dir)?;
+            bail!(
+                "training diverged: the last {skipped_in_a_row} gradient steps had a non-finite loss or gradient and were skipped \
+                 ({} skipped in all); the last good weights are saved in {} — lower the learning rate or the SDE step size",
+                sampler.counters.skipped_steps,
+                run_dir.display()
+            );
+        }
         let c = sampler.counters.clone();
         let mean_loss = if report.losses.is_empty() {
             None

@@ -243,10 +243,12 @@ impl Drop for WorkerHandle {
 /// 0.15–0.5 s (bigger batches use the CPU better; shorter units keep pause and shutdown prompt).
 const SIM_UNIT: usize = 32;
 const SIM_UNIT_MAX: usize = 1024;
-/// Snapshots are at most this frequent (the UI cannot use more) ...
-const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(150);
-/// ... and at least this frequent while working, so that progress stays visible.
-const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(1000);
+/// Automatic snapshots are at most this frequent: each one makes the app draw a frame, and a
+/// software-rendered frame costs about 0.2 CPU-seconds that the trainer would otherwise use ...
+const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(750);
+/// ... and at least this frequent while working, so that progress stays visible. Snapshots
+/// answering a command (pause, a finished step) go out at once.
+const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(2000);
 /// Consecutive non-finite steps after which the run is paused as diverged.
 const DIVERGED_AFTER: u32 = 50;
 /// Reference rows kept for the live histograms.
@@ -595,17 +597,20 @@ impl Run {
         };
         self.pending_w.clear();
         self.iterations += 1;
+        // E-W2, x-W2 and dist-TV of a batch are cheap next to simulating it: every iteration.
+        // eq-W2's n² alignments follow the scene's evaluation cadence.
         let every = self.info.scene.schedule.eval_every.max(1) as u64;
+        let with_eq = (self.iterations - 1) % every == 0;
         let point = match &self.reference {
-            Some(reference) if (self.iterations - 1) % every == 0 => Some(self.evaluate(&batch, reference)?),
-            _ => None,
+            Some(reference) => Some(self.evaluate(&batch, reference, with_eq)?),
+            None => None,
         };
         Ok((batch, point))
     }
 
-    /// Metrics of the batch against as many reference rows. eq-W2 only for small systems:
-    /// its n² alignments of n-particle clusters cost O(n³) each.
-    fn evaluate(&self, batch: &SampleBatch, reference: &Matrix) -> Result<MetricPoint> {
+    /// Metrics of the batch against as many reference rows. eq-W2 only when asked and for small
+    /// systems: its n² alignments of n-particle clusters cost O(n³) each.
+    fn evaluate(&self, batch: &SampleBatch, reference: &Matrix, with_eq: bool) -> Result<MetricPoint> {
         let energy: &dyn Energy = self.sampler.energy();
         let dim = energy.dim();
         let finite: Vec<usize> = (0..batch.len()).filter(|&i| batch.energies[i].is_finite()).collect();
@@ -614,7 +619,7 @@ impl Run {
         for &i in &finite[..n] {
             x.extend_from_slice(&batch.x[i * dim..(i + 1) * dim]);
         }
-        let which = if batch.layout.particles > 1 && batch.layout.particles <= 20 { Which::All } else { Which::SkipEq };
+        let which = if with_eq && batch.layout.particles > 1 && batch.layout.particles <= 20 { Which::All } else { Which::SkipEq };
         let m = metrics::evaluate(energy, &Matrix::new(n, dim, x), &reference.head(n), which)?;
         Ok(MetricPoint {
             step: batch.step,

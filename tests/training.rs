@@ -18,6 +18,7 @@ fn gaussian_setup(seed: u64) -> (Gaussian, SamplerConfig, NetworkConfig) {
         train_steps: 50,
         learning_rate: 3e-3,
         grad_clip: 100.0,
+        scale: 1.0,
         seed,
     };
     let net = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 64 };
@@ -99,6 +100,37 @@ fn learns_the_closed_form_control_of_a_gaussian() {
     assert!(lw.iter().all(|v| v.is_finite()));
     // A well-trained sampler on a Gaussian has weights near uniform.
     assert!(ess > 0.5, "ESS {ess}");
+}
+
+/// Sampling in rescaled coordinates (`scale`, as GMM-40 does): a Gaussian 10 times wider and
+/// further out, sampled in x / 10, is the same problem in the sampler's coordinates, so the
+/// samples are the scale-1 samples times 10 (to f32 rounding: 1e-3 relative).
+#[test]
+fn rescaled_coordinates_give_scaled_samples() {
+    let (target, cfg, net) = gaussian_setup(3);
+    let wide = Gaussian { mean: target.mean.iter().map(|m| m * 10.0).collect(), std: target.std * 10.0 };
+    let run = |t: Gaussian, scale: f64| {
+        let mut s = AdjointSampler::new(Box::new(t), &SamplerConfig { scale, ..cfg.clone() }, &net, Device::Cpu).unwrap();
+        for _ in 0..3 {
+            s.step().unwrap();
+        }
+        s.sample(500, SampleOptions { trajectory: true, weights: true }).unwrap()
+    };
+    let (a, b) = (run(target, 1.0), run(wide, 10.0));
+    let mean = |v: &[f32], c: usize| v.iter().skip(c).step_by(2).map(|&x| x as f64).sum::<f64>() / 500.0;
+    for c in 0..2 {
+        let (ma, mb) = (mean(&a.x, c), mean(&b.x, c));
+        assert!((mb - 10.0 * ma).abs() < 1e-3 * (10.0 * ma).abs().max(1.0), "coordinate {c}: {mb} vs 10 × {ma}");
+    }
+    let last = |s: &boltzmann_studio::sampler::adjoint::Samples| s.trajectory.as_ref().unwrap().last().unwrap().clone();
+    for (p, q) in last(&a).iter().zip(last(&b)) {
+        assert!((q - 10.0 * p).abs() < 1e-2, "trajectory frames are in the system's coordinates");
+    }
+    // Energies are those of the system (E of the wide Gaussian at 10x equals E at x up to the
+    // log normaliser, which the Gaussian energy leaves out), so they agree too.
+    for (ea, eb) in a.energies.iter().zip(&b.energies) {
+        assert!((ea - eb).abs() < 1e-2 * ea.abs().max(1.0), "{ea} vs {eb}");
+    }
 }
 
 /// Same seed ⇒ same losses; saving after 2 iterations and resuming gives the same next losses

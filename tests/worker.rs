@@ -17,7 +17,7 @@ fn small_scene() -> Scene {
     s.sampler.sde_steps = 20;
     s.network.hidden = 16;
     s.network.layers = 2;
-    s.schedule.eval_every = 1;
+    s.schedule.eval_every = 2;
     s
 }
 

@@ -137,6 +137,7 @@ pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettin
     let tr = |v: f64| if log { v.max(1e-6).log10() } else { v };
     let named = [
         ("E-W2", series(&|m| Some(tr(m.energy_w2))), egui::Color32::from_rgb(220, 90, 90)),
+        // eq-W2 is computed on the scene's evaluation cadence only.
         ("eq-W2", series(&|m| m.eq_w2.map(tr)), egui::Color32::from_rgb(90, 160, 230)),
         ("x-W2", series(&|m| Some(tr(m.x_w2))), egui::Color32::from_rgb(120, 200, 120)),
     ];

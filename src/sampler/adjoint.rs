@@ -134,6 +134,8 @@ pub struct Batch {
 pub struct AdjointSampler {
     energy: Box<dyn Energy>,
     layout: Layout,
+    /// The SDE, network and buffer live in y = x / scale; samples leave as x.
+    scale: f32,
     schedule: NoiseSchedule,
     hyper: LiveHyper,
     varmap: VarMap,
@@ -168,7 +170,11 @@ impl AdjointSampler {
             varmap.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let opt = Adam::new(vars, hyper.learning_rate)?;
         let buffer = ReplayBuffer::new(layout.dim(), hyper.buffer_size);
-        Ok(Self { energy, layout, schedule, hyper, varmap, net, opt, buffer, rng, device, counters: Counters::default() })
+        if !(sampler.scale > 0.0 && sampler.scale.is_finite()) {
+            return Err(Error::Invalid(format!("scale must be positive (got {})", sampler.scale)));
+        }
+        let scale = sampler.scale as f32;
+        Ok(Self { energy, layout, scale, schedule, hyper, varmap, net, opt, buffer, rng, device, counters: Counters::default() })
     }
 
     pub fn energy(&self) -> &dyn Energy {
@@ -231,22 +237,29 @@ impl AdjointSampler {
     /// pushes (X₁, a) into the buffer. The app calls this in small pieces to stay responsive.
     pub fn simulate_batch(&mut self, n: usize) -> Result<Batch> {
         let start = Instant::now();
-        let (x, _, cost) = self.simulate(n, false)?;
-        let (energies, dropped) = self.push_to_buffer(&x)?;
-        let log_weights = self.log_weights(&x, &energies, &cost);
+        let (y, _, cost) = self.simulate(n, false)?;
+        let (energies, dropped) = self.push_to_buffer(&y)?;
+        let log_weights = self.log_weights(&y, &energies, &cost);
+        let x = self.to_original(y);
         self.counters.dropped_samples += dropped;
         self.counters.wall_seconds += start.elapsed().as_secs_f64();
         Ok(Batch { x, energies, log_weights, dropped })
     }
 
-    /// Adjoint targets a = clip(∇E(X₁)) − X₁/ν(1) (τ = 1) into the buffer. Returns the
-    /// energies (NaN where not finite) and how many samples were dropped as non-finite.
-    fn push_to_buffer(&mut self, x: &[f32]) -> Result<(Vec<f64>, u64)> {
+    /// Adjoint targets a = clip(∇E(Y₁)) − Y₁/ν(1) (τ = 1) into the buffer, for end points `y`
+    /// in the sampler's coordinates (E(y) means E(scale·y)). Returns the energies (NaN where not
+    /// finite) and how many samples were dropped as non-finite.
+    fn push_to_buffer(&mut self, y: &[f32]) -> Result<(Vec<f64>, u64)> {
         let dim = self.layout.dim();
-        let n = x.len() / dim;
+        let n = y.len() / dim;
         let mut e = vec![0.0f32; n];
         let mut g = vec![0.0f32; n * dim];
-        self.energy.batch_energy_grad(x, &mut e, &mut g);
+        let x_orig = self.to_original(y.to_vec());
+        self.energy.batch_energy_grad(&x_orig, &mut e, &mut g);
+        if self.scale != 1.0 {
+            g.iter_mut().for_each(|v| *v *= self.scale);
+        }
+        let x = y;
         self.counters.energy_evals += n as u64;
         remove_com(&mut g, self.layout);
         let d = self.layout.spatial_dim;
@@ -334,16 +347,25 @@ impl AdjointSampler {
 
     /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sde_steps` steps).
     pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
-        let (x, trajectory, logw) = self.simulate(n, opts.trajectory)?;
+        let (y, trajectory, logw) = self.simulate(n, opts.trajectory)?;
+        let x = self.to_original(y.clone());
         let energies = self.energy.batch_energy(&x);
-        let mut out = Samples { x, energies, trajectory, log_weights: None };
-        if opts.weights {
-            out.log_weights = Some(self.log_weights(&out.x, &out.energies, &logw));
-        }
+        let log_weights = opts.weights.then(|| self.log_weights(&y, &energies, &logw));
+        let trajectory = trajectory.map(|frames| frames.into_iter().map(|f| self.to_original(f)).collect());
+        let out = Samples { x, energies, trajectory, log_weights };
         Ok(out)
     }
 
-    /// log w = −g(X₁) − control cost per path (science.md §2); −∞ where E is not finite.
+    /// Sampler coordinates → the system's coordinates.
+    fn to_original(&self, mut y: Vec<f32>) -> Vec<f32> {
+        if self.scale != 1.0 {
+            y.iter_mut().for_each(|v| *v *= self.scale);
+        }
+        y
+    }
+
+    /// log w = −g(Y₁) − control cost per path, in the sampler's coordinates (the Jacobian of
+    /// x = scale·y is a constant, which normalised weights do not see) (science.md §2); −∞ where E is not finite.
     fn log_weights(&self, x: &[f32], energies: &[f64], cost: &[f64]) -> Vec<f64> {
         let dim = self.layout.dim();
         let nu = self.schedule.nu1();
