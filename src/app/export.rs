@@ -77,7 +77,7 @@ fn export(mut actions: MessageReader<UiAction>, mut data: ResMut<RunData>) {
 
 /// Saves a PNG of the whole window; `then_exit` ends the app once it is on disk.
 pub fn take_screenshot(commands: &mut Commands, path: PathBuf, then_exit: bool) {
-    commands.spawn(Screenshot::primary_window()).observe(move |shot: On<ScreenshotCaptured>, mut data: ResMut<RunData>, mut exit: MessageWriter<AppExit>, mut commands: Commands| {
+    commands.spawn(Screenshot::primary_window()).observe(move |shot: On<ScreenshotCaptured>, mut data: ResMut<RunData>, mut exit: MessageWriter<AppExit>, mut commands: Commands, link: Res<Link>| {
         let result = create_parent(&path).map_err(|e| e.to_string()).and_then(|()| {
             let img = shot.image.clone().try_into_dynamic().map_err(|e| e.to_string())?;
             img.to_rgb8().save(&path).map_err(|e| e.to_string())
@@ -90,8 +90,10 @@ pub fn take_screenshot(commands: &mut Commands, path: PathBuf, then_exit: bool) 
             if data.notices.last().is_some_and(|n| n.error) {
                 exit.write(AppExit::error());
             } else {
-                // Leave the way a user does, by closing the window, so that the exit path is tested.
-                commands.insert_resource(CloseRequested(Instant::now()));
+                // Leave the way a user does, by closing the window, and with training running
+                // again, so that the exit path is tested where it is hardest.
+                link.0.send(Command::Play);
+                commands.insert_resource(CloseRequested(Instant::now() + CLOSE_DELAY));
             }
         }
     });
@@ -131,9 +133,12 @@ impl Scripted {
     }
 }
 
-/// When the scripted run asked the window to close (the exit time is measured from here).
+/// When the scripted run closes the window (the exit time is measured from here).
 #[derive(Resource, Clone, Copy)]
 pub struct CloseRequested(pub Instant);
+
+/// Training runs again this long before the scripted close, so that the close meets a busy worker.
+const CLOSE_DELAY: Duration = Duration::from_millis(1500);
 
 /// The same instant, readable after Bevy's runner has consumed the app.
 pub static CLOSE_REQUESTED_AT: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -143,9 +148,20 @@ pub fn scripted_plugin(app: &mut App) {
 }
 
 /// Sends the close request a window manager sends when the user clicks the close button.
-fn close_window(flag: Option<Res<CloseRequested>>, window: Query<Entity, With<PrimaryWindow>>, mut close: MessageWriter<WindowCloseRequested>, mut sent: Local<bool>) {
-    if let (Some(f), false) = (flag, *sent) {
-        let _ = CLOSE_REQUESTED_AT.set(f.0);
+fn close_window(
+    flag: Option<Res<CloseRequested>>,
+    window: Query<Entity, With<PrimaryWindow>>,
+    mut close: MessageWriter<WindowCloseRequested>,
+    mut redraw: MessageWriter<RequestRedraw>,
+    mut sent: Local<bool>,
+) {
+    let Some(f) = flag else { return };
+    if Instant::now() < f.0 {
+        redraw.write(RequestRedraw);
+        return;
+    }
+    if !*sent {
+        let _ = CLOSE_REQUESTED_AT.set(Instant::now());
         for w in &window {
             close.write(WindowCloseRequested { window: w });
         }
