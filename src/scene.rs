@@ -109,6 +109,9 @@ pub struct SamplerConfig {
     /// The sampler works in coordinates x / scale; σ_min and σ_max are in those units. GMM-40's
     /// modes span ±40, so the reference code samples x / 50 with σ_max = 1.
     pub scale: f64,
+    /// Decay of an exponential moving average of the weights used for simulating (0 = off, the
+    /// reference code's choice). It smooths Adam's step-to-step noise out of the samples.
+    pub ema: f64,
     /// Seed of every random draw of a run.
     pub seed: u64,
 }
@@ -126,6 +129,7 @@ impl Default for SamplerConfig {
             learning_rate: 1e-4,
             grad_clip: 100.0,
             scale: 1.0,
+            ema: 0.0,
             seed: 0,
         }
     }
@@ -289,6 +293,9 @@ impl Scene {
         }
         if !(s.grad_clip > 0.0) {
             return err("sampler.grad_clip", format!("must be positive (got {})", s.grad_clip));
+        }
+        if !(0.0..1.0).contains(&s.ema) {
+            return err("sampler.ema", format!("must be in [0, 1) (got {})", s.ema));
         }
         if !(s.scale > 0.0 && s.scale.is_finite()) {
             return err("sampler.scale", format!("must be positive (got {})", s.scale));

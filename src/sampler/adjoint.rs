@@ -144,7 +144,47 @@ pub struct AdjointSampler {
     buffer: ReplayBuffer,
     rng: ChaCha8Rng,
     device: Device,
+    /// Moving average of the weights, used for simulating when the scene asks for it.
+    ema: Option<Ema>,
     pub counters: Counters,
+}
+
+/// An exponential moving average of the network's weights, in its own network.
+struct Ema {
+    decay: f64,
+    varmap: VarMap,
+    net: ControlNet,
+}
+
+impl Ema {
+    fn new(decay: f64, network: &NetworkConfig, layout: Layout, input_scale: f64, weights: &VarMap, device: &Device) -> Result<Ema> {
+        let varmap = VarMap::new();
+        // The initial values are overwritten by the current weights below; this generator only
+        // shapes the parameters and never touches the run's own.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let net = ControlNet::new(network, layout, input_scale, &mut Init { varmap: &varmap, rng: &mut rng, device })?;
+        let ema = Ema { decay, varmap, net };
+        ema.copy_from(weights)?;
+        Ok(ema)
+    }
+
+    fn copy_from(&self, weights: &VarMap) -> Result<()> {
+        let src = weights.data().lock().expect("varmap lock");
+        for (name, v) in self.varmap.data().lock().expect("varmap lock").iter() {
+            v.set(src[name].as_tensor())?;
+        }
+        Ok(())
+    }
+
+    /// ema ← d·ema + (1 − d)·w for every parameter.
+    fn update(&self, weights: &VarMap) -> Result<()> {
+        let src = weights.data().lock().expect("varmap lock");
+        for (name, v) in self.varmap.data().lock().expect("varmap lock").iter() {
+            let next = ((v.as_tensor() * self.decay)? + (src[name].as_tensor() * (1.0 - self.decay))?)?;
+            v.set(&next)?;
+        }
+        Ok(())
+    }
 }
 
 /// The most rows pushed through the network at once while simulating (bounds memory).
@@ -174,7 +214,11 @@ impl AdjointSampler {
             return Err(Error::Invalid(format!("scale must be positive (got {})", sampler.scale)));
         }
         let scale = sampler.scale as f32;
-        Ok(Self { energy, layout, scale, schedule, hyper, varmap, net, opt, buffer, rng, device, counters: Counters::default() })
+        if !(0.0..1.0).contains(&sampler.ema) {
+            return Err(Error::Invalid(format!("ema must be in [0, 1) (got {})", sampler.ema)));
+        }
+        let ema = if sampler.ema > 0.0 { Some(Ema::new(sampler.ema, network, layout, sampler.sigma_max, &varmap, &device)?) } else { None };
+        Ok(Self { energy, layout, scale, schedule, hyper, varmap, net, opt, buffer, rng, device, ema, counters: Counters::default() })
     }
 
     pub fn energy(&self) -> &dyn Energy {
@@ -339,6 +383,10 @@ impl AdjointSampler {
         match outcome {
             StepOutcome::Applied { .. } => {
                 self.counters.gradient_steps += 1;
+                if let Some(ema) = &self.ema {
+                    // The weights are finite here (Adam refuses non-finite steps), so is the average.
+                    ema.update(&self.varmap).expect("parameters of matching shapes");
+                }
                 Some(loss)
             }
             StepOutcome::SkippedNonFinite => None,
@@ -420,8 +468,13 @@ impl AdjointSampler {
         if keep_path {
             path.push(x[..dim].to_vec());
         }
-        let fused = match self.net.cpu_kernels() {
-            Some(k) => Some((k, k.read(&self.varmap)?)),
+        // Simulation uses the averaged weights when there are any.
+        let (net, varmap) = match &self.ema {
+            Some(e) => (&e.net, &e.varmap),
+            None => (&self.net, &self.varmap),
+        };
+        let fused = match net.cpu_kernels() {
+            Some(k) => Some((k, k.read(varmap)?)),
             None => None,
         };
         for k in 0..steps {
@@ -435,7 +488,7 @@ impl AdjointSampler {
                 None => {
                     let xt = Tensor::from_slice(&x, (b, dim), &self.device)?;
                     let tt = Tensor::from_vec(vec![t as f32; b], b, &self.device)?;
-                    self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?
+                    net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?
                 }
             };
             fill_normal(&mut noise, &mut self.rng);
@@ -470,6 +523,11 @@ impl AdjointSampler {
         let rows = bx.len() / self.layout.dim();
         tensors.insert("buffer.x".into(), Tensor::from_vec(bx, (rows, self.layout.dim()), &Device::Cpu)?);
         tensors.insert("buffer.a".into(), Tensor::from_vec(ba, (rows, self.layout.dim()), &Device::Cpu)?);
+        if let Some(ema) = &self.ema {
+            for (name, v) in ema.varmap.data().lock().expect("varmap lock").iter() {
+                tensors.insert(format!("ema.{name}"), v.as_tensor().copy()?);
+            }
+        }
         let state = dir.join("state.safetensors");
         candle_core::safetensors::save(&tensors, &state).map_err(|e| Error::format(&state, e.to_string()))?;
         let json = TrainState {
@@ -504,6 +562,15 @@ impl AdjointSampler {
             Ok(t.flatten_all()?.to_vec1()?)
         };
         let (bx, ba) = (get("buffer.x")?, get("buffer.a")?);
+        if let Some(ema) = &self.ema {
+            // A run saved without an average starts one from its weights.
+            ema.copy_from(&self.varmap)?;
+            for (name, v) in ema.varmap.data().lock().expect("varmap lock").iter() {
+                if let Some(t) = tensors.get(&format!("ema.{name}")) {
+                    v.set(t).map_err(|e| Error::format(&state, format!("'ema.{name}': {e}")))?;
+                }
+            }
+        }
         let path = dir.join("state.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let js: TrainState = serde_json::from_str(&text)
