@@ -5,9 +5,10 @@ use std::path::PathBuf;
 /// Errors from the core. Displayed as one line that says what and where.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading or writing a file failed at the OS level.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Reading or writing a file failed at the OS level. (Not a `source` field: the message
+    /// already says it, and anyhow's chain would print it twice.)
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
     /// A file was read but its content is not what it must be.
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
@@ -24,7 +25,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
     pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Format { path: path.into(), message: message.into() }

@@ -151,9 +151,15 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // One line: clap's first line, which says what was wrong with which argument.
+            // One line: clap's first line, which says what was wrong, with the indented lines
+            // that follow it (the names of missing arguments).
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let mut lines = text.lines();
+            let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            for l in lines.take_while(|l| l.starts_with("  ")) {
+                first.push(' ');
+                first.push_str(l.trim());
+            }
             eprintln!("{BIN}: error: {first} (see '{BIN} --help')");
             return ExitCode::from(2);
         }
