@@ -95,6 +95,8 @@ impl SampleBatch {
 pub struct MetricPoint {
     pub step: u64,
     pub wall_seconds: f64,
+    /// Energy evaluations so far (one per simulated sample).
+    pub energy_evals: u64,
     pub energy_w2: f64,
     pub x_w2: f64,
     pub eq_w2: Option<f64>,
@@ -624,6 +626,7 @@ impl Run {
         Ok(MetricPoint {
             step: batch.step,
             wall_seconds: self.sampler.counters.wall_seconds,
+            energy_evals: self.sampler.counters.energy_evals,
             energy_w2: m.energy_w2,
             x_w2: m.x_w2,
             eq_w2: m.eq_w2,

@@ -65,7 +65,7 @@ fn drain(rx: &Receiver<Command>) -> Vec<Command> {
 fn snapshots_update_the_run_data() {
     let mut f = fake();
     started(&f, 1);
-    let metric = MetricPoint { step: 3, wall_seconds: 1.5, energy_w2: 2.0, x_w2: 1.0, eq_w2: Some(0.5), dist_tv: 0.1, ess: 0.2, n: 2 };
+    let metric = MetricPoint { step: 3, wall_seconds: 1.5, energy_evals: 64, energy_w2: 2.0, x_w2: 1.0, eq_w2: Some(0.5), dist_tv: 0.1, ess: 0.2, n: 2 };
     f.snapshots.send(Snapshot {
         generation: 1,
         running: true,

@@ -34,18 +34,26 @@ pub fn write_samples(data: &RunData, path: &Path) -> crate::Result<()> {
 /// Writes the loss and metric history: one row per loss point, metrics where evaluated.
 pub fn write_metrics(data: &RunData, path: &Path) -> crate::Result<()> {
     create_parent(path)?;
-    let mut csv = CsvWriter::create(path, &["step", "loss", "wall_seconds", "energy_w2", "x_w2", "eq_w2", "dist_tv", "ess", "samples_compared"])?;
+    let mut csv = CsvWriter::create(
+        path,
+        &["step", "loss", "wall_seconds", "energy_evals", "energy_w2", "x_w2", "eq_w2", "dist_tv", "ess", "samples_compared"],
+    )?;
+    let metric_columns = |m: &crate::worker::MetricPoint| {
+        [Some(m.wall_seconds), Some(m.energy_evals as f64), Some(m.energy_w2), Some(m.x_w2), m.eq_w2, Some(m.dist_tv), Some(m.ess), Some(m.n as f64)]
+    };
     let mut metrics = data.metrics.iter().peekable();
     for p in &data.losses {
         let step = p[0];
-        let mut row = vec![Some(step), Some(p[1]), None, None, None, None, None, None, None];
+        let mut row = vec![Some(step), Some(p[1]), None, None, None, None, None, None, None, None];
         if let Some(m) = metrics.next_if(|m| (m.step as f64) <= step) {
-            row[2..].copy_from_slice(&[Some(m.wall_seconds), Some(m.energy_w2), Some(m.x_w2), m.eq_w2, Some(m.dist_tv), Some(m.ess), Some(m.n as f64)]);
+            row[2..].copy_from_slice(&metric_columns(m));
         }
         csv.row(&row)?;
     }
     for m in metrics {
-        csv.row(&[Some(m.step as f64), None, Some(m.wall_seconds), Some(m.energy_w2), Some(m.x_w2), m.eq_w2, Some(m.dist_tv), Some(m.ess), Some(m.n as f64)])?;
+        let mut row = vec![Some(m.step as f64), None];
+        row.extend(metric_columns(m));
+        csv.row(&row)?;
     }
     Ok(())
 }

@@ -380,6 +380,8 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
     plots::metrics_plot(ui, data, settings);
     ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, 0–1: how much an exact reweighting keeps. Often tiny; it is reported as it is.");
     plots::ess_plot(ui, data);
+    ui.strong("Throughput").on_hover_text("Left: gradient steps per second of training time. Right: energy evaluations used so far, against gradient steps — the slope is the evaluations per step");
+    plots::throughput_plot(ui, data);
 }
 
 fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &EnergyScale, left: f32, bottom: f32) {

@@ -209,3 +209,33 @@ pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
             p.line(Line::new("normalised ESS", PlotPoints::from(pts)).width(2.0));
         });
 }
+
+/// Training speed over wall time, and energy evaluations against gradient steps (Adjoint
+/// Sampling's point: a few evaluations per step, where PIS/DDS need hundreds).
+pub fn throughput_plot(ui: &mut egui::Ui, data: &RunData) {
+    let rate: Vec<[f64; 2]> = data
+        .metrics
+        .windows(2)
+        .filter(|w| w[1].wall_seconds > w[0].wall_seconds)
+        .map(|w| [w[1].wall_seconds, (w[1].step - w[0].step) as f64 / (w[1].wall_seconds - w[0].wall_seconds)])
+        .collect();
+    let evals: Vec<[f64; 2]> = data.metrics.iter().map(|m| [m.step as f64, m.energy_evals as f64]).collect();
+    ui.columns(2, |cols| {
+        Plot::new("speed")
+            .height(PLOT_HEIGHT * 0.8)
+            .x_axis_label("training time (s)")
+            .y_axis_label("gradient steps/s")
+            .include_y(0.0)
+            .show(&mut cols[0], |p| {
+                p.line(Line::new("steps/s", PlotPoints::from(rate)).width(2.0));
+            });
+        Plot::new("evals")
+            .height(PLOT_HEIGHT * 0.8)
+            .x_axis_label("gradient step")
+            .y_axis_label("energy evaluations")
+            .include_y(0.0)
+            .show(&mut cols[1], |p| {
+                p.line(Line::new("energy evaluations", PlotPoints::from(evals)).width(2.0));
+            });
+    });
+}
