@@ -203,3 +203,39 @@ fn a_burst_of_snapshots_does_not_pile_up() {
     assert!(data.losses.len() > MAX_LOSS_POINTS / 4);
     assert!(data.losses.windows(2).all(|w| w[0][0] < w[1][0]), "thinning keeps the order");
 }
+
+/// The export buttons' writers: samples as .npy and extended XYZ, history as CSV.
+#[test]
+fn exports_write_files_people_can_read() {
+    let mut f = fake();
+    started(&f, 1);
+    let metric = MetricPoint { step: 2, wall_seconds: 0.5, energy_evals: 32, energy_w2: 2.0, x_w2: 1.0, eq_w2: None, dist_tv: 0.1, ess: 0.2, n: 2 };
+    f.snapshots.send(Snapshot { generation: 1, losses: vec![(1, 5.0), (2, 4.0)], metrics: vec![metric], samples: Some(batch(2, 0.5)), ..Snapshot::default() });
+    f.app.update();
+    let data = f.app.world().resource::<RunData>();
+    let dir = tempfile::tempdir().unwrap();
+
+    let npy = dir.path().join("out/s.npy");
+    boltzmann_studio::app::export::write_samples(data, &npy).unwrap();
+    let m = boltzmann_studio::io::read_npy(&npy).unwrap();
+    assert_eq!((m.rows, m.cols), (2, 8));
+
+    let xyz = dir.path().join("s.xyz");
+    boltzmann_studio::app::export::write_samples(data, &xyz).unwrap();
+    let text = std::fs::read_to_string(&xyz).unwrap();
+    assert_eq!(text.lines().filter(|l| l.trim() == "4").count(), 2, "two frames of 4 particles:\n{text}");
+    assert!(text.contains("energy="));
+
+    let csv = dir.path().join("m.csv");
+    boltzmann_studio::app::export::write_metrics(data, &csv).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("step,loss,wall_seconds,energy_evals,energy_w2"), "{}", lines[0]);
+    assert_eq!(lines.len(), 3, "header + one row per loss point:\n{text}");
+    assert!(lines[2].starts_with("2,4,0.5,32,2,"), "the metric lands on its step: {}", lines[2]);
+
+    // Without samples an export is an error, not an empty file.
+    f.app.world_mut().resource_mut::<RunData>().samples = None;
+    let err = boltzmann_studio::app::export::write_samples(f.app.world().resource::<RunData>(), &dir.path().join("none.npy")).unwrap_err();
+    assert!(err.to_string().contains("no samples"));
+}
