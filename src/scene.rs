@@ -90,7 +90,8 @@ impl System {
 pub struct SamplerConfig {
     /// Smallest noise scale σ_min (reached at t = 1).
     pub sigma_min: f64,
-    /// Largest noise scale σ_max (at t = 0).
+    /// Largest noise scale σ_max (at t = 0). It should cover the system: simulated end points
+    /// more than 20·σ_max from the origin are taken as blown up and kept out of the buffer.
     pub sigma_max: f64,
     /// Euler–Maruyama steps from t = 0 to 1.
     pub sde_steps: usize,

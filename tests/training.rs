@@ -51,6 +51,7 @@ fn learns_the_closed_form_control_of_a_gaussian() {
     }
     assert_eq!(s.counters.gradient_steps, 2000);
     assert_eq!(s.counters.energy_evals, 40 * 256);
+    assert_eq!(s.counters.dropped_samples, 0, "healthy samples are never taken for blown-up ones");
 
     // Control at bridge points X_t = κx₁ + sqrt(ν₁κ(1−κ))ξ with x₁ from the target.
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);

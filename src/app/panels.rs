@@ -230,8 +230,8 @@ fn status_bar(ui: &mut egui::Ui, data: &RunData) {
         ui.label(format!("{:.0} s training", c.wall_seconds)).on_hover_text("Time spent inside training calls");
         if c.skipped_steps + c.dropped_samples > 0 {
             ui.separator();
-            ui.colored_label(egui::Color32::from_rgb(230, 160, 60), format!("{} steps skipped, {} samples dropped (non-finite)", c.skipped_steps, c.dropped_samples))
-                .on_hover_text("NaN or infinite losses, gradients or energies are never applied to the weights; they are counted here");
+            ui.colored_label(egui::Color32::from_rgb(230, 160, 60), format!("{} steps skipped, {} samples dropped (non-finite or blown up)", c.skipped_steps, c.dropped_samples))
+                .on_hover_text("NaN or infinite losses, gradients or energies are never applied to the weights, and samples that flew off (20 noise widths out) never enter the buffer; they are counted here");
         }
         if let Some(n) = data.notices.last() {
             ui.separator();

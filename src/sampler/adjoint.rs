@@ -81,7 +81,8 @@ pub struct Counters {
     pub samples_simulated: u64,
     /// Adam steps refused because the loss or a gradient was NaN/inf.
     pub skipped_steps: u64,
-    /// Simulated samples dropped because X₁, E or ∇E was NaN/inf.
+    /// Simulated samples dropped because X₁, E or ∇E was NaN/inf, or X₁ had blown up
+    /// (a coordinate beyond 20 standard deviations of the base process).
     pub dropped_samples: u64,
     /// Seconds spent inside training calls.
     pub wall_seconds: f64,
@@ -292,7 +293,7 @@ impl AdjointSampler {
 
     /// Adjoint targets a = clip(∇E(Y₁)) − Y₁/ν(1) (τ = 1) into the buffer, for end points `y`
     /// in the sampler's coordinates (E(y) means E(scale·y)). Returns the energies (NaN where not
-    /// finite) and how many samples were dropped as non-finite.
+    /// finite) and how many samples were dropped (non-finite or blown up).
     fn push_to_buffer(&mut self, y: &[f32]) -> Result<(Vec<f64>, u64)> {
         let dim = self.layout.dim();
         let n = y.len() / dim;
@@ -314,11 +315,15 @@ impl AdjointSampler {
             p.iter_mut().for_each(|v| *v *= scale);
         }
         let inv_nu1 = (1.0 / self.schedule.nu1()) as f32;
+        let far = (20.0 * self.schedule.nu1().sqrt()) as f32;
         let (mut xs, mut as_) = (Vec::with_capacity(n * dim), Vec::with_capacity(n * dim));
         let mut dropped = 0;
         for i in 0..n {
             let (xr, gr) = (&x[i * dim..(i + 1) * dim], &g[i * dim..(i + 1) * dim]);
-            if !e[i].is_finite() || xr.iter().chain(gr).any(|v| !v.is_finite()) {
+            // An end point 20 base standard deviations out is a blown-up simulation, not a
+            // sample: its target a ≈ −x/ν(1) would teach the network to blow up further.
+            let blown_up = xr.iter().any(|v| v.abs() > far);
+            if blown_up || !e[i].is_finite() || xr.iter().chain(gr).any(|v| !v.is_finite()) {
                 dropped += 1;
                 continue;
             }
