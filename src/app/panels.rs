@@ -98,8 +98,10 @@ fn ui(
     window: Single<&Window, With<PrimaryWindow>>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
-    let dir = edit.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    if state.scenes_dir.as_ref() != Some(&dir) {
+    // The picker lists the folder of the scene the app was opened on; a loaded checkpoint (whose
+    // scene.ron lives in its run folder) does not change it.
+    if state.scenes_dir.is_none() {
+        let dir = edit.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         state.scenes = list_scenes(&dir);
         state.scenes_dir = Some(dir);
     }
