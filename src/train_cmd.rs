@@ -11,10 +11,9 @@ use boltzmann_studio::io::xyz::write_xyz;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
 use boltzmann_studio::metrics::{self, Which};
 use boltzmann_studio::sampler::Sampler;
-use boltzmann_studio::sampler::adjoint::{AdjointSampler, SampleOptions};
+use boltzmann_studio::sampler::adjoint::{AdjointSampler, DIVERGED_AFTER, SampleOptions};
 use boltzmann_studio::scene::Scene;
 use boltzmann_studio::training::{Evaluation, Evaluator};
-use candle_core::Device;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -61,14 +60,6 @@ pub struct SampleArgs {
     seed: u64,
 }
 
-/// Consecutive skipped (non-finite) gradient steps after which a run is stopped as diverged.
-const DIVERGED_AFTER: u64 = 50;
-
-/// Builds the sampler of a scene (weights from the scene's seed).
-fn build(scene: &Scene) -> anyhow::Result<AdjointSampler> {
-    Ok(AdjointSampler::new(scene.energy(), &scene.sampler, &scene.network, Device::Cpu)?)
-}
-
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if args.minutes.is_none() && args.steps.is_none() {
         bail!("say how long to train: --minutes M or --steps N");
@@ -94,7 +85,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let reference_path = scene.reference_path(&scene_path).or_else(|| scene.reference_path(&args.scene));
     std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
 
-    let mut sampler = build(&scene)?;
+    let mut sampler = AdjointSampler::for_scene(&scene)?;
     let csv_path = run_dir.join("metrics.csv");
     let mut csv = if args.resume {
         sampler.load(run_dir)?;
@@ -146,7 +137,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let mut loss_ema: Option<f64> = None;
     let mut last: Option<Evaluation> = None;
     let mut interrupted = false;
-    let mut skipped_in_a_row = 0u64;
     loop {
         let done_time = budget.is_some_and(|b| start.elapsed() >= b);
         let done_steps = args.steps.is_some_and(|s| sampler.counters.gradient_steps >= s);
@@ -160,7 +150,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let report = sampler.train_iteration()?;
         // Non-finite steps are skipped without touching the weights; a run where nothing but
         // skipped steps happens has diverged, and spinning on would only burn time.
-        skipped_in_a_row = if report.losses.is_empty() && report.skipped_steps > 0 { skipped_in_a_row + report.skipped_steps } else { 0 };
+        let skipped_in_a_row = sampler.skipped_in_a_row();
         if skipped_in_a_row >= DIVERGED_AFTER {
             bar.finish_and_clear();
             sampler.save(run_dir)?;
@@ -257,7 +247,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let scene_path = args.run_dir.join("scene.ron");
     let scene = Scene::load(&scene_path).with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
-    let mut sampler = build(&scene)?;
+    let mut sampler = AdjointSampler::for_scene(&scene)?;
     sampler.load(&args.run_dir)?;
     sampler.reseed(args.seed);
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded, unbounded};
@@ -21,7 +20,7 @@ use crate::energy::{Energy, Layout};
 use crate::error::{Error, Result};
 use crate::io::{Matrix, read_npy};
 use crate::metrics::{self, Which};
-use crate::sampler::adjoint::{AdjointSampler, Counters, LiveHyper, SampleOptions};
+use crate::sampler::adjoint::{AdjointSampler, Counters, DIVERGED_AFTER, LiveHyper, SampleOptions};
 use crate::scene::Scene;
 
 /// UI → worker.
@@ -251,8 +250,6 @@ const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(750);
 /// ... and at least this frequent while working, so that progress stays visible. Snapshots
 /// answering a command (pause, a finished step) go out at once.
 const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(2000);
-/// Consecutive non-finite steps after which the run is paused as diverged.
-const DIVERGED_AFTER: u32 = 50;
 /// Reference rows kept for the live histograms.
 const REFERENCE_ROWS: usize = 2000;
 
@@ -260,8 +257,6 @@ struct Run {
     sampler: AdjointSampler,
     info: Arc<RunInfo>,
     reference: Option<Matrix>,
-    /// Outer iterations completed, for the evaluation cadence.
-    iterations: u64,
     sim_left: usize,
     train_left: usize,
     /// Samples per simulation unit (adapted to the speed of the machine).
@@ -269,7 +264,6 @@ struct Run {
     pending: Vec<f32>,
     pending_e: Vec<f64>,
     pending_w: Vec<f64>,
-    skipped_in_a_row: u32,
 }
 
 struct Worker {
@@ -466,15 +460,13 @@ impl Worker {
         }
         self.pending_steps = self.pending_steps.saturating_sub(1);
         self.steps_since_snapshot += 1;
-        match loss {
-            Some(l) => {
-                run.skipped_in_a_row = 0;
-                self.out.losses.push((run.sampler.counters.gradient_steps, l));
-            }
-            None => run.skipped_in_a_row += 1,
+        if let Some(l) = loss {
+            self.out.losses.push((run.sampler.counters.gradient_steps, l));
         }
-        if run.skipped_in_a_row >= DIVERGED_AFTER {
-            run.skipped_in_a_row = 0;
+        // Pauses at 50, 100, … skipped steps in a row, so that resuming a still-diverged run
+        // pauses again after another 50.
+        let skipped = run.sampler.skipped_in_a_row();
+        if skipped > 0 && skipped % DIVERGED_AFTER == 0 {
             self.fail(format!(
                 "training diverged: the last {DIVERGED_AFTER} steps had a non-finite loss or gradient and were skipped \
                  (the weights were not changed); lower the learning rate or reset"
@@ -534,14 +526,14 @@ impl Worker {
 
 impl Run {
     fn start(scene: Scene, path: PathBuf, generation: u64) -> Result<Run> {
-        let sampler = AdjointSampler::new(scene.energy(), &scene.sampler, &scene.network, Device::Cpu)?;
+        let sampler = AdjointSampler::for_scene(&scene)?;
         Run::with_sampler(sampler, scene, path, generation)
     }
 
     fn load(dir: &Path, generation: u64) -> Result<Run> {
         let path = dir.join("scene.ron");
         let scene = Scene::load(&path)?;
-        let mut sampler = AdjointSampler::new(scene.energy(), &scene.sampler, &scene.network, Device::Cpu)?;
+        let mut sampler = AdjointSampler::for_scene(&scene)?;
         sampler.load(dir)?;
         Run::with_sampler(sampler, scene, path, generation)
     }
@@ -575,14 +567,12 @@ impl Run {
             sampler,
             info: Arc::new(info),
             reference,
-            iterations: 0,
             sim_left: 0,
             train_left: 0,
             sim_unit: SIM_UNIT,
             pending: Vec::new(),
             pending_e: Vec::new(),
             pending_w: Vec::new(),
-            skipped_in_a_row: 0,
         })
     }
 
@@ -598,11 +588,11 @@ impl Run {
             step: self.sampler.counters.gradient_steps,
         };
         self.pending_w.clear();
-        self.iterations += 1;
         // E-W2, x-W2 and dist-TV of a batch are cheap next to simulating it: every iteration.
-        // eq-W2's n² alignments follow the scene's evaluation cadence.
+        // eq-W2's n² alignments follow the scene's evaluation cadence (counted in completed
+        // iterations, so a loaded checkpoint keeps its cadence).
         let every = self.info.scene.schedule.eval_every.max(1) as u64;
-        let with_eq = (self.iterations - 1) % every == 0;
+        let with_eq = self.sampler.counters.outer_iterations % every == 0;
         let point = match &self.reference {
             Some(reference) => Some(self.evaluate(&batch, reference, with_eq)?),
             None => None,

@@ -213,17 +213,16 @@ fn rebuild_on_new_run(
     *placement = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, radius };
 }
 
-/// The 98th percentile of the largest particle distance from the centre over reference rows.
+/// Half-width to leave for a cluster: 0.6 × the 99.5th percentile of the reference's pooled
+/// pair distances (a bound on the diameter that ignores rare stragglers); without a reference,
+/// one unit per particle.
 fn cluster_extent(info: &RunInfo) -> f32 {
-    let l = info.layout;
-    let e = &info.reference_distances;
-    if e.is_empty() {
-        return l.particles as f32;
+    let mut d = info.reference_distances.clone();
+    if d.is_empty() {
+        return info.layout.particles as f32;
     }
-    // Pooled pair distances: the largest ones bound the cluster's diameter.
-    let mut d: Vec<f64> = e.clone();
     d.sort_by(f64::total_cmp);
-    (d[(d.len() as f64 * 0.995) as usize].min(d[d.len() - 1]) * 0.6) as f32
+    (d[(d.len() as f64 * 0.995) as usize] * 0.6) as f32
 }
 
 /// Colour scale from the reference energies (2nd to 98th percentile), so that "blue" means "as
@@ -313,14 +312,11 @@ fn place(
     placement: Res<Placement>,
     palette: Res<Palette>,
     mut spheres: Query<(&Sphere3, &mut Transform, &mut Visibility, &mut MeshMaterial3d<StandardMaterial>)>,
-    mut seen: Local<(u64, usize)>,
 ) {
     let Some(info) = &placement.info else { return };
-    let key = (data.samples_version, placement.cells);
-    if *seen == key && !settings.is_changed() && !scale.is_changed() && !data.is_changed() {
+    if !(data.is_changed() || settings.is_changed() || scale.is_changed() || placement.is_changed()) {
         return;
     }
-    *seen = key;
     let layout = info.layout;
     let g = info.scene.view.grid.max(1);
     let point_cloud = layout.particles == 1;

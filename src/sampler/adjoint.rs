@@ -20,7 +20,7 @@ use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{ControlNet, Init};
-use crate::scene::{NetworkConfig, SamplerConfig};
+use crate::scene::{NetworkConfig, SamplerConfig, Scene};
 use crate::sde::{NoiseSchedule, bridge_sample, fill_normal};
 
 /// Hyperparameters that change while training, without a reset or losing Adam's moments.
@@ -147,8 +147,13 @@ pub struct AdjointSampler {
     device: Device,
     /// Moving average of the weights, used for simulating when the scene asks for it.
     ema: Option<Ema>,
+    /// Gradient steps skipped as non-finite since the last applied one.
+    skipped_in_a_row: u64,
     pub counters: Counters,
 }
+
+/// Consecutive skipped (non-finite) gradient steps after which a run counts as diverged.
+pub const DIVERGED_AFTER: u64 = 50;
 
 /// An exponential moving average of the network's weights, in its own network.
 struct Ema {
@@ -219,7 +224,12 @@ impl AdjointSampler {
             return Err(Error::Invalid(format!("ema must be in [0, 1) (got {})", sampler.ema)));
         }
         let ema = if sampler.ema > 0.0 { Some(Ema::new(sampler.ema, network, layout, sampler.sigma_max, &varmap, &device)?) } else { None };
-        Ok(Self { energy, layout, scale, schedule, hyper, varmap, net, opt, buffer, rng, device, ema, counters: Counters::default() })
+        Ok(Self { energy, layout, scale, schedule, hyper, varmap, net, opt, buffer, rng, device, ema, skipped_in_a_row: 0, counters: Counters::default() })
+    }
+
+    /// A fresh run of a scene's system, sampler and network on the CPU.
+    pub fn for_scene(scene: &Scene) -> Result<Self> {
+        Self::new(scene.energy(), &scene.sampler, &scene.network, Device::Cpu)
     }
 
     pub fn energy(&self) -> &dyn Energy {
@@ -299,8 +309,11 @@ impl AdjointSampler {
         let n = y.len() / dim;
         let mut e = vec![0.0f32; n];
         let mut g = vec![0.0f32; n * dim];
-        let x_orig = self.to_original(y.to_vec());
-        self.energy.batch_energy_grad(&x_orig, &mut e, &mut g);
+        if self.scale == 1.0 {
+            self.energy.batch_energy_grad(y, &mut e, &mut g);
+        } else {
+            self.energy.batch_energy_grad(&self.to_original(y.to_vec()), &mut e, &mut g);
+        }
         if self.scale != 1.0 {
             g.iter_mut().for_each(|v| *v *= self.scale);
         }
@@ -343,10 +356,21 @@ impl AdjointSampler {
         let start = Instant::now();
         let result = self.train_step_inner();
         self.counters.wall_seconds += start.elapsed().as_secs_f64();
-        if let Ok(None) = result {
-            self.counters.skipped_steps += 1;
+        match result {
+            Ok(None) => {
+                self.counters.skipped_steps += 1;
+                self.skipped_in_a_row += 1;
+            }
+            Ok(Some(_)) => self.skipped_in_a_row = 0,
+            Err(_) => {}
         }
         result
+    }
+
+    /// Gradient steps skipped as non-finite since the last applied one; [`DIVERGED_AFTER`] of
+    /// them in a row mean the run has diverged (the weights themselves stay finite).
+    pub fn skipped_in_a_row(&self) -> u64 {
+        self.skipped_in_a_row
     }
 
     fn train_step_inner(&mut self) -> Result<Option<f32>> {
