@@ -55,7 +55,7 @@ fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, rep
     let varmap = VarMap::new();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let dev = Device::Cpu;
-    let cfg = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden };
+    let cfg = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden, ..Default::default() };
     let net = {
         let mut init = Init { varmap: &varmap, rng: &mut rng, device: &dev };
         ControlNet::new(&cfg, layout, 1.0, &mut init).unwrap()
@@ -101,7 +101,7 @@ fn trainer_timing(particles: usize, layers: usize, hidden: usize, iters: usize) 
         learning_rate: 1e-3,
         ..SamplerConfig::default()
     };
-    let net = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden };
+    let net = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden, ..Default::default() };
     let mut s = AdjointSampler::new(Box::new(LennardJones::new(particles)), &cfg, &net, Device::Cpu).unwrap();
     s.step().unwrap();
     let t = Instant::now();

@@ -395,6 +395,29 @@ pub fn ess(log_w: &[f64]) -> f64 {
     s * s / (log_w.len() as f64 * s2)
 }
 
+/// Systematic resampling: `log_w.len()` indices drawn in proportion to the weights with one
+/// uniform offset `u` ∈ [0, 1), so row i appears ⌊N wᵢ⌋ or ⌈N wᵢ⌉ times (the lowest-variance
+/// standard scheme). Non-finite log-weights count as zero weight. `None` if no weight is finite.
+pub fn systematic_resample(log_w: &[f64], u: f64) -> Option<Vec<usize>> {
+    let max = log_w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return None;
+    }
+    let w: Vec<f64> = log_w.iter().map(|&l| if l.is_finite() { (l - max).exp() } else { 0.0 }).collect();
+    let total: f64 = w.iter().sum();
+    let n = w.len();
+    let (mut out, mut cum, mut i) = (Vec::with_capacity(n), w[0] / total, 0);
+    for k in 0..n {
+        let target = (u + k as f64) / n as f64;
+        while cum < target && i + 1 < n {
+            i += 1;
+            cum += w[i] / total;
+        }
+        out.push(i);
+    }
+    Some(out)
+}
+
 /// Configurational temperature ⟨‖∇E‖²⟩ / ⟨ΔE⟩, which equals τ for exact samples at τ.
 pub fn configurational_temperature(energy: &dyn Energy, samples: &Matrix) -> f64 {
     let dim = energy.dim();
@@ -514,5 +537,26 @@ mod tests {
         lw[3] = 0.0;
         assert!((ess(&lw) - 0.1).abs() < 1e-12);
         assert_eq!(ess(&[f64::NAN, f64::NEG_INFINITY]), 0.0);
+    }
+
+    #[test]
+    fn systematic_resampling_follows_the_weights() {
+        // Equal weights keep every row once, whatever the offset.
+        for u in [1e-9, 0.37, 0.999] {
+            assert_eq!(systematic_resample(&[0.7; 5], u).unwrap(), vec![0, 1, 2, 3, 4]);
+        }
+        // Weights 1/2, 1/4, 1/4, 0 over 4 draws: exactly 2, 1, 1, 0 copies (N·w are integers).
+        let lw = [(0.5f64).ln(), (0.25f64).ln(), (0.25f64).ln(), f64::NEG_INFINITY];
+        assert_eq!(systematic_resample(&lw, 0.5).unwrap(), vec![0, 0, 1, 2]);
+        // Non-integer N·w: counts are the floor or the ceiling of N·w.
+        let lw: Vec<f64> = [5.0f64, 1.0, 1.0, 3.0].iter().map(|w| (w / 10.0).ln()).collect();
+        for u in [0.05, 0.5, 0.95] {
+            let idx = systematic_resample(&lw, u).unwrap();
+            let count = |i| idx.iter().filter(|&&j| j == i).count() as f64;
+            for (i, w) in [0.5, 0.1, 0.1, 0.3].iter().enumerate() {
+                assert!((count(i) - 4.0 * w).abs() < 1.0, "row {i}: {} copies for weight {w}", count(i));
+            }
+        }
+        assert_eq!(systematic_resample(&[f64::NAN, f64::NEG_INFINITY], 0.5), None);
     }
 }

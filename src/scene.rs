@@ -93,8 +93,12 @@ pub struct SamplerConfig {
     /// Largest noise scale σ_max (at t = 0). It should cover the system: simulated end points
     /// more than 20·σ_max from the origin are taken as blown up and kept out of the buffer.
     pub sigma_max: f64,
-    /// Euler–Maruyama steps from t = 0 to 1.
+    /// Euler–Maruyama steps from t = 0 to 1 when simulating training samples.
     pub sde_steps: usize,
+    /// Euler–Maruyama steps when drawing samples to look at or judge (`sample`, evaluations,
+    /// the app's sample view); `None`: as `sde_steps`. Training can simulate coarsely and
+    /// sampling finely, as the reference code's separate train and eval step counts do.
+    pub sample_steps: Option<usize>,
     /// Training batch size (buffer draws per Adam step).
     pub batch_size: usize,
     /// New samples simulated per outer iteration.
@@ -123,6 +127,7 @@ impl Default for SamplerConfig {
             sigma_min: 1e-3,
             sigma_max: 2.0,
             sde_steps: 1000,
+            sample_steps: None,
             batch_size: 512,
             new_samples: 512,
             buffer_size: 10_000,
@@ -145,12 +150,26 @@ pub struct NetworkConfig {
     pub layers: usize,
     /// Width of the hidden features.
     pub hidden: usize,
+    /// What the network's output stands for (the drift is σ(t)² s either way).
+    pub output: NetworkOutput,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        Self { kind: NetworkKind::Egnn, layers: 5, hidden: 128 }
+        Self { kind: NetworkKind::Egnn, layers: 5, hidden: 128, output: NetworkOutput::Score }
     }
+}
+
+/// How the network's output becomes the score-like field s of the drift σ(t)² s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum NetworkOutput {
+    /// The network outputs s itself.
+    #[default]
+    Score,
+    /// The network outputs the control u = σ(t) s (the reference code's "AM SDE"), so s = out/σ(t):
+    /// s may grow like 1/σ(t) late in the SDE, where restoring drifts must be strong, while the
+    /// network's own output stays of order one.
+    Control,
 }
 
 /// Network families.
@@ -275,6 +294,7 @@ impl Scene {
         }
         for (name, v) in [
             ("sampler.sde_steps", s.sde_steps),
+            ("sampler.sample_steps", s.sample_steps.unwrap_or(1)),
             ("sampler.batch_size", s.batch_size),
             ("sampler.new_samples", s.new_samples),
             ("sampler.buffer_size", s.buffer_size),

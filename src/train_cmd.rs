@@ -55,6 +55,11 @@ pub struct SampleArgs {
     /// Also write the log importance weights (float64 vector) here.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Resample the n samples in proportion to their importance weights (systematic
+    /// resampling): asymptotically exact draws of the target, with repeated rows; worth it
+    /// while the printed ESS is not tiny.
+    #[arg(long, conflicts_with = "weights")]
+    resample: bool,
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -255,12 +260,23 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
         bail!("{}: output must end in .npy or .xyz", args.out.display());
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_message(format!("simulating {} samples ({} SDE steps)", args.n, scene.sampler.sde_steps));
+    bar.set_message(format!("simulating {} samples ({} SDE steps)", args.n, scene.sampler.sample_steps.unwrap_or(scene.sampler.sde_steps)));
     bar.enable_steady_tick(Duration::from_millis(200));
     let t = Instant::now();
-    let s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() })?;
+    let mut s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() || args.resample })?;
     bar.finish_and_clear();
     let energy = scene.energy();
+    if args.resample {
+        let lw = s.log_weights.as_ref().expect("weights were asked for");
+        let u = rand::Rng::random::<f64>(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(args.seed));
+        let idx = metrics::systematic_resample(lw, u).context("no sample has a finite importance weight: nothing to resample")?;
+        let mut distinct = idx.clone();
+        distinct.dedup();
+        println!("resampled by importance weights: ESS {:.4}, {} distinct of {} samples", metrics::ess(lw), distinct.len(), args.n);
+        let dim = energy.dim();
+        s.x = idx.iter().flat_map(|&i| s.x[i * dim..(i + 1) * dim].to_vec()).collect();
+        s.energies = idx.iter().map(|&i| s.energies[i]).collect();
+    }
     let m = Matrix::new(args.n, energy.dim(), s.x);
     if ext == "npy" {
         write_npy(&args.out, &m)?;

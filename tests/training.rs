@@ -2,7 +2,7 @@
 
 use boltzmann_studio::energy::{Energy, Gaussian, Layout};
 use boltzmann_studio::sampler::adjoint::{AdjointSampler, SampleOptions};
-use boltzmann_studio::scene::{NetworkConfig, NetworkKind, SamplerConfig};
+use boltzmann_studio::scene::{NetworkConfig, NetworkKind, NetworkOutput, SamplerConfig};
 use boltzmann_studio::sde::NoiseSchedule;
 use candle_core::Device;
 
@@ -12,6 +12,7 @@ fn gaussian_setup(seed: u64) -> (Gaussian, SamplerConfig, NetworkConfig) {
         sigma_min: 1e-2,
         sigma_max: 2.0,
         sde_steps: 100,
+        sample_steps: None,
         batch_size: 256,
         new_samples: 256,
         buffer_size: 4096,
@@ -22,7 +23,7 @@ fn gaussian_setup(seed: u64) -> (Gaussian, SamplerConfig, NetworkConfig) {
         ema: 0.0,
         seed,
     };
-    let net = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 64 };
+    let net = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 64, ..Default::default() };
     (target, cfg, net)
 }
 
@@ -44,6 +45,19 @@ fn optimal_control(sched: &NoiseSchedule, mean: f64, std: f64, x: f64, t: f64) -
 #[test]
 fn learns_the_closed_form_control_of_a_gaussian() {
     let (target, cfg, net) = gaussian_setup(0);
+    closed_form_check(target, cfg, net);
+}
+
+/// The same with the network standing for the control u = σ(t)·s, and samples drawn with
+/// twice the training steps (`sample_steps`): the same tolerances hold.
+#[test]
+fn learns_the_closed_form_control_when_the_network_outputs_the_control() {
+    let (target, cfg, net) = gaussian_setup(0);
+    let cfg = SamplerConfig { sample_steps: Some(200), ..cfg };
+    closed_form_check(target, cfg, NetworkConfig { output: NetworkOutput::Control, ..net });
+}
+
+fn closed_form_check(target: Gaussian, cfg: SamplerConfig, net: NetworkConfig) {
     let sched = NoiseSchedule::new(cfg.sigma_min, cfg.sigma_max);
     let mut s = AdjointSampler::new(Box::new(target.clone()), &cfg, &net, Device::Cpu).unwrap();
     for _ in 0..40 {
@@ -94,7 +108,7 @@ fn learns_the_closed_form_control_of_a_gaussian() {
         assert!((var / 0.25 - 1.0).abs() < 0.15, "var {var}");
     }
     let path = out.trajectory.unwrap();
-    assert_eq!(path.len(), 101);
+    assert_eq!(path.len(), cfg.sample_steps.unwrap_or(cfg.sde_steps) + 1);
     assert_eq!(path[0], vec![0.0, 0.0]);
     let lw = out.log_weights.unwrap();
     let ess = boltzmann_studio::metrics::ess(&lw);
@@ -233,7 +247,7 @@ fn missing_or_corrupt_checkpoint_is_a_clear_error() {
 #[test]
 fn egnn_training_steps_are_applied() {
     let cfg = SamplerConfig { sde_steps: 20, batch_size: 32, new_samples: 32, train_steps: 5, learning_rate: 1e-3, ..SamplerConfig::default() };
-    let net = NetworkConfig { kind: NetworkKind::Egnn, layers: 2, hidden: 16 };
+    let net = NetworkConfig { kind: NetworkKind::Egnn, layers: 2, hidden: 16, ..Default::default() };
     let mut s = AdjointSampler::new(Box::new(boltzmann_studio::energy::DoubleWell::dw4()), &cfg, &net, Device::Cpu).unwrap();
     let r = s.step().unwrap();
     assert_eq!(r.skipped_steps, 0);

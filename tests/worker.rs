@@ -88,6 +88,12 @@ fn worker_trains_saves_survives_errors_and_stops_quickly() {
     }
     let out = common::run(&["sample", run.to_str().unwrap(), "--n", "8", "--out", dir.path().join("s.npy").to_str().unwrap()]);
     assert!(out.status.success(), "sample from the app's checkpoint: {}", common::stderr(&out));
+    let resampled = dir.path().join("r.npy");
+    let out = common::run(&["sample", run.to_str().unwrap(), "--n", "8", "--resample", "--out", resampled.to_str().unwrap()]);
+    assert!(out.status.success(), "sample --resample: {}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("resampled by importance weights: ESS"), "{}", common::stdout(&out));
+    let rows = boltzmann_studio::io::npy::read_npy(&resampled).unwrap().rows;
+    assert_eq!(rows, 8, "resampling keeps the number of samples");
 
     // A corrupt checkpoint is an error message; the worker keeps serving.
     let bad = dir.path().join("bad");

@@ -268,9 +268,14 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             changed |= field(ui, "train steps / iteration", &mut h.train_steps, 1..=1000, false, "Gradient steps taken on the buffer after each batch of new samples.");
             changed |= field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Samples simulated with the current network (one energy evaluation each) per iteration.");
             changed |= field(ui, "gradient clip", &mut h.grad_clip, 0.1..=1000.0, true, "Each particle's force |∇E| is capped at this value before it becomes a training target; guards against overlapping atoms.");
-            changed |= field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Euler–Maruyama steps from t = 0 to 1 when simulating. More = more accurate, slower.");
+            changed |= field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Euler–Maruyama steps from t = 0 to 1 when simulating training samples. More = more accurate, slower.");
+            let mut steps = h.sample_steps.unwrap_or(h.sde_steps);
+            if field(ui, "sample SDE steps", &mut steps, 5..=4000, false, "Euler–Maruyama steps when drawing samples to judge or export (metrics, exports). More = closer to the learned sampler, slower.") {
+                h.sample_steps = Some(steps);
+                changed = true;
+            }
         });
-        for (label, v) in [("batch size", h.batch_size), ("train steps", h.train_steps), ("new samples", h.new_samples), ("SDE steps", h.sde_steps)] {
+        for (label, v) in [("batch size", h.batch_size), ("train steps", h.train_steps), ("new samples", h.new_samples), ("SDE steps", h.sde_steps), ("sample SDE steps", h.sample_steps.unwrap_or(1))] {
             if v == 0 {
                 ui.colored_label(egui::Color32::RED, format!("{label} must be at least 1"));
                 changed = false;
@@ -283,6 +288,7 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             edit.scene.sampler.new_samples = h.new_samples;
             edit.scene.sampler.grad_clip = h.grad_clip;
             edit.scene.sampler.sde_steps = h.sde_steps;
+            edit.scene.sampler.sample_steps = h.sample_steps;
             actions.write(UiAction::SetHyper(h.clone()));
         }
     });

@@ -20,7 +20,7 @@ use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{ControlNet, Init};
-use crate::scene::{NetworkConfig, SamplerConfig, Scene};
+use crate::scene::{NetworkConfig, NetworkOutput, SamplerConfig, Scene};
 use crate::sde::{NoiseSchedule, bridge_sample, fill_normal};
 
 /// Hyperparameters that change while training, without a reset or losing Adam's moments.
@@ -32,6 +32,9 @@ pub struct LiveHyper {
     pub train_steps: usize,
     pub grad_clip: f64,
     pub sde_steps: usize,
+    /// Steps when drawing samples ([`AdjointSampler::sample`]); `None`: `sde_steps`.
+    #[serde(default)]
+    pub sample_steps: Option<usize>,
     pub buffer_size: usize,
 }
 
@@ -44,6 +47,7 @@ impl LiveHyper {
             train_steps: c.train_steps,
             grad_clip: c.grad_clip,
             sde_steps: c.sde_steps,
+            sample_steps: c.sample_steps,
             buffer_size: c.buffer_size,
         }
     }
@@ -54,6 +58,7 @@ impl LiveHyper {
             ("new_samples", self.new_samples),
             ("train_steps", self.train_steps),
             ("sde_steps", self.sde_steps),
+            ("sample_steps", self.sample_steps.unwrap_or(1)),
             ("buffer_size", self.buffer_size),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
@@ -138,6 +143,8 @@ pub struct AdjointSampler {
     /// The SDE, network and buffer live in y = x / scale; samples leave as x.
     scale: f32,
     schedule: NoiseSchedule,
+    /// How the network's output becomes s (see [`NetworkOutput`]).
+    output: NetworkOutput,
     hyper: LiveHyper,
     varmap: VarMap,
     net: ControlNet,
@@ -224,7 +231,7 @@ impl AdjointSampler {
             return Err(Error::Invalid(format!("ema must be in [0, 1) (got {})", sampler.ema)));
         }
         let ema = if sampler.ema > 0.0 { Some(Ema::new(sampler.ema, network, layout, sampler.sigma_max, &varmap, &device)?) } else { None };
-        Ok(Self { energy, layout, scale, schedule, hyper, varmap, net, opt, buffer, rng, device, ema, skipped_in_a_row: 0, counters: Counters::default() })
+        Ok(Self { energy, layout, scale, schedule, output: network.output, hyper, varmap, net, opt, buffer, rng, device, ema, skipped_in_a_row: 0, counters: Counters::default() })
     }
 
     /// A fresh run of a scene's system, sampler and network on the CPU.
@@ -253,12 +260,24 @@ impl AdjointSampler {
     pub fn control(&self, x: &[f32], t: f32) -> Result<Vec<f32>> {
         let dim = self.layout.dim();
         let n = x.len() / dim;
-        if let Some(k) = self.net.cpu_kernels() {
-            return Ok(k.forward(&k.read(&self.varmap)?, x, &vec![t; n]).out);
+        let mut s = if let Some(k) = self.net.cpu_kernels() {
+            k.forward(&k.read(&self.varmap)?, x, &vec![t; n]).out
+        } else {
+            let xt = Tensor::from_slice(x, (n, dim), &self.device)?;
+            let tt = Tensor::from_vec(vec![t; n], n, &self.device)?;
+            self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?
+        };
+        let c = self.output_scale(t);
+        s.iter_mut().for_each(|v| *v *= c);
+        Ok(s)
+    }
+
+    /// s = output_scale(t) · network output: 1, or 1/σ(t) when the network outputs the control.
+    fn output_scale(&self, t: f32) -> f32 {
+        match self.output {
+            NetworkOutput::Score => 1.0,
+            NetworkOutput::Control => (1.0 / self.schedule.sigma(t as f64)) as f32,
         }
-        let xt = Tensor::from_slice(x, (n, dim), &self.device)?;
-        let tt = Tensor::from_vec(vec![t; n], n, &self.device)?;
-        Ok(self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?)
     }
 
     /// Applies new live hyperparameters; Adam's moments and the buffer's contents are kept.
@@ -292,7 +311,7 @@ impl AdjointSampler {
     /// pushes (X₁, a) into the buffer. The app calls this in small pieces to stay responsive.
     pub fn simulate_batch(&mut self, n: usize) -> Result<Batch> {
         let start = Instant::now();
-        let (y, _, cost) = self.simulate(n, false)?;
+        let (y, _, cost) = self.simulate(n, self.hyper.sde_steps, false)?;
         let (energies, dropped) = self.push_to_buffer(&y)?;
         let log_weights = self.log_weights(&y, &energies, &cost);
         let x = self.to_original(y);
@@ -383,21 +402,25 @@ impl AdjointSampler {
             let w = kernels.read(&self.varmap)?;
             let fwd = kernels.forward(&w, &xt, &t);
             let scale = 1.0 / (bs * dim) as f64;
-            let resid: Vec<f32> = fwd.out.iter().zip(&a).map(|(s, a)| s + a).collect();
+            let c: Vec<f32> = t.iter().map(|&t| self.output_scale(t)).collect();
+            let row = |i: usize| c[i / dim];
+            let resid: Vec<f32> = fwd.out.iter().zip(&a).enumerate().map(|(i, (s, a))| row(i) * s + a).collect();
             let value = (resid.iter().map(|&r| (r as f64).powi(2)).sum::<f64>() * scale) as f32;
             if !value.is_finite() {
                 return Ok(None);
             }
-            let dout: Vec<f32> = resid.iter().map(|&r| (2.0 * scale) as f32 * r).collect();
+            let dout: Vec<f32> = resid.iter().enumerate().map(|(i, &r)| (2.0 * scale) as f32 * r * row(i)).collect();
             let grad = kernels.backward(&w, &fwd, &dout);
             let named: HashMap<String, Tensor> = kernels.to_tensors(&grad, &self.device)?.into_iter().collect();
             let outcome = self.opt.step_named(&named)?;
             return Ok(self.count_step(outcome, value));
         }
         let xt = Tensor::from_vec(xt, (bs, dim), &self.device)?;
+        let c: Vec<f32> = t.iter().map(|&t| self.output_scale(t)).collect();
         let tt = Tensor::from_vec(t, bs, &self.device)?;
         let a = Tensor::from_vec(a, (bs, dim), &self.device)?;
-        let s = self.net.forward(&xt, &tt)?;
+        let c = Tensor::from_vec(c, (bs, 1), &self.device)?;
+        let s = self.net.forward(&xt, &tt)?.broadcast_mul(&c)?;
         let loss = (s + a)?.sqr()?.mean_all()?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
@@ -422,9 +445,10 @@ impl AdjointSampler {
         }
     }
 
-    /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sde_steps` steps).
+    /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sample_steps` steps).
     pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
-        let (y, trajectory, logw) = self.simulate(n, opts.trajectory)?;
+        let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
+        let (y, trajectory, logw) = self.simulate(n, steps, opts.trajectory)?;
         let x = self.to_original(y.clone());
         let energies = self.energy.batch_energy(&x);
         let log_weights = opts.weights.then(|| self.log_weights(&y, &energies, &logw));
@@ -465,14 +489,14 @@ impl AdjointSampler {
 
     /// Simulates `n` paths in chunks: end points, the first path's frames (if asked) and each
     /// path's control cost Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²).
-    fn simulate(&mut self, n: usize, trajectory: bool) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>, Vec<f64>)> {
+    fn simulate(&mut self, n: usize, steps: usize, trajectory: bool) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>, Vec<f64>)> {
         let mut x = Vec::with_capacity(n * self.layout.dim());
         let (mut path, mut cost) = (None, Vec::with_capacity(n));
         let mut done = 0;
         while done < n {
             let b = SIM_CHUNK.min(n - done);
             let keep_path = trajectory && done == 0;
-            let (xc, pc, cc) = self.simulate_chunk(b, keep_path)?;
+            let (xc, pc, cc) = self.simulate_chunk(b, steps, keep_path)?;
             if keep_path {
                 path = Some(pc);
             }
@@ -486,9 +510,8 @@ impl AdjointSampler {
 
     /// Simulates `b` paths from X₀ = 0. Returns end points, the first path's frames (if asked),
     /// and per path Σₖ (√Δνₖ s_θ·ξₖ + ½Δνₖ‖s_θ‖²), the discrete form of Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²).
-    fn simulate_chunk(&mut self, b: usize, keep_path: bool) -> Result<(Vec<f32>, Vec<Vec<f32>>, Vec<f64>)> {
+    fn simulate_chunk(&mut self, b: usize, steps: usize, keep_path: bool) -> Result<(Vec<f32>, Vec<Vec<f32>>, Vec<f64>)> {
         let dim = self.layout.dim();
-        let steps = self.hyper.sde_steps;
         let dt = 1.0 / steps as f64;
         let mut x = vec![0.0f32; b * dim];
         let mut noise = vec![0.0f32; b * dim];
@@ -520,6 +543,8 @@ impl AdjointSampler {
                     net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?
                 }
             };
+            let c = self.output_scale(t as f32);
+            let s: Vec<f32> = if c == 1.0 { s } else { s.into_iter().map(|v| v * c).collect() };
             fill_normal(&mut noise, &mut self.rng);
             remove_com(&mut noise, self.layout);
             let (drift, diffusion) = (dnu as f32, dnu.sqrt() as f32);
