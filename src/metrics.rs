@@ -382,14 +382,19 @@ pub fn distance_tv(a: &Matrix, b: &Matrix, layout: Layout) -> f64 {
     Histogram::new(&da, lo, hi, DIST_BINS).total_variation(&Histogram::new(&db, lo, hi, DIST_BINS))
 }
 
+/// Weights exp(log wᵢ − max) (the largest is 1, so none overflows); non-finite log-weights
+/// become 0. `None` if no log-weight is finite.
+fn relative_weights(log_w: &[f64]) -> Option<Vec<f64>> {
+    let max = log_w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    max.is_finite().then(|| log_w.iter().map(|&l| if l.is_finite() { (l - max).exp() } else { 0.0 }).collect())
+}
+
 /// Normalised effective sample size (Σw)² / (N Σw²) from log-weights, computed stably.
 /// Non-finite log-weights count as zero weight.
 pub fn ess(log_w: &[f64]) -> f64 {
-    let max = log_w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-    if !max.is_finite() || log_w.is_empty() {
+    let Some(w) = relative_weights(log_w) else {
         return 0.0;
-    }
-    let w: Vec<f64> = log_w.iter().map(|&l| if l.is_finite() { (l - max).exp() } else { 0.0 }).collect();
+    };
     let s: f64 = w.iter().sum();
     let s2: f64 = w.iter().map(|v| v * v).sum();
     s * s / (log_w.len() as f64 * s2)
@@ -399,11 +404,7 @@ pub fn ess(log_w: &[f64]) -> f64 {
 /// uniform offset `u` ∈ [0, 1), so row i appears ⌊N wᵢ⌋ or ⌈N wᵢ⌉ times (the lowest-variance
 /// standard scheme). Non-finite log-weights count as zero weight. `None` if no weight is finite.
 pub fn systematic_resample(log_w: &[f64], u: f64) -> Option<Vec<usize>> {
-    let max = log_w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-    if !max.is_finite() {
-        return None;
-    }
-    let w: Vec<f64> = log_w.iter().map(|&l| if l.is_finite() { (l - max).exp() } else { 0.0 }).collect();
+    let w = relative_weights(log_w)?;
     let total: f64 = w.iter().sum();
     let n = w.len();
     let (mut out, mut cum, mut i) = (Vec::with_capacity(n), w[0] / total, 0);

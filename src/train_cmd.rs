@@ -263,9 +263,10 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     bar.set_message(format!("simulating {} samples ({} SDE steps)", args.n, scene.sampler.sample_steps.unwrap_or(scene.sampler.sde_steps)));
     bar.enable_steady_tick(Duration::from_millis(200));
     let t = Instant::now();
-    let mut s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() || args.resample })?;
+    let s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() || args.resample })?;
     bar.finish_and_clear();
     let energy = scene.energy();
+    let (mut m, mut energies) = (Matrix::new(args.n, energy.dim(), s.x), s.energies);
     if args.resample {
         let lw = s.log_weights.as_ref().expect("weights were asked for");
         let u = rand::Rng::random::<f64>(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(args.seed));
@@ -273,17 +274,15 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
         let mut distinct = idx.clone();
         distinct.dedup();
         println!("resampled by importance weights: ESS {:.4}, {} distinct of {} samples", metrics::ess(lw), distinct.len(), args.n);
-        let dim = energy.dim();
-        s.x = idx.iter().flat_map(|&i| s.x[i * dim..(i + 1) * dim].to_vec()).collect();
-        s.energies = idx.iter().map(|&i| s.energies[i]).collect();
+        m = m.select(&idx);
+        energies = idx.iter().map(|&i| energies[i]).collect();
     }
-    let m = Matrix::new(args.n, energy.dim(), s.x);
     if ext == "npy" {
         write_npy(&args.out, &m)?;
     } else {
-        write_xyz(&args.out, &m, energy.layout(), scene.system.species(), Some(&s.energies))?;
+        write_xyz(&args.out, &m, energy.layout(), scene.system.species(), Some(&energies))?;
     }
-    let finite: Vec<f64> = s.energies.iter().copied().filter(|e| e.is_finite()).collect();
+    let finite: Vec<f64> = energies.iter().copied().filter(|e| e.is_finite()).collect();
     println!("wrote {} samples to {} in {:.1} s", args.n, args.out.display(), t.elapsed().as_secs_f64());
     if !finite.is_empty() {
         let st = crate::stats(&finite);

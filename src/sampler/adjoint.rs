@@ -331,12 +331,10 @@ impl AdjointSampler {
         if self.scale == 1.0 {
             self.energy.batch_energy_grad(y, &mut e, &mut g);
         } else {
+            // ∇_y E(scale·y) = scale · ∇E.
             self.energy.batch_energy_grad(&self.to_original(y.to_vec()), &mut e, &mut g);
-        }
-        if self.scale != 1.0 {
             g.iter_mut().for_each(|v| *v *= self.scale);
         }
-        let x = y;
         self.counters.energy_evals += n as u64;
         remove_com(&mut g, self.layout);
         let d = self.layout.spatial_dim;
@@ -351,7 +349,7 @@ impl AdjointSampler {
         let (mut xs, mut as_) = (Vec::with_capacity(n * dim), Vec::with_capacity(n * dim));
         let mut dropped = 0;
         for i in 0..n {
-            let (xr, gr) = (&x[i * dim..(i + 1) * dim], &g[i * dim..(i + 1) * dim]);
+            let (xr, gr) = (&y[i * dim..(i + 1) * dim], &g[i * dim..(i + 1) * dim]);
             // An end point 20 base standard deviations out is a blown-up simulation, not a
             // sample: its target a ≈ −x/ν(1) would teach the network to blow up further.
             let blown_up = xr.iter().any(|v| v.abs() > far);
@@ -535,7 +533,7 @@ impl AdjointSampler {
             // would overshoot ν(1) by ~8% at 100 steps, all of it at early times, and bias the
             // fixed point of the reciprocal iteration toward hot samples).
             let dnu = self.schedule.nu(t + dt) - self.schedule.nu(t);
-            let s: Vec<f32> = match &fused {
+            let mut s: Vec<f32> = match &fused {
                 Some((kernels, w)) => kernels.forward(w, &x, &vec![t as f32; b]).out,
                 None => {
                     let xt = Tensor::from_slice(&x, (b, dim), &self.device)?;
@@ -544,7 +542,9 @@ impl AdjointSampler {
                 }
             };
             let c = self.output_scale(t as f32);
-            let s: Vec<f32> = if c == 1.0 { s } else { s.into_iter().map(|v| v * c).collect() };
+            if c != 1.0 {
+                s.iter_mut().for_each(|v| *v *= c);
+            }
             fill_normal(&mut noise, &mut self.rng);
             remove_com(&mut noise, self.layout);
             let (drift, diffusion) = (dnu as f32, dnu.sqrt() as f32);
