@@ -261,7 +261,7 @@ impl AdjointSampler {
         let dim = self.layout.dim();
         let n = x.len() / dim;
         let mut s = if let Some(k) = self.net.cpu_kernels() {
-            k.forward(&k.read(&self.varmap)?, x, &vec![t; n]).out
+            k.infer(&k.read(&self.varmap)?, x, &vec![t; n])
         } else {
             let xt = Tensor::from_slice(x, (n, dim), &self.device)?;
             let tt = Tensor::from_vec(vec![t; n], n, &self.device)?;
@@ -398,17 +398,26 @@ impl AdjointSampler {
         if let Some(kernels) = self.net.cpu_kernels() {
             // Loss mean‖s + a‖² and its gradient 2(s + a)/(B·dim), through the fused backward.
             let w = kernels.read(&self.varmap)?;
-            let fwd = kernels.forward(&w, &xt, &t);
             let scale = 1.0 / (bs * dim) as f64;
             let c: Vec<f32> = t.iter().map(|&t| self.output_scale(t)).collect();
-            let row = |i: usize| c[i / dim];
-            let resid: Vec<f32> = fwd.out.iter().zip(&a).enumerate().map(|(i, (s, a))| row(i) * s + a).collect();
-            let value = (resid.iter().map(|&r| (r as f64).powi(2)).sum::<f64>() * scale) as f32;
+            let (sum, grad) = kernels.loss_and_grad(&w, &xt, &t, |first, out| {
+                let mut loss = 0.0f64;
+                let dout = out
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &o)| {
+                        let i = first * dim + k;
+                        let r = c[i / dim] * o + a[i];
+                        loss += (r as f64).powi(2);
+                        (2.0 * scale) as f32 * r * c[i / dim]
+                    })
+                    .collect();
+                (loss, dout)
+            });
+            let value = (sum * scale) as f32;
             if !value.is_finite() {
                 return Ok(None);
             }
-            let dout: Vec<f32> = resid.iter().enumerate().map(|(i, &r)| (2.0 * scale) as f32 * r * row(i)).collect();
-            let grad = kernels.backward(&w, &fwd, &dout);
             let named: HashMap<String, Tensor> = kernels.to_tensors(&grad, &self.device)?.into_iter().collect();
             let outcome = self.opt.step_named(&named)?;
             return Ok(self.count_step(outcome, value));
@@ -534,7 +543,7 @@ impl AdjointSampler {
             // fixed point of the reciprocal iteration toward hot samples).
             let dnu = self.schedule.nu(t + dt) - self.schedule.nu(t);
             let mut s: Vec<f32> = match &fused {
-                Some((kernels, w)) => kernels.forward(w, &x, &vec![t as f32; b]).out,
+                Some((kernels, w)) => kernels.infer(w, &x, &vec![t as f32; b]),
                 None => {
                     let xt = Tensor::from_slice(&x, (b, dim), &self.device)?;
                     let tt = Tensor::from_vec(vec![t as f32; b], b, &self.device)?;
