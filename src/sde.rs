@@ -43,6 +43,32 @@ impl NoiseSchedule {
     }
 }
 
+/// The Euler–Maruyama grid t_k = (k/N)^warp, k = 0..=N: warp 1 is uniform, warp > 1 puts more
+/// of the steps at early times, where the geometric schedule adds most of its variance.
+pub fn euler_time(k: usize, steps: usize, warp: f64) -> f64 {
+    (k as f64 / steps as f64).powf(warp)
+}
+
+/// Path frames recorded on the grid [`euler_time`]`(k, N, warp)` re-read at the uniform times
+/// j/N, linear between neighbouring frames: a scrubber over SDE time then maps time to frame
+/// index the same way whatever the grid.
+pub fn frames_at_uniform_times(frames: &[Vec<f32>], warp: f64) -> Vec<Vec<f32>> {
+    let steps = frames.len().saturating_sub(1);
+    if warp == 1.0 || steps == 0 {
+        return frames.to_vec();
+    }
+    (0..=steps)
+        .map(|j| {
+            let tau = j as f64 / steps as f64;
+            // The grid interval [t_k, t_k+1] holding τ: k = ⌊N τ^(1/warp)⌋.
+            let k = ((steps as f64 * tau.powf(1.0 / warp)).floor() as usize).min(steps - 1);
+            let (t0, t1) = (euler_time(k, steps, warp), euler_time(k + 1, steps, warp));
+            let w = (((tau - t0) / (t1 - t0)).clamp(0.0, 1.0)) as f32;
+            frames[k].iter().zip(&frames[k + 1]).map(|(&a, &b)| a + w * (b - a)).collect()
+        })
+        .collect()
+}
+
 /// Fills `out` with standard normal draws from the run's generator.
 pub fn fill_normal(out: &mut [f32], rng: &mut impl Rng) {
     for v in out.iter_mut() {
@@ -76,6 +102,21 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    /// Re-read frames keep both ends, and a path linear in t on the warped grid (frame k holds
+    /// t_k itself) comes back as the uniform times j/N, to f32 rounding.
+    #[test]
+    fn frames_are_reread_at_uniform_times() {
+        let (steps, warp) = (50, 2.0);
+        let frames: Vec<Vec<f32>> = (0..=steps).map(|k| vec![euler_time(k, steps, warp) as f32, -1.0]).collect();
+        let out = frames_at_uniform_times(&frames, warp);
+        assert_eq!(out.len(), steps + 1);
+        for (j, f) in out.iter().enumerate() {
+            assert!((f[0] - j as f32 / steps as f32).abs() < 1e-6, "frame {j}: {}", f[0]);
+            assert_eq!(f[1], -1.0);
+        }
+        assert_eq!(frames_at_uniform_times(&frames, 1.0), frames);
+    }
 
     /// ν must be the integral of σ²: trapezoid rule on 10⁵ points is exact to ~1e-8 relative.
     #[test]

@@ -21,6 +21,7 @@ fn gaussian_setup(seed: u64) -> (Gaussian, SamplerConfig, NetworkConfig) {
         grad_clip: 100.0,
         scale: 1.0,
         ema: 0.0,
+        time_warp: 1.0,
         seed,
     };
     let net = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 64, ..Default::default() };
@@ -54,6 +55,15 @@ fn learns_the_closed_form_control_of_a_gaussian() {
 fn learns_the_closed_form_control_when_the_network_outputs_the_control() {
     let (target, cfg, net) = gaussian_setup(0);
     let cfg = SamplerConfig { sample_steps: Some(200), ..cfg };
+    closed_form_check(target, cfg, NetworkConfig { output: NetworkOutput::Control, ..net });
+}
+
+/// The same on a warped Euler grid (t_k = (k/N)²): each step adds the base variance of its own
+/// interval, so the samples meet the same tolerances as on the uniform grid.
+#[test]
+fn learns_the_closed_form_control_on_a_warped_time_grid() {
+    let (target, cfg, net) = gaussian_setup(0);
+    let cfg = SamplerConfig { time_warp: 2.0, ..cfg };
     closed_form_check(target, cfg, NetworkConfig { output: NetworkOutput::Control, ..net });
 }
 

@@ -21,7 +21,7 @@ use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{ControlNet, Init};
 use crate::scene::{NetworkConfig, NetworkOutput, SamplerConfig, Scene};
-use crate::sde::{NoiseSchedule, bridge_sample, fill_normal};
+use crate::sde::{NoiseSchedule, bridge_sample, euler_time, fill_normal, frames_at_uniform_times};
 
 /// Hyperparameters that change while training, without a reset or losing Adam's moments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub struct Samples {
     pub x: Vec<f32>,
     /// Energies E(X₁) (NaN where not finite).
     pub energies: Vec<f64>,
-    /// Frames of the first sample from t = 0 to 1, each `dim` values.
+    /// Frames of the first sample at t = k/steps, k = 0..=steps, each `dim` values.
     pub trajectory: Option<Vec<Vec<f32>>>,
     /// log w = −g(X₁) − Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²), science.md §2.
     pub log_weights: Option<Vec<f64>>,
@@ -156,6 +156,8 @@ pub struct AdjointSampler {
     ema: Option<Ema>,
     /// Gradient steps skipped as non-finite since the last applied one.
     skipped_in_a_row: u64,
+    /// Exponent of the Euler grid t_k = (k/N)^time_warp (see [`SamplerConfig`]).
+    time_warp: f64,
     pub counters: Counters,
 }
 
@@ -231,7 +233,7 @@ impl AdjointSampler {
             return Err(Error::Invalid(format!("ema must be in [0, 1) (got {})", sampler.ema)));
         }
         let ema = if sampler.ema > 0.0 { Some(Ema::new(sampler.ema, network, layout, sampler.sigma_max, &varmap, &device)?) } else { None };
-        Ok(Self { energy, layout, scale, schedule, output: network.output, hyper, varmap, net, opt, buffer, rng, device, ema, skipped_in_a_row: 0, counters: Counters::default() })
+        Ok(Self { energy, layout, scale, schedule, output: network.output, hyper, varmap, net, opt, buffer, rng, device, ema, skipped_in_a_row: 0, time_warp: sampler.time_warp, counters: Counters::default() })
     }
 
     /// A fresh run of a scene's system, sampler and network on the CPU.
@@ -459,7 +461,7 @@ impl AdjointSampler {
         let x = self.to_original(y.clone());
         let energies = self.energy.batch_energy(&x);
         let log_weights = opts.weights.then(|| self.log_weights(&y, &energies, &logw));
-        let trajectory = trajectory.map(|frames| frames.into_iter().map(|f| self.to_original(f)).collect());
+        let trajectory = trajectory.map(|frames| frames_at_uniform_times(&frames, self.time_warp).into_iter().map(|f| self.to_original(f)).collect());
         let out = Samples { x, energies, trajectory, log_weights };
         Ok(out)
     }
@@ -519,7 +521,8 @@ impl AdjointSampler {
     /// and per path Σₖ (√Δνₖ s_θ·ξₖ + ½Δνₖ‖s_θ‖²), the discrete form of Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²).
     fn simulate_chunk(&mut self, b: usize, steps: usize, keep_path: bool) -> Result<(Vec<f32>, Vec<Vec<f32>>, Vec<f64>)> {
         let dim = self.layout.dim();
-        let dt = 1.0 / steps as f64;
+        let warp = self.time_warp;
+        let grid = |k: usize| euler_time(k, steps, warp);
         let mut x = vec![0.0f32; b * dim];
         let mut noise = vec![0.0f32; b * dim];
         let mut cost = vec![0.0f64; b];
@@ -537,11 +540,11 @@ impl AdjointSampler {
             None => None,
         };
         for k in 0..steps {
-            let t = k as f64 * dt;
+            let (t, t_next) = (grid(k), grid(k + 1));
             // Each step adds exactly the base variance Δν = ν(t+Δt) − ν(t) (σ² Δt at the left end
             // would overshoot ν(1) by ~8% at 100 steps, all of it at early times, and bias the
             // fixed point of the reciprocal iteration toward hot samples).
-            let dnu = self.schedule.nu(t + dt) - self.schedule.nu(t);
+            let dnu = self.schedule.nu(t_next) - self.schedule.nu(t);
             let mut s: Vec<f32> = match &fused {
                 Some((kernels, w)) => kernels.infer(w, &x, &vec![t as f32; b]),
                 None => {
