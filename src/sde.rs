@@ -52,10 +52,10 @@ pub fn euler_time(k: usize, steps: usize, warp: f64) -> f64 {
 /// Path frames recorded on the grid [`euler_time`]`(k, N, warp)` re-read at the uniform times
 /// j/N, linear between neighbouring frames: a scrubber over SDE time then maps time to frame
 /// index the same way whatever the grid.
-pub fn frames_at_uniform_times(frames: &[Vec<f32>], warp: f64) -> Vec<Vec<f32>> {
+pub fn frames_at_uniform_times(frames: Vec<Vec<f32>>, warp: f64) -> Vec<Vec<f32>> {
     let steps = frames.len().saturating_sub(1);
     if warp == 1.0 || steps == 0 {
-        return frames.to_vec();
+        return frames;
     }
     (0..=steps)
         .map(|j| {
@@ -109,13 +109,13 @@ mod tests {
     fn frames_are_reread_at_uniform_times() {
         let (steps, warp) = (50, 2.0);
         let frames: Vec<Vec<f32>> = (0..=steps).map(|k| vec![euler_time(k, steps, warp) as f32, -1.0]).collect();
-        let out = frames_at_uniform_times(&frames, warp);
+        let out = frames_at_uniform_times(frames.clone(), warp);
         assert_eq!(out.len(), steps + 1);
         for (j, f) in out.iter().enumerate() {
             assert!((f[0] - j as f32 / steps as f32).abs() < 1e-6, "frame {j}: {}", f[0]);
             assert_eq!(f[1], -1.0);
         }
-        assert_eq!(frames_at_uniform_times(&frames, 1.0), frames);
+        assert_eq!(frames_at_uniform_times(frames.clone(), 1.0), frames);
     }
 
     /// ν must be the integral of σ²: trapezoid rule on 10⁵ points is exact to ~1e-8 relative.

@@ -376,7 +376,7 @@ impl AdjointSampler {
         // Run on a rayon worker, so that the step's many small parallel loops are handed out
         // inside the pool rather than each one from this thread, which then sleeps until it is
         // done: with one rayon thread those cross-thread wake-ups cost more than the work
-        // (LJ-13 trainer bench, RAYON_NUM_THREADS=1: 3.8 → 10.8 Adam steps/s; 2 threads: same).
+        // (LJ-13 trainer bench, RAYON_NUM_THREADS=1: 3.8 → 9.9 Adam steps/s; 2 threads: same).
         let result = rayon::scope(|_| self.train_step_inner());
         self.counters.wall_seconds += start.elapsed().as_secs_f64();
         match result {
@@ -465,7 +465,7 @@ impl AdjointSampler {
         let x = self.to_original(y.clone());
         let energies = self.energy.batch_energy(&x);
         let log_weights = opts.weights.then(|| self.log_weights(&y, &energies, &logw));
-        let trajectory = trajectory.map(|frames| frames_at_uniform_times(&frames, self.time_warp).into_iter().map(|f| self.to_original(f)).collect());
+        let trajectory = trajectory.map(|frames| frames_at_uniform_times(frames, self.time_warp).into_iter().map(|f| self.to_original(f)).collect());
         let out = Samples { x, energies, trajectory, log_weights };
         Ok(out)
     }
@@ -550,7 +550,7 @@ impl AdjointSampler {
         };
         for k in 0..steps {
             let (t, t_next) = (grid(k), grid(k + 1));
-            // Each step adds exactly the base variance Δν = ν(t+Δt) − ν(t) (σ² Δt at the left end
+            // Each step adds exactly the base variance Δν = ν(t_k+1) − ν(t_k) (σ² Δt at the left end
             // would overshoot ν(1) by ~8% at 100 steps, all of it at early times, and bias the
             // fixed point of the reciprocal iteration toward hot samples).
             let dnu = self.schedule.nu(t_next) - self.schedule.nu(t);
