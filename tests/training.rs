@@ -265,3 +265,19 @@ fn egnn_training_steps_are_applied() {
     assert!(r.losses.iter().all(|l| l.is_finite()));
     assert_eq!(s.counters.gradient_steps, 5);
 }
+
+/// A config built in code (no scene file to validate it) is still checked where a bad value
+/// would otherwise produce a broken grid or a silent NaN.
+#[test]
+fn configs_built_in_code_are_checked() {
+    for (cfg, field) in [
+        (SamplerConfig { time_warp: 0.0, ..gaussian_setup(1).1 }, "time_warp"),
+        (SamplerConfig { time_warp: f64::NAN, ..gaussian_setup(1).1 }, "time_warp"),
+        (SamplerConfig { sigma_min: 3.0, ..gaussian_setup(1).1 }, "sigma_min"),
+        (SamplerConfig { ema: 1.0, ..gaussian_setup(1).1 }, "ema"),
+    ] {
+        let (target, _, net) = gaussian_setup(1);
+        let e = AdjointSampler::new(Box::new(target), &cfg, &net, Device::Cpu).err().expect("a bad config was accepted").to_string();
+        assert!(e.contains(field), "{field}: {e}");
+    }
+}

@@ -192,6 +192,14 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// tanh through one `exp`: libm's `tanhf` (via `expm1f`) took 8.5% of an LJ-13 training run,
+/// `expf` is several times cheaper. Near 0 the error is absolute, ≈ 1e-7, below the f32
+/// resolution of the coordinates the coordinate head moves.
+fn tanh(x: f32) -> f32 {
+    let e = (-2.0 * x.abs()).exp();
+    ((1.0 - e) / (1.0 + e)).copysign(x)
+}
+
 /// What the forward pass keeps of one layer for the backward pass.
 struct LayerCache {
     pos: Vec<f32>,  // (B·N, d) input positions
@@ -330,7 +338,7 @@ impl EgnnParams {
                             }
                             let diff = pair_diff(xs, i, j, d);
                             let rho = (diff.iter().map(|v| v * v).sum::<f32>() + SQRT_EPS).sqrt() + 1.0;
-                            let st = COORD_RANGE * c.tanh();
+                            let st = COORD_RANGE * tanh(c);
                             for a in 0..d {
                                 nps[i * d + a] += diff[a] / rho * st;
                             }
@@ -459,7 +467,7 @@ impl EgnnParams {
                             let diff = pair_diff(xs, i, j, d);
                             let r = (diff.iter().map(|v| v * v).sum::<f32>() + SQRT_EPS).sqrt();
                             let rho = r + 1.0;
-                            let th = c.tanh();
+                            let th = tanh(c);
                             let st = COORD_RANGE * th;
                             // pos'ᵢ += diff/ρ · st
                             let dst: f32 = (0..d).map(|a| dp[a] * diff[a] / rho).sum();
@@ -598,6 +606,22 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use rand_distr::StandardNormal;
+
+    /// The exp-based tanh against libm's over the range the coordinate head sees and beyond:
+    /// within 3e-7 absolute (a few f32 ulps of values near 1), exactly odd, and ±1 far out.
+    #[test]
+    fn exp_based_tanh_matches_libm() {
+        let mut worst = 0.0f32;
+        for k in -200_000..=200_000 {
+            let x = k as f32 * 1e-4;
+            worst = worst.max((tanh(x) - x.tanh()).abs());
+            assert_eq!(tanh(-x), -tanh(x));
+        }
+        assert!(worst < 3e-7, "max |error| {worst}");
+        assert_eq!(tanh(100.0), 1.0);
+        assert_eq!(tanh(-100.0), -1.0);
+        assert_eq!(tanh(0.0), 0.0);
+    }
 
     /// The chunked inference pass computes the same function as the batched forward pass; only
     /// the matrix products' summation order may differ (1e-5 absolute on outputs of order 1).

@@ -213,6 +213,11 @@ impl AdjointSampler {
         if !(sampler.sigma_min > 0.0 && sampler.sigma_min < sampler.sigma_max) {
             return Err(Error::Invalid("need 0 < sigma_min < sigma_max".into()));
         }
+        // A scene file checks a narrower range; this guards callers that build a config in code:
+        // t_k = (k/N)^w is an increasing grid from 0 to 1 only for a positive, finite w.
+        if !(sampler.time_warp > 0.0 && sampler.time_warp.is_finite()) {
+            return Err(Error::Invalid(format!("time_warp must be positive (got {})", sampler.time_warp)));
+        }
         let layout = energy.layout();
         let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
