@@ -218,6 +218,12 @@ impl AdjointSampler {
         if !(sampler.time_warp > 0.0 && sampler.time_warp.is_finite()) {
             return Err(Error::Invalid(format!("time_warp must be positive (got {})", sampler.time_warp)));
         }
+        if !(sampler.scale > 0.0 && sampler.scale.is_finite()) {
+            return Err(Error::Invalid(format!("scale must be positive (got {})", sampler.scale)));
+        }
+        if !(0.0..1.0).contains(&sampler.ema) {
+            return Err(Error::Invalid(format!("ema must be in [0, 1) (got {})", sampler.ema)));
+        }
         let layout = energy.layout();
         let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
@@ -230,13 +236,7 @@ impl AdjointSampler {
             varmap.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let opt = Adam::new(vars, hyper.learning_rate)?;
         let buffer = ReplayBuffer::new(layout.dim(), hyper.buffer_size);
-        if !(sampler.scale > 0.0 && sampler.scale.is_finite()) {
-            return Err(Error::Invalid(format!("scale must be positive (got {})", sampler.scale)));
-        }
         let scale = sampler.scale as f32;
-        if !(0.0..1.0).contains(&sampler.ema) {
-            return Err(Error::Invalid(format!("ema must be in [0, 1) (got {})", sampler.ema)));
-        }
         let ema = if sampler.ema > 0.0 { Some(Ema::new(sampler.ema, network, layout, sampler.sigma_max, &varmap, &device)?) } else { None };
         Ok(Self { energy, layout, scale, schedule, output: network.output, hyper, varmap, net, opt, buffer, rng, device, ema, skipped_in_a_row: 0, time_warp: sampler.time_warp, counters: Counters::default() })
     }
