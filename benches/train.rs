@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use boltzmann_studio::energy::{Energy, LennardJones};
 use boltzmann_studio::nn::{ControlNet, Init};
-use boltzmann_studio::sampler::adjoint::{AdjointSampler, SampleOptions};
+use boltzmann_studio::sampler::SampleOptions;
+use boltzmann_studio::sampler::adjoint::AdjointSampler;
 use boltzmann_studio::scene::{NetworkConfig, NetworkKind, SamplerConfig};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;

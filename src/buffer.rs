@@ -29,6 +29,11 @@ impl ReplayBuffer {
         self.x.is_empty()
     }
 
+    /// Values per row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -7,10 +7,10 @@ pub mod io;
 pub mod buffer;
 pub mod metrics;
 pub mod nn;
+pub mod run;
 pub mod sampler;
 pub mod scene;
 pub mod sde;
-pub mod training;
 pub mod worker;
 
 #[cfg(feature = "app")]

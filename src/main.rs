@@ -13,9 +13,12 @@ use rand_chacha::ChaCha8Rng;
 
 use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
 use boltzmann_studio::metrics;
+use boltzmann_studio::run::Evaluator;
 use boltzmann_studio::sampler::mcmc::sample_reference;
 use boltzmann_studio::scene::Scene;
 
+mod compare_cmd;
+mod plot;
 mod train_cmd;
 
 /// candle allocates a fresh buffer per tensor op; glibc returns large blocks to the OS on free,
@@ -64,10 +67,12 @@ enum Command {
     /// Open the desktop app on a scene (the default command; LJ-13 without a scene).
     #[cfg(feature = "app")]
     App(AppArgs),
-    /// Train an Adjoint Sampler on a scene, with checkpoints and a metrics log.
+    /// Train the scene's sampler kind, with checkpoints and a metrics log.
     Train(train_cmd::TrainArgs),
     /// Draw samples from a trained run (.npy or extended .xyz).
     Sample(train_cmd::SampleArgs),
+    /// Race sampler kinds on one scene to the same budget: compare.csv, summary.json, compare.png.
+    Compare(compare_cmd::CompareArgs),
     /// Sample-quality metrics of samples against reference samples.
     Eval {
         /// Scene file naming the system (and the default reference file).
@@ -113,6 +118,13 @@ struct AppArgs {
     /// Seconds to stay paused before the --screenshot is taken.
     #[arg(long, default_value_t = 0.0, requires = "screenshot")]
     hold: f64,
+    /// Open on a race of sampler kinds (two or more, comma-separated: adjoint,asbs,idem,mcmc).
+    #[arg(long, value_delimiter = ',')]
+    race: Vec<String>,
+    /// With --screenshot: train until the run (every lane of a race) has spent this many energy
+    /// evaluations, instead of --after-steps.
+    #[arg(long, requires = "screenshot", conflicts_with = "after_steps", allow_negative_numbers = true, value_parser = positive_count)]
+    after_evals: Option<usize>,
 }
 
 /// scenes/lj13.ron from the working directory, else from the source tree this was built from.
@@ -124,7 +136,14 @@ fn default_scene() -> PathBuf {
 
 #[cfg(feature = "app")]
 fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
+    let race: Vec<boltzmann_studio::sampler::SamplerKind> =
+        a.race.iter().map(|k| k.parse().map_err(|e: String| anyhow::anyhow!("--race: {e}"))).collect::<anyhow::Result<_>>()?;
+    if race.len() == 1 {
+        bail!("--race needs two kinds or more (got {})", a.race.join(","));
+    }
     boltzmann_studio::app::run(boltzmann_studio::app::AppOptions {
+        race,
+        after_evals: a.after_evals.map(|n| n as u64),
         scene: a.scene.unwrap_or_else(default_scene),
         screenshot: a.screenshot,
         after_steps: a.after_steps,
@@ -176,7 +195,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "app")]
-        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0 }),
+        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, race: Vec::new(), after_evals: None }),
         #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;
@@ -187,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::App(args)) => app_cmd(args),
         Some(Command::Train(args)) => train_cmd::train(args),
         Some(Command::Sample(args)) => train_cmd::sample(args),
+        Some(Command::Compare(args)) => compare_cmd::compare(args),
         Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),
         Some(Command::Reference { scene, n, out, seed }) => reference_cmd(&scene, n, &out, seed),
         Some(Command::Eval { scene, samples, reference, n, seed, json, skip_eq }) => {
@@ -319,15 +339,16 @@ fn eval_cmd(
     if m < n {
         eprintln!("note: comparing {m} samples from each set (asked for {n}; the smaller file has {m})");
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let a = a.select(&sample(&mut rng, a.rows, m).into_vec());
-    let b = b.select(&sample(&mut rng, b.rows, m).into_vec());
+    let a = a.select(&sample(&mut ChaCha8Rng::seed_from_u64(seed), a.rows, m).into_vec());
+    let energy = scene.energy();
+    let evaluator = Evaluator::new(&b, energy.layout(), m, seed.wrapping_add(1)).with_context(|| format!("{}", reference_path.display()))?;
     let spinner = if json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     spinner.set_message(format!("computing metrics on {m} vs {m} samples (eq-W2 aligns {} pairs)", m * m));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let start = Instant::now();
     let what = if skip_eq { metrics::Which::SkipEq } else { metrics::Which::All };
-    let r = metrics::evaluate(scene.energy().as_ref(), &a, &b, what)?;
+    // Every sample is judged, a non-finite energy included (it makes E-W2 infinite: the truth).
+    let r = metrics::evaluate(energy.as_ref(), &a, evaluator.reference(), what)?;
     spinner.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string(&r)?);

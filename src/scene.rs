@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::energy::{DoubleWell, Energy, Gmm40, LennardJones};
 use crate::error::{Error, Result};
+use crate::sampler::asbs::AsbsConfig;
+use crate::sampler::idem::IdemConfig;
 use crate::sampler::mcmc::McmcConfig;
+use crate::sampler::{LiveHyper, SamplerKind};
 
 /// A whole scene: the system and everything needed to train, evaluate and show a sampler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,7 +24,7 @@ pub struct Scene {
     pub description: String,
     /// The physical system, i.e. the energy.
     pub system: System,
-    /// Adjoint Sampling hyperparameters.
+    /// Which sampler, and its hyperparameters.
     pub sampler: SamplerConfig,
     /// The control network.
     pub network: NetworkConfig,
@@ -84,10 +87,16 @@ impl System {
     }
 }
 
-/// Hyperparameters of Adjoint Sampling (science.md §2); defaults are the reference code's LJ-13.
+/// The sampler kind and its hyperparameters. The shared fields are those of Adjoint Sampling
+/// (science.md §2; defaults are the reference code's LJ-13), which ASBS and iDEM read too; each
+/// kind's own settings sit in its section (`asbs`, `idem`, `mcmc`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerConfig {
+    /// Adjoint, Asbs, Idem or Mcmc.
+    pub kind: SamplerKind,
+    /// Where networks run: "cpu" (fused kernels), "cuda" or "cuda:N" (a `cuda` build).
+    pub device: String,
     /// Smallest noise scale σ_min (reached at t = 1).
     pub sigma_min: f64,
     /// Largest noise scale σ_max (at t = 0). It should cover the system: simulated end points
@@ -123,11 +132,19 @@ pub struct SamplerConfig {
     pub time_warp: f64,
     /// Seed of every random draw of a run.
     pub seed: u64,
+    /// ASBS: prior, stage lengths.
+    pub asbs: AsbsConfig,
+    /// iDEM: Monte-Carlo score target.
+    pub idem: IdemConfig,
+    /// MCMC as a sampler kind: chains, tempering ladder, burn-in (same settings as `reference.mcmc`).
+    pub mcmc: McmcConfig,
 }
 
 impl Default for SamplerConfig {
     fn default() -> Self {
         Self {
+            kind: SamplerKind::Adjoint,
+            device: "cpu".into(),
             sigma_min: 1e-3,
             sigma_max: 2.0,
             sde_steps: 1000,
@@ -142,6 +159,9 @@ impl Default for SamplerConfig {
             ema: 0.0,
             time_warp: 1.0,
             seed: 0,
+            asbs: AsbsConfig::default(),
+            idem: IdemConfig::default(),
+            mcmc: McmcConfig::default(),
         }
     }
 }
@@ -263,6 +283,33 @@ impl Scene {
         ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default()).expect("a Scene always serialises")
     }
 
+    /// The scene to run `kind` on this scene's system (read from `path`): this scene if it is of
+    /// that kind; else the sibling file `STEM-KIND.ron` when there is one (e.g.
+    /// scenes/dw4-mcmc.ron, with that kind's tuned settings); else this scene with `sampler.kind`
+    /// switched. Returns the scene's path too (it anchors the reference file).
+    pub fn for_kind(&self, path: &Path, kind: SamplerKind) -> Result<(PathBuf, Scene)> {
+        if self.sampler.kind == kind {
+            return Ok((path.to_path_buf(), self.clone()));
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        // A sibling of the base scene: "dw4-asbs.ron" serves "dw4.ron" and "dw4-mcmc.ron" alike.
+        let base = stem.rsplit_once('-').filter(|(_, k)| k.parse::<SamplerKind>().is_ok()).map_or(stem, |(b, _)| b);
+        let sibling = path.with_file_name(format!("{base}-{}.ron", kind.name()));
+        let plain = path.with_file_name(format!("{base}.ron"));
+        for candidate in [sibling, plain] {
+            if candidate.exists() {
+                let s = Scene::load(&candidate)?;
+                if s.sampler.kind == kind && s.system == self.system {
+                    return Ok((candidate, s));
+                }
+            }
+        }
+        let mut s = self.clone();
+        s.sampler.kind = kind;
+        crate::sampler::check_system(&s)?;
+        Ok((path.to_path_buf(), s))
+    }
+
     /// The energy of the scene's system.
     pub fn energy(&self) -> Box<dyn Energy> {
         self.system.energy()
@@ -298,12 +345,6 @@ impl Scene {
             return err("sampler.sigma_min", format!("must satisfy 0 < sigma_min < sigma_max (got {} and {})", s.sigma_min, s.sigma_max));
         }
         for (name, v) in [
-            ("sampler.sde_steps", s.sde_steps),
-            ("sampler.sample_steps", s.sample_steps.unwrap_or(1)),
-            ("sampler.batch_size", s.batch_size),
-            ("sampler.new_samples", s.new_samples),
-            ("sampler.buffer_size", s.buffer_size),
-            ("sampler.train_steps", s.train_steps),
             ("network.layers", self.network.layers),
             ("network.hidden", self.network.hidden),
             ("schedule.eval_every", self.schedule.eval_every),
@@ -314,11 +355,9 @@ impl Scene {
                 return err(name, "must be at least 1".into());
             }
         }
-        if !(s.learning_rate > 0.0 && s.learning_rate < 1.0) {
-            return err("sampler.learning_rate", format!("must be in (0, 1) (got {})", s.learning_rate));
-        }
-        if !(s.grad_clip > 0.0) {
-            return err("sampler.grad_clip", format!("must be positive (got {})", s.grad_clip));
+        if let Err((field, m)) = LiveHyper::from_config(s).check() {
+            let field = if field == "mc_samples" { "sampler.idem.mc_samples".to_string() } else { format!("sampler.{field}") };
+            return err(&field, m);
         }
         if !(0.0..1.0).contains(&s.ema) {
             return err("sampler.ema", format!("must be in [0, 1) (got {})", s.ema));
@@ -332,11 +371,17 @@ impl Scene {
         if !(self.view.bond_cutoff >= 0.0 && self.view.particle_radius > 0.0) {
             return err("view.bond_cutoff", "and view.particle_radius must be non-negative and positive".into());
         }
-        self.reference.mcmc.validate().map_err(|e| {
-            let msg = e.to_string();
-            let (field, rest) = msg.split_once(' ').unwrap_or((&msg, ""));
-            (field.to_string(), rest.to_string())
-        })
+        if let Err(e) = crate::nn::select_device(&s.device) {
+            return err("sampler.device", e.to_string());
+        }
+        s.asbs.check().map_err(|(f, m)| (format!("sampler.asbs.{f}"), m))?;
+        s.idem.check().map_err(|(f, m)| (format!("sampler.idem.{f}"), m))?;
+        s.mcmc.check().map_err(|(f, m)| (format!("sampler.mcmc.{f}"), m))?;
+        self.reference.mcmc.check().map_err(|(f, m)| (format!("reference.mcmc.{f}"), m))?;
+        if let Err(e) = crate::sampler::check_system(self) {
+            return err("sampler.kind", e.to_string().trim_start_matches("sampler.kind ").to_string());
+        }
+        Ok(())
     }
 }
 

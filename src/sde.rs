@@ -97,6 +97,22 @@ pub fn bridge_sample(schedule: &NoiseSchedule, layout: Layout, x1: &[f32], t: &[
     out
 }
 
+/// The base bridge between rows `x0` and `x1` (ASBS, whose paths start from a prior):
+/// X_t = (1 − κ) x₀ + κ x₁ + sqrt(ν(1) κ (1 − κ)) ξ. With x₀ = 0 it is [`bridge_sample`], draw
+/// for draw.
+pub fn bridge_between(schedule: &NoiseSchedule, layout: Layout, x0: &[f32], x1: &[f32], t: &[f32], rng: &mut impl Rng) -> Vec<f32> {
+    let mut out = bridge_sample(schedule, layout, x1, t, rng);
+    let dim = layout.dim();
+    let nu1 = schedule.nu1();
+    for (i, &ti) in t.iter().enumerate() {
+        let kappa = (schedule.nu(ti as f64) / nu1) as f32;
+        for k in i * dim..(i + 1) * dim {
+            out[k] += (1.0 - kappa) * x0[k];
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

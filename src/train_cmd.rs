@@ -9,11 +9,10 @@ use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::xyz::write_xyz;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
-use boltzmann_studio::metrics::{self, Which};
-use boltzmann_studio::sampler::Sampler;
-use boltzmann_studio::sampler::adjoint::{AdjointSampler, DIVERGED_AFTER, SampleOptions};
+use boltzmann_studio::metrics;
+use boltzmann_studio::run::{EvalPolicy, Evaluation, Evaluator, Run};
+use boltzmann_studio::sampler::{self, SampleOptions};
 use boltzmann_studio::scene::Scene;
-use boltzmann_studio::training::{Evaluation, Evaluator};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -90,13 +89,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let reference_path = scene.reference_path(&scene_path).or_else(|| scene.reference_path(&args.scene));
     std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
 
-    let mut sampler = AdjointSampler::for_scene(&scene)?;
+    let mut sampler = sampler::build(&scene)?;
     let csv_path = run_dir.join("metrics.csv");
     let mut csv = if args.resume {
         sampler.load(run_dir)?;
         CsvWriter::append(&csv_path, COLUMNS.len())?
     } else {
-        if run_dir.join("checkpoint.safetensors").exists() {
+        if run_dir.join("state.json").exists() {
             bail!("{} already holds a run; pass --resume to continue it or choose another --out", run_dir.display());
         }
         // The scene is copied with any reference path made absolute, so the run folder stands alone.
@@ -107,16 +106,14 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let evaluator = match &reference_path {
         Some(p) => {
             let reference = read_npy(p)?;
-            if reference.cols != sampler.energy().dim() {
-                bail!("{}: reference rows have {} coordinates, the system has {}", p.display(), reference.cols, sampler.energy().dim());
-            }
-            Some(Evaluator::new(&reference, scene.schedule.eval_samples, Which::SkipEq, 0)?)
+            Some(Evaluator::new(&reference, sampler.energy().layout(), scene.schedule.eval_samples, 0).with_context(|| format!("{}", p.display()))?)
         }
         None => {
             eprintln!("note: the scene names no reference file; training without evaluation");
             None
         }
     };
+    let mut run = Run::new(sampler, evaluator, EvalPolicy::EveryIterations(scene.schedule.eval_every as u64), false, 1);
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -125,7 +122,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let start = Instant::now();
-    let start_steps = sampler.counters.gradient_steps;
+    let start_steps = run.counters().gradient_steps;
     let budget = args.minutes.map(|m| Duration::from_secs_f64(m * 60.0));
     let bar = match (budget, args.steps) {
         (Some(b), _) => ProgressBar::new(b.as_secs()),
@@ -138,13 +135,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(format!("{} train", scene.name));
+    bar.set_prefix(format!("{} {} train", scene.name, scene.sampler.kind.name()));
     let mut loss_ema: Option<f64> = None;
     let mut last: Option<Evaluation> = None;
     let mut interrupted = false;
+    let mut iteration_losses: Vec<f32> = Vec::new();
+    let mut last_draw = Instant::now();
     loop {
         let done_time = budget.is_some_and(|b| start.elapsed() >= b);
-        let done_steps = args.steps.is_some_and(|s| sampler.counters.gradient_steps >= s);
+        let done_steps = args.steps.is_some_and(|s| run.counters().gradient_steps >= s);
         if done_time || done_steps {
             break;
         }
@@ -152,30 +151,42 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             interrupted = true;
             break;
         }
-        let report = sampler.train_iteration()?;
-        // Non-finite steps are skipped without touching the weights; a run where nothing but
-        // skipped steps happens has diverged, and spinning on would only burn time.
-        let skipped_in_a_row = sampler.skipped_in_a_row();
-        if skipped_in_a_row >= DIVERGED_AFTER {
+        let tick = run.tick()?;
+        if tick.diverged {
             bar.finish_and_clear();
-            sampler.save(run_dir)?;
+            run.sampler.save(run_dir)?;
             bail!(
-                "training diverged: the last {skipped_in_a_row} gradient steps had a non-finite loss or gradient and were skipped \
+                "training diverged: the last {} gradient steps had a non-finite loss or gradient and were skipped \
                  ({} skipped in all); the last good weights are saved in {} — lower the learning rate or the SDE step size",
-                sampler.counters.skipped_steps,
+                run.skipped_in_a_row(),
+                run.counters().skipped_steps,
                 run_dir.display()
             );
         }
-        let c = sampler.counters.clone();
-        let mean_loss = if report.losses.is_empty() {
+        iteration_losses.extend(&tick.advance.losses);
+        if let Some(e) = tick.evaluation {
+            last = Some(e);
+        }
+        if !tick.advance.iteration_done {
+            if last_draw.elapsed() > Duration::from_millis(500) {
+                bar.set_position(match budget {
+                    Some(_) => start.elapsed().as_secs(),
+                    None => run.counters().gradient_steps - start_steps,
+                });
+                last_draw = Instant::now();
+            }
+            continue;
+        }
+        let c = run.counters().clone();
+        let mean_loss = if iteration_losses.is_empty() {
             None
         } else {
-            Some(report.losses.iter().map(|&l| l as f64).sum::<f64>() / report.losses.len() as f64)
+            Some(iteration_losses.iter().map(|&l| l as f64).sum::<f64>() / iteration_losses.len() as f64)
         };
+        iteration_losses.clear();
         if let Some(l) = mean_loss {
             loss_ema = Some(loss_ema.map_or(l, |e| 0.9 * e + 0.1 * l));
         }
-        let eval_now = c.outer_iterations % scene.schedule.eval_every as u64 == 0;
         let mut row = vec![
             Some(c.gradient_steps as f64),
             Some(c.outer_iterations as f64),
@@ -188,17 +199,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             None,
             None,
         ];
-        if eval_now {
-            if let Some(ev) = &evaluator {
-                let e = ev.evaluate(&mut sampler, scene.energy().as_ref())?;
-                row[5] = Some(e.metrics.energy_w2);
-                row[6] = Some(e.metrics.x_w2);
-                row[7] = e.metrics.eq_w2;
-                row[8] = Some(e.metrics.dist_tv);
-                row[9] = Some(e.ess);
-                last = Some(e);
-            }
-            sampler.save(run_dir)?;
+        if let Some(e) = last.as_ref().filter(|e| e.counters.outer_iterations == c.outer_iterations) {
+            row[5] = Some(e.metrics.energy_w2);
+            row[6] = Some(e.metrics.x_w2);
+            row[7] = e.metrics.eq_w2;
+            row[8] = Some(e.metrics.dist_tv);
+            row[9] = e.ess;
+            run.sampler.save(run_dir)?;
         }
         csv.row(&row)?;
         let rate = (c.gradient_steps - start_steps) as f64 / start.elapsed().as_secs_f64();
@@ -206,8 +213,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             Some(_) => start.elapsed().as_secs(),
             None => c.gradient_steps - start_steps,
         });
+        let stage = run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default();
         bar.set_message(format!(
-            "step {}  loss {:.3}  {rate:.1} steps/s  {} energy evals  E-W2 {}",
+            "step {}  loss {:.3}  {rate:.1} steps/s  {} energy evals  E-W2 {}{stage}",
             c.gradient_steps,
             loss_ema.unwrap_or(f64::NAN),
             c.energy_evals,
@@ -215,14 +223,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         ));
     }
     bar.finish_and_clear();
-    sampler.save(run_dir)?;
-    let c = &sampler.counters;
+    run.sampler.save(run_dir)?;
+    let c = run.counters().clone();
     if interrupted {
         println!("interrupted: checkpoint saved; continue with --resume");
     }
     println!(
-        "{}: {} gradient steps, {} outer iterations, {} energy evaluations, {:.0} s of training ({:.2} evals per step)",
+        "{} ({}): {} gradient steps, {} outer iterations, {} energy evaluations, {:.0} s of training ({:.2} evals per step)",
         scene.name,
+        scene.sampler.kind.label(),
         c.gradient_steps,
         c.outer_iterations,
         c.energy_evals,
@@ -233,17 +242,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         println!("non-finite values: {} steps skipped, {} samples dropped", c.skipped_steps, c.dropped_samples);
     }
     // An interrupted run exits at once; its last evaluation is in metrics.csv.
-    if let (Some(ev), false) = (&evaluator, interrupted) {
-        let e = ev.evaluate(&mut sampler, scene.energy().as_ref())?;
-        let m = &e.metrics;
-        println!(
-            "final ({} samples): E-W2 {:.3}  x-W2 {:.3}  dist-TV {:.4}  ESS {:.4}   (eq-W2: boltzmann-studio sample + eval)",
-            ev.len(),
-            m.energy_w2,
-            m.x_w2,
-            m.dist_tv,
-            e.ess
-        );
+    if !interrupted {
+        if let Some(e) = run.evaluate()? {
+            let m = &e.metrics;
+            println!(
+                "final ({} samples): E-W2 {:.3}  x-W2 {:.3}  dist-TV {:.4}  ESS {}   (eq-W2: boltzmann-studio sample + eval)",
+                run.evaluator().map_or(0, |ev| ev.len()),
+                m.energy_w2,
+                m.x_w2,
+                m.dist_tv,
+                e.ess.map_or("n/a".into(), |v| format!("{v:.4}"))
+            );
+        }
     }
     println!("run saved in {}", run_dir.display());
     Ok(())
@@ -252,7 +262,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let scene_path = args.run_dir.join("scene.ron");
     let scene = Scene::load(&scene_path).with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
-    let mut sampler = AdjointSampler::for_scene(&scene)?;
+    let mut sampler = sampler::build(&scene)?;
     sampler.load(&args.run_dir)?;
     sampler.reseed(args.seed);
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
@@ -265,6 +275,9 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() || args.resample })?;
     bar.finish_and_clear();
+    if (args.weights.is_some() || args.resample) && s.log_weights.is_none() {
+        bail!("{} defines no importance weights: --weights and --resample need Adjoint Sampling", scene.sampler.kind.label());
+    }
     let energy = scene.energy();
     let (mut m, mut energies) = (Matrix::new(args.n, energy.dim(), s.x), s.energies);
     if args.resample {

@@ -12,16 +12,19 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded, unbounded};
 
-use crate::energy::{Energy, Layout};
+use crate::energy::Layout;
 use crate::error::{Error, Result};
-use crate::io::{Matrix, read_npy};
-use crate::metrics::{self, Which};
-use crate::sampler::adjoint::{AdjointSampler, Counters, DIVERGED_AFTER, LiveHyper, SampleOptions};
+use crate::io::read_npy;
+use crate::metrics;
+use crate::run::{EvalPolicy, Evaluator, Run as Driver};
+use crate::sampler::adjoint::DIVERGED_AFTER;
+use crate::sampler::{self, Counters, LiveHyper, SampleOptions, SamplerKind};
 use crate::scene::Scene;
+
+pub use crate::run::MetricPoint;
+pub use crate::sampler::Phase;
 
 /// UI → worker.
 #[derive(Debug, Clone)]
@@ -32,6 +35,9 @@ pub enum Command {
     Step(u64),
     /// Start a new run of `scene` (read from `path`, which anchors its reference file).
     Reset { scene: Box<Scene>, path: PathBuf },
+    /// Start a race of sampler kinds on `scene`'s system (see [`Scene::for_kind`]): they train
+    /// in turn, the one with the fewest energy evaluations next, so their budgets stay equal.
+    Race { scene: Box<Scene>, path: PathBuf, kinds: Vec<SamplerKind> },
     /// Live hyperparameters; Adam's moments and the buffer are kept.
     SetHyper(LiveHyper),
     /// Gradient steps between snapshots.
@@ -65,6 +71,8 @@ pub struct RunInfo {
     /// Energies and pooled interatomic distances of the reference subset (empty without one).
     pub reference_energies: Vec<f64>,
     pub reference_distances: Vec<f64>,
+    /// The kinds of a race, in lane order (empty for a single run).
+    pub race: Vec<SamplerKind>,
 }
 
 /// A batch of current samples (the end points of the latest outer iteration).
@@ -89,29 +97,14 @@ impl SampleBatch {
     }
 }
 
-/// Metrics of one batch against as many reference samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MetricPoint {
-    pub step: u64,
-    pub wall_seconds: f64,
-    /// Energy evaluations so far (one per simulated sample).
-    pub energy_evals: u64,
-    pub energy_w2: f64,
-    pub x_w2: f64,
-    pub eq_w2: Option<f64>,
-    pub dist_tv: f64,
-    pub ess: f64,
-    /// Samples compared.
-    pub n: usize,
-}
-
-/// What the worker is doing right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Phase {
-    #[default]
-    Idle,
-    Simulating { done: usize, total: usize },
-    Training { done: usize, total: usize },
+/// One lane of a race, in a snapshot: what is new since the previous one.
+#[derive(Debug, Clone, Default)]
+pub struct LaneSnapshot {
+    pub kind: SamplerKind,
+    pub counters: Counters,
+    pub stage: Option<String>,
+    pub metrics: Vec<MetricPoint>,
+    pub samples: Option<Arc<SampleBatch>>,
 }
 
 /// Worker → UI, frequent: everything new since the previous snapshot.
@@ -122,6 +115,9 @@ pub struct Snapshot {
     pub phase: Phase,
     pub counters: Counters,
     pub hyper: Option<LiveHyper>,
+    /// The sampler kind and its stage, where it has stages (ASBS, MCMC burn-in).
+    pub kind: SamplerKind,
+    pub stage: Option<String>,
     /// (gradient step, loss) of every Adam step since the previous snapshot.
     pub losses: Vec<(u64, f32)>,
     pub metrics: Vec<MetricPoint>,
@@ -132,6 +128,8 @@ pub struct Snapshot {
     /// Recent throughput while running.
     pub steps_per_second: f64,
     pub evals_per_second: f64,
+    /// Every lane of a race (empty for a single run, whose data are the fields above).
+    pub lanes: Vec<LaneSnapshot>,
 }
 
 impl Snapshot {
@@ -152,6 +150,14 @@ impl Snapshot {
         }
         if self.trajectory.is_none() {
             self.trajectory = old.trajectory;
+        }
+        for (new, old) in self.lanes.iter_mut().zip(old.lanes) {
+            let mut m = old.metrics;
+            m.append(&mut new.metrics);
+            new.metrics = m;
+            if new.samples.is_none() {
+                new.samples = old.samples;
+            }
         }
     }
 }
@@ -202,10 +208,15 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Starts the training thread on `scene` (paused).
     pub fn spawn(scene: Scene, path: PathBuf, waker: Option<Waker>) -> Self {
+        Self::spawn_with(Command::Reset { scene: Box::new(scene), path }, waker)
+    }
+
+    /// Starts the training thread with `first` (a reset or a race) as its first command.
+    pub fn spawn_with(first: Command, waker: Option<Waker>) -> Self {
         let (commands, cmd_rx) = unbounded();
         let (snap_tx, snapshots) = snapshot_channel();
         let (event_tx, events) = unbounded();
-        commands.send(Command::Reset { scene: Box::new(scene), path }).expect("receiver alive");
+        commands.send(first).expect("receiver alive");
         let thread = std::thread::Builder::new()
             .name("trainer".into())
             .spawn(move || Worker::new(cmd_rx, snap_tx, event_tx, waker).run())
@@ -240,10 +251,6 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// Samples simulated per unit of work at the start; the unit then adapts so that one takes
-/// 0.15–0.5 s (bigger batches use the CPU better; shorter units keep pause and shutdown prompt).
-const SIM_UNIT: usize = 32;
-const SIM_UNIT_MAX: usize = 1024;
 /// Automatic snapshots are at most this frequent: each one makes the app draw a frame, and a
 /// software-rendered frame costs about 0.2 CPU-seconds that the trainer would otherwise use ...
 const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(750);
@@ -254,16 +261,15 @@ const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(2000);
 const REFERENCE_ROWS: usize = 2000;
 
 struct Run {
-    sampler: AdjointSampler,
+    driver: Driver,
     info: Arc<RunInfo>,
-    reference: Option<Matrix>,
-    sim_left: usize,
-    train_left: usize,
-    /// Samples per simulation unit (adapted to the speed of the machine).
-    sim_unit: usize,
-    pending: Vec<f32>,
-    pending_e: Vec<f64>,
-    pending_w: Vec<f64>,
+}
+
+/// What a lane gathered since the last snapshot.
+#[derive(Default)]
+struct LaneOut {
+    metrics: Vec<MetricPoint>,
+    samples: Option<Arc<SampleBatch>>,
 }
 
 struct Worker {
@@ -271,7 +277,9 @@ struct Worker {
     snapshots: SnapshotSender,
     events: Sender<Event>,
     waker: Option<Waker>,
-    run: Option<Run>,
+    /// One run, or the lanes of a race.
+    runs: Vec<Run>,
+    lane_out: Vec<LaneOut>,
     generation: u64,
     running: bool,
     /// Gradient steps still to do for Step(n) while paused.
@@ -291,7 +299,8 @@ impl Worker {
             snapshots,
             events,
             waker,
-            run: None,
+            runs: Vec::new(),
+            lane_out: Vec::new(),
             generation: 0,
             running: false,
             pending_steps: 0,
@@ -304,7 +313,7 @@ impl Worker {
     }
 
     fn busy(&self) -> bool {
-        self.run.is_some() && (self.running || self.pending_steps > 0)
+        !self.runs.is_empty() && (self.running || self.pending_steps > 0)
     }
 
     fn run(mut self) {
@@ -355,7 +364,7 @@ impl Worker {
     fn handle(&mut self, c: Command) {
         match c {
             Command::Play => {
-                self.running = self.run.is_some();
+                self.running = !self.runs.is_empty();
                 self.rate_mark = None;
             }
             Command::Pause => {
@@ -368,15 +377,22 @@ impl Worker {
             }
             Command::SetSpeed(n) => self.speed = n.max(1),
             Command::SetHyper(h) => {
-                if let Some(run) = &mut self.run {
-                    if let Err(e) = run.sampler.set_hyper(h) {
-                        self.fail(format!("hyperparameters not applied: {e}"));
-                    }
+                // A race's lanes keep their own scenes' settings; a single run takes the edit.
+                let errors: Vec<String> = match self.runs.as_mut_slice() {
+                    [run] => run.driver.sampler.set_live(h).err().map(|e| e.to_string()).into_iter().collect(),
+                    _ => Vec::new(),
+                };
+                for e in errors {
+                    self.fail(format!("hyperparameters not applied: {e}"));
                 }
             }
-            Command::Reset { scene, path } => match Run::start(*scene, path, self.generation + 1) {
-                Ok(run) => self.install(run),
+            Command::Reset { scene, path } => match Run::start(*scene, path, self.generation + 1, Vec::new()) {
+                Ok(run) => self.install(vec![run]),
                 Err(e) => self.fail(format!("cannot start the scene: {e}")),
+            },
+            Command::Race { scene, path, kinds } => match Run::race(&scene, &path, &kinds, self.generation + 1) {
+                Ok(runs) => self.install(runs),
+                Err(e) => self.fail(format!("cannot start the race: {e}")),
             },
             Command::SaveCheckpoint(dir) => match self.save(&dir) {
                 Ok(()) => self.done(format!("checkpoint saved to {}", dir.display()), dir),
@@ -384,7 +400,7 @@ impl Worker {
             },
             Command::LoadCheckpoint(dir) => match Run::load(&dir, self.generation + 1) {
                 Ok(run) => {
-                    self.install(run);
+                    self.install(vec![run]);
                     self.done(format!("checkpoint loaded from {}", dir.display()), dir);
                 }
                 Err(e) => self.fail(format!("cannot load the checkpoint {}: {e}", dir.display())),
@@ -398,75 +414,71 @@ impl Worker {
         self.wake();
     }
 
-    fn install(&mut self, run: Run) {
-        self.generation = run.info.generation;
+    fn install(&mut self, runs: Vec<Run>) {
+        self.generation = runs[0].info.generation;
         self.running = false;
         self.pending_steps = 0;
         self.rate_mark = None;
         self.out = Snapshot { generation: self.generation, ..Snapshot::default() };
-        let _ = self.events.send(Event::Started(run.info.clone()));
-        self.run = Some(run);
+        let _ = self.events.send(Event::Started(runs[0].info.clone()));
+        self.lane_out = runs.iter().map(|_| LaneOut::default()).collect();
+        self.runs = runs;
         self.wake();
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
-        let run = self.run.as_ref().ok_or_else(|| Error::Invalid("no run to save".into()))?;
+        let run = match self.runs.as_slice() {
+            [run] => run,
+            [] => return Err(Error::Invalid("no run to save".into())),
+            _ => return Err(Error::Invalid("a race has several runs: save one kind's run by opening its scene".into())),
+        };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        run.sampler.save(dir)?;
+        run.driver.sampler.save(dir)?;
         let scene = run.info.scene.with_absolute_reference(&run.info.scene_path);
         let path = dir.join("scene.ron");
         std::fs::write(&path, scene.to_ron()).map_err(|e| Error::io(&path, e))
     }
 
-    /// One unit of work: a slice of simulation or one Adam step.
+    /// One unit of work through the run driver: a slice of simulation, one gradient step, a
+    /// block of sweeps.
     fn work(&mut self) -> Result<()> {
-        let run = self.run.as_mut().expect("busy implies a run");
-        if run.sim_left == 0 && run.train_left == 0 {
-            let h = run.sampler.hyper().clone();
-            run.sim_left = h.new_samples;
-            run.train_left = h.train_steps;
-        }
-        if run.sim_left > 0 {
-            let n = run.sim_left.min(run.sim_unit);
-            let started = Instant::now();
-            let b = run.sampler.simulate_batch(n)?;
-            let took = started.elapsed();
-            if n == run.sim_unit && took < Duration::from_millis(150) {
-                run.sim_unit = (run.sim_unit * 2).min(SIM_UNIT_MAX);
-            } else if took > Duration::from_millis(500) {
-                run.sim_unit = (run.sim_unit / 2).max(1);
+        // The lane with the fewest energy evaluations works next (the first on a tie), so a
+        // race spends equal budgets; a single run is lane 0.
+        let lane = (0..self.runs.len()).min_by_key(|&i| (self.runs[i].driver.counters().energy_evals, i)).expect("busy implies a run");
+        let race = self.runs.len() > 1;
+        let run = &mut self.runs[lane];
+        let tick = run.driver.tick().map_err(|e| if race { Error::Invalid(format!("{}: {e}", run.driver.sampler.kind().label())) } else { e })?;
+        let adv = tick.advance;
+        let trained = !adv.losses.is_empty() || adv.skipped > 0;
+        let step = run.driver.counters().gradient_steps;
+        let n = adv.losses.len() as u64;
+        if lane == 0 {
+            for (k, l) in adv.losses.into_iter().enumerate() {
+                self.out.losses.push((step + 1 + k as u64 - n, l));
             }
-            run.pending.extend(b.x);
-            run.pending_e.extend(b.energies);
-            run.pending_w.extend(b.log_weights);
-            run.sim_left -= n;
-            let total = run.sampler.hyper().new_samples;
-            self.out.phase = Phase::Simulating { done: total.saturating_sub(run.sim_left), total };
-            if run.sim_left == 0 {
-                let (batch, point) = run.finish_batch()?;
-                self.out.samples = Some(Arc::new(batch));
-                self.out.metrics.extend(point);
-                let traj = run.sampler.sample(1, SampleOptions { trajectory: true, weights: false })?;
+            self.out.phase = adv.phase;
+        }
+        if let Some(b) = adv.batch {
+            let ess = b.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN);
+            let batch = Arc::new(SampleBatch { x: b.x, energies: b.energies, layout: run.info.layout, ess, step });
+            if race {
+                self.lane_out[lane].samples = Some(batch.clone());
+                self.lane_out[lane].metrics.extend(tick.batch_point);
+            }
+            if lane == 0 {
+                self.out.samples = Some(batch);
+                self.out.metrics.extend(tick.batch_point);
+                let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, weights: false })?;
                 self.out.trajectory = traj.trajectory.map(Arc::new);
             }
-            return Ok(());
         }
-        let loss = run.sampler.train_step()?;
-        run.train_left -= 1;
-        let total = run.sampler.hyper().train_steps;
-        self.out.phase = Phase::Training { done: total.saturating_sub(run.train_left), total };
-        if run.train_left == 0 {
-            run.sampler.counters.outer_iterations += 1;
+        // A unit without gradient steps (simulation, sweeps) counts as one step for Step(n), so
+        // that stepping an MCMC run advances too.
+        if trained || !run.driver.sampler.kind().learns() {
+            self.pending_steps = self.pending_steps.saturating_sub(1);
+            self.steps_since_snapshot += 1;
         }
-        self.pending_steps = self.pending_steps.saturating_sub(1);
-        self.steps_since_snapshot += 1;
-        if let Some(l) = loss {
-            self.out.losses.push((run.sampler.counters.gradient_steps, l));
-        }
-        // Pauses at 50, 100, … skipped steps in a row, so that resuming a still-diverged run
-        // pauses again after another 50.
-        let skipped = run.sampler.skipped_in_a_row();
-        if skipped > 0 && skipped % DIVERGED_AFTER == 0 {
+        if tick.diverged {
             self.fail(format!(
                 "training diverged: the last {DIVERGED_AFTER} steps had a non-finite loss or gradient and were skipped \
                  (the weights were not changed); lower the learning rate or reset"
@@ -485,8 +497,13 @@ impl Worker {
         if !due {
             return;
         }
-        let Some(run) = &self.run else { return };
-        let c = &run.sampler.counters;
+        let Some(run) = self.runs.first() else { return };
+        // Throughput of a race is summed over its lanes.
+        let mut c = run.driver.counters().clone();
+        for r in &self.runs[1..] {
+            c.gradient_steps += r.driver.counters().gradient_steps;
+            c.energy_evals += r.driver.counters().energy_evals;
+        }
         if self.busy() {
             // Averaged since play was pressed: an iteration alternates simulation (energy
             // evaluations) and training (gradient steps), so short windows would swing wildly.
@@ -507,8 +524,10 @@ impl Worker {
             generation: self.generation,
             running: self.running,
             phase: self.out.phase,
-            counters: c.clone(),
-            hyper: Some(run.sampler.hyper().clone()),
+            counters: run.driver.counters().clone(),
+            hyper: Some(run.driver.sampler.live()),
+            kind: run.driver.sampler.kind(),
+            stage: run.driver.sampler.stage(),
             steps_per_second: self.out.steps_per_second,
             evals_per_second: self.out.evals_per_second,
             ..Snapshot::default()
@@ -517,6 +536,20 @@ impl Worker {
         snap.metrics = std::mem::take(&mut self.out.metrics);
         snap.samples = self.out.samples.take();
         snap.trajectory = self.out.trajectory.take();
+        if self.runs.len() > 1 {
+            snap.lanes = self
+                .runs
+                .iter()
+                .zip(self.lane_out.iter_mut())
+                .map(|(r, out)| LaneSnapshot {
+                    kind: r.driver.sampler.kind(),
+                    counters: r.driver.counters().clone(),
+                    stage: r.driver.sampler.stage(),
+                    metrics: std::mem::take(&mut out.metrics),
+                    samples: out.samples.take(),
+                })
+                .collect();
+        }
         self.snapshots.send(snap);
         self.steps_since_snapshot = 0;
         self.last_snapshot = Instant::now();
@@ -525,104 +558,58 @@ impl Worker {
 }
 
 impl Run {
-    fn start(scene: Scene, path: PathBuf, generation: u64) -> Result<Run> {
-        let sampler = AdjointSampler::for_scene(&scene)?;
-        Run::with_sampler(sampler, scene, path, generation)
+    fn start(scene: Scene, path: PathBuf, generation: u64, race: Vec<SamplerKind>) -> Result<Run> {
+        let sampler = sampler::build(&scene)?;
+        Run::with_sampler(sampler, scene, path, generation, race)
+    }
+
+    /// The lanes of a race: each kind's scene for the system, all with the given scene's seed
+    /// and judged against its reference.
+    fn race(scene: &Scene, path: &Path, kinds: &[SamplerKind], generation: u64) -> Result<Vec<Run>> {
+        if kinds.len() < 2 {
+            return Err(Error::Invalid("a race needs two kinds or more".into()));
+        }
+        kinds
+            .iter()
+            .map(|&k| {
+                let (_, mut s) = scene.for_kind(path, k)?;
+                s.sampler.seed = scene.sampler.seed;
+                s.reference = scene.with_absolute_reference(path).reference;
+                Run::start(s, path.to_path_buf(), generation, kinds.to_vec())
+            })
+            .collect()
     }
 
     fn load(dir: &Path, generation: u64) -> Result<Run> {
         let path = dir.join("scene.ron");
         let scene = Scene::load(&path)?;
-        let mut sampler = AdjointSampler::for_scene(&scene)?;
+        let mut sampler = sampler::build(&scene)?;
         sampler.load(dir)?;
-        Run::with_sampler(sampler, scene, path, generation)
+        Run::with_sampler(sampler, scene, path, generation, Vec::new())
     }
 
-    fn with_sampler(sampler: AdjointSampler, scene: Scene, path: PathBuf, generation: u64) -> Result<Run> {
+    fn with_sampler(sampler: Box<dyn sampler::Sampler>, scene: Scene, path: PathBuf, generation: u64, race: Vec<SamplerKind>) -> Result<Run> {
         let energy = scene.energy();
         let layout = energy.layout();
-        let reference = match scene.reference_path(&path) {
+        let evaluator = match scene.reference_path(&path) {
             Some(p) => {
                 let m = read_npy(&p)?;
-                if m.cols != energy.dim() {
-                    return Err(Error::Invalid(format!(
-                        "{}: reference rows have {} coordinates, the system has {}",
-                        p.display(),
-                        m.cols,
-                        energy.dim()
-                    )));
-                }
-                // A seeded random subset: reference files from MCMC chains are ordered in time.
-                let idx = rand::seq::index::sample(&mut ChaCha8Rng::seed_from_u64(0), m.rows, REFERENCE_ROWS.min(m.rows));
-                Some(m.select(&idx.into_vec()))
+                Some(Evaluator::new(&m, layout, REFERENCE_ROWS, 0).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?)
             }
             None => None,
         };
-        let (reference_energies, reference_distances) = match &reference {
-            Some(m) => (energy.batch_energy(&m.data), if layout.particles > 1 { metrics::interatomic_distances(m, layout) } else { Vec::new() }),
+        let (reference_energies, reference_distances) = match &evaluator {
+            Some(ev) => {
+                let m = ev.reference();
+                (energy.batch_energy(&m.data), if layout.particles > 1 { metrics::interatomic_distances(m, layout) } else { Vec::new() })
+            }
             None => (Vec::new(), Vec::new()),
         };
-        let info = RunInfo { generation, scene, scene_path: path, layout, reference_energies, reference_distances };
-        Ok(Run {
-            sampler,
-            info: Arc::new(info),
-            reference,
-            sim_left: 0,
-            train_left: 0,
-            sim_unit: SIM_UNIT,
-            pending: Vec::new(),
-            pending_e: Vec::new(),
-            pending_w: Vec::new(),
-        })
-    }
-
-    /// Closes the batch of the current iteration; evaluates it when the schedule says so.
-    fn finish_batch(&mut self) -> Result<(SampleBatch, Option<MetricPoint>)> {
-        let layout = self.info.layout;
-        let ess = metrics::ess(&self.pending_w);
-        let batch = SampleBatch {
-            x: std::mem::take(&mut self.pending),
-            energies: std::mem::take(&mut self.pending_e),
-            layout,
-            ess,
-            step: self.sampler.counters.gradient_steps,
-        };
-        self.pending_w.clear();
-        // E-W2, x-W2 and dist-TV of a batch are cheap next to simulating it: every iteration.
-        // eq-W2's n² alignments follow the scene's evaluation cadence (counted in completed
-        // iterations, so a loaded checkpoint keeps its cadence).
-        let every = self.info.scene.schedule.eval_every.max(1) as u64;
-        let with_eq = self.sampler.counters.outer_iterations % every == 0;
-        let point = match &self.reference {
-            Some(reference) => Some(self.evaluate(&batch, reference, with_eq)?),
-            None => None,
-        };
-        Ok((batch, point))
-    }
-
-    /// Metrics of the batch against as many reference rows. eq-W2 only when asked and for small
-    /// systems: its n² alignments of n-particle clusters cost O(n³) each.
-    fn evaluate(&self, batch: &SampleBatch, reference: &Matrix, with_eq: bool) -> Result<MetricPoint> {
-        let energy: &dyn Energy = self.sampler.energy();
-        let dim = energy.dim();
-        let finite: Vec<usize> = (0..batch.len()).filter(|&i| batch.energies[i].is_finite()).collect();
-        let n = finite.len().min(reference.rows);
-        let mut x = Vec::with_capacity(n * dim);
-        for &i in &finite[..n] {
-            x.extend_from_slice(&batch.x[i * dim..(i + 1) * dim]);
-        }
-        let which = if with_eq && batch.layout.particles > 1 && batch.layout.particles <= 20 { Which::All } else { Which::SkipEq };
-        let m = metrics::evaluate(energy, &Matrix::new(n, dim, x), &reference.head(n), which)?;
-        Ok(MetricPoint {
-            step: batch.step,
-            wall_seconds: self.sampler.counters.wall_seconds,
-            energy_evals: self.sampler.counters.energy_evals,
-            energy_w2: m.energy_w2,
-            x_w2: m.x_w2,
-            eq_w2: m.eq_w2,
-            dist_tv: m.dist_tv,
-            ess: batch.ess,
-            n,
-        })
+        // Live metrics judge each iteration's new samples (E-W2, x-W2 and dist-TV are cheap next
+        // to simulating them); eq-W2 on the scene's evaluation cadence.
+        let eq_every = scene.schedule.eval_every as u64;
+        let driver = Driver::new(sampler, evaluator, EvalPolicy::Never, true, eq_every);
+        let info = RunInfo { generation, scene, scene_path: path, layout, reference_energies, reference_distances, race };
+        Ok(Run { driver, info: Arc::new(info) })
     }
 }

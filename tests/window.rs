@@ -9,13 +9,17 @@ mod common;
 use std::process::Command;
 
 fn screenshot(scene: &str, steps: u64) -> image::RgbImage {
+    shot(scene, &["--after-steps", &steps.to_string()])
+}
+
+fn shot(scene: &str, extra: &[&str]) -> image::RgbImage {
     // The close happens while the worker is paused here; tests/worker.rs stops it mid-training.
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("shot.png");
     let out = Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "app", scene, "--screenshot"])
         .arg(&png)
-        .args(["--after-steps", &steps.to_string()])
+        .args(extra)
         .current_dir(common::repo("."))
         .output()
         .expect("xvfb-run must be installed for the window test (apt-get install xvfb mesa-vulkan-drivers libvulkan1)");
@@ -56,5 +60,23 @@ fn window_screenshots_of_dw4_and_lj13() {
     for (scene, steps) in [("scenes/dw4.ron", 60), ("scenes/lj13.ron", 10)] {
         let img = screenshot(scene, steps);
         check(&img, scene);
+    }
+}
+
+/// The race view: DW-4 with Adjoint Sampling against MCMC, trained to 5 000 energy evaluations
+/// each (MCMC's first batch of chain states comes after ≈ 16 000), side by side. Both lanes' blocks of samples must be drawn: the left and right halves of
+/// the 3D view both hold spheres.
+#[test]
+fn window_screenshot_of_a_race() {
+    let img = shot("scenes/dw4.ron", &["--race", "adjoint,mcmc", "--after-evals", "5000"]);
+    check(&img, "race");
+    for (name, xs) in [("left lane", 330..800), ("right lane", 800..1130)] {
+        let mut colours = std::collections::HashSet::new();
+        for y in 250..650 {
+            for x in xs.clone() {
+                colours.insert(img.get_pixel(x, y).0);
+            }
+        }
+        assert!(colours.len() > 30, "race: the {name} shows {} colours: nothing drawn", colours.len());
     }
 }

@@ -121,9 +121,17 @@ fn screenshot_on_request(mut actions: MessageReader<UiAction>, mut commands: Com
 #[derive(Resource)]
 pub struct Scripted {
     pub path: PathBuf,
-    pub after_steps: u64,
+    pub until: Until,
     pub hold: Duration,
     stage: Stage,
+}
+
+/// When the scripted run stops training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Until {
+    GradientSteps(u64),
+    /// Energy evaluations of the run, or of every lane of a race.
+    EnergyEvals(u64),
 }
 
 #[derive(PartialEq, Debug)]
@@ -136,8 +144,18 @@ enum Stage {
 }
 
 impl Scripted {
-    pub fn new(path: PathBuf, after_steps: u64, hold: Duration) -> Self {
-        Self { path, after_steps, hold, stage: Stage::Start }
+    pub fn new(path: PathBuf, until: Until, hold: Duration) -> Self {
+        Self { path, until, hold, stage: Stage::Start }
+    }
+
+    /// Whether training has gone far enough (and there is something to show).
+    fn reached(&self, data: &RunData) -> bool {
+        let shown = if data.racing() { data.lanes.iter().all(|l| l.samples.is_some()) } else { data.samples.is_some() };
+        shown
+            && match self.until {
+                Until::GradientSteps(n) => data.counters.gradient_steps >= n,
+                Until::EnergyEvals(n) => data.energy_evals() >= n,
+            }
     }
 }
 
@@ -183,7 +201,7 @@ fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut co
             link.0.send(Command::Play);
             s.stage = Stage::Training;
         }
-        Stage::Training if data.counters.gradient_steps >= s.after_steps && data.samples.is_some() => {
+        Stage::Training if s.reached(&data) => {
             link.0.send(Command::Pause);
             s.stage = Stage::Settling(5, Instant::now() + s.hold);
         }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bevy::prelude::*;
 
-use crate::sampler::adjoint::{Counters, LiveHyper};
+use crate::sampler::{Counters, LiveHyper, SamplerKind};
 use crate::scene::Scene;
-use crate::worker::{Command, Event, MetricPoint, Phase, RunInfo, SampleBatch, Snapshot, WorkerHandle};
+use crate::worker::{Command, Event, LaneSnapshot, MetricPoint, Phase, RunInfo, SampleBatch, Snapshot, WorkerHandle};
 
 /// What a user asked for, from a button, a field or a key. Panels and shortcuts write these;
 /// [`dispatch`] turns them into worker commands, other plugins react to their own.
@@ -24,6 +24,10 @@ pub enum UiAction {
     Reset,
     /// Switch to another scene file.
     OpenScene(PathBuf),
+    /// Race these sampler kinds on the current scene's system and seed.
+    StartRace(Vec<SamplerKind>),
+    /// Back to a single run of the current scene.
+    EndRace,
     SetHyper(LiveHyper),
     SetSpeed(u64),
     SaveCheckpoint(PathBuf),
@@ -63,6 +67,9 @@ pub struct RunData {
     pub phase: Phase,
     pub counters: Counters,
     pub hyper: Option<LiveHyper>,
+    pub kind: SamplerKind,
+    /// The sampler's stage, where it has stages.
+    pub stage: Option<String>,
     /// (gradient step, loss); thinned by half whenever it passes [`MAX_LOSS_POINTS`].
     pub losses: Vec<[f64; 2]>,
     /// Keep every `loss_stride`-th incoming loss (grows with thinning).
@@ -78,6 +85,30 @@ pub struct RunData {
     pub notices: Vec<Notice>,
     /// Snapshots applied (for tests and the frame report).
     pub snapshots: u64,
+    /// The lanes of a race (empty for a single run).
+    pub lanes: Vec<LaneData>,
+}
+
+/// What the UI keeps of one lane of a race.
+#[derive(Debug, Clone, Default)]
+pub struct LaneData {
+    pub kind: SamplerKind,
+    pub counters: Counters,
+    pub stage: Option<String>,
+    pub metrics: Vec<MetricPoint>,
+    pub samples: Option<Arc<SampleBatch>>,
+}
+
+impl LaneData {
+    fn apply(&mut self, s: LaneSnapshot) {
+        self.kind = s.kind;
+        self.counters = s.counters;
+        self.stage = s.stage;
+        self.metrics.extend(s.metrics);
+        if let Some(b) = s.samples {
+            self.samples = Some(b);
+        }
+    }
 }
 
 /// Loss points kept for the plot; older ones are thinned, so memory stays bounded on long runs.
@@ -94,7 +125,8 @@ impl RunData {
 
     fn start(&mut self, info: Arc<RunInfo>) {
         let notices = std::mem::take(&mut self.notices);
-        *self = RunData { info: Some(info), notices, loss_stride: 1, ..RunData::default() };
+        let lanes = info.race.iter().map(|&kind| LaneData { kind, ..LaneData::default() }).collect();
+        *self = RunData { info: Some(info), notices, loss_stride: 1, lanes, ..RunData::default() };
     }
 
     /// Applies one snapshot; stale ones (from a run that was replaced) are ignored.
@@ -108,6 +140,8 @@ impl RunData {
         self.phase = s.phase;
         self.counters = s.counters;
         self.hyper = s.hyper;
+        self.kind = s.kind;
+        self.stage = s.stage;
         self.steps_per_second = s.steps_per_second;
         self.evals_per_second = s.evals_per_second;
         for (step, loss) in s.losses {
@@ -128,6 +162,23 @@ impl RunData {
         if let Some(t) = s.trajectory {
             self.trajectory = Some(t);
         }
+        let lanes_changed = !s.lanes.is_empty();
+        for (lane, ls) in self.lanes.iter_mut().zip(s.lanes) {
+            lane.apply(ls);
+        }
+        if lanes_changed {
+            self.samples_version += 1;
+        }
+    }
+
+    /// Whether a race is shown.
+    pub fn racing(&self) -> bool {
+        !self.lanes.is_empty()
+    }
+
+    /// Energy evaluations of the run, or of the race's slowest lane.
+    pub fn energy_evals(&self) -> u64 {
+        if self.racing() { self.lanes.iter().map(|l| l.counters.energy_evals).min().unwrap_or(0) } else { self.counters.energy_evals }
     }
 }
 
@@ -190,7 +241,12 @@ pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data:
             UiAction::TogglePlay if data.running => Command::Pause,
             UiAction::TogglePlay => Command::Play,
             UiAction::Step => Command::Step(edit.speed),
-            UiAction::Reset => Command::Reset { scene: Box::new(edit.scene.clone()), path: edit.path.clone() },
+            // A race restarts as a race (same kinds, the seed shown).
+            UiAction::Reset if data.racing() => {
+                Command::Race { scene: Box::new(edit.scene.clone()), path: edit.path.clone(), kinds: data.lanes.iter().map(|l| l.kind).collect() }
+            }
+            UiAction::Reset | UiAction::EndRace => Command::Reset { scene: Box::new(edit.scene.clone()), path: edit.path.clone() },
+            UiAction::StartRace(kinds) => Command::Race { scene: Box::new(edit.scene.clone()), path: edit.path.clone(), kinds: kinds.clone() },
             UiAction::OpenScene(p) => match Scene::load(p) {
                 Ok(scene) => Command::Reset { scene: Box::new(scene), path: p.clone() },
                 // The error names the file and position; shown like any other failure.

@@ -40,6 +40,11 @@ pub struct AppOptions {
     pub continuous: bool,
     /// Seconds to stay paused before the scripted screenshot (to measure paused frames).
     pub hold: f64,
+    /// Open on a race of these kinds (two or more) instead of the scene's own kind.
+    pub race: Vec<crate::sampler::SamplerKind>,
+    /// With `screenshot`: train until every lane (or the run) has spent this many energy
+    /// evaluations, instead of `after_steps` gradient steps.
+    pub after_evals: Option<u64>,
 }
 
 /// Gradient steps between snapshots at start (the speed control).
@@ -73,11 +78,20 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
             }
         }) as Waker
     });
-    let handle = WorkerHandle::spawn(scene.clone(), opts.scene.clone(), waker);
+    let first = if opts.race.is_empty() {
+        crate::worker::Command::Reset { scene: Box::new(scene.clone()), path: opts.scene.clone() }
+    } else {
+        crate::worker::Command::Race { scene: Box::new(scene.clone()), path: opts.scene.clone(), kinds: opts.race.clone() }
+    };
+    let handle = WorkerHandle::spawn_with(first, waker);
     app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed: DEFAULT_SPEED });
     app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin));
     if let Some(p) = &opts.screenshot {
-        app.insert_resource(export::Scripted::new(p.clone(), opts.after_steps, std::time::Duration::from_secs_f64(if opts.hold.is_finite() { opts.hold.max(0.0) } else { 0.0 }))).add_plugins(export::scripted_plugin);
+        let until = match opts.after_evals {
+            Some(n) => export::Until::EnergyEvals(n),
+            None => export::Until::GradientSteps(opts.after_steps),
+        };
+        app.insert_resource(export::Scripted::new(p.clone(), until, std::time::Duration::from_secs_f64(if opts.hold.is_finite() { opts.hold.max(0.0) } else { 0.0 }))).add_plugins(export::scripted_plugin);
     }
     if opts.report {
         app.add_plugins(export::report_plugin);

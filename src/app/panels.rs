@@ -10,9 +10,9 @@ use bevy::window::PrimaryWindow;
 use bevy_egui::{EguiContexts, EguiInput, EguiPreUpdateSet, EguiPrimaryContextPass, egui};
 
 use super::link::{KeyboardFree, RunData, SceneEdit, UiAction};
-use super::particles::{ColorBy, EnergyScale, SCALE_STEPS, Show, ViewSettings, viridis};
+use super::particles::{ColorBy, EnergyScale, LaneLabels, SCALE_STEPS, Show, ViewSettings, viridis};
 use super::plots::{self, HistogramCache, PlotSettings};
-use crate::sampler::adjoint::LiveHyper;
+use crate::sampler::{LiveHyper, SamplerKind};
 use crate::scene::{NetworkKind, Scene};
 use crate::worker::Phase;
 
@@ -28,6 +28,8 @@ pub struct PanelState {
     hyper_generation: u64,
     /// Where "Load checkpoint" reads from.
     pub load_path: String,
+    /// Kinds ticked for a race.
+    pub race: Vec<SamplerKind>,
 }
 
 pub fn plugin(app: &mut App) {
@@ -94,7 +96,8 @@ fn ui(
     scale: Res<EnergyScale>,
     mut free: ResMut<KeyboardFree>,
     mut actions: MessageWriter<UiAction>,
-    mut camera: Single<&mut Camera, With<super::camera::Orbit>>,
+    mut camera: Single<(&mut Camera, &GlobalTransform), With<super::camera::Orbit>>,
+    labels: Res<LaneLabels>,
     window: Single<&Window, With<PrimaryWindow>>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
@@ -109,6 +112,9 @@ fn ui(
         if state.hyper.is_none() || state.hyper_generation != info.generation {
             state.hyper = Some(h.clone());
             state.hyper_generation = info.generation;
+            if !info.race.is_empty() {
+                state.race = info.race.clone();
+            }
         }
     }
     plots::refresh_histograms(&data, &mut cache);
@@ -152,9 +158,12 @@ fn ui(
     if full.x > used.x + 8 && full.y > used.y + 8 {
         let size = full - used;
         let vp = Viewport { physical_position: pos, physical_size: size, ..default() };
-        if camera.viewport.as_ref().map(|v| (v.physical_position, v.physical_size)) != Some((pos, size)) {
-            camera.viewport = Some(vp);
+        if camera.0.viewport.as_ref().map(|v| (v.physical_position, v.physical_size)) != Some((pos, size)) {
+            camera.0.viewport = Some(vp);
         }
+    }
+    if data.racing() && view.show == Show::Samples {
+        lane_labels(&ctx, &camera.0, camera.1, &labels);
     }
     Ok(())
 }
@@ -201,6 +210,17 @@ fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &Pane
             actions.write(UiAction::SetSpeed(speed));
         }
         ui.separator();
+        if data.racing() {
+            let names: Vec<&str> = data.lanes.iter().map(|l| l.kind.label()).collect();
+            ui.label(egui::RichText::new(format!("Race: {}", names.join(" vs "))).strong())
+                .on_hover_text("Kinds training in turn on equal energy-evaluation budgets; Play, Step and Reset act on the whole race");
+        } else {
+            ui.label(egui::RichText::new(data.kind.label()).strong()).on_hover_text("The sampler kind of this scene (sampler.kind)");
+        }
+        if let Some(stage) = &data.stage {
+            ui.label(format!("— {stage}")).on_hover_text("The stage the sampler is in: ASBS alternates adjoint and corrector matching; MCMC adapts its step sizes during burn-in");
+        }
+        ui.separator();
         ui.label(phase_text(data));
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui.button("? Help").on_hover_text("Keyboard shortcuts and what the panels mean (H)").clicked() {
@@ -215,6 +235,7 @@ fn phase_text(data: &RunData) -> String {
     match data.phase {
         Phase::Simulating { done, total } => format!("{state}: simulating samples {done}/{total}"),
         Phase::Training { done, total } => format!("{state}: gradient step {done}/{total} of this iteration"),
+        Phase::Sweeping { done, total } => format!("{state}: sweep {done}/{total} of this block"),
         Phase::Idle => state.to_string(),
     }
 }
@@ -261,6 +282,11 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             ui.label("waiting for the trainer…");
             return;
         };
+        let kind = data.kind;
+        if !kind.learns() {
+            ui.label("MCMC learns nothing: its chains' settings (sampler.mcmc in the scene) need a reset.");
+            return;
+        }
         let mut changed = false;
         egui::Grid::new("live").num_columns(2).show(ui, |ui| {
             changed |= field(ui, "learning rate", &mut h.learning_rate, 1e-6..=1e-1, true, "Size of each Adam step. Too large: the loss jumps or the run diverges; too small: slow learning.");
@@ -269,6 +295,9 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             changed |= field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Samples simulated with the current network (one energy evaluation each) per iteration.");
             changed |= field(ui, "gradient clip", &mut h.grad_clip, 0.1..=1000.0, true, "Each particle's force |∇E| is capped at this value before it becomes a training target; guards against overlapping atoms.");
             changed |= field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Euler–Maruyama steps from t = 0 to 1 when simulating training samples. More = more accurate, slower.");
+            if kind == SamplerKind::Idem {
+                changed |= field(ui, "MC points K", &mut h.mc_samples, 1..=10000, true, "iDEM: points of the Monte-Carlo score target per training example; each costs one energy evaluation, so a gradient step costs batch × K.");
+            }
             let mut steps = h.sample_steps.unwrap_or(h.sde_steps);
             if field(ui, "sample SDE steps", &mut steps, 5..=4000, false, "Euler–Maruyama steps when drawing samples to judge or export (metrics, exports). More = closer to the learned sampler, slower.") {
                 h.sample_steps = Some(steps);
@@ -282,13 +311,7 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             }
         }
         if changed {
-            edit.scene.sampler.learning_rate = h.learning_rate;
-            edit.scene.sampler.batch_size = h.batch_size;
-            edit.scene.sampler.train_steps = h.train_steps;
-            edit.scene.sampler.new_samples = h.new_samples;
-            edit.scene.sampler.grad_clip = h.grad_clip;
-            edit.scene.sampler.sde_steps = h.sde_steps;
-            edit.scene.sampler.sample_steps = h.sample_steps;
+            h.apply_to(&mut edit.scene.sampler);
             actions.write(UiAction::SetHyper(h.clone()));
         }
     });
@@ -311,6 +334,31 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
         if ui.button("⟲ Reset with these").clicked() {
             actions.write(UiAction::Reset);
         }
+    });
+    egui::CollapsingHeader::new("Race sampler kinds").default_open(data.racing()).show(ui, |ui| {
+        ui.label("Train several kinds on this system and seed, in turn, on equal energy-evaluation budgets.")
+            .on_hover_text("Each kind runs its own scene (the sibling file STEM-KIND.ron when there is one); all are judged against this scene's reference.");
+        ui.horizontal_wrapped(|ui| {
+            for kind in SamplerKind::ALL {
+                let mut on = state.race.contains(&kind);
+                if ui.checkbox(&mut on, kind.label()).changed() {
+                    if on {
+                        state.race.push(kind);
+                    } else {
+                        state.race.retain(|k| *k != kind);
+                    }
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            let ok = state.race.len() >= 2;
+            if ui.add_enabled(ok, egui::Button::new("Start race")).on_hover_text("Pick two kinds or more").clicked() {
+                actions.write(UiAction::StartRace(state.race.clone()));
+            }
+            if ui.add_enabled(data.racing(), egui::Button::new("End race")).on_hover_text("Back to a single run of the scene's own kind").clicked() {
+                actions.write(UiAction::EndRace);
+            }
+        });
     });
     egui::CollapsingHeader::new("View").default_open(true).show(ui, |ui| {
         ui.horizontal(|ui| {
@@ -377,7 +425,34 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
     });
 }
 
+/// Each lane's name above its block of samples (projected from the 3D view).
+fn lane_labels(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, labels: &LaneLabels) {
+    for (k, (name, pos)) in labels.0.iter().enumerate() {
+        // Window coordinates already (the viewport's offset included).
+        let Ok(p) = camera.world_to_viewport(at, *pos) else { continue };
+        let c = plots::lane_color(k);
+        egui::Area::new(egui::Id::new(("lane_label", k)))
+            .fixed_pos(egui::pos2(p.x, p.y) - egui::vec2(50.0, 26.0))
+            .interactable(false)
+            .show(ctx, |ui| {
+                ui.label(egui::RichText::new(name).size(17.0).strong().color(c));
+            });
+    }
+}
+
 fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, cache: &HistogramCache) {
+    if data.racing() {
+        ui.strong("Race: E-W2 against energy evaluations").on_hover_text(
+            "Each kind's E-W2 (energy-distribution Wasserstein-2 against the reference, lower is better) on its latest samples, against the energy evaluations it has spent (log scale): the kinds train in turn so their budgets stay equal",
+        );
+        plots::race_metrics_plot(ui, data, settings);
+        ui.strong("Race: energy histograms").on_hover_text("Energies of each kind's latest samples (lines) over the reference (filled), same bins, density-normalised");
+        plots::race_energy_histogram(ui, data);
+        ui.strong("Race: budget spent").on_hover_text("Energy evaluations, gradient steps and training seconds of each kind");
+        race_table(ui, data);
+        ui.separator();
+        ui.label(format!("The plots below are those of the first lane ({}).", data.lanes[0].kind.label()));
+    }
     ui.strong("Loss").on_hover_text("Reciprocal Adjoint Matching loss ‖s(Xₜ, t) + ∇g(X₁)‖² per gradient step; it has a noise floor, so watch the trend");
     plots::loss_plot(ui, data, settings);
     ui.strong("Energy histogram").on_hover_text("Energies of the latest samples (bars) against the reference samples (line), same bins, density-normalised; samples beyond the range are counted in the end bins");
@@ -390,6 +465,26 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
     plots::ess_plot(ui, data);
     ui.strong("Throughput").on_hover_text("Left: gradient steps per second of training time. Right: energy evaluations used so far, against gradient steps — the slope is the evaluations per step");
     plots::throughput_plot(ui, data);
+}
+
+fn race_table(ui: &mut egui::Ui, data: &RunData) {
+    egui::Grid::new("race_table").num_columns(5).striped(true).show(ui, |ui| {
+        for h in ["kind", "energy evals", "steps", "train s", "last E-W2"] {
+            ui.strong(h);
+        }
+        ui.end_row();
+        for (k, l) in data.lanes.iter().enumerate() {
+            ui.colored_label(plots::lane_color(k), l.kind.label()).on_hover_text(l.stage.clone().unwrap_or_else(|| "no stages".into()));
+            ui.label(format!("{}", l.counters.energy_evals));
+            ui.label(format!("{}", l.counters.gradient_steps));
+            ui.label(format!("{:.0}", l.counters.wall_seconds));
+            ui.label(l.metrics.last().map_or("–".into(), |m| format!("{:.3}", m.energy_w2)));
+            ui.end_row();
+        }
+    });
+    if data.lanes.iter().any(|l| l.kind == crate::sampler::SamplerKind::Mcmc) {
+        ui.small("MCMC's samples are its chains' current states: correlated in time and across the tempering ladder.");
+    }
 }
 
 fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &EnergyScale, left: f32, bottom: f32) {

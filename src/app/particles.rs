@@ -89,9 +89,11 @@ struct Palette {
     index: Vec<Handle<StandardMaterial>>,
 }
 
-/// One sphere: `cell` of the grid, `index` of the particle in its sample.
+/// One sphere: `lane` of a race (0 for a single run), `cell` of the grid, `index` of the
+/// particle in its sample.
 #[derive(Component)]
 struct Sphere3 {
+    lane: usize,
     cell: usize,
     index: usize,
 }
@@ -109,12 +111,27 @@ struct Placement {
     /// Coordinates are multiplied by this (GMM-40 spans ±40; particle systems are 1:1).
     scale: f32,
     radius: f32,
+    /// Lanes side by side (a race), each `lane_width` wide.
+    lanes: usize,
+    lane_width: f32,
 }
+
+impl Placement {
+    /// Centre of lane `lane`'s block: lanes sit side by side along x.
+    pub fn lane_center(&self, lane: usize) -> Vec3 {
+        Vec3::new((lane as f32 - (self.lanes.max(1) as f32 - 1.0) / 2.0) * self.lane_width, 0.0, 0.0)
+    }
+}
+
+/// Where to write each lane's name in a race: above its block (world coordinates).
+#[derive(Resource, Default, Debug, Clone)]
+pub struct LaneLabels(pub Vec<(String, Vec3)>);
 
 pub fn plugin(app: &mut App) {
     app.init_resource::<ViewSettings>()
         .init_resource::<EnergyScale>()
         .init_resource::<Placement>()
+        .init_resource::<LaneLabels>()
         .add_systems(Startup, setup_palette)
         .add_systems(Update, (rebuild_on_new_run, frame_what_is_shown, animate, place, bonds).chain());
 }
@@ -129,10 +146,12 @@ fn frame_what_is_shown(settings: Res<ViewSettings>, placement: Res<Placement>, m
     *shown = Some(key);
     let point_cloud = info.layout.particles == 1;
     let g = info.scene.view.grid.max(1) as f32;
+    let lanes = placement.lanes.max(1) as f32;
     let extent = match (point_cloud, settings.show) {
-        (true, _) => 50.0 * placement.scale,
+        (true, Show::Samples) => 50.0 * placement.scale * lanes,
+        (true, Show::Trajectory) => 50.0 * placement.scale,
         (false, Show::Trajectory) => placement.spacing / 2.0,
-        (false, Show::Samples) => g * placement.spacing / 2.0,
+        (false, Show::Samples) => g * placement.spacing / 2.0 * lanes,
     };
     if home.extent != extent {
         home.extent = extent;
@@ -158,6 +177,7 @@ fn rebuild_on_new_run(
     mut commands: Commands,
     data: Res<RunData>,
     mut placement: ResMut<Placement>,
+    mut labels: ResMut<LaneLabels>,
     palette: Res<Palette>,
     old: Query<Entity, With<RunView>>,
     mut home: ResMut<HomeView>,
@@ -183,34 +203,40 @@ fn rebuild_on_new_run(
     // Cells sit far enough apart for the largest reference cluster (or a guess without one).
     let extent = if point_cloud { 0.0 } else { cluster_extent(info).max(1.0) };
     let spacing = 2.0 * extent + 4.0 * radius;
-    for cell in 0..cells {
-        for index in 0..per_cell {
-            commands.spawn((
-                Mesh3d(palette.mesh.clone()),
-                MeshMaterial3d(palette.energy[0].clone()),
-                Transform::from_scale(Vec3::splat(radius)),
-                Visibility::Hidden,
-                Sphere3 { cell, index },
-                RunView,
-            ));
+    let lanes = info.race.len().max(1);
+    let block = if point_cloud { 100.0 * scale_factor } else { view.grid.max(1) as f32 * spacing };
+    let lane_width = block * 1.08;
+    let new = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, radius, lanes, lane_width };
+    for lane in 0..lanes {
+        for cell in 0..cells {
+            for index in 0..per_cell {
+                commands.spawn((
+                    Mesh3d(palette.mesh.clone()),
+                    MeshMaterial3d(palette.energy[0].clone()),
+                    Transform::from_scale(Vec3::splat(radius)),
+                    Visibility::Hidden,
+                    Sphere3 { lane, cell, index },
+                    RunView,
+                ));
+            }
         }
     }
     if point_cloud {
         let (w, image) = density_image(info);
         let texture = images.add(image);
-        commands.spawn((
-            Mesh3d(meshes.add(Rectangle::new(w * scale_factor, w * scale_factor))),
-            MeshMaterial3d(materials.add(StandardMaterial { base_color_texture: Some(texture), unlit: true, ..default() })),
-            Transform::from_xyz(0.0, 0.0, -0.2),
-            RunView,
-        ));
+        let map = materials.add(StandardMaterial { base_color_texture: Some(texture), unlit: true, ..default() });
+        let quad = meshes.add(Rectangle::new(w * scale_factor, w * scale_factor));
+        for lane in 0..lanes {
+            commands.spawn((Mesh3d(quad.clone()), MeshMaterial3d(map.clone()), Transform::from_translation(new.lane_center(lane) + Vec3::new(0.0, 0.0, -0.2)), RunView));
+        }
     }
+    labels.0 = info.race.iter().enumerate().map(|(k, kind)| (kind.label().to_string(), new.lane_center(k) + Vec3::new(0.0, block / 2.0 * 1.02, 0.0))).collect();
     // The extent is set by frame_what_is_shown.
     *home = HomeView { focus: Vec3::ZERO, extent: home.extent, yaw: 0.0, pitch: if layout.spatial_dim == 3 { 0.15 } else { 0.0 } };
     *scale = energy_scale(info);
     settings.bond_cutoff = view.bond_cutoff as f32;
     settings.bonds = view.bond_cutoff > 0.0;
-    *placement = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, radius };
+    *placement = new;
 }
 
 /// Half-width to leave for a cluster: 0.6 × the 99.5th percentile of the reference's pooled
@@ -326,15 +352,15 @@ fn place(
     };
     let trajectory = settings.show == Show::Trajectory;
     let frame = if trajectory { data.trajectory.as_deref().and_then(|t| trajectory_frame(t, settings.time)) } else { None };
-    let samples = data.samples.as_deref();
+    let lane_samples = |lane: usize| if data.racing() { data.lanes.get(lane).and_then(|l| l.samples.as_deref()) } else { data.samples.as_deref() };
     for (s, mut t, mut vis, mut mat) in &mut spheres {
         let (pos, e) = if trajectory {
             match frame {
-                Some(f) if s.cell == 0 => (positions(f, 0, layout).nth(s.index), f64::NAN),
+                Some(f) if s.cell == 0 && s.lane == 0 => (positions(f, 0, layout).nth(s.index), f64::NAN),
                 _ => (None, f64::NAN),
             }
         } else {
-            match samples {
+            match lane_samples(s.lane) {
                 Some(b) if s.cell < b.len() => (positions(&b.x, s.cell, layout).nth(s.index), b.energies[s.cell]),
                 _ => (None, f64::NAN),
             }
@@ -343,7 +369,11 @@ fn place(
             *vis = Visibility::Hidden;
             continue;
         };
-        let offset = if point_cloud || trajectory { Vec3::ZERO } else { cell_center(s.cell, g, placement.spacing) };
+        let offset = match (point_cloud, trajectory) {
+            (_, true) => Vec3::ZERO,
+            (true, false) => placement.lane_center(s.lane),
+            (false, false) => placement.lane_center(s.lane) + cell_center(s.cell, g, placement.spacing),
+        };
         let radius = if trajectory && point_cloud { placement.radius * 3.0 } else { placement.radius };
         *t = Transform::from_translation(offset + p * placement.scale).with_scale(Vec3::splat(radius));
         *vis = Visibility::Visible;
@@ -379,17 +409,21 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
     let g = info.scene.view.grid.max(1);
     // Faint cell outlines keep the samples apart while they are still noise and overlap.
     let frame = Color::srgba(0.5, 0.55, 0.65, 0.25);
-    for cell in 0..placement.cells {
-        let size = Vec2::splat(placement.spacing * 0.96);
-        gizmos.rect(Isometry3d::from_translation(cell_center(cell, g, placement.spacing)), size, frame);
-    }
-    if !settings.bonds {
-        return;
-    }
-    let Some(b) = data.samples.as_deref() else { return };
-    for cell in 0..placement.cells.min(b.len()) {
-        let p: Vec<Vec3> = positions(&b.x, cell, layout).collect();
-        draw_bonds(&mut gizmos, &p, cell_center(cell, g, placement.spacing), settings.bond_cutoff, color);
+    for lane in 0..placement.lanes.max(1) {
+        let at = placement.lane_center(lane);
+        for cell in 0..placement.cells {
+            let size = Vec2::splat(placement.spacing * 0.96);
+            gizmos.rect(Isometry3d::from_translation(at + cell_center(cell, g, placement.spacing)), size, frame);
+        }
+        if !settings.bonds {
+            continue;
+        }
+        let samples = if data.racing() { data.lanes.get(lane).and_then(|l| l.samples.as_deref()) } else { data.samples.as_deref() };
+        let Some(b) = samples else { continue };
+        for cell in 0..placement.cells.min(b.len()) {
+            let p: Vec<Vec3> = positions(&b.x, cell, layout).collect();
+            draw_bonds(&mut gizmos, &p, at + cell_center(cell, g, placement.spacing), settings.bond_cutoff, color);
+        }
     }
 }
 

@@ -199,7 +199,12 @@ pub fn distance_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCa
 }
 
 pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
-    let pts: Vec<[f64; 2]> = data.metrics.iter().map(|m| [m.step as f64, m.ess]).collect();
+    // Kinds without importance weights (ASBS, iDEM, MCMC) report NaN: nothing to draw.
+    let pts: Vec<[f64; 2]> = data.metrics.iter().filter(|m| m.ess.is_finite()).map(|m| [m.step as f64, m.ess]).collect();
+    if pts.is_empty() && !data.metrics.is_empty() {
+        ui.label(format!("{} defines no importance weights", data.kind.label()));
+        return;
+    }
     Plot::new("ess")
         .height(PLOT_HEIGHT * 0.7)
         .x_axis_label("gradient step")
@@ -238,4 +243,75 @@ pub fn throughput_plot(ui: &mut egui::Ui, data: &RunData) {
                 p.line(Line::new("energy evaluations", PlotPoints::from(evals)).width(2.0));
             });
     });
+}
+
+/// The colour of lane `k` of a race (also used for its label in the 3D view).
+pub fn lane_color(k: usize) -> egui::Color32 {
+    const C: [egui::Color32; 4] = [
+        egui::Color32::from_rgb(230, 95, 90),
+        egui::Color32::from_rgb(90, 160, 235),
+        egui::Color32::from_rgb(120, 205, 120),
+        egui::Color32::from_rgb(200, 140, 230),
+    ];
+    C[k % C.len()]
+}
+
+/// E-W2 of each lane against its energy evaluations, log x.
+pub fn race_metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings) {
+    ui.checkbox(&mut settings.log_metrics, "log scale (E-W2)");
+    let log = settings.log_metrics;
+    let tr = |v: f64| if log { v.max(1e-6).log10() } else { v };
+    Plot::new("race_metrics")
+        .height(PLOT_HEIGHT * 1.2)
+        .x_axis_label("energy evaluations (log scale)")
+        .y_axis_label(if log { "E-W2 (log scale)" } else { "E-W2" })
+        .x_axis_formatter(|m, _| short(10f64.powf(m.value)))
+        .y_axis_formatter(move |m, _| if log { short(10f64.powf(m.value)) } else { short(m.value) })
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            for (k, lane) in data.lanes.iter().enumerate() {
+                let pts: Vec<[f64; 2]> = lane
+                    .metrics
+                    .iter()
+                    .filter(|m| m.energy_evals > 0 && m.energy_w2.is_finite())
+                    .map(|m| [(m.energy_evals as f64).log10(), tr(m.energy_w2)])
+                    .collect();
+                let c = lane_color(k);
+                p.line(Line::new(lane.kind.label(), PlotPoints::from(pts.clone())).color(c).width(1.5));
+                p.points(Points::new(lane.kind.label(), PlotPoints::from(pts)).color(c).radius(2.0));
+            }
+        });
+}
+
+/// Each lane's latest energies (step lines) over the reference (bars), on shared bins.
+pub fn race_energy_histogram(ui: &mut egui::Ui, data: &RunData) {
+    let Some(info) = &data.info else { return };
+    let all: Vec<f64> = data.lanes.iter().filter_map(|l| l.samples.as_ref()).flat_map(|b| b.energies.iter().copied()).collect();
+    let Some((_, r)) = shared(&all, &info.reference_energies) else {
+        ui.label("no samples yet: press play");
+        return;
+    };
+    let w = r.width();
+    let bars: Vec<Bar> = r.density.iter().enumerate().map(|(k, &d)| Bar::new(r.lo + (k as f64 + 0.5) * w, d).width(w)).collect();
+    Plot::new("race_energy")
+        .height(PLOT_HEIGHT)
+        .x_axis_label("energy E (units of kT)")
+        .y_axis_label("density")
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            if !info.reference_energies.is_empty() {
+                p.bar_chart(BarChart::new("reference (MCMC)", bars).color(egui::Color32::from_gray(120)));
+            }
+            for (k, lane) in data.lanes.iter().enumerate() {
+                let Some(b) = &lane.samples else { continue };
+                let e: Vec<f64> = b.energies.iter().copied().filter(|v| v.is_finite()).collect();
+                let h = Histogram::new(&e, r.lo, r.lo + w * r.density.len() as f64, r.density.len());
+                let mut steps = Vec::with_capacity(2 * h.density.len());
+                for (j, &d) in h.density.iter().enumerate() {
+                    steps.push([h.lo + j as f64 * w, d]);
+                    steps.push([h.lo + (j + 1) as f64 * w, d]);
+                }
+                p.line(Line::new(lane.kind.label(), PlotPoints::from(steps)).color(lane_color(k)).width(2.0));
+            }
+        });
 }

@@ -42,6 +42,12 @@ impl CsvWriter {
         self.write_line(&cells.join(","))
     }
 
+    /// Writes one row of text cells (already formatted; no commas inside).
+    pub fn text_row(&mut self, cells: &[String]) -> Result<()> {
+        assert_eq!(cells.len(), self.columns, "CSV row has {} cells, header has {}", cells.len(), self.columns);
+        self.write_line(&cells.join(","))
+    }
+
     fn write_line(&mut self, line: &str) -> Result<()> {
         writeln!(self.out, "{line}").and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))
     }

@@ -7,9 +7,11 @@
 mod egnn;
 pub mod egnn_cpu;
 mod mlp;
+mod trained;
 
 pub use egnn::Egnn;
 pub use mlp::Mlp;
+pub use trained::{Inference, TrainedNet, select_device};
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{Linear, VarMap};

@@ -1,0 +1,245 @@
+//! A network with its optimiser and optional weight average: the one place that chooses the
+//! kernel (fused CPU EGNN or candle autograd) and holds the device. Every sampler kind trains
+//! its networks through this type, so none of them names a kernel or a device.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{ControlNet, Init};
+use crate::energy::Layout;
+use crate::error::{Error, Result};
+use crate::sampler::adam::{Adam, StepOutcome};
+use crate::scene::NetworkConfig;
+
+/// The compute device named by a scene's `device` field: "cpu", "cuda" or "cuda:N".
+pub fn select_device(name: &str) -> Result<Device> {
+    match name.trim() {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = match s.strip_prefix("cuda:") {
+                Some(n) => n.parse::<usize>().map_err(|_| Error::Invalid(format!("device '{s}': expected cuda:N with N a GPU number")))?,
+                None => 0,
+            };
+            if !candle_core::utils::cuda_is_available() {
+                return Err(Error::Invalid(format!(
+                    "device '{s}': this build has no CUDA support (rebuild with --features cuda on a machine with the CUDA toolkit)"
+                )));
+            }
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        other => Err(Error::Invalid(format!("device '{other}' is not known (use \"cpu\", \"cuda\" or \"cuda:N\")"))),
+    }
+}
+
+/// An exponential moving average of the weights, in a network of its own.
+struct Average {
+    decay: f64,
+    varmap: VarMap,
+    net: ControlNet,
+}
+
+/// A network s_θ(x, t), its Adam optimiser and (optionally) a weight average used for inference.
+pub struct TrainedNet {
+    varmap: VarMap,
+    net: ControlNet,
+    opt: Adam,
+    average: Option<Average>,
+    device: Device,
+}
+
+impl TrainedNet {
+    /// Weights drawn from `rng`; `input_scale` divides coordinates before an MLP sees them;
+    /// `ema` > 0 keeps a weight average with that decay.
+    pub fn new(cfg: &NetworkConfig, layout: Layout, input_scale: f64, lr: f64, ema: f64, rng: &mut ChaCha8Rng, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let net = ControlNet::new(cfg, layout, input_scale, &mut Init { varmap: &varmap, rng, device })?;
+        let vars: Vec<(String, candle_core::Var)> =
+            varmap.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let opt = Adam::new(vars, lr)?;
+        let average = if ema > 0.0 {
+            let avg_map = VarMap::new();
+            // Only shapes the parameters; the current weights are copied over them at once.
+            let mut shape_rng = ChaCha8Rng::seed_from_u64(0);
+            let avg_net = ControlNet::new(cfg, layout, input_scale, &mut Init { varmap: &avg_map, rng: &mut shape_rng, device })?;
+            let a = Average { decay: ema, varmap: avg_map, net: avg_net };
+            copy_vars(&varmap, &a.varmap)?;
+            Some(a)
+        } else {
+            None
+        };
+        Ok(Self { varmap, net, opt, average, device: device.clone() })
+    }
+
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.opt.lr = lr;
+    }
+
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// The network's output at rows `x` (n × dim) and per-row times `t`, as n × dim values.
+    /// `averaged` uses the weight average where there is one.
+    pub fn infer(&self, x: &[f32], t: &[f32], averaged: bool) -> Result<Vec<f32>> {
+        let (net, varmap) = match (&self.average, averaged) {
+            (Some(a), true) => (&a.net, &a.varmap),
+            _ => (&self.net, &self.varmap),
+        };
+        let n = t.len();
+        if let Some(k) = net.cpu_kernels() {
+            return Ok(k.infer(&k.read(varmap)?, x, t));
+        }
+        let dim = x.len() / n.max(1);
+        let xt = Tensor::from_slice(x, (n, dim), &self.device)?;
+        let tt = Tensor::from_slice(t, n, &self.device)?;
+        Ok(net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?)
+    }
+
+    /// A reader for repeated inference with fixed weights (one read of the weights, not one per
+    /// call: a simulation calls the network hundreds of times).
+    pub fn inference(&self, averaged: bool) -> Result<Inference<'_>> {
+        let (net, varmap) = match (&self.average, averaged) {
+            (Some(a), true) => (&a.net, &a.varmap),
+            _ => (&self.net, &self.varmap),
+        };
+        let fused = match net.cpu_kernels() {
+            Some(k) => Some((k, k.read(varmap)?)),
+            None => None,
+        };
+        Ok(Inference { net, fused, device: &self.device })
+    }
+
+    /// One Adam step on the loss that `loss(first_row, out)` defines: it returns a chunk's loss
+    /// and d(total loss)/d(out) for the chunk's rows. The fused kernels call it chunk by chunk;
+    /// candle once, through the surrogate Σ out·dout whose parameter gradient is the same.
+    /// Returns the loss, or `None` when it or a gradient was not finite (weights untouched).
+    pub fn train_step<L>(&mut self, x: &[f32], t: &[f32], loss: L) -> Result<Option<f32>>
+    where
+        L: Fn(usize, &[f32]) -> (f64, Vec<f32>) + Sync,
+    {
+        let outcome = if let Some(kernels) = self.net.cpu_kernels() {
+            let w = kernels.read(&self.varmap)?;
+            let (value, grad) = kernels.loss_and_grad(&w, x, t, loss);
+            if !value.is_finite() {
+                return Ok(None);
+            }
+            let named: HashMap<String, Tensor> = kernels.to_tensors(&grad, &self.device)?.into_iter().collect();
+            (value, self.opt.step_named(&named)?)
+        } else {
+            let n = t.len();
+            let dim = x.len() / n.max(1);
+            let xt = Tensor::from_slice(x, (n, dim), &self.device)?;
+            let tt = Tensor::from_slice(t, n, &self.device)?;
+            let out = self.net.forward(&xt, &tt)?;
+            let values: Vec<f32> = out.flatten_all()?.to_vec1()?;
+            let (value, dout) = loss(0, &values);
+            if !value.is_finite() {
+                return Ok(None);
+            }
+            let dout = Tensor::from_vec(dout, (n, dim), &self.device)?;
+            let surrogate = (out * dout)?.sum_all()?;
+            (value, self.opt.step(&surrogate.backward()?)?)
+        };
+        match outcome.1 {
+            StepOutcome::Applied { .. } => {
+                if let Some(a) = &self.average {
+                    // The weights are finite here (Adam refuses non-finite steps), so is the average.
+                    update_average(a, &self.varmap)?;
+                }
+                Ok(Some(outcome.0 as f32))
+            }
+            StepOutcome::SkippedNonFinite => Ok(None),
+        }
+    }
+
+    /// Adam's step counter.
+    pub fn adam_steps(&self) -> u64 {
+        self.opt.step
+    }
+
+    /// Writes the weights as safetensors.
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        self.varmap.save(path).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// Reads weights written by [`save_weights`](Self::save_weights).
+    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        if !path.exists() {
+            return Err(Error::format(path, "no checkpoint here (was the run saved?)"));
+        }
+        self.varmap.load(path).map_err(|e| Error::format(path, format!("not a checkpoint of this scene's network ({e})")))
+    }
+
+    /// Adam moments and the weight average as named tensors, every name under `prefix`.
+    pub fn state(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        let mut out: Vec<(String, Tensor)> = self.opt.state().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
+        if let Some(a) = &self.average {
+            for (name, v) in a.varmap.data().lock().expect("varmap lock").iter() {
+                out.push((format!("{prefix}ema.{name}"), v.as_tensor().copy()?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores [`state`](Self::state) (from the file `path`, named in errors) and Adam's step.
+    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, prefix: &str, adam_step: u64, path: &Path) -> Result<()> {
+        let own: HashMap<String, Tensor> =
+            tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect();
+        self.opt.load_state(&own).map_err(|e| Error::format(path, e))?;
+        self.opt.step = adam_step;
+        if let Some(a) = &self.average {
+            // A run saved without an average starts one from its weights.
+            copy_vars(&self.varmap, &a.varmap)?;
+            for (name, v) in a.varmap.data().lock().expect("varmap lock").iter() {
+                if let Some(t) = own.get(&format!("ema.{name}")) {
+                    v.set(t).map_err(|e| Error::format(path, format!("'{prefix}ema.{name}': {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Repeated inference with weights read once (see [`TrainedNet::inference`]).
+pub struct Inference<'a> {
+    net: &'a ControlNet,
+    fused: Option<(&'a super::egnn_cpu::EgnnParams, Vec<f32>)>,
+    device: &'a Device,
+}
+
+impl Inference<'_> {
+    /// The output at rows `x` and per-row times `t` (n × dim values).
+    pub fn run(&self, x: &[f32], t: &[f32]) -> Result<Vec<f32>> {
+        if let Some((k, w)) = &self.fused {
+            return Ok(k.infer(w, x, t));
+        }
+        let n = t.len();
+        let dim = x.len() / n.max(1);
+        let xt = Tensor::from_slice(x, (n, dim), self.device)?;
+        let tt = Tensor::from_slice(t, n, self.device)?;
+        Ok(self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?)
+    }
+}
+
+fn copy_vars(from: &VarMap, to: &VarMap) -> Result<()> {
+    let src = from.data().lock().expect("varmap lock");
+    for (name, v) in to.data().lock().expect("varmap lock").iter() {
+        v.set(src[name].as_tensor())?;
+    }
+    Ok(())
+}
+
+/// average ← d·average + (1 − d)·w for every parameter.
+fn update_average(a: &Average, weights: &VarMap) -> Result<()> {
+    let src = weights.data().lock().expect("varmap lock");
+    for (name, v) in a.varmap.data().lock().expect("varmap lock").iter() {
+        let next = ((v.as_tensor() * a.decay)? + (src[name].as_tensor() * (1.0 - a.decay))?)?;
+        v.set(&next)?;
+    }
+    Ok(())
+}

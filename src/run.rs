@@ -1,0 +1,264 @@
+//! The run driver: the loop of a run — units of work, iteration bookkeeping, evaluation
+//! cadence, divergence and metrics — written once for every sampler kind and used by the CLI
+//! (`train`, `compare`) and by the app's worker. A kind implements a unit of work; this owns
+//! everything around it (as argmin's Executor does for its solvers).
+
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+
+use crate::energy::{Energy, Layout};
+use crate::error::{Error, Result};
+use crate::io::Matrix;
+use crate::metrics::{self, MetricSet, Which};
+use crate::sampler::adjoint::DIVERGED_AFTER;
+use crate::sampler::{Advance, Batch, Counters, SampleOptions, Sampler, Samples};
+
+/// A full evaluation: `n` fresh samples against the reference subset.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub metrics: MetricSet,
+    /// Normalised effective sample size of the importance weights (0–1), where defined.
+    pub ess: Option<f64>,
+    /// The samples that were judged.
+    pub samples: Samples,
+    /// The run's counters when it was taken.
+    pub counters: Counters,
+}
+
+/// Metrics of one batch (or evaluation) against as many reference samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricPoint {
+    pub step: u64,
+    pub wall_seconds: f64,
+    /// Energy evaluations charged to the run so far.
+    pub energy_evals: u64,
+    pub energy_w2: f64,
+    pub x_w2: f64,
+    pub eq_w2: Option<f64>,
+    pub dist_tv: f64,
+    /// Normalised ESS of the batch's importance weights (NaN where the kind defines none).
+    pub ess: f64,
+    /// Samples compared.
+    pub n: usize,
+}
+
+/// Compares samples with a fixed random subset of the reference, so that successive
+/// evaluations of one run, and runs of different kinds, are judged on the same rows.
+pub struct Evaluator {
+    reference: Matrix,
+    layout: Layout,
+}
+
+impl Evaluator {
+    /// Takes `n` reference rows (fewer if the file has fewer), chosen once by `seed`: reference
+    /// files from MCMC chains are ordered in time.
+    pub fn new(reference: &Matrix, layout: Layout, n: usize, seed: u64) -> Result<Self> {
+        if reference.rows == 0 {
+            return Err(Error::Invalid("the reference set is empty".into()));
+        }
+        if reference.cols != layout.dim() {
+            return Err(Error::Invalid(format!("reference rows have {} coordinates, the system has {}", reference.cols, layout.dim())));
+        }
+        let n = n.min(reference.rows);
+        let idx = sample(&mut ChaCha8Rng::seed_from_u64(seed), reference.rows, n).into_vec();
+        Ok(Self { reference: reference.select(&idx), layout })
+    }
+
+    /// Reference rows used.
+    pub fn len(&self) -> usize {
+        self.reference.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reference.rows == 0
+    }
+
+    pub fn reference(&self) -> &Matrix {
+        &self.reference
+    }
+
+    /// Metrics of the finite rows of `x` (with their `energies`) against as many reference rows.
+    pub fn judge(&self, energy: &dyn Energy, x: &[f32], energies: &[f64], which: Which) -> Result<(MetricSet, usize)> {
+        let dim = self.layout.dim();
+        let finite: Vec<usize> = (0..energies.len()).filter(|&i| energies[i].is_finite()).collect();
+        let n = finite.len().min(self.reference.rows);
+        if n == 0 {
+            return Err(Error::Invalid("no sample with a finite energy to judge".into()));
+        }
+        let mut rows = Vec::with_capacity(n * dim);
+        for &i in &finite[..n] {
+            rows.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+        }
+        Ok((metrics::evaluate(energy, &Matrix::new(n, dim, rows), &self.reference.head(n), which)?, n))
+    }
+
+    /// eq-W2 when asked, and only for small systems: its n² alignments of n-particle clusters
+    /// cost O(particles³) each.
+    pub fn which(&self, with_eq: bool) -> Which {
+        if with_eq && self.layout.particles > 1 && self.layout.particles <= 20 { Which::All } else { Which::SkipEq }
+    }
+
+    /// Draws as many samples as the reference subset has and judges them (eq-W2 as asked).
+    pub fn evaluate(&self, sampler: &mut dyn Sampler, with_eq: bool) -> Result<Evaluation> {
+        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true })?;
+        let (metrics, _) = self.judge(sampler.energy(), &s.x, &s.energies, self.which(with_eq))?;
+        let ess = s.log_weights.as_deref().map(metrics::ess);
+        Ok(Evaluation { metrics, ess, samples: s, counters: sampler.counters().clone() })
+    }
+}
+
+/// When a run takes full evaluations (fresh samples; their cost is not charged to the budget).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalPolicy {
+    Never,
+    /// Every k completed outer iterations.
+    EveryIterations(u64),
+    /// Each time the energy evaluations pass the next of these budgets (ascending).
+    AtEnergyEvals(Vec<u64>),
+}
+
+/// What one tick of the driver did.
+#[derive(Debug, Default)]
+pub struct Tick {
+    pub advance: Advance,
+    /// Metrics of a batch that the unit completed (when live metrics are on).
+    pub batch_point: Option<MetricPoint>,
+    /// A full evaluation that fell due.
+    pub evaluation: Option<Evaluation>,
+    /// Set on reaching [`DIVERGED_AFTER`], 2×, 3×… non-finite steps in a row: the weights are
+    /// unchanged, but the run is making no progress.
+    pub diverged: bool,
+}
+
+/// One run of one sampler, driven unit by unit.
+pub struct Run {
+    pub sampler: Box<dyn Sampler>,
+    evaluator: Option<Evaluator>,
+    policy: EvalPolicy,
+    /// Judge each completed batch against as many reference rows (the app's live metrics).
+    live_metrics: bool,
+    /// eq-W2 of batches every this many iterations (its alignments are costly).
+    eq_every: u64,
+    next_budget: usize,
+    skipped_in_a_row: u64,
+}
+
+impl Run {
+    pub fn new(sampler: Box<dyn Sampler>, evaluator: Option<Evaluator>, policy: EvalPolicy, live_metrics: bool, eq_every: u64) -> Self {
+        let mut run = Self { sampler, evaluator, policy, live_metrics, eq_every: eq_every.max(1), next_budget: 0, skipped_in_a_row: 0 };
+        run.skip_passed_budgets();
+        run
+    }
+
+    pub fn evaluator(&self) -> Option<&Evaluator> {
+        self.evaluator.as_ref()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        self.sampler.counters()
+    }
+
+    /// Gradient steps skipped as non-finite since the last applied one.
+    pub fn skipped_in_a_row(&self) -> u64 {
+        self.skipped_in_a_row
+    }
+
+    /// Budgets already behind a resumed run are not evaluated again.
+    fn skip_passed_budgets(&mut self) {
+        if let EvalPolicy::AtEnergyEvals(points) = &self.policy {
+            let evals = self.sampler.counters().energy_evals;
+            while self.next_budget < points.len() && points[self.next_budget] <= evals {
+                self.next_budget += 1;
+            }
+        }
+    }
+
+    /// One unit of work, then whatever metrics fell due.
+    pub fn tick(&mut self) -> Result<Tick> {
+        let advance = self.sampler.advance()?;
+        let mut tick = Tick::default();
+        if !advance.losses.is_empty() {
+            self.skipped_in_a_row = 0;
+        }
+        self.skipped_in_a_row += advance.skipped;
+        tick.diverged = advance.skipped > 0 && self.skipped_in_a_row >= DIVERGED_AFTER && self.skipped_in_a_row % DIVERGED_AFTER < advance.skipped;
+        if let (Some(batch), true) = (&advance.batch, self.live_metrics) {
+            tick.batch_point = self.judge_batch(batch)?;
+        }
+        let iterations = self.sampler.counters().outer_iterations;
+        let due = match &self.policy {
+            EvalPolicy::Never => false,
+            EvalPolicy::EveryIterations(k) => advance.iteration_done && iterations % (*k).max(1) == 0,
+            EvalPolicy::AtEnergyEvals(points) => self.next_budget < points.len() && self.sampler.counters().energy_evals >= points[self.next_budget],
+        };
+        if due {
+            self.skip_passed_budgets();
+            tick.evaluation = self.evaluate()?;
+        }
+        tick.advance = advance;
+        Ok(tick)
+    }
+
+    /// A full evaluation now (eq-W2 left out: its alignments of thousands of pairs take
+    /// minutes; `eval` computes it).
+    pub fn evaluate(&mut self) -> Result<Option<Evaluation>> {
+        match &self.evaluator {
+            Some(ev) => Ok(Some(ev.evaluate(self.sampler.as_mut(), false)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn judge_batch(&self, batch: &Batch) -> Result<Option<MetricPoint>> {
+        let Some(ev) = &self.evaluator else { return Ok(None) };
+        if !batch.energies.iter().any(|e| e.is_finite()) {
+            return Ok(None);
+        }
+        let c = self.sampler.counters();
+        // eq-W2 follows the scene's cadence (counted in completed iterations, so a loaded
+        // checkpoint keeps it).
+        let with_eq = c.outer_iterations % self.eq_every == 0;
+        let (m, n) = ev.judge(self.sampler.energy(), &batch.x, &batch.energies, ev.which(with_eq))?;
+        Ok(Some(MetricPoint {
+            step: c.gradient_steps,
+            wall_seconds: c.wall_seconds,
+            energy_evals: c.energy_evals,
+            energy_w2: m.energy_w2,
+            x_w2: m.x_w2,
+            eq_w2: m.eq_w2,
+            dist_tv: m.dist_tv,
+            ess: batch.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN),
+            n,
+        }))
+    }
+}
+
+/// Log-spaced budgets from 10^lo to 10^hi, `per_decade` to a decade (rounded, distinct).
+pub fn log_budgets(lo: f64, hi: f64, per_decade: usize) -> Vec<u64> {
+    let per = per_decade.max(1) as f64;
+    let mut out: Vec<u64> = Vec::new();
+    let mut k = (lo * per).ceil() as i64;
+    while (k as f64) / per <= hi + 1e-9 {
+        let v = 10f64.powf(k as f64 / per).round() as u64;
+        if out.last() != Some(&v) {
+            out.push(v);
+        }
+        k += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_are_log_spaced_and_distinct() {
+        let b = log_budgets(2.0, 4.0, 2);
+        assert_eq!(b, vec![100, 316, 1000, 3162, 10000]);
+        let dense = log_budgets(0.0, 1.0, 10);
+        assert_eq!(dense.first(), Some(&1));
+        assert_eq!(dense.last(), Some(&10));
+        assert!(dense.windows(2).all(|w| w[0] < w[1]));
+    }
+}

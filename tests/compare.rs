@@ -1,0 +1,96 @@
+//! `compare`: all four kinds race on DW-4 to a small energy-evaluation budget through the real
+//! binary and leave every file; bad input gives one line and no folder.
+
+mod common;
+
+use common::*;
+
+/// A small race: every kind reaches the budget, writes its samples, and every row of the CSV
+/// and the summary is well formed. The budget is tiny, so the metrics only need to be finite.
+#[test]
+fn compare_writes_all_its_files_for_four_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("race");
+    let o = run(&[
+        "compare",
+        "scenes/dw4.ron",
+        "--kinds",
+        "adjoint,asbs,idem,mcmc",
+        "--evals",
+        "3000",
+        "--samples",
+        "300",
+        "--per-decade",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "1",
+    ]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
+    for kind in ["adjoint", "asbs", "idem", "mcmc"] {
+        let m = boltzmann_studio::io::read_npy(&out.join(format!("{kind}.npy"))).unwrap();
+        assert_eq!((m.rows, m.cols), (300, 8), "{kind}.npy");
+        assert!(m.data.iter().all(|v| v.is_finite()), "{kind}.npy has non-finite values");
+    }
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), "kind,point,energy_evals,network_passes,wall_seconds,energy_w2,eq_w2,x_w2,dist_tv,ess,eval_energy_evals");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for kind in ["adjoint", "asbs", "idem", "mcmc"] {
+        let fin = rows.iter().find(|r| r[0] == kind && r[1] == "final").unwrap_or_else(|| panic!("no final row of {kind}:\n{csv}"));
+        let evals: u64 = fin[2].parse().unwrap();
+        assert!(evals >= 3000, "{kind} stopped before the budget: {evals}");
+        let ew2: f64 = fin[5].parse().unwrap();
+        assert!(ew2.is_finite(), "{kind}: E-W2 {ew2}");
+        // eq-W2 is computed on the final samples of a 4-particle system.
+        assert!(fin[6].parse::<f64>().unwrap().is_finite(), "{kind}: eq-W2 missing");
+    }
+    // Only Adjoint Sampling defines importance weights.
+    assert!(rows.iter().filter(|r| r[0] != "adjoint").all(|r| r[9].is_empty()), "{csv}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["kinds"].as_array().unwrap().len(), 4);
+    assert!(summary["best_final_energy_w2"].as_f64().unwrap().is_finite());
+    let best_kind = summary["kinds"].as_array().unwrap().iter().filter(|k| !k["first_below_2x_best"].is_null()).count();
+    assert!(best_kind >= 1, "the best kind reaches twice its own final E-W2: {summary}");
+    let png = image::open(out.join("compare.png")).expect("compare.png is a PNG").to_rgb8();
+    assert!(png.width() >= 1000 && png.height() >= 400);
+    let colours: std::collections::HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 20, "compare.png is nearly blank ({} colours)", colours.len());
+}
+
+/// Unknown kinds, kinds that cannot handle the system and empty budgets are refused up front,
+/// in one line naming the flag, and leave no output folder behind.
+#[test]
+fn bad_compare_input_is_one_line_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("race");
+    let o_ = out.to_str().unwrap();
+    for (args, expect) in [
+        (vec!["compare", "scenes/dw4.ron", "--kinds", "adjoint,hmc", "--evals", "100", "--out", o_], "--kinds: unknown sampler kind 'hmc'"),
+        (vec!["compare", "scenes/gmm40.ron", "--kinds", "asbs", "--evals", "100", "--out", o_], "--kinds"),
+        (vec!["compare", "scenes/dw4.ron", "--kinds", "adjoint", "--evals", "0", "--out", o_], "--evals must be at least 1"),
+        (vec!["compare", "scenes/dw4.ron", "--kinds", "adjoint", "--minutes", "0", "--out", o_], "--minutes must be a positive number"),
+        (vec!["compare", "scenes/dw4.ron", "--kinds", "adjoint,adjoint", "--evals", "10", "--out", o_], "named twice"),
+    ] {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line:\n{err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{args:?} left {} behind", out.display());
+    }
+}
+
+/// A scene whose kind cannot handle its system is an error at the scene's position.
+#[test]
+fn scene_with_a_kind_that_cannot_handle_its_system_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.ron");
+    std::fs::write(&p, "Scene(\n  system: Gmm40,\n  sampler: (kind: Idem),\n)\n").unwrap();
+    let o = run(&["train", p.to_str().unwrap(), "--out", dir.path().join("r").to_str().unwrap(), "--steps", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.ron:3:") && err.contains("sampler.kind"), "{err}");
+}
