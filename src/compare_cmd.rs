@@ -189,7 +189,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         bar.set_message(format!("drawing {} final samples", args.samples));
         let t = Instant::now();
         let before = run.counters().eval_energy_evals;
-        let s = run.sampler.sample(args.samples, SampleOptions { trajectory: false, weights: true })?;
+        let s = run.sampler.sample(args.samples, SampleOptions { trajectory: false, weights: true, fill: true })?;
         let sample_seconds = t.elapsed().as_secs_f64();
         let sample_evals = run.counters().eval_energy_evals - before;
         write_npy(&args.out.join(format!("{}.npy", kind.name())), &Matrix::new(args.samples, layout.dim(), s.x.clone()))?;

@@ -101,7 +101,7 @@ impl Evaluator {
 
     /// Draws as many samples as the reference subset has and judges them (eq-W2 as asked).
     pub fn evaluate(&self, sampler: &mut dyn Sampler, with_eq: bool) -> Result<Evaluation> {
-        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true })?;
+        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true, fill: false })?;
         let (metrics, _) = self.judge(sampler.energy(), &s.x, &s.energies, self.which(with_eq))?;
         let ess = s.log_weights.as_deref().map(metrics::ess);
         Ok(Evaluation { metrics, ess, samples: s, counters: sampler.counters().clone() })

@@ -273,7 +273,7 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     bar.set_message(format!("simulating {} samples ({} SDE steps)", args.n, scene.sampler.sample_steps.unwrap_or(scene.sampler.sde_steps)));
     bar.enable_steady_tick(Duration::from_millis(200));
     let t = Instant::now();
-    let s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() || args.resample })?;
+    let s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() || args.resample, fill: true })?;
     bar.finish_and_clear();
     if (args.weights.is_some() || args.resample) && s.log_weights.is_none() {
         bail!("{} defines no importance weights: --weights and --resample need Adjoint Sampling", scene.sampler.kind.label());

@@ -468,7 +468,7 @@ impl Worker {
             if lane == 0 {
                 self.out.samples = Some(batch);
                 self.out.metrics.extend(tick.batch_point);
-                let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, weights: false })?;
+                let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, weights: false, fill: false })?;
                 self.out.trajectory = traj.trajectory.map(Arc::new);
             }
         }

@@ -7,14 +7,13 @@
 //! The simulation and its helpers ([`ControlledSde`], [`clipped_gradients`]) serve ASBS too.
 
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Advance, Batch, Counters, LiveHyper, Phase, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
+use super::{Advance, Counters, Epoch, Learner, LiveHyper, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, advance_epoch, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
@@ -166,18 +165,6 @@ pub fn unusable(x: &[f32], g: &[f32], energy: f64, far: f32) -> bool {
     !energy.is_finite() || x.iter().any(|v| v.abs() > far) || x.iter().chain(g).any(|v| !v.is_finite())
 }
 
-/// Progress through the current outer iteration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Iteration {
-    /// Seed of this iteration's simulation (each row has its own stream).
-    seed: u64,
-    sim_total: usize,
-    sim_done: usize,
-    train_left: usize,
-    #[serde(skip)]
-    pending: Batch,
-}
-
 /// The Adjoint Sampling trainer: network, optimizer, replay buffer, generator and counters.
 pub struct AdjointSampler {
     energy: Box<dyn Energy>,
@@ -189,7 +176,7 @@ pub struct AdjointSampler {
     net: TrainedNet,
     buffer: ReplayBuffer,
     rng: ChaCha8Rng,
-    iteration: Iteration,
+    epoch: Epoch,
     sizer: UnitSizer,
     pub counters: Counters,
 }
@@ -215,7 +202,7 @@ impl AdjointSampler {
             net,
             buffer,
             rng,
-            iteration: Iteration::default(),
+            epoch: Epoch::default(),
             sizer: UnitSizer::new(32, SIM_CHUNK),
             counters: Counters::default(),
         })
@@ -254,7 +241,7 @@ impl AdjointSampler {
         let mut report = IterationReport::default();
         let dropped_before = self.counters.dropped_samples;
         loop {
-            let a = self.advance_unit()?;
+            let a = advance_epoch(self)?;
             report.losses.extend(a.losses);
             report.skipped_steps += a.skipped;
             if a.iteration_done {
@@ -263,66 +250,6 @@ impl AdjointSampler {
         }
         report.dropped_samples = self.counters.dropped_samples - dropped_before;
         Ok(report)
-    }
-
-    /// One unit: a slice of the iteration's simulation, or one Adam step.
-    fn advance_unit(&mut self) -> Result<Advance> {
-        let it = &mut self.iteration;
-        if it.sim_done == it.sim_total && it.train_left == 0 {
-            *it = Iteration { seed: self.rng.random(), sim_total: self.hyper.new_samples, sim_done: 0, train_left: self.hyper.train_steps, pending: Batch::default() };
-            it.pending.log_weights = Some(Vec::new());
-        }
-        let mut out = Advance::default();
-        if self.iteration.sim_done < self.iteration.sim_total {
-            let left = self.iteration.sim_total - self.iteration.sim_done;
-            let mut sizer = self.sizer.clone();
-            let b = sizer.timed(left, |n| self.simulate_rows(n))?;
-            self.sizer = sizer;
-            let it = &mut self.iteration;
-            it.pending.x.extend(b.x);
-            it.pending.energies.extend(b.energies);
-            if let (Some(p), Some(w)) = (it.pending.log_weights.as_mut(), b.log_weights) {
-                p.extend(w);
-            }
-            out.phase = Phase::Simulating { done: it.sim_done, total: it.sim_total };
-            if it.sim_done == it.sim_total {
-                out.batch = Some(std::mem::take(&mut it.pending));
-                if self.buffer.is_empty() {
-                    // Every sample was dropped: nothing to train on this iteration.
-                    self.iteration.train_left = 0;
-                    self.counters.outer_iterations += 1;
-                    out.iteration_done = true;
-                }
-            }
-            return Ok(out);
-        }
-        match self.train_step()? {
-            Some(l) => out.losses.push(l),
-            None => out.skipped += 1,
-        }
-        let it = &mut self.iteration;
-        it.train_left -= 1;
-        out.phase = Phase::Training { done: self.hyper.train_steps.saturating_sub(it.train_left), total: self.hyper.train_steps };
-        if it.train_left == 0 {
-            self.counters.outer_iterations += 1;
-            out.iteration_done = true;
-        }
-        Ok(out)
-    }
-
-    /// Simulates the next `n` rows of the current iteration, evaluates E and ∇E once each and
-    /// pushes (X₁, a) into the buffer.
-    fn simulate_rows(&mut self, n: usize) -> Result<Batch> {
-        let start = Instant::now();
-        let dim = self.layout.dim();
-        let (seed, first) = (self.iteration.seed, self.iteration.sim_done);
-        let paths = self.sde.simulate(&self.net.inference(true)?, vec![0.0; n * dim], self.hyper.sde_steps, seed, first, false)?;
-        self.count_simulation(n, self.hyper.sde_steps);
-        let energies = self.push_to_buffer(&paths.x);
-        let log_weights = self.log_weights(&paths.x, &energies, &paths.cost);
-        self.iteration.sim_done += n;
-        self.counters.wall_seconds += start.elapsed().as_secs_f64();
-        Ok(Batch { x: self.to_original(paths.x), energies, log_weights: Some(log_weights) })
     }
 
     fn count_simulation(&mut self, n: usize, steps: usize) {
@@ -353,26 +280,10 @@ impl AdjointSampler {
     }
 
     /// One Adam step of Reciprocal Adjoint Matching; `None` if it was skipped as non-finite.
-    pub fn train_step(&mut self) -> Result<Option<f32>> {
+    fn train_step(&mut self) -> Result<Option<f32>> {
         if self.buffer.is_empty() {
             return Err(Error::Invalid("the replay buffer is empty: simulate a batch first".into()));
         }
-        let start = Instant::now();
-        // Run on a rayon worker, so that the step's many small parallel loops are handed out
-        // inside the pool rather than each one from this thread, which then sleeps until it is
-        // done: with one rayon thread those cross-thread wake-ups cost more than the work
-        // (LJ-13 trainer bench, RAYON_NUM_THREADS=1: 3.8 → 9.9 Adam steps/s; 2 threads: same).
-        let result = rayon::scope(|_| self.train_step_inner());
-        self.counters.wall_seconds += start.elapsed().as_secs_f64();
-        match result {
-            Ok(None) => self.counters.skipped_steps += 1,
-            Ok(Some(_)) => self.counters.gradient_steps += 1,
-            Err(_) => {}
-        }
-        result
-    }
-
-    fn train_step_inner(&mut self) -> Result<Option<f32>> {
         let bs = self.hyper.batch_size;
         let (x1, a) = self.buffer.sample(bs, &mut self.rng);
         let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
@@ -431,18 +342,14 @@ impl AdjointSampler {
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.net.save_weights(&dir.join("checkpoint.safetensors"))?;
         let mut tensors: std::collections::HashMap<String, Tensor> = self.net.state("")?.into_iter().collect();
-        let (bx, ba) = self.buffer.ordered();
-        let rows = bx.len() / self.layout.dim();
-        tensors.insert("buffer.x".into(), Tensor::from_vec(bx, (rows, self.layout.dim()), &Device::Cpu)?);
-        tensors.insert("buffer.a".into(), Tensor::from_vec(ba, (rows, self.layout.dim()), &Device::Cpu)?);
-        let state = dir.join("state.safetensors");
-        candle_core::safetensors::save(&tensors, &state).map_err(|e| Error::format(&state, e.to_string()))?;
+        super::save_buffer(&mut tensors, "buffer", &self.buffer)?;
+        super::write_tensors(&tensors, &dir.join("state.safetensors"))?;
         let json = TrainState {
             counters: self.counters.clone(),
             hyper: self.hyper.clone(),
             adam_step: self.net.adam_steps(),
             rng: RngState::of(&self.rng),
-            iteration: self.iteration.clone(),
+            iteration: self.epoch.clone(),
         };
         super::write_json(&dir.join("state.json"), &json)
     }
@@ -452,28 +359,19 @@ impl AdjointSampler {
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         self.net.load_weights(&dir.join("checkpoint.safetensors"))?;
         let state = dir.join("state.safetensors");
-        let tensors = candle_core::safetensors::load(&state, &Device::Cpu).map_err(|e| Error::format(&state, format!("unreadable ({e})")))?;
+        let tensors = super::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: TrainState = super::read_json(&path)?;
         self.net.load_state(&tensors, "", js.adam_step, &state)?;
-        let dim = self.layout.dim();
-        let get = |k: &str| -> Result<Vec<f32>> {
-            let t = tensors.get(k).ok_or_else(|| Error::format(&state, format!("missing '{k}'")))?;
-            if t.dims().len() != 2 || t.dims()[1] != dim {
-                return Err(Error::format(&state, format!("'{k}' has shape {:?}, expected (rows, {dim})", t.dims())));
-            }
-            Ok(t.flatten_all()?.to_vec1()?)
-        };
-        let (bx, ba) = (get("buffer.x")?, get("buffer.a")?);
+        if !tensors.contains_key("buffer.a") {
+            return Err(Error::format(&state, "missing 'buffer.a'"));
+        }
+        let buffer = super::load_buffer(&tensors, "buffer", self.layout.dim(), js.hyper.buffer_size, &state)?;
         self.set_hyper(js.hyper)?;
-        self.buffer = ReplayBuffer::from_ordered(dim, self.hyper.buffer_size, bx, ba);
+        self.buffer = buffer;
         self.rng = js.rng.restore(&path)?;
         self.counters = js.counters;
-        self.iteration = js.iteration;
-        if self.iteration.sim_done < self.iteration.sim_total {
-            // The half-simulated batch was not saved; its rows are in the buffer already.
-            self.iteration.sim_done = self.iteration.sim_total;
-        }
+        self.epoch = js.iteration.resumed();
         Ok(())
     }
 }
@@ -522,6 +420,47 @@ pub fn regression_loss(out: &[f32], a: &[f32], c: &[f32], first: usize, dim: usi
     (loss * scale, dout)
 }
 
+impl Learner for AdjointSampler {
+    fn epoch(&mut self) -> &mut Epoch {
+        &mut self.epoch
+    }
+    fn sizer(&mut self) -> &mut UnitSizer {
+        &mut self.sizer
+    }
+    fn hyper(&self) -> &LiveHyper {
+        &self.hyper
+    }
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+    fn next_seed(&mut self) -> u64 {
+        self.rng.random()
+    }
+    /// Simulates the next `n` rows of the epoch, evaluates E and ∇E once each and pushes
+    /// (X₁, a) into the buffer.
+    fn simulate_rows(&mut self, n: usize) -> Result<()> {
+        let dim = self.layout.dim();
+        let (seed, first) = (self.epoch.seed, self.epoch.sim_done);
+        let paths = self.sde.simulate(&self.net.inference(true)?, vec![0.0; n * dim], self.hyper.sde_steps, seed, first, false)?;
+        self.count_simulation(n, self.hyper.sde_steps);
+        let energies = self.push_to_buffer(&paths.x);
+        let log_weights = self.log_weights(&paths.x, &energies, &paths.cost);
+        let x = self.to_original(paths.x);
+        let e = &mut self.epoch;
+        e.sim_done += n;
+        e.pending.x.extend(x);
+        e.pending.energies.extend(energies);
+        e.pending.log_weights.get_or_insert_with(Vec::new).extend(log_weights);
+        Ok(())
+    }
+    fn gradient_step(&mut self) -> Result<Option<f32>> {
+        self.train_step()
+    }
+    fn buffer_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+}
+
 /// The JSON part of a checkpoint.
 #[derive(Serialize, Deserialize)]
 struct TrainState {
@@ -530,7 +469,7 @@ struct TrainState {
     adam_step: u64,
     rng: RngState,
     #[serde(default)]
-    iteration: Iteration,
+    iteration: Epoch,
 }
 
 impl super::Sampler for AdjointSampler {
@@ -541,7 +480,7 @@ impl super::Sampler for AdjointSampler {
         self.energy.as_ref()
     }
     fn advance(&mut self) -> Result<Advance> {
-        self.advance_unit()
+        advance_epoch(self)
     }
     fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         AdjointSampler::sample(self, n, opts)

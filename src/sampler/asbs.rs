@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -18,7 +17,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use super::adjoint::{ControlledSde, check_sde_config, clipped_gradients, regression_loss, unusable};
-use super::{Advance, Batch, Counters, LiveHyper, Phase, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
+use super::{Advance, Counters, Epoch, Learner, LiveHyper, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, advance_epoch, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
@@ -84,16 +83,6 @@ pub enum AsbsPrior {
 pub enum Stage {
     AdjointMatching,
     CorrectorMatching,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Epoch {
-    seed: u64,
-    sim_total: usize,
-    sim_done: usize,
-    train_left: usize,
-    #[serde(skip)]
-    pending: Batch,
 }
 
 /// The ASBS trainer: control u_θ, corrector h_φ, a buffer per stage.
@@ -218,66 +207,11 @@ impl AsbsSampler {
         self.sde.schedule
     }
 
-    fn advance_unit(&mut self) -> Result<Advance> {
-        let e = &mut self.epoch;
-        if e.sim_done == e.sim_total && e.train_left == 0 {
-            *e = Epoch { seed: self.rng.random(), sim_total: self.hyper.new_samples, sim_done: 0, train_left: self.hyper.train_steps, pending: Batch::default() };
-        }
-        let stage = self.current_stage();
-        let mut out = Advance::default();
-        if self.epoch.sim_done < self.epoch.sim_total {
-            let start = Instant::now();
-            let left = self.epoch.sim_total - self.epoch.sim_done;
-            let mut sizer = self.sizer.clone();
-            sizer.timed(left, |n| self.simulate_into_buffer(n, stage))?;
-            self.sizer = sizer;
-            self.counters.wall_seconds += start.elapsed().as_secs_f64();
-            out.phase = Phase::Simulating { done: self.epoch.sim_done, total: self.epoch.sim_total };
-            if self.epoch.sim_done == self.epoch.sim_total {
-                out.batch = Some(std::mem::take(&mut self.epoch.pending));
-                if self.stage_buffer(stage).is_empty() {
-                    self.epoch.train_left = 0;
-                    self.finish_epoch(stage);
-                    out.iteration_done = true;
-                }
-            }
-            return Ok(out);
-        }
-        let start = Instant::now();
-        let r = rayon::scope(|_| self.train_step(stage));
-        self.counters.wall_seconds += start.elapsed().as_secs_f64();
-        match r? {
-            Some(l) => {
-                out.losses.push(l);
-                self.counters.gradient_steps += 1;
-            }
-            None => {
-                out.skipped += 1;
-                self.counters.skipped_steps += 1;
-            }
-        }
-        self.epoch.train_left -= 1;
-        out.phase = Phase::Training { done: self.hyper.train_steps - self.epoch.train_left, total: self.hyper.train_steps };
-        if self.epoch.train_left == 0 {
-            self.finish_epoch(stage);
-            out.iteration_done = true;
-        }
-        Ok(out)
-    }
-
     fn stage_buffer(&self, stage: Stage) -> &ReplayBuffer {
         match stage {
             Stage::AdjointMatching => &self.adjoint_buffer,
             Stage::CorrectorMatching => &self.corrector_buffer,
         }
-    }
-
-    fn finish_epoch(&mut self, stage: Stage) {
-        if stage == Stage::CorrectorMatching {
-            self.corrector_trained = true;
-        }
-        self.epochs += 1;
-        self.counters.outer_iterations += 1;
     }
 
     fn simulate_into_buffer(&mut self, n: usize, stage: Stage) -> Result<()> {
@@ -372,6 +306,39 @@ impl AsbsSampler {
     }
 }
 
+impl Learner for AsbsSampler {
+    fn epoch(&mut self) -> &mut Epoch {
+        &mut self.epoch
+    }
+    fn sizer(&mut self) -> &mut UnitSizer {
+        &mut self.sizer
+    }
+    fn hyper(&self) -> &LiveHyper {
+        &self.hyper
+    }
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+    fn next_seed(&mut self) -> u64 {
+        self.rng.random()
+    }
+    fn simulate_rows(&mut self, n: usize) -> Result<()> {
+        self.simulate_into_buffer(n, self.current_stage())
+    }
+    fn gradient_step(&mut self) -> Result<Option<f32>> {
+        self.train_step(self.current_stage())
+    }
+    fn buffer_empty(&self) -> bool {
+        self.stage_buffer(self.current_stage()).is_empty()
+    }
+    fn finish_epoch(&mut self) {
+        if self.current_stage() == Stage::CorrectorMatching {
+            self.corrector_trained = true;
+        }
+        self.epochs += 1;
+    }
+}
+
 /// ASBS's adjoint targets a = clip(∇E(x₁)) + h(x₁).
 pub fn asbs_targets(clipped_grad: &[f32], corrector: &[f32]) -> Vec<f32> {
     clipped_grad.iter().zip(corrector).map(|(g, h)| g + h).collect()
@@ -403,7 +370,7 @@ impl super::Sampler for AsbsSampler {
         self.energy.as_ref()
     }
     fn advance(&mut self) -> Result<Advance> {
-        self.advance_unit()
+        advance_epoch(self)
     }
     fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         self.sample_inner(n, opts)
@@ -439,15 +406,9 @@ impl super::Sampler for AsbsSampler {
         self.corrector.save_weights(&dir.join("corrector.safetensors"))?;
         let mut tensors: HashMap<String, Tensor> = self.control.state("control.")?.into_iter().collect();
         tensors.extend(self.corrector.state("corrector.")?);
-        for (name, buf) in [("adjoint_buffer", &self.adjoint_buffer), ("corrector_buffer", &self.corrector_buffer)] {
-            let (bx, ba) = buf.ordered();
-            let w = buf.dim();
-            let rows = bx.len() / w;
-            tensors.insert(format!("{name}.x"), Tensor::from_vec(bx, (rows, w), &Device::Cpu)?);
-            tensors.insert(format!("{name}.a"), Tensor::from_vec(ba, (rows, w), &Device::Cpu)?);
-        }
-        let state = dir.join("state.safetensors");
-        candle_core::safetensors::save(&tensors, &state).map_err(|e| Error::format(&state, e.to_string()))?;
+        super::save_buffer(&mut tensors, "adjoint_buffer", &self.adjoint_buffer)?;
+        super::save_buffer(&mut tensors, "corrector_buffer", &self.corrector_buffer)?;
+        super::write_tensors(&tensors, &dir.join("state.safetensors"))?;
         super::write_json(
             &dir.join("state.json"),
             &AsbsState {
@@ -466,36 +427,20 @@ impl super::Sampler for AsbsSampler {
         self.control.load_weights(&dir.join("checkpoint.safetensors"))?;
         self.corrector.load_weights(&dir.join("corrector.safetensors"))?;
         let state = dir.join("state.safetensors");
-        let tensors = candle_core::safetensors::load(&state, &Device::Cpu).map_err(|e| Error::format(&state, format!("unreadable ({e})")))?;
+        let tensors = super::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: AsbsState = super::read_json(&path)?;
         self.control.load_state(&tensors, "control.", js.control_adam_step, &state)?;
         self.corrector.load_state(&tensors, "corrector.", js.corrector_adam_step, &state)?;
         super::Sampler::set_live(self, js.hyper)?;
-        for name in ["adjoint_buffer", "corrector_buffer"] {
-            let w = if name == "adjoint_buffer" { 2 * self.layout.dim() } else { self.layout.dim() };
-            let get = |k: String| -> Result<Vec<f32>> {
-                let t = tensors.get(&k).ok_or_else(|| Error::format(&state, format!("missing '{k}'")))?;
-                if t.dims().len() != 2 || t.dims()[1] != w {
-                    return Err(Error::format(&state, format!("'{k}' has shape {:?}, expected (rows, {w})", t.dims())));
-                }
-                Ok(t.flatten_all()?.to_vec1()?)
-            };
-            let buf = ReplayBuffer::from_ordered(w, self.hyper.buffer_size, get(format!("{name}.x"))?, get(format!("{name}.a"))?);
-            if name == "adjoint_buffer" {
-                self.adjoint_buffer = buf;
-            } else {
-                self.corrector_buffer = buf;
-            }
-        }
+        let dim = self.layout.dim();
+        self.adjoint_buffer = super::load_buffer(&tensors, "adjoint_buffer", 2 * dim, self.hyper.buffer_size, &state)?;
+        self.corrector_buffer = super::load_buffer(&tensors, "corrector_buffer", dim, self.hyper.buffer_size, &state)?;
         self.corrector_trained = js.corrector_trained;
         self.epochs = js.epochs;
         self.rng = js.rng.restore(&path)?;
         self.counters = js.counters;
-        self.epoch = js.epoch;
-        if self.epoch.sim_done < self.epoch.sim_total {
-            self.epoch.sim_done = self.epoch.sim_total;
-        }
+        self.epoch = js.epoch.resumed();
         Ok(())
     }
 }

@@ -11,7 +11,6 @@
 //! the scene's `sigma_min` / `sigma_max` set it.
 
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -19,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use super::{Advance, Batch, Counters, LiveHyper, Phase, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
+use super::{Advance, Counters, Epoch, Learner, LiveHyper, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, advance_epoch, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
@@ -119,16 +118,6 @@ pub fn mc_score(energy: &dyn Energy, x: &[f32], h: &[f64], k: usize, clip: f32, 
     out
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Epoch {
-    seed: u64,
-    sim_total: usize,
-    sim_done: usize,
-    train_left: usize,
-    #[serde(skip)]
-    pending: Batch,
-}
-
 /// The iDEM trainer: score network, buffer of clean samples, generator and counters.
 pub struct IdemSampler {
     energy: Box<dyn Energy>,
@@ -221,57 +210,6 @@ impl IdemSampler {
         Ok((x, path))
     }
 
-    fn advance_unit(&mut self) -> Result<Advance> {
-        let e = &mut self.epoch;
-        if e.sim_done == e.sim_total && e.train_left == 0 {
-            *e = Epoch { seed: self.rng.random(), sim_total: self.hyper.new_samples, sim_done: 0, train_left: self.hyper.train_steps, pending: Batch::default() };
-        }
-        let mut out = Advance::default();
-        if self.epoch.sim_done < self.epoch.sim_total {
-            let start = Instant::now();
-            let left = self.epoch.sim_total - self.epoch.sim_done;
-            let mut sizer = self.sizer.clone();
-            sizer.timed(left, |n| self.simulate_into_buffer(n))?;
-            self.sizer = sizer;
-            self.counters.wall_seconds += start.elapsed().as_secs_f64();
-            out.phase = Phase::Simulating { done: self.epoch.sim_done, total: self.epoch.sim_total };
-            if self.epoch.sim_done == self.epoch.sim_total {
-                out.batch = Some(std::mem::take(&mut self.epoch.pending));
-                if self.buffer.is_empty() {
-                    self.epoch.train_left = 0;
-                    self.finish_epoch();
-                    out.iteration_done = true;
-                }
-            }
-            return Ok(out);
-        }
-        let start = Instant::now();
-        let r = rayon::scope(|_| self.train_step())?;
-        self.counters.wall_seconds += start.elapsed().as_secs_f64();
-        match r {
-            Some(l) => {
-                out.losses.push(l);
-                self.counters.gradient_steps += 1;
-            }
-            None => {
-                out.skipped += 1;
-                self.counters.skipped_steps += 1;
-            }
-        }
-        self.epoch.train_left -= 1;
-        out.phase = Phase::Training { done: self.hyper.train_steps - self.epoch.train_left, total: self.hyper.train_steps };
-        if self.epoch.train_left == 0 {
-            self.finish_epoch();
-            out.iteration_done = true;
-        }
-        Ok(out)
-    }
-
-    fn finish_epoch(&mut self) {
-        self.epochs += 1;
-        self.counters.outer_iterations += 1;
-    }
-
     fn simulate_into_buffer(&mut self, n: usize) -> Result<()> {
         let dim = self.layout.dim();
         let (seed, first) = (self.epoch.seed, self.epoch.sim_done);
@@ -337,6 +275,36 @@ impl IdemSampler {
     }
 }
 
+impl Learner for IdemSampler {
+    fn epoch(&mut self) -> &mut Epoch {
+        &mut self.epoch
+    }
+    fn sizer(&mut self) -> &mut UnitSizer {
+        &mut self.sizer
+    }
+    fn hyper(&self) -> &LiveHyper {
+        &self.hyper
+    }
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+    fn next_seed(&mut self) -> u64 {
+        self.rng.random()
+    }
+    fn simulate_rows(&mut self, n: usize) -> Result<()> {
+        self.simulate_into_buffer(n)
+    }
+    fn gradient_step(&mut self) -> Result<Option<f32>> {
+        self.train_step()
+    }
+    fn buffer_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+    fn finish_epoch(&mut self) {
+        self.epochs += 1;
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct IdemState {
     counters: Counters,
@@ -355,7 +323,7 @@ impl super::Sampler for IdemSampler {
         self.energy.as_ref()
     }
     fn advance(&mut self) -> Result<Advance> {
-        self.advance_unit()
+        advance_epoch(self)
     }
     fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         self.sample_inner(n, opts)
@@ -382,11 +350,8 @@ impl super::Sampler for IdemSampler {
     fn save(&self, dir: &Path) -> Result<()> {
         self.net.save_weights(&dir.join("checkpoint.safetensors"))?;
         let mut tensors: std::collections::HashMap<String, Tensor> = self.net.state("")?.into_iter().collect();
-        let (bx, _) = self.buffer.ordered();
-        let dim = self.layout.dim();
-        tensors.insert("buffer.x".into(), Tensor::from_vec(bx.clone(), (bx.len() / dim, dim), &Device::Cpu)?);
-        let state = dir.join("state.safetensors");
-        candle_core::safetensors::save(&tensors, &state).map_err(|e| Error::format(&state, e.to_string()))?;
+        super::save_buffer(&mut tensors, "buffer", &self.buffer)?;
+        super::write_tensors(&tensors, &dir.join("state.safetensors"))?;
         super::write_json(
             &dir.join("state.json"),
             &IdemState { counters: self.counters.clone(), hyper: self.hyper.clone(), adam_step: self.net.adam_steps(), epochs: self.epochs, rng: RngState::of(&self.rng), epoch: self.epoch.clone() },
@@ -395,26 +360,16 @@ impl super::Sampler for IdemSampler {
     fn load(&mut self, dir: &Path) -> Result<()> {
         self.net.load_weights(&dir.join("checkpoint.safetensors"))?;
         let state = dir.join("state.safetensors");
-        let tensors = candle_core::safetensors::load(&state, &Device::Cpu).map_err(|e| Error::format(&state, format!("unreadable ({e})")))?;
+        let tensors = super::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: IdemState = super::read_json(&path)?;
         self.net.load_state(&tensors, "", js.adam_step, &state)?;
-        let dim = self.layout.dim();
-        let t = tensors.get("buffer.x").ok_or_else(|| Error::format(&state, "missing 'buffer.x'"))?;
-        if t.dims().len() != 2 || t.dims()[1] != dim {
-            return Err(Error::format(&state, format!("'buffer.x' has shape {:?}, expected (rows, {dim})", t.dims())));
-        }
-        let bx: Vec<f32> = t.flatten_all()?.to_vec1()?;
         super::Sampler::set_live(self, js.hyper)?;
-        let zeros = vec![0.0f32; bx.len()];
-        self.buffer = ReplayBuffer::from_ordered(dim, self.hyper.buffer_size, bx, zeros);
+        self.buffer = super::load_buffer(&tensors, "buffer", self.layout.dim(), self.hyper.buffer_size, &state)?;
         self.epochs = js.epochs;
         self.rng = js.rng.restore(&path)?;
         self.counters = js.counters;
-        self.epoch = js.epoch;
-        if self.epoch.sim_done < self.epoch.sim_total {
-            self.epoch.sim_done = self.epoch.sim_total;
-        }
+        self.epoch = js.epoch.resumed();
         Ok(())
     }
 }

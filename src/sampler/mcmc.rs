@@ -534,8 +534,9 @@ fn hmc_move(energy: &dyn Energy, r: &mut Replica, temp: f64, steps: usize, rng: 
 }
 
 /// MCMC as a sampler kind (samplers.md §4): the scene's `sampler.mcmc` chains run in blocks of
-/// sweeps; after every block the T = 1 states of all chains are its current samples. Those are
-/// correlated in time and, through swaps, across the ladder: one state per chain, not i.i.d.
+/// `thin` sweeps; after every block the T = 1 states of all chains are its current samples, and
+/// are kept in a history. Those are correlated in time and, through swaps, across the ladder:
+/// one state per chain per block, not i.i.d.
 pub struct McmcSampler {
     energy: Box<dyn Energy>,
     chains: Tempering,
@@ -546,7 +547,14 @@ pub struct McmcSampler {
     /// Sweeps per outer iteration (a "block"): `thin`, so a block yields decorrelated states.
     block: usize,
     block_left: usize,
+    /// The chain states recorded at the ends of the latest blocks (rows × dim), newest last,
+    /// with their energies: what [`sample`](super::Sampler::sample) hands out, so that samples
+    /// judged at a budget are those the run had drawn by then.
+    history: std::collections::VecDeque<(Vec<f32>, f64)>,
 }
+
+/// Chain states kept for sampling (the most of any evaluation or export here, 4 × 2000 rows).
+const HISTORY_ROWS: usize = 8192;
 
 impl McmcSampler {
     pub fn new(energy: Box<dyn Energy>, sampler: &SamplerConfig) -> Result<Self> {
@@ -554,7 +562,7 @@ impl McmcSampler {
         let chains = Tempering::new(energy.as_ref(), &cfg, sampler.seed)?;
         let counters = Counters { energy_evals: chains.gradient_evals(), ..Counters::default() };
         let block = cfg.thin.max(1);
-        Ok(Self { energy, chains, cfg, sizer: UnitSizer::new(1, 1000), seed: sampler.seed, counters, block, block_left: 0 })
+        Ok(Self { energy, chains, cfg, sizer: UnitSizer::new(1, 1000), seed: sampler.seed, counters, block, block_left: 0, history: Default::default() })
     }
 
     /// The chains (acceptance, swap rates, step sizes).
@@ -590,23 +598,43 @@ impl super::Sampler for McmcSampler {
             self.counters.outer_iterations += 1;
             let (x, energies) = self.chains.current(self.energy.as_ref());
             self.counters.samples_simulated += energies.len() as u64;
+            let dim = self.energy.dim();
+            for (row, &e) in x.chunks(dim).zip(&energies) {
+                if self.history.len() == HISTORY_ROWS {
+                    self.history.pop_front();
+                }
+                self.history.push_back((row.to_vec(), e));
+            }
             out.batch = Some(Batch { x, energies, log_weights: None });
             out.iteration_done = true;
         }
         Ok(out)
     }
 
-    /// The current chain states when `n` ≤ chains; otherwise the chains continue on a copy
-    /// (the run's own chains are untouched) and record every `thin` sweeps until there are `n`.
+    /// The newest `n` recorded chain states (from the ends of the latest blocks). When the run
+    /// has recorded fewer (early in a run, or just after a resume): without `fill`, those (or the
+    /// chains' current states if none); with `fill`, the chains continue on a copy — the run's own
+    /// chains are untouched — recording every `thin` sweeps until there are `n`, at a cost that
+    /// goes to `eval_energy_evals`.
     fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let dim = self.energy.dim();
-        let chains = self.cfg.chains;
-        let (x, energies) = if n <= chains {
+        let (x, energies) = if n <= self.history.len() || (!opts.fill && !self.history.is_empty()) {
+            let n = n.min(self.history.len());
+            let rows = self.history.iter().skip(self.history.len() - n);
+            let mut x = Vec::with_capacity(n * dim);
+            let mut e = Vec::with_capacity(n);
+            for (r, en) in rows {
+                x.extend_from_slice(r);
+                e.push(*en);
+            }
+            (x, e)
+        } else if !opts.fill {
             let (x, e) = self.chains.current(self.energy.as_ref());
+            let n = n.min(e.len());
             (x[..n * dim].to_vec(), e[..n].to_vec())
         } else {
+            let chains = self.cfg.chains;
             let mut copy = self.chains.clone();
-            // Past burn-in, so recording starts at once; before it, adaptation finishes first.
             let rounds = n.div_ceil(chains);
             let before = copy.gradient_evals();
             let mut sweeps = rounds * self.cfg.thin;
