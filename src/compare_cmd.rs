@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+
 use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy};
@@ -73,7 +74,9 @@ struct KindSummary {
     train_seconds: f64,
     /// First budget point where E-W2 was below twice the best final E-W2 of all kinds.
     first_below_2x_best: Option<Reached>,
-    /// Cost of the final samples: seconds and energy evaluations per 1000 further samples.
+    /// What 1000 further samples cost once training stops (the amortised cost, samplers.md §1):
+    /// seconds, and energy evaluations needed to draw them (none for a learned sampler; MCMC's
+    /// chains must keep moving).
     seconds_per_1000_samples: f64,
     energy_evals_per_1000_samples: f64,
     note: &'static str,
@@ -187,11 +190,9 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
             }
         }
         bar.set_message(format!("drawing {} final samples", args.samples));
-        let t = Instant::now();
-        let before = run.counters().eval_energy_evals;
         let s = run.sampler.sample(args.samples, SampleOptions { trajectory: false, weights: true, fill: true })?;
-        let sample_seconds = t.elapsed().as_secs_f64();
-        let sample_evals = run.counters().eval_energy_evals - before;
+        bar.set_message("timing further samples");
+        let (draw_evals, draw_seconds) = run.sampler.draw_cost(1000)?;
         write_npy(&args.out.join(format!("{}.npy", kind.name())), &Matrix::new(args.samples, layout.dim(), s.x.clone()))?;
         bar.set_message("judging the final samples (eq-W2 included)");
         let (m, _) = final_judge.judge(run.sampler.energy(), &s.x, &s.energies, final_judge.which(true)).with_context(|| format!("judging {}", kind.label()))?;
@@ -220,8 +221,8 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
             gradient_steps: c.gradient_steps,
             train_seconds: c.wall_seconds,
             first_below_2x_best: None,
-            seconds_per_1000_samples: sample_seconds * 1000.0 / args.samples as f64,
-            energy_evals_per_1000_samples: sample_evals as f64 * 1000.0 / args.samples as f64,
+            seconds_per_1000_samples: draw_seconds,
+            energy_evals_per_1000_samples: draw_evals,
             note: match kind {
                 SamplerKind::Mcmc => "samples are chain states: correlated in time and across the tempering ladder",
                 SamplerKind::Adjoint => "raw samples (not importance-resampled)",

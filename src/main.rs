@@ -106,7 +106,7 @@ struct AppArgs {
     /// Train, save a PNG of the whole window to this file, then close the window and exit.
     #[arg(long)]
     screenshot: Option<PathBuf>,
-    /// Gradient steps to train before the --screenshot is taken.
+    /// Gradient steps to train before the --screenshot is taken (MCMC: blocks of sweeps).
     #[arg(long, default_value_t = 0, requires = "screenshot")]
     after_steps: u64,
     /// Print frame times and training throughput when the window closes.

@@ -9,6 +9,20 @@ use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
 const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+/// A tick label that fits the label area: 0.25, 3, 150, 2e+05.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e4 {
+        format!("{v:.0e}")
+    } else if a >= 10.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 const COLORS: [RGBColor; 6] = [RGBColor(214, 69, 65), RGBColor(52, 120, 198), RGBColor(60, 160, 80), RGBColor(150, 90, 190), RGBColor(230, 150, 40), RGBColor(90, 90, 90)];
 
 /// `series`: (label, [(energy evaluations, training seconds, E-W2)]).
@@ -31,7 +45,11 @@ pub fn compare_png(path: &Path, title: &str, series: &[(String, Vec<(f64, f64, f
         shi = shi.max(p.1);
     }
     let (xlo, xhi) = (xlo / 1.5, xhi * 1.5);
+    // Early samples of an untrained sampler can be wildly off (E-W2 10¹⁵ with overlapping
+    // atoms): the axis stops at 10⁴ and such points sit on its top edge.
+    let yhi = yhi.min(1e4);
     let (ylo, yhi) = (ylo / 1.3, yhi * 1.3);
+    let clamp = |v: f64| v.min(yhi);
     let root = BitMapBackend::new(path, (1400, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(&format!("{title}: sample quality against cost (lower is better)"), ("sans-serif", 24))?;
@@ -45,7 +63,7 @@ pub fn compare_png(path: &Path, title: &str, series: &[(String, Vec<(f64, f64, f
         .x_desc("energy evaluations (log scale)")
         .y_desc("E-W2 (log scale)")
         .x_label_formatter(&|v| format!("{v:.0e}"))
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 15))
         .draw()?;
     let mut b = ChartBuilder::on(&right)
@@ -56,13 +74,13 @@ pub fn compare_png(path: &Path, title: &str, series: &[(String, Vec<(f64, f64, f
     b.configure_mesh()
         .x_desc("training time (s)")
         .y_desc("E-W2 (log scale)")
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 15))
         .draw()?;
     for (k, (label, p)) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let by_evals: Vec<(f64, f64)> = p.iter().filter(|p| finite(p.0) && finite(p.2)).map(|p| (p.0, p.2)).collect();
-        let by_time: Vec<(f64, f64)> = p.iter().filter(|p| p.1.is_finite() && finite(p.2)).map(|p| (p.1, p.2)).collect();
+        let by_evals: Vec<(f64, f64)> = p.iter().filter(|p| finite(p.0) && finite(p.2)).map(|p| (p.0, clamp(p.2))).collect();
+        let by_time: Vec<(f64, f64)> = p.iter().filter(|p| p.1.is_finite() && finite(p.2)).map(|p| (p.1, clamp(p.2))).collect();
         a.draw_series(LineSeries::new(by_evals.clone(), color.stroke_width(2)))?
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));

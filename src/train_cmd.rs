@@ -86,6 +86,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         scene.sampler.seed = seed;
     }
+    if args.steps.is_some() && !scene.sampler.kind.learns() {
+        bail!("--steps counts gradient steps, and {} takes none: give --minutes", scene.sampler.kind.label());
+    }
     let reference_path = scene.reference_path(&scene_path).or_else(|| scene.reference_path(&args.scene));
     std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
 

@@ -51,6 +51,15 @@ fn compare_writes_all_its_files_for_four_kinds() {
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["kinds"].as_array().unwrap().len(), 4);
     assert!(summary["best_final_energy_w2"].as_f64().unwrap().is_finite());
+    // The amortised cost: a learned sampler draws without the energy, MCMC's chains must move.
+    for k in summary["kinds"].as_array().unwrap() {
+        let evals = k["energy_evals_per_1000_samples"].as_f64().unwrap();
+        match k["kind"].as_str().unwrap() {
+            "mcmc" => assert!(evals > 1000.0, "MCMC draws for free? {evals}"),
+            _ => assert_eq!(evals, 0.0, "{k}"),
+        }
+        assert!(k["seconds_per_1000_samples"].as_f64().unwrap() > 0.0);
+    }
     let best_kind = summary["kinds"].as_array().unwrap().iter().filter(|k| !k["first_below_2x_best"].is_null()).count();
     assert!(best_kind >= 1, "the best kind reaches twice its own final E-W2: {summary}");
     let png = image::open(out.join("compare.png")).expect("compare.png is a PNG").to_rgb8();
@@ -93,4 +102,14 @@ fn scene_with_a_kind_that_cannot_handle_its_system_names_the_field() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("bad.ron:3:") && err.contains("sampler.kind"), "{err}");
+}
+
+/// MCMC takes no gradient steps: `train --steps` on it is refused instead of running forever.
+#[test]
+fn train_steps_on_mcmc_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["train", "scenes/dw4-mcmc.ron", "--out", dir.path().join("r").to_str().unwrap(), "--steps", "10"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--steps") && err.contains("--minutes"), "{err}");
 }

@@ -153,6 +153,8 @@ impl Scripted {
         let shown = if data.racing() { data.lanes.iter().all(|l| l.samples.is_some()) } else { data.samples.is_some() };
         shown
             && match self.until {
+                // A kind that takes no gradient steps (MCMC) counts its blocks of sweeps.
+                Until::GradientSteps(n) if !data.kind.learns() => data.counters.outer_iterations >= n,
                 Until::GradientSteps(n) => data.counters.gradient_steps >= n,
                 Until::EnergyEvals(n) => data.energy_evals() >= n,
             }

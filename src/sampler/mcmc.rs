@@ -653,6 +653,16 @@ impl super::Sampler for McmcSampler {
         Ok(Samples { x, energies, trajectory, log_weights: None })
     }
 
+    /// One block of `thin` sweeps on a copy of the chains yields one new state per chain: its
+    /// cost, scaled to `n` states.
+    fn draw_cost(&mut self, n: usize) -> Result<(f64, f64)> {
+        let mut copy = self.chains.clone();
+        let (before, start) = (copy.gradient_evals(), Instant::now());
+        copy.run(self.energy.as_ref(), self.block, false);
+        let per_state = n as f64 / self.cfg.chains as f64;
+        Ok(((copy.gradient_evals() - before) as f64 * per_state, start.elapsed().as_secs_f64() * per_state))
+    }
+
     fn live(&self) -> LiveHyper {
         LiveHyper::from_config(&SamplerConfig::default())
     }

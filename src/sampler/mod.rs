@@ -275,6 +275,14 @@ pub trait Sampler: Send {
     }
     /// Restarts the generator (to draw a reproducible set of samples).
     fn reseed(&mut self, seed: u64);
+    /// What `n` further samples cost once training stops: (energy evaluations, seconds). A
+    /// learned kind needs no energy to draw (its energies are computed only to judge them); the
+    /// default times a draw.
+    fn draw_cost(&mut self, n: usize) -> Result<(f64, f64)> {
+        let start = Instant::now();
+        self.sample(n, SampleOptions { fill: true, ..SampleOptions::default() })?;
+        Ok((0.0, start.elapsed().as_secs_f64()))
+    }
     /// Saves everything needed to resume into `dir`.
     fn save(&self, dir: &Path) -> Result<()>;
     /// Restores a state saved by [`save`](Sampler::save) into a sampler built from the same scene.
