@@ -170,7 +170,6 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
                 break;
             }
             let tick = run.tick().with_context(|| format!("{} stopped", kind.label()))?;
-            let _ = started;
             if tick.diverged {
                 bail!("{} diverged: {} gradient steps in a row were non-finite; lower its learning rate", kind.label(), run.skipped_in_a_row());
             }

@@ -542,7 +542,6 @@ pub struct McmcSampler {
     chains: Tempering,
     cfg: McmcConfig,
     sizer: UnitSizer,
-    seed: u64,
     counters: Counters,
     /// Sweeps per outer iteration (a "block"): `thin`, so a block yields decorrelated states.
     block: usize,
@@ -562,7 +561,7 @@ impl McmcSampler {
         let chains = Tempering::new(energy.as_ref(), &cfg, sampler.seed)?;
         let counters = Counters { energy_evals: chains.gradient_evals(), ..Counters::default() };
         let block = cfg.thin.max(1);
-        Ok(Self { energy, chains, cfg, sizer: UnitSizer::new(1, 1000), seed: sampler.seed, counters, block, block_left: 0, history: Default::default() })
+        Ok(Self { energy, chains, cfg, sizer: UnitSizer::new(1, 1000), counters, block, block_left: 0, history: Default::default() })
     }
 
     /// The chains (acceptance, swap rates, step sizes).
@@ -685,7 +684,6 @@ impl super::Sampler for McmcSampler {
     }
 
     fn reseed(&mut self, seed: u64) {
-        self.seed = seed;
         for (k, g) in self.chains.groups.iter_mut().enumerate() {
             g.rng = ChaCha8Rng::seed_from_u64(seed);
             g.rng.set_stream(k as u64 + 1 + (1 << 32));
