@@ -6,6 +6,7 @@ pub mod error;
 pub mod io;
 pub mod buffer;
 pub mod metrics;
+pub mod molecule;
 pub mod nn;
 pub mod run;
 pub mod sampler;

@@ -62,6 +62,17 @@ pub trait Energy: Send + Sync {
         1.0
     }
 
+    /// Whether every coordinate is an angle in (−π, π] (a molecule's free torsions): the sampler
+    /// then wraps its steps and its base distribution onto the torus.
+    fn torus(&self) -> bool {
+        false
+    }
+
+    /// The molecule behind torsion coordinates, for drawing and for structure files.
+    fn molecule(&self) -> Option<&dyn crate::molecule::Molecule> {
+        None
+    }
+
     /// Number of coordinates of one configuration.
     fn dim(&self) -> usize {
         self.layout().dim()

@@ -1,0 +1,208 @@
+//! Molecules in torsion space (molecules.md): an AMBER force field read from prmtop + PDB, or
+//! TraPPE butane, sampled over a few free torsion angles at a temperature.
+//!
+//! The sampler sees θ ∈ (−π, π]ⁿ and the reduced energy E(x(θ))/k_BT; the app and the exports
+//! see atoms, elements, bonds and positions through [`Molecule`].
+
+pub mod amber;
+pub mod butane;
+pub mod pdb;
+pub mod prmtop;
+pub mod torsion;
+
+use std::path::Path;
+
+pub use amber::ForceField;
+pub use butane::Butane;
+pub use prmtop::Prmtop;
+pub use torsion::TorsionSpace;
+
+use crate::energy::{Energy, Layout};
+use crate::error::{Error, Result};
+
+/// Boltzmann's constant in kcal/(mol·K) (molecules.md §1).
+pub const KB_KCAL_PER_MOL_K: f64 = 0.0019872041;
+
+/// What the app and the file writers need to show a molecule in torsion coordinates.
+pub trait Molecule: Send + Sync {
+    /// Element symbols, one per atom.
+    fn elements(&self) -> Vec<&'static str>;
+    /// Atom names and residue names, one per atom (for PDB files).
+    fn atom_names(&self) -> Vec<String>;
+    fn residue_names(&self) -> Vec<String>;
+    /// Bonds of the topology (0-based atom pairs).
+    fn bonds(&self) -> Vec<(usize, usize)>;
+    /// Names of the free torsions ("phi", "psi", …), in coordinate order.
+    fn torsion_names(&self) -> Vec<String>;
+    /// Atom positions (atoms × 3, Å) for torsion values `theta` (radians).
+    fn positions(&self, theta: &[f64]) -> Vec<f64>;
+    /// Temperature in kelvin.
+    fn temperature(&self) -> f64;
+    /// k_BT in kcal/mol: the unit of the reduced energy.
+    fn kt_kcal(&self) -> f64 {
+        KB_KCAL_PER_MOL_K * self.temperature()
+    }
+}
+
+/// A free torsion as a scene names it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorsionSpec {
+    /// Shown in plots and written in file headers ("phi").
+    pub name: String,
+    /// 0-based atoms i, j, k, l, bonded in sequence; k's side of the j–k bond turns.
+    pub atoms: [usize; 4],
+}
+
+/// A molecule with an AMBER force field, in torsion space, at a temperature.
+#[derive(Debug, Clone)]
+pub struct AmberMolecule {
+    top: Prmtop,
+    structure: pdb::Structure,
+    ff: ForceField,
+    space: TorsionSpace,
+    names: Vec<String>,
+    temperature: f64,
+}
+
+/// Where a molecule's definition failed: the file and position, or which torsion.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Reading the topology or the structure failed (the error names file and line).
+    File(Error),
+    /// The structure does not match the topology.
+    Mismatch(String),
+    /// A torsion is not a valid free coordinate: its index in the scene's list, and why.
+    Torsion { index: usize, message: String },
+}
+
+impl AmberMolecule {
+    /// Reads `topology` (prmtop) and `structure` (PDB) and frees `torsions` at `temperature` K.
+    pub fn load(topology: &Path, structure: &Path, torsions: &[TorsionSpec], temperature: f64) -> Result<AmberMolecule, LoadError> {
+        let top = Prmtop::load(topology).map_err(LoadError::File)?;
+        let structure_data = pdb::load(structure).map_err(LoadError::File)?;
+        if structure_data.atoms() != top.atoms() {
+            return Err(LoadError::Mismatch(format!(
+                "{}: has {} atoms, but the topology {} has {}",
+                structure.display(),
+                structure_data.atoms(),
+                topology.display(),
+                top.atoms()
+            )));
+        }
+        let ff = ForceField::new(&top).map_err(|e| LoadError::Mismatch(format!("{}: {e}", topology.display())))?;
+        let quads: Vec<[usize; 4]> = torsions.iter().map(|t| t.atoms).collect();
+        let bonds: Vec<(usize, usize)> = top.bonds.iter().map(|&(i, j, _)| (i, j)).collect();
+        let space = TorsionSpace::new(structure_data.positions.clone(), &bonds, &quads)
+            .map_err(|e| LoadError::Torsion { index: e.index, message: e.message })?;
+        Ok(AmberMolecule { top, structure: structure_data, ff, space, names: torsions.iter().map(|t| t.name.clone()).collect(), temperature })
+    }
+
+    /// The Cartesian force field (kcal/mol, Å).
+    pub fn force_field(&self) -> &ForceField {
+        &self.ff
+    }
+
+    /// The torsion coordinates.
+    pub fn space(&self) -> &TorsionSpace {
+        &self.space
+    }
+
+    /// E in kcal/mol at torsions `theta`, with ∂E/∂θ (kcal/mol/rad) in `grad`.
+    pub fn energy_kcal_grad(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let x = self.space.positions(theta);
+        let mut gx = vec![0.0; x.len()];
+        let e = self.ff.energy_grad(&x, &mut gx);
+        self.space.pull_back(&x, &gx, grad);
+        e
+    }
+}
+
+impl Molecule for AmberMolecule {
+    fn elements(&self) -> Vec<&'static str> {
+        self.top.elements()
+    }
+    fn atom_names(&self) -> Vec<String> {
+        self.structure.names.clone()
+    }
+    fn residue_names(&self) -> Vec<String> {
+        self.structure.residues.clone()
+    }
+    fn bonds(&self) -> Vec<(usize, usize)> {
+        self.top.bonds.iter().map(|&(i, j, _)| (i, j)).collect()
+    }
+    fn torsion_names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+    fn positions(&self, theta: &[f64]) -> Vec<f64> {
+        self.space.positions(theta)
+    }
+    fn temperature(&self) -> f64 {
+        self.temperature
+    }
+}
+
+impl Energy for AmberMolecule {
+    fn name(&self) -> String {
+        let residues = self.top.residue_labels.join("-");
+        format!("{residues} ({} torsions)", self.space.len())
+    }
+    fn layout(&self) -> Layout {
+        Layout { particles: 1, spatial_dim: self.space.len(), com_free: false }
+    }
+    fn energy_grad(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let kt = self.kt_kcal();
+        let e = self.energy_kcal_grad(theta, grad);
+        for g in grad.iter_mut() {
+            *g /= kt;
+        }
+        e / kt
+    }
+    fn laplacian(&self, theta: &[f64]) -> f64 {
+        laplacian_by_differences(self, theta)
+    }
+    fn torus(&self) -> bool {
+        true
+    }
+    fn molecule(&self) -> Option<&dyn Molecule> {
+        Some(self)
+    }
+}
+
+/// Σₖ ∂²E/∂θₖ² by central differences of the analytic gradient (h = 1e-5 rad: truncation
+/// O(h²) ≈ 1e-10, rounding O(ε|∇E|/h) ≈ 1e-10 relative; a handful of torsions make it cheap).
+pub(crate) fn laplacian_by_differences(e: &dyn Energy, theta: &[f64]) -> f64 {
+    let h = 1e-5;
+    let n = theta.len();
+    let (mut gp, mut gm) = (vec![0.0; n], vec![0.0; n]);
+    let mut sum = 0.0;
+    for k in 0..n {
+        let (mut tp, mut tm) = (theta.to_vec(), theta.to_vec());
+        tp[k] += h;
+        tm[k] -= h;
+        e.energy_grad(&tp, &mut gp);
+        e.energy_grad(&tm, &mut gm);
+        sum += (gp[k] - gm[k]) / (2.0 * h);
+    }
+    sum
+}
+
+/// Wraps an angle into (−π, π].
+pub fn wrap_angle(a: f64) -> f64 {
+    use std::f64::consts::{PI, TAU};
+    let w = a - TAU * ((a + PI) / TAU).floor();
+    if w <= -PI { w + TAU } else { w }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_angle_lands_in_half_open_interval() {
+        use std::f64::consts::PI;
+        for (a, want) in [(0.0, 0.0), (PI, PI), (-PI, PI), (3.0 * PI, PI), (-0.5, -0.5), (7.0, 7.0 - 2.0 * PI)] {
+            assert!((wrap_angle(a) - want).abs() < 1e-12, "{a} → {}", wrap_angle(a));
+        }
+    }
+}
