@@ -50,19 +50,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Reference samples by HMC with parallel tempering (exact draws for GMM-40).
+    /// Reference samples by HMC with parallel tempering (exact draws for GMM-40, and by grid
+    /// quadrature for molecules with one or two free torsions).
     Reference {
         /// Scene file naming the system; its `reference.mcmc` section sets the sampler.
         scene: PathBuf,
         /// Number of samples to draw.
         #[arg(long, allow_negative_numbers = true, value_parser = positive_count)]
         n: usize,
-        /// Output .npy (float32, shape (n, dim), centre of mass removed).
+        /// Output .npy (float32, shape (n, dim): centre of mass removed; torsions in radians).
         #[arg(long)]
         out: PathBuf,
         /// Seed of all random draws.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Use parallel tempering even where an exact reference exists (to validate one against
+        /// the other).
+        #[arg(long)]
+        mcmc: bool,
     },
     /// Open the desktop app on a scene (the default command; LJ-13 without a scene).
     #[cfg(feature = "app")]
@@ -95,6 +100,9 @@ enum Command {
         /// Skip eq-W2, whose n² alignments dominate the time for large clusters (LJ-55).
         #[arg(long)]
         skip_eq: bool,
+        /// Molecules: bins per torsion of the Ramachandran / torsion histograms.
+        #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = positive_count)]
+        bins: usize,
     },
 }
 
@@ -208,9 +216,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sample(args)) => train_cmd::sample(args),
         Some(Command::Compare(args)) => compare_cmd::compare(args),
         Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),
-        Some(Command::Reference { scene, n, out, seed }) => reference_cmd(&scene, n, &out, seed),
-        Some(Command::Eval { scene, samples, reference, n, seed, json, skip_eq }) => {
-            eval_cmd(&scene, &samples, reference.as_deref(), n, seed, json, skip_eq)
+        Some(Command::Reference { scene, n, out, seed, mcmc }) => reference_cmd(&scene, n, &out, seed, mcmc),
+        Some(Command::Eval { scene, samples, reference, n, seed, json, skip_eq, bins }) => {
+            eval_cmd(&scene, &samples, reference.as_deref(), n, seed, json, skip_eq, bins)
         }
     }
 }
@@ -262,6 +270,20 @@ fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Re
     if let Some((i, v)) = e.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         bail!("{}: sample {i} has energy {v} (overlapping particles?)", input.display());
     }
+    if let Some(mol) = energy.molecule() {
+        // The sampler sees E/kT; chemists read kcal/mol.
+        let kt = mol.kt_kcal();
+        let s = stats(&e);
+        println!("system   {} at {} K (kT = {kt:.4} kcal/mol)", energy.name(), mol.temperature());
+        println!("count    {}", e.len());
+        println!("E/kT     mean {:.3}  std {:.3}  min {:.3}  max {:.3}", s.mean, s.std, s.min, s.max);
+        println!("kcal/mol mean {:.3}  std {:.3}  min {:.3}  max {:.3}", s.mean * kt, s.std * kt, s.min * kt, s.max * kt);
+        if let Some(out) = out {
+            write_npy_f64(out, &[e.len()], &e)?;
+            println!("wrote {} reduced energies (E/kT) to {}", e.len(), out.display());
+        }
+        return Ok(());
+    }
     if let Some(out) = out {
         write_npy_f64(out, &[e.len()], &e)?;
         println!("wrote {} energies to {}", e.len(), out.display());
@@ -279,9 +301,12 @@ fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Re
     Ok(())
 }
 
-fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64) -> anyhow::Result<()> {
+fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64, force_mcmc: bool) -> anyhow::Result<()> {
     let scene = Scene::load(scene_path)?;
     let energy = scene.energy();
+    if energy.torus() && energy.dim() <= 2 && !force_mcmc {
+        return grid_reference(energy.as_ref(), n, out, seed);
+    }
     let cfg = &scene.reference.mcmc;
     let bar = ProgressBar::new(cfg.total_sweeps(n) as u64);
     bar.set_style(
@@ -305,6 +330,9 @@ fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64) -> anyhow::
     println!("wrote {} samples of {} to {} in {secs:.1} s", n, energy.name(), out.display());
     println!("energy   mean {:.2}  std {:.2}  min {:.2}", s.mean, s.std, s.min);
     println!("T_conf   {t_conf:.3}");
+    if let Some(mol) = energy.molecule() {
+        print_populations(&mol.torsion_names(), &output.samples, None);
+    }
     if !output.step_sizes.is_empty() {
         let temps = cfg.temperatures();
         let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
@@ -317,6 +345,46 @@ fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64) -> anyhow::
     Ok(())
 }
 
+/// The exact reference of one or two torsions: grid quadrature with 1° cells, and i.i.d. draws.
+fn grid_reference(energy: &dyn boltzmann_studio::energy::Energy, n: usize, out: &Path, seed: u64) -> anyhow::Result<()> {
+    use boltzmann_studio::molecule::grid::TorsionGrid;
+    let mol = energy.molecule().context("a torsion system is a molecule")?;
+    let start = Instant::now();
+    let grid = TorsionGrid::compute(energy, 360)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x: Vec<f32> = grid.sample(n, &mut rng).iter().map(|&v| v as f32).collect();
+    let m = Matrix::new(n, energy.dim(), x);
+    write_npy(out, &m).with_context(|| "could not save the samples")?;
+    println!(
+        "wrote {n} exact samples of {} at {} K to {} ({} grid cells of 1°, {:.1} s)",
+        energy.name(),
+        mol.temperature(),
+        out.display(),
+        grid.weights.len(),
+        start.elapsed().as_secs_f64()
+    );
+    println!("mean E/kT {:.4} (grid)   {:.4} kcal/mol", grid.mean_energy(), grid.mean_energy() * mol.kt_kcal());
+    let names = mol.torsion_names();
+    let exact: Vec<(String, f64)> = boltzmann_studio::molecule::metrics::region_labels(&names)
+        .into_iter()
+        .map(|label| (label.to_string(), grid.probability(|t| boltzmann_studio::molecule::metrics::region(t, &names) == label)))
+        .collect();
+    print_populations(&names, &m, Some(&exact));
+    Ok(())
+}
+
+/// Region populations of torsion samples, beside exact ones when given.
+fn print_populations(names: &[String], samples: &Matrix, exact: Option<&[(String, f64)]>) {
+    let x: Vec<f64> = samples.data.iter().map(|&v| v as f64).collect();
+    let pops = boltzmann_studio::molecule::metrics::populations(&x, samples.cols, names);
+    for (i, (label, p)) in pops.iter().enumerate() {
+        match exact {
+            Some(e) => println!("{label:<13} exact {:.4}   samples {p:.4}", e[i].1),
+            None => println!("{label:<13} {p:.4}"),
+        }
+    }
+}
+
 fn eval_cmd(
     scene_path: &Path,
     samples_path: &Path,
@@ -325,6 +393,7 @@ fn eval_cmd(
     seed: u64,
     json: bool,
     skip_eq: bool,
+    bins: usize,
 ) -> anyhow::Result<()> {
     let scene = Scene::load(scene_path)?;
     let reference_path = match reference {
@@ -335,6 +404,9 @@ fn eval_cmd(
     };
     let a = load_samples(samples_path, &scene)?;
     let b = load_samples(&reference_path, &scene)?;
+    if scene.system.is_molecule() {
+        return molecule_eval(&scene, &a, &b, n, seed, json, bins);
+    }
     let m = n.min(a.rows).min(b.rows);
     if m < n {
         eprintln!("note: comparing {m} samples from each set (asked for {n}; the smaller file has {m})");
@@ -365,6 +437,54 @@ fn eval_cmd(
             let covered = boltzmann_studio::energy::Gmm40::modes_covered(&a.data, 3.0);
             println!("modes    {covered}/40 hold a sample within 3 std of their mean");
         }
+    }
+    Ok(())
+}
+
+/// Torsion-space metrics (molecules.md §4): histograms on every sample of both sets; E-W2 (in kT)
+/// and torus-W2 on `n` of each, drawn without replacement.
+fn molecule_eval(scene: &Scene, a: &Matrix, b: &Matrix, n: usize, seed: u64, json: bool, bins: usize) -> anyhow::Result<()> {
+    use boltzmann_studio::molecule::metrics as tm;
+    let energy = scene.energy();
+    let mol = energy.molecule().context("a torsion system is a molecule")?;
+    let names = mol.torsion_names();
+    let m = n.min(a.rows).min(b.rows).min(tm::W2_ROWS);
+    // Shuffled, so that torus-W2 and E-W2 take random subsets of m rows.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let a = a.select(&sample(&mut rng, a.rows, a.rows).into_vec());
+    let b = b.select(&sample(&mut rng, b.rows, b.rows).into_vec());
+    let f64s = |x: &Matrix| x.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let t = tm::evaluate(&f64s(&a), &f64s(&b), a.cols, &names, bins)?;
+    let (sa, sb) = (a.select(&(0..m).collect::<Vec<_>>()), b.select(&(0..m).collect::<Vec<_>>()));
+    let e_w2 = metrics::energy_w2(&energy.batch_energy(&sa.data), &energy.batch_energy(&sb.data))?;
+    if json {
+        let v = serde_json::json!({
+            "energy_w2": e_w2,
+            "torus_w2": t.torus_w2,
+            "rama_kl": t.rama_kl,
+            "rama_tv": t.rama_tv,
+            "torsion_tv": t.torsion_tv,
+            "bins": bins,
+            "populations": t.populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "reference_populations": t.reference_populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "samples": a.rows,
+            "reference_samples": b.rows,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("{} samples vs {} reference samples of {} at {} K", a.rows, b.rows, scene.name, mol.temperature());
+    println!("E-W2      {e_w2:.4} kT   energy distributions ({m} vs {m})");
+    println!("torus-W2  {:.4} rad  wrapped angles ({m} vs {m})", t.torus_w2);
+    if let (Some(kl), Some(tv)) = (t.rama_kl, t.rama_tv) {
+        println!("rama-KL   {kl:.4}      KL(reference || samples), {bins}×{bins} bins");
+        println!("rama-TV   {tv:.4}      total variation, same bins");
+    }
+    if let Some(tv) = t.torsion_tv {
+        println!("TV        {tv:.4}      torsion histograms, {bins} bins");
+    }
+    for ((label, p), (_, r)) in t.populations.iter().zip(&t.reference_populations) {
+        println!("{label:<13} samples {p:.4}   reference {r:.4}");
     }
     Ok(())
 }

@@ -91,7 +91,7 @@ fn centred_rows(m: &Matrix, layout: Layout) -> Vec<Vec<f64>> {
 
 /// Exact optimal transport between two uniform empirical measures of equal size: a linear
 /// assignment on the cost matrix (rows × rows), returning sqrt(mean assigned cost).
-fn exact_ot_w2(cost: Vec<f64>, n: usize) -> Result<f64> {
+pub(crate) fn exact_ot_w2(cost: Vec<f64>, n: usize) -> Result<f64> {
     let (rows, cols) = lsap::solve(n, n, &cost, false).map_err(|e| Error::Invalid(format!("assignment failed: {e}")))?;
     let total: f64 = rows.iter().zip(&cols).map(|(&i, &j)| cost[i * n + j]).sum();
     Ok((total / n as f64).max(0.0).sqrt())

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::energy::{DoubleWell, Energy, Gmm40, LennardJones};
 use crate::error::{Error, Result};
+use crate::molecule::{AmberMolecule, Butane, LoadError, TorsionSpec};
 use crate::sampler::asbs::AsbsConfig;
 use crate::sampler::idem::IdemConfig;
 use crate::sampler::mcmc::McmcConfig;
@@ -61,6 +62,47 @@ pub enum System {
     DoubleWell4,
     /// A Lennard-Jones cluster of `particles` atoms in 3-D (13 and 55 are the benchmarks).
     LennardJones { particles: usize },
+    /// A molecule with an AMBER force field (prmtop + PDB) in torsion space: the sampler draws
+    /// the listed torsions at `temperature` kelvin.
+    Molecule(MoleculeSystem),
+    /// TraPPE united-atom butane: one torsion, at `temperature` kelvin.
+    Butane { temperature: f64 },
+}
+
+/// A molecule as a scene names it. Paths are relative to the scene file; [`Scene::load`] makes
+/// them absolute and loads the molecule, so that a bad file is reported at the scene's field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoleculeSystem {
+    /// AMBER topology (prmtop).
+    pub topology: String,
+    /// Coordinates (PDB), atom for atom as in the topology: bond lengths, angles and all
+    /// torsions not listed stay as here.
+    pub structure: String,
+    /// The free torsions, in coordinate order.
+    pub torsions: Vec<TorsionSpec>,
+    /// Temperature in kelvin.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    #[serde(skip)]
+    loaded: Option<std::sync::Arc<AmberMolecule>>,
+}
+
+fn default_temperature() -> f64 {
+    300.0
+}
+
+impl PartialEq for MoleculeSystem {
+    fn eq(&self, o: &Self) -> bool {
+        (&self.topology, &self.structure, &self.torsions, self.temperature) == (&o.topology, &o.structure, &o.torsions, o.temperature)
+    }
+}
+
+impl MoleculeSystem {
+    /// Loads the molecule (paths as they stand: absolute once a scene has been loaded).
+    pub fn load(&self) -> std::result::Result<AmberMolecule, LoadError> {
+        AmberMolecule::load(Path::new(&self.topology), Path::new(&self.structure), &self.torsions, self.temperature)
+    }
 }
 
 impl Default for System {
@@ -76,14 +118,26 @@ impl System {
             System::Gmm40 => Box::new(Gmm40::new()),
             System::DoubleWell4 => Box::new(DoubleWell::dw4()),
             System::LennardJones { particles } => Box::new(LennardJones::new(particles)),
+            System::Butane { temperature } => Box::new(Butane::new(temperature)),
+            System::Molecule(ref m) => match &m.loaded {
+                Some(loaded) => Box::new(AmberMolecule::clone(loaded)),
+                // Only a scene built in code, not loaded from a file, gets here.
+                None => Box::new(m.load().unwrap_or_else(|e| panic!("molecule {} could not be loaded: {e:?}", m.topology))),
+            },
         }
     }
     /// Chemical species written to XYZ files (ASE knows "X" as a dummy atom).
     pub fn species(&self) -> &'static str {
         match self {
             System::LennardJones { .. } => "Ar",
+            System::Butane { .. } => "C",
             _ => "X",
         }
+    }
+
+    /// Whether the system lives in torsion space (a molecule).
+    pub fn is_molecule(&self) -> bool {
+        matches!(self, System::Molecule(_) | System::Butane { .. })
     }
 }
 
@@ -265,17 +319,59 @@ impl Scene {
 
     /// Parses and validates scene text; `path` is used in messages only.
     pub fn parse(text: &str, path: &Path) -> Result<Scene> {
-        let scene: Scene = ron::Options::default().from_str(text).map_err(|e| Error::Scene {
+        let mut scene: Scene = ron::Options::default().from_str(text).map_err(|e| Error::Scene {
             path: path.to_path_buf(),
             line: e.position.line,
             col: e.position.col,
             message: e.code.to_string(),
         })?;
+        scene.load_molecule(text, path)?;
         scene.validate().map_err(|(field, message)| {
             let (line, col) = locate(text, field.rsplit('.').next().unwrap_or(&field));
             Error::Scene { path: path.to_path_buf(), line, col, message: format!("{field} {message}") }
         })?;
         Ok(scene)
+    }
+
+    /// Resolves a molecule's files against the scene's folder (made absolute, so that a run
+    /// folder's copy of the scene stands alone) and loads it; errors point at the scene's field
+    /// and carry the file's own position.
+    fn load_molecule(&mut self, text: &str, path: &Path) -> Result<()> {
+        let System::Molecule(m) = &mut self.system else { return Ok(()) };
+        let at = |key: &str, message: String| {
+            let (line, col) = locate(text, key);
+            Error::Scene { path: path.to_path_buf(), line, col, message }
+        };
+        let folder = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut m.topology, &mut m.structure] {
+            let p = Path::new(file.as_str());
+            if p.is_relative() {
+                let joined = folder.join(p);
+                *file = std::path::absolute(&joined).unwrap_or(joined).display().to_string();
+            }
+        }
+        if !(m.temperature.is_finite() && (1.0..=10_000.0).contains(&m.temperature)) {
+            return Err(at("temperature", format!("system.temperature must be between 1 and 10000 K (got {})", m.temperature)));
+        }
+        if m.torsions.is_empty() {
+            return Err(at("torsions", "system.torsions must name at least one free torsion".into()));
+        }
+        match m.load() {
+            Ok(loaded) => {
+                m.loaded = Some(std::sync::Arc::new(loaded));
+                Ok(())
+            }
+            Err(LoadError::File(e)) => {
+                let key = if e.to_string().starts_with(&m.structure) { "structure" } else { "topology" };
+                Err(at(key, format!("system.{key}: {e}")))
+            }
+            Err(LoadError::Mismatch(message)) => Err(at("structure", format!("system.structure: {message}"))),
+            Err(LoadError::Torsion { index, message }) => {
+                let (line, col) = locate_nth(text, "atoms", index);
+                let name = &m.torsions[index].name;
+                Err(Error::Scene { path: path.to_path_buf(), line, col, message: format!("system.torsions[{index}] ({name}): {message}") })
+            }
+        }
     }
 
     /// The scene as pretty RON (what `train` writes into its run folder).
@@ -340,6 +436,11 @@ impl Scene {
                 return err("system.particles", format!("must be between 2 and 1000 (got {particles})"));
             }
         }
+        if let System::Butane { temperature } = self.system {
+            if !(temperature.is_finite() && (1.0..=10_000.0).contains(&temperature)) {
+                return err("system.temperature", format!("must be between 1 and 10000 K (got {temperature})"));
+            }
+        }
         let s = &self.sampler;
         if !(s.sigma_min > 0.0 && s.sigma_min < s.sigma_max && s.sigma_max.is_finite()) {
             return err("sampler.sigma_min", format!("must satisfy 0 < sigma_min < sigma_max (got {} and {})", s.sigma_min, s.sigma_max));
@@ -388,15 +489,24 @@ impl Scene {
 /// 1-based (line, column) of the first `key:` in `text`, or (1, 1) if the key is absent
 /// (an invalid default is then reported at the top of the file).
 fn locate(text: &str, key: &str) -> (usize, usize) {
+    locate_nth(text, key, 0)
+}
+
+/// 1-based (line, column) of the `n`-th (0-based) `key:` in `text`, else of the first, else (1, 1).
+fn locate_nth(text: &str, key: &str, n: usize) -> (usize, usize) {
+    let mut found = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        if let Some(c) = line.find(&format!("{key}:")) {
+        let mut from = 0;
+        while let Some(off) = line[from..].find(&format!("{key}:")) {
+            let c = from + off;
             let boundary = c == 0 || !line.as_bytes()[c - 1].is_ascii_alphanumeric() && line.as_bytes()[c - 1] != b'_';
             if boundary {
-                return (i + 1, c + 1);
+                found.push((i + 1, c + 1));
             }
+            from = c + key.len() + 1;
         }
     }
-    (1, 1)
+    found.get(n).or(found.first()).copied().unwrap_or((1, 1))
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
-use boltzmann_studio::io::xyz::write_xyz;
-use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
+use boltzmann_studio::io::{Matrix, read_npy, write_npy_f64};
 use boltzmann_studio::metrics;
 use boltzmann_studio::run::{EvalPolicy, Evaluation, Evaluator, Run};
 use boltzmann_studio::sampler::{self, SampleOptions};
@@ -269,8 +268,9 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     sampler.load(&args.run_dir)?;
     sampler.reseed(args.seed);
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    if ext != "npy" && ext != "xyz" {
-        bail!("{}: output must end in .npy or .xyz", args.out.display());
+    let molecule = scene.system.is_molecule();
+    if !(ext == "npy" || ext == "xyz" || ext == "pdb" && molecule) {
+        bail!("{}: output must end in .npy or .xyz{}", args.out.display(), if molecule { " or .pdb" } else { "" });
     }
     let bar = ProgressBar::new_spinner();
     bar.set_message(format!("simulating {} samples ({} SDE steps)", args.n, scene.sampler.sample_steps.unwrap_or(scene.sampler.sde_steps)));
@@ -293,11 +293,7 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
         m = m.select(&idx);
         energies = idx.iter().map(|&i| energies[i]).collect();
     }
-    if ext == "npy" {
-        write_npy(&args.out, &m)?;
-    } else {
-        write_xyz(&args.out, &m, energy.layout(), scene.system.species(), Some(&energies))?;
-    }
+    boltzmann_studio::io::write_samples(&args.out, energy.as_ref(), scene.system.species(), &m, Some(&energies))?;
     let finite: Vec<f64> = energies.iter().copied().filter(|e| e.is_finite()).collect();
     println!("wrote {} samples to {} in {:.1} s", args.n, args.out.display(), t.elapsed().as_secs_f64());
     if !finite.is_empty() {

@@ -10,8 +10,7 @@ use bevy::window::{PrimaryWindow, RequestRedraw, WindowCloseRequested};
 
 use super::link::{Link, RunData, UiAction};
 use crate::io::csv::CsvWriter;
-use crate::io::xyz::write_xyz;
-use crate::io::{Matrix, write_npy};
+use crate::io::Matrix;
 use crate::worker::Command;
 
 pub fn plugin(app: &mut App) {
@@ -25,10 +24,8 @@ pub fn write_samples(data: &RunData, path: &Path) -> crate::Result<()> {
     };
     create_parent(path)?;
     let m = Matrix::new(b.len(), b.layout.dim(), b.x.clone());
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("xyz") => write_xyz(path, &m, b.layout, info.scene.system.species(), Some(&b.energies)),
-        _ => write_npy(path, &m),
-    }
+    let energy = info.scene.energy();
+    crate::io::write_samples(path, energy.as_ref(), info.scene.system.species(), &m, Some(&b.energies))
 }
 
 /// Writes the loss and metric history: one row per loss point, metrics where evaluated.

@@ -221,7 +221,9 @@ fn rebuild_on_new_run(
             }
         }
     }
-    if point_cloud {
+    // The density map is GMM-40's plane; a molecule's torsions (until it is drawn as atoms)
+    // show as bare points.
+    if point_cloud && layout.dim() == 2 && !info.scene.system.is_molecule() {
         let (w, image) = density_image(info);
         let texture = images.add(image);
         let map = materials.add(StandardMaterial { base_color_texture: Some(texture), unlit: true, ..default() });

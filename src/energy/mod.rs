@@ -138,6 +138,20 @@ where
     }
 }
 
+/// Puts configurations (rows of `x`) in the form samples are stored in: centre of mass removed
+/// for particle systems, angles wrapped into (−π, π] for torsion systems.
+pub fn canonicalise<T>(x: &mut [T], energy: &dyn Energy)
+where
+    T: Copy + Into<f64> + FromF64,
+{
+    remove_com(x, energy.layout());
+    if energy.torus() {
+        for v in x.iter_mut() {
+            *v = T::from_f64(crate::molecule::wrap_angle((*v).into()));
+        }
+    }
+}
+
 /// Conversion back from f64 for the generic helpers here.
 pub trait FromF64 {
     fn from_f64(v: f64) -> Self;

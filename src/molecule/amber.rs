@@ -125,7 +125,7 @@ impl ForceField {
         assert_eq!(grad.len(), x.len());
         grad.fill(0.0);
         let p = |a: usize| [x[3 * a], x[3 * a + 1], x[3 * a + 2]];
-        let mut add = |grad: &mut [f64], a: usize, v: [f64; 3], s: f64| {
+        let add = |grad: &mut [f64], a: usize, v: [f64; 3], s: f64| {
             for k in 0..3 {
                 grad[3 * a + k] += s * v[k];
             }

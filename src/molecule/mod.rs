@@ -6,6 +6,8 @@
 
 pub mod amber;
 pub mod butane;
+pub mod grid;
+pub mod metrics;
 pub mod pdb;
 pub mod prmtop;
 pub mod torsion;
@@ -185,6 +187,44 @@ pub(crate) fn laplacian_by_differences(e: &dyn Energy, theta: &[f64]) -> f64 {
         sum += (gp[k] - gm[k]) / (2.0 * h);
     }
     sum
+}
+
+/// Writes torsion samples (rows of `m`, radians) as extended XYZ frames of the molecule's atoms,
+/// centred, with element symbols and the torsion values and reduced energy in each comment line.
+pub fn write_xyz(path: &Path, mol: &dyn Molecule, m: &crate::io::Matrix, energies: Option<&[f64]>) -> Result<()> {
+    use std::fmt::Write as _;
+    let elements = mol.elements();
+    let names = mol.torsion_names();
+    let mut out = String::new();
+    for i in 0..m.rows {
+        let theta: Vec<f64> = m.row(i).iter().map(|&v| v as f64).collect();
+        let mut x = mol.positions(&theta);
+        centre(&mut x);
+        let _ = writeln!(out, "{}", elements.len());
+        let _ = write!(out, "Properties=species:S:1:pos:R:3 pbc=\"F F F\" sample={i}");
+        for (n, t) in names.iter().zip(&theta) {
+            let _ = write!(out, " {n}={:.6}", t.to_degrees());
+        }
+        if let Some(e) = energies {
+            let _ = write!(out, " energy_kT={:.6}", e[i]);
+        }
+        out.push('\n');
+        for (a, el) in elements.iter().enumerate() {
+            let _ = writeln!(out, "{el} {:.6} {:.6} {:.6}", x[3 * a], x[3 * a + 1], x[3 * a + 2]);
+        }
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+/// Moves the geometric centre of positions (atoms × 3) to the origin, for display.
+pub fn centre(x: &mut [f64]) {
+    let n = (x.len() / 3).max(1) as f64;
+    for k in 0..3 {
+        let c = x.iter().skip(k).step_by(3).sum::<f64>() / n;
+        for v in x.iter_mut().skip(k).step_by(3) {
+            *v -= c;
+        }
+    }
 }
 
 /// Wraps an angle into (−π, π].

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Advance, Batch, Counters, LiveHyper, Phase, RngState, SampleOptions, Samples, SamplerKind, UnitSizer};
-use crate::energy::{Energy, remove_com};
+use crate::energy::{Energy, canonicalise, remove_com};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::scene::SamplerConfig;
@@ -224,7 +224,7 @@ impl Tempering {
                 g.sweep(energy, cfg, temps, s, adapting);
                 if record && !adapting && (s + 1 - cfg.burn_in) % cfg.thin == 0 {
                     let mut x = g.replicas[0].x.clone();
-                    remove_com(&mut x, energy.layout());
+                    canonicalise(&mut x, energy);
                     g.recorded.push(x);
                 }
             }
@@ -247,7 +247,7 @@ impl Tempering {
         let mut x = Vec::with_capacity(self.groups.len() * energy.dim());
         for g in &self.groups {
             let mut r = g.replicas[0].x.clone();
-            remove_com(&mut r, energy.layout());
+            canonicalise(&mut r, energy);
             x.extend(r.iter().map(|&v| v as f32));
         }
         (x, self.groups.iter().map(|g| g.replicas[0].energy).collect())
@@ -417,10 +417,13 @@ impl Tempering {
 }
 
 /// A start: a Gaussian of std `prior_std` when given; otherwise one far from overlaps, particles
-/// on a jittered cubic/square lattice at the system's preferred spacing, or a Gaussian blob for
-/// non-particle systems.
+/// on a jittered cubic/square lattice at the system's preferred spacing, a uniform point of the
+/// torus for torsions, or a Gaussian blob for other non-particle systems.
 fn initial_configuration(energy: &dyn Energy, prior_std: Option<f64>, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let layout = energy.layout();
+    if energy.torus() && prior_std.is_none() {
+        return (0..layout.dim()).map(|_| rng.random_range(-std::f64::consts::PI..std::f64::consts::PI)).collect();
+    }
     if let Some(std) = prior_std {
         let mut x: Vec<f64> = (0..layout.dim()).map(|_| std * rng.sample::<f64, _>(StandardNormal)).collect();
         remove_com(&mut x, layout);

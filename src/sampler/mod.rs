@@ -304,8 +304,15 @@ pub fn build(scene: &Scene) -> Result<Box<dyn Sampler>> {
 
 /// Whether the scene's sampler kind can handle its system: `Err` names the field.
 pub fn check_system(scene: &Scene) -> Result<()> {
-    let layout = scene.energy().layout();
+    let energy = scene.energy();
+    let layout = energy.layout();
     let kind = scene.sampler.kind;
+    if energy.torus() && kind != SamplerKind::Mcmc {
+        return Err(Error::Invalid(format!(
+            "sampler.kind {kind:?} cannot handle {} yet: molecules in torsion space are sampled by Mcmc only so far",
+            scene.name
+        )));
+    }
     // The harmonic prior and the equivariant corrector need particles; iDEM's score network
     // here is the EGNN too.
     if matches!(kind, SamplerKind::Asbs | SamplerKind::Idem) && !layout.com_free {
