@@ -228,14 +228,12 @@ pub(crate) fn load_samples(path: &Path, scene: &Scene) -> anyhow::Result<Matrix>
     let m = read_npy(path)?;
     let dim = scene.energy().dim();
     if m.cols != dim {
-        bail!(
-            "{}: rows have {} coordinates, but {} needs {dim} ({} particles × {}-D)",
-            path.display(),
-            m.cols,
-            scene.name,
-            scene.energy().layout().particles,
-            scene.energy().layout().spatial_dim
-        );
+        let what = if scene.system.is_molecule() {
+            format!("torsion angles in radians, {}", scene.energy().molecule().map(|m| m.torsion_names().join(", ")).unwrap_or_default())
+        } else {
+            format!("{} particles × {}-D", scene.energy().layout().particles, scene.energy().layout().spatial_dim)
+        };
+        bail!("{}: rows have {} coordinates, but {} needs {dim} ({what})", path.display(), m.cols, scene.name);
     }
     if m.rows == 0 {
         bail!("{}: contains no samples", path.display());

@@ -16,12 +16,14 @@ pub const DIST_BINS: usize = 200;
 pub struct MetricSet {
     /// 1-D Wasserstein-2 between the energy distributions.
     pub energy_w2: f64,
-    /// W2 on flattened CoM-free coordinates, no alignment (DEM's "x-W2").
+    /// W2 on flattened CoM-free coordinates, no alignment (DEM's "x-W2"); for a molecule's
+    /// torsions, torus-W2 on (φ, ψ) (or the one torsion).
     pub x_w2: f64,
     /// W2 with cost after best permutation and rotation (the Adjoint Sampling table's "W2");
     /// `None` when skipped.
     pub eq_w2: Option<f64>,
-    /// Total variation between pooled interatomic-distance histograms (0 for non-particle systems).
+    /// Total variation between pooled interatomic-distance histograms (0 for non-particle
+    /// systems); for a molecule's torsions, that of the 64 × 64 Ramachandran (or 64-bin torsion) histograms.
     pub dist_tv: f64,
 }
 
@@ -39,6 +41,20 @@ pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, which
     check_pair(samples, reference, layout)?;
     let ea = energy.batch_energy(&samples.data);
     let eb = energy.batch_energy(&reference.data);
+    if let Some(mol) = energy.molecule() {
+        // Torsions: the wrapped metrics in the same slots (molecules.md §4).
+        use crate::molecule::metrics as tm;
+        let names = mol.torsion_names();
+        let cols = tm::ramachandran_columns(&names).map_or(vec![0], |(i, j)| vec![i, j]);
+        let (a, b): (Vec<f64>, Vec<f64>) = (samples.data.iter().map(|&v| v as f64).collect(), reference.data.iter().map(|&v| v as f64).collect());
+        let d = samples.cols;
+        return Ok(MetricSet {
+            energy_w2: energy_w2(&ea, &eb)?,
+            x_w2: tm::torus_w2(&a, &b, d, &cols)?,
+            eq_w2: None,
+            dist_tv: tm::total_variation(&tm::histogram(&a, d, &cols, tm::RAMA_BINS), &tm::histogram(&b, d, &cols, tm::RAMA_BINS)),
+        });
+    }
     Ok(MetricSet {
         energy_w2: energy_w2(&ea, &eb)?,
         x_w2: x_w2(samples, reference, layout)?,

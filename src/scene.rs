@@ -258,6 +258,8 @@ pub enum NetworkKind {
     Egnn,
     /// Multilayer perceptron with a time embedding, for GMM-40.
     Mlp,
+    /// The same MLP fed cos θ and sin θ of every angle: periodic, for a molecule's torsions.
+    TorusMlp,
 }
 
 /// When to measure sample quality during training.
@@ -471,6 +473,16 @@ impl Scene {
         }
         if !(self.view.bond_cutoff >= 0.0 && self.view.particle_radius > 0.0) {
             return err("view.bond_cutoff", "and view.particle_radius must be non-negative and positive".into());
+        }
+        let torus = self.system.is_molecule();
+        if torus != (self.network.kind == NetworkKind::TorusMlp) && s.kind != SamplerKind::Mcmc {
+            return err(
+                "network.kind",
+                if torus { "must be TorusMlp for a molecule's torsions (periodic inputs)".into() } else { "TorusMlp is for molecules' torsions only".into() },
+            );
+        }
+        if torus && s.scale != 1.0 {
+            return err("sampler.scale", format!("must be 1 for torsions, which are angles in radians (got {})", s.scale));
         }
         if let Err(e) = crate::nn::select_device(&s.device) {
             return err("sampler.device", e.to_string());

@@ -319,10 +319,11 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
         ui.label("Changing these rebuilds the network or the noise; press the button to restart with them.");
         let s = &mut edit.scene;
         egui::Grid::new("restart").num_columns(2).show(ui, |ui| {
-            ui.label("network").on_hover_text("EGNN respects rotations and particle swaps; MLP is a plain network (for GMM-40).");
+            ui.label("network").on_hover_text("EGNN respects rotations and particle swaps; MLP is a plain network (for GMM-40); TorusMlp sees cos and sin of a molecule's torsions.");
             egui::ComboBox::from_id_salt("kind").selected_text(format!("{:?}", s.network.kind)).show_ui(ui, |ui| {
                 ui.selectable_value(&mut s.network.kind, NetworkKind::Egnn, "Egnn");
                 ui.selectable_value(&mut s.network.kind, NetworkKind::Mlp, "Mlp");
+                ui.selectable_value(&mut s.network.kind, NetworkKind::TorusMlp, "TorusMlp");
             });
             ui.end_row();
             field(ui, "layers", &mut s.network.layers, 1..=12, false, "Number of network layers: deeper can represent more, trains slower.");

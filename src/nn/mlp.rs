@@ -1,4 +1,6 @@
-//! A multilayer perceptron control for systems without particle symmetry (GMM-40).
+//! A multilayer perceptron control for systems without particle symmetry: GMM-40's plane, and
+//! the torus of a molecule's torsions (there it sees cos θ and sin θ of every angle, so that its
+//! output is periodic).
 
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::Linear;
@@ -12,13 +14,15 @@ const FREQS: usize = 8;
 pub struct Mlp {
     layers: Vec<Linear>,
     input_scale: f64,
+    periodic: bool,
     freqs: Tensor,
 }
 
 impl Mlp {
-    /// `layers` hidden layers of width `hidden`; inputs are x / `input_scale` and time features.
-    pub fn new(dim: usize, layers: usize, hidden: usize, input_scale: f64, init: &mut Init) -> Result<Self> {
-        let mut widths = vec![dim + 2 * FREQS + 1];
+    /// `layers` hidden layers of width `hidden`; inputs are x / `input_scale` (or cos x, sin x
+    /// when `periodic`) and time features.
+    pub fn new(dim: usize, layers: usize, hidden: usize, input_scale: f64, periodic: bool, init: &mut Init) -> Result<Self> {
+        let mut widths = vec![if periodic { 2 * dim } else { dim } + 2 * FREQS + 1];
         widths.extend(std::iter::repeat_n(hidden, layers));
         widths.push(dim);
         let last = widths.len() - 2;
@@ -28,7 +32,7 @@ impl Mlp {
             .map(|(k, w)| init.linear(&format!("mlp.{k}"), w[0], w[1], true, if k == last { 0.01 } else { 1.0 }))
             .collect::<Result<Vec<_>>>()?;
         let f: Vec<f32> = (1..=FREQS).map(|k| (2.0 * std::f64::consts::PI * k as f64) as f32).collect();
-        Ok(Self { layers, input_scale, freqs: Tensor::from_vec(f, (1, FREQS), init.device)? })
+        Ok(Self { layers, input_scale, periodic, freqs: Tensor::from_vec(f, (1, FREQS), init.device)? })
     }
 
     /// s_θ(x, t): x (B, dim), t (B,) → (B, dim).
@@ -36,7 +40,11 @@ impl Mlp {
         let (b, _) = x.dims2()?;
         let t = t.reshape((b, 1))?;
         let phase = t.broadcast_mul(&self.freqs)?; // (B, FREQS)
-        let mut h = Tensor::cat(&[&(x / self.input_scale)?, &phase.sin()?, &phase.cos()?, &t], D::Minus1)?;
+        let mut h = if self.periodic {
+            Tensor::cat(&[&x.cos()?, &x.sin()?, &phase.sin()?, &phase.cos()?, &t], D::Minus1)?
+        } else {
+            Tensor::cat(&[&(x / self.input_scale)?, &phase.sin()?, &phase.cos()?, &t], D::Minus1)?
+        };
         for (k, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
             if k + 1 < self.layers.len() {

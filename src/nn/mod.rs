@@ -37,7 +37,8 @@ impl ControlNet {
                 Egnn::new(layout, cfg.layers, cfg.hidden, init)?,
                 egnn_cpu::EgnnParams::new(layout, cfg.layers, cfg.hidden),
             ),
-            NetworkKind::Mlp => ControlNet::Mlp(Mlp::new(layout.dim(), cfg.layers, cfg.hidden, input_scale, init)?),
+            NetworkKind::Mlp => ControlNet::Mlp(Mlp::new(layout.dim(), cfg.layers, cfg.hidden, input_scale, false, init)?),
+            NetworkKind::TorusMlp => ControlNet::Mlp(Mlp::new(layout.dim(), cfg.layers, cfg.hidden, input_scale, true, init)?),
         })
     }
 

@@ -19,7 +19,7 @@ use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{Inference, TrainedNet};
 use crate::scene::{NetworkConfig, NetworkOutput, SamplerConfig};
-use crate::sde::{NoiseSchedule, bridge_sample, euler_time, fill_normal, frames_at_uniform_times};
+use crate::sde::{NoiseSchedule, bridge_sample, euler_time, fill_normal, frames_at_uniform_times, lift, wrap_in_place, wrapped_normal};
 
 /// What one outer iteration did (see [`AdjointSampler::step`]).
 #[derive(Debug, Clone, Default)]
@@ -44,6 +44,8 @@ pub struct ControlledSde {
     pub layout: Layout,
     pub output: NetworkOutput,
     pub time_warp: f64,
+    /// The coordinates are angles: every Euler step wraps onto the torus (torsional variant).
+    pub torus: bool,
 }
 
 /// Simulated paths: end points, the first path's frames (if asked), and each path's control cost
@@ -125,6 +127,9 @@ impl ControlledSde {
                 cost[i] += dnu.sqrt() * dot + 0.5 * dnu * ss;
             }
             remove_com(x, self.layout);
+            if self.torus {
+                wrap_in_place(x);
+            }
             if keep_path {
                 path.push(x[..dim].to_vec());
             }
@@ -192,7 +197,7 @@ impl AdjointSampler {
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
         let net = TrainedNet::new(network, layout, sampler.sigma_max, hyper.learning_rate, sampler.ema, &mut rng, &device)?;
         let buffer = ReplayBuffer::new(layout.dim(), hyper.buffer_size);
-        let sde = ControlledSde { schedule, layout, output: network.output, time_warp: sampler.time_warp };
+        let sde = ControlledSde { schedule, layout, output: network.output, time_warp: sampler.time_warp, torus: energy.torus() };
         Ok(Self {
             energy,
             layout,
@@ -263,7 +268,7 @@ impl AdjointSampler {
         let dim = self.layout.dim();
         let (energies, g) = clipped_gradients(self.energy.as_ref(), y, self.scale, self.hyper.grad_clip as f32);
         self.counters.energy_evals += energies.len() as u64;
-        let targets = adjoint_targets(&self.sde.schedule, y, &g);
+        let targets = if self.sde.torus { torus_adjoint_targets(&self.sde.schedule, y, &g) } else { adjoint_targets(&self.sde.schedule, y, &g) };
         let far = (20.0 * self.sde.schedule.nu1().sqrt()) as f32;
         let (mut xs, mut as_) = (Vec::with_capacity(y.len()), Vec::with_capacity(y.len()));
         for (i, &e) in energies.iter().enumerate() {
@@ -287,7 +292,17 @@ impl AdjointSampler {
         let bs = self.hyper.batch_size;
         let (x1, a) = self.buffer.sample(bs, &mut self.rng);
         let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
-        let xt = bridge_sample(&self.sde.schedule, self.layout, &x1, &t, &mut self.rng);
+        let xt = if self.sde.torus {
+            // The lifted bridge: unwrap each end point by a winding drawn from the base
+            // process's weights, bridge in the plane, wrap back.
+            let nu1 = self.sde.schedule.nu1();
+            let lifted: Vec<f32> = x1.iter().map(|&y| lift(y, nu1, &mut self.rng)).collect();
+            let mut xt = bridge_sample(&self.sde.schedule, self.layout, &lifted, &t, &mut self.rng);
+            wrap_in_place(&mut xt);
+            xt
+        } else {
+            bridge_sample(&self.sde.schedule, self.layout, &x1, &t, &mut self.rng)
+        };
         let c: Vec<f32> = t.iter().map(|&t| self.sde.output_scale(t)).collect();
         self.counters.network_backward += bs as u64;
         self.net.train_step(&xt, &t, |first, out| regression_loss(out, &a, &c, first, self.layout.dim(), bs))
@@ -323,6 +338,14 @@ impl AdjointSampler {
         // The base marginal lives on the CoM-free subspace for particle systems.
         let d_eff = if self.layout.com_free { (self.layout.particles - 1) * self.layout.spatial_dim } else { dim } as f64;
         let log_norm = 0.5 * d_eff * (2.0 * std::f64::consts::PI * nu).ln();
+        // log p_base(Y₁): the wrapped normal on the torus, a Gaussian in the plane.
+        let log_base = |row: &[f32]| -> f64 {
+            if self.sde.torus {
+                row.iter().map(|&v| wrapped_normal(v as f64, nu).0).sum()
+            } else {
+                -0.5 * row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / nu - log_norm
+            }
+        };
         energies
             .iter()
             .zip(cost)
@@ -331,8 +354,7 @@ impl AdjointSampler {
                 if !e.is_finite() {
                     return f64::NEG_INFINITY;
                 }
-                let r2: f64 = x[i * dim..(i + 1) * dim].iter().map(|&v| (v as f64).powi(2)).sum();
-                -(e - 0.5 * r2 / nu - log_norm) - c
+                -(e + log_base(&x[i * dim..(i + 1) * dim])) - c
             })
             .collect()
     }
@@ -400,6 +422,13 @@ pub(crate) fn check_sde_config(sampler: &SamplerConfig) -> Result<()> {
 pub fn adjoint_targets(schedule: &NoiseSchedule, y: &[f32], g: &[f32]) -> Vec<f32> {
     let inv_nu1 = (1.0 / schedule.nu1()) as f32;
     y.iter().zip(g).map(|(x, g)| g - x * inv_nu1).collect()
+}
+
+/// The torsional variant's targets a = ∇g(y) = clip(∇E(y)) + ∇ log WN(y; 0, ν(1)): the base
+/// marginal at t = 1 is the wrapped normal on the torus.
+pub fn torus_adjoint_targets(schedule: &NoiseSchedule, y: &[f32], g: &[f32]) -> Vec<f32> {
+    let nu1 = schedule.nu1();
+    y.iter().zip(g).map(|(&x, &g)| g + wrapped_normal(x as f64, nu1).1 as f32).collect()
 }
 
 /// The regression loss mean‖c·out + a‖² over a batch of `bs` rows, for the rows of one chunk
@@ -520,7 +549,7 @@ mod tests {
         let net_cfg = NetworkConfig { kind: NetworkKind::Egnn, layers: 2, hidden: 16, output: NetworkOutput::Control };
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let net = TrainedNet::new(&net_cfg, layout, 2.0, 1e-3, 0.0, &mut rng, &Device::Cpu).unwrap();
-        let sde = ControlledSde { schedule: NoiseSchedule::new(1e-2, 2.0), layout, output: NetworkOutput::Control, time_warp: 1.0 };
+        let sde = ControlledSde { schedule: NoiseSchedule::new(1e-2, 2.0), layout, output: NetworkOutput::Control, time_warp: 1.0, torus: false };
         let inf = net.inference(false).unwrap();
         let dim = layout.dim();
         let whole = sde.simulate(&inf, vec![0.0; 10 * dim], 30, 99, 0, false).unwrap();

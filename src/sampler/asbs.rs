@@ -127,7 +127,7 @@ impl AsbsSampler {
         Ok(Self {
             energy,
             layout,
-            sde: ControlledSde { schedule, layout, output: network.output, time_warp: sampler.time_warp },
+            sde: ControlledSde { schedule, layout, output: network.output, time_warp: sampler.time_warp, torus: false },
             cfg: sampler.asbs.clone(),
             control,
             corrector,

@@ -307,9 +307,9 @@ pub fn check_system(scene: &Scene) -> Result<()> {
     let energy = scene.energy();
     let layout = energy.layout();
     let kind = scene.sampler.kind;
-    if energy.torus() && kind != SamplerKind::Mcmc {
+    if energy.torus() && !matches!(kind, SamplerKind::Adjoint | SamplerKind::Mcmc) {
         return Err(Error::Invalid(format!(
-            "sampler.kind {kind:?} cannot handle {} yet: molecules in torsion space are sampled by Mcmc only so far",
+            "sampler.kind {kind:?} cannot handle {}: molecules in torsion space are sampled by Adjoint (torsional) or Mcmc",
             scene.name
         )));
     }
