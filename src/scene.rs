@@ -135,6 +135,16 @@ impl System {
         }
     }
 
+    /// The temperature in kelvin, for systems that have one (molecules; the others are in
+    /// reduced units, T = 1).
+    pub fn temperature(&self) -> Option<f64> {
+        match self {
+            System::Molecule(m) => Some(m.temperature),
+            System::Butane { temperature } => Some(*temperature),
+            _ => None,
+        }
+    }
+
     /// Whether the system lives in torsion space (a molecule).
     pub fn is_molecule(&self) -> bool {
         matches!(self, System::Molecule(_) | System::Butane { .. })

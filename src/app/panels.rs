@@ -220,6 +220,13 @@ fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &Pane
         if let Some(stage) = &data.stage {
             ui.label(format!("— {stage}")).on_hover_text("The stage the sampler is in: ASBS alternates adjoint and corrector matching; MCMC adapts its step sizes during burn-in");
         }
+        if let Some(t) = data.info.as_ref().and_then(|i| i.scene.system.temperature()) {
+            ui.separator();
+            let kt = crate::molecule::KB_KCAL_PER_MOL_K * t;
+            ui.label(format!("T = {t:.0} K")).on_hover_text(format!(
+                "Temperature of the target density exp(−E/kT): kT = {kt:.3} kcal/mol; energies in the plots are E/kT"
+            ));
+        }
         ui.separator();
         ui.label(phase_text(data));
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
