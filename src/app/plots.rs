@@ -139,7 +139,12 @@ pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettin
         ("E-W2", series(&|m| Some(tr(m.energy_w2))), egui::Color32::from_rgb(220, 90, 90)),
         // eq-W2 is computed on the scene's evaluation cadence only.
         ("eq-W2", series(&|m| m.eq_w2.map(tr)), egui::Color32::from_rgb(90, 160, 230)),
-        ("x-W2", series(&|m| Some(tr(m.x_w2))), egui::Color32::from_rgb(120, 200, 120)),
+        // For a molecule's torsions the same slot holds torus-W2 (wrapped angles, radians).
+        (
+            if data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule()) { "torus-W2" } else { "x-W2" },
+            series(&|m| Some(tr(m.x_w2))),
+            egui::Color32::from_rgb(120, 200, 120),
+        ),
     ];
     Plot::new("metrics")
         .height(PLOT_HEIGHT)
@@ -179,7 +184,7 @@ fn histogram_plot(ui: &mut egui::Ui, id: &str, x_label: &str, h: &Option<(Histog
         .show(ui, |p| {
             p.bar_chart(BarChart::new("current samples", bars).color(SAMPLES_COLOR));
             if reference_available {
-                p.line(Line::new("reference (MCMC)", PlotPoints::from(steps)).color(REFERENCE_COLOR).width(2.0));
+                p.line(Line::new("reference samples", PlotPoints::from(steps)).color(REFERENCE_COLOR).width(2.0));
             }
         });
 }
@@ -300,7 +305,7 @@ pub fn race_energy_histogram(ui: &mut egui::Ui, data: &RunData) {
         .legend(Legend::default().position(Corner::RightTop))
         .show(ui, |p| {
             if !info.reference_energies.is_empty() {
-                p.bar_chart(BarChart::new("reference (MCMC)", bars).color(egui::Color32::from_gray(120)));
+                p.bar_chart(BarChart::new("reference samples", bars).color(egui::Color32::from_gray(120)));
             }
             for (k, lane) in data.lanes.iter().enumerate() {
                 let Some(b) = &lane.samples else { continue };
