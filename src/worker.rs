@@ -71,6 +71,10 @@ pub struct RunInfo {
     /// Energies and pooled interatomic distances of the reference subset (empty without one).
     pub reference_energies: Vec<f64>,
     pub reference_distances: Vec<f64>,
+    /// A molecule's reference subset in torsion coordinates (rows × torsions, radians), and the
+    /// torsions' names (both empty for other systems).
+    pub reference_torsions: Vec<f32>,
+    pub torsion_names: Vec<String>,
     /// The kinds of a race, in lane order (empty for a single run).
     pub race: Vec<SamplerKind>,
 }
@@ -605,11 +609,16 @@ impl Run {
             }
             None => (Vec::new(), Vec::new()),
         };
+        let reference_torsions = match (&evaluator, energy.torus()) {
+            (Some(ev), true) => ev.reference().data.clone(),
+            _ => Vec::new(),
+        };
+        let torsion_names = energy.molecule().map(|m| m.torsion_names()).unwrap_or_default();
         // Live metrics judge each iteration's new samples (E-W2, x-W2 and dist-TV are cheap next
         // to simulating them); eq-W2 on the scene's evaluation cadence.
         let eq_every = scene.schedule.eval_every as u64;
         let driver = Driver::new(sampler, evaluator, EvalPolicy::Never, true, eq_every);
-        let info = RunInfo { generation, scene, scene_path: path, layout, reference_energies, reference_distances, race };
+        let info = RunInfo { generation, scene, scene_path: path, layout, reference_energies, reference_distances, reference_torsions, torsion_names, race };
         Ok(Run { driver, info: Arc::new(info) })
     }
 }

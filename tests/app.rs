@@ -48,6 +48,8 @@ fn started(f: &Fake, generation: u64) {
         layout,
         reference_energies: vec![-22.0, -23.0],
         reference_distances: vec![4.0, 5.0],
+        reference_torsions: Vec::new(),
+        torsion_names: Vec::new(),
         race: Vec::new(),
     };
     f.events.send(Event::Started(Arc::new(info))).unwrap();

@@ -465,8 +465,18 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
     plots::loss_plot(ui, data, settings);
     ui.strong("Energy histogram").on_hover_text("Energies of the latest samples (bars) against the reference samples (line), same bins, density-normalised; samples beyond the range are counted in the end bins");
     plots::energy_histogram(ui, data, cache);
-    ui.strong("Interatomic distances").on_hover_text("All pair distances of the latest samples against the reference");
-    plots::distance_histogram(ui, data, cache);
+    if data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule()) {
+        let two = data.info.as_ref().is_some_and(|i| i.torsion_names.len() >= 2);
+        ui.strong(if two { "Ramachandran map (φ, ψ)" } else { "Torsion φ" }).on_hover_text(if two {
+            "The latest samples' φ and ψ (points) over the reference density (shading); basins C5, C7eq, αR, αL"
+        } else {
+            "The latest samples' torsion (bars) against the reference (line); trans is |φ| > 120°, gauche± inside"
+        });
+        plots::torsion_plot(ui, data);
+    } else {
+        ui.strong("Interatomic distances").on_hover_text("All pair distances of the latest samples against the reference");
+        plots::distance_histogram(ui, data, cache);
+    }
     ui.strong("Sample quality").on_hover_text("E-W2: Wasserstein-2 between energy distributions; eq-W2: between configurations after best rotation and permutation; x-W2: raw coordinates");
     plots::metrics_plot(ui, data, settings);
     ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, 0–1: how much an exact reweighting keeps. Often tiny; it is reported as it is.");

@@ -4,7 +4,7 @@
 
 use bevy::prelude::*;
 use bevy_egui::egui;
-use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Bar, BarChart, Corner, Heatmap, Legend, Line, Plot, PlotPoint, PlotPoints, Points, Text, VLine};
 
 use super::link::RunData;
 use crate::metrics::{Histogram, interatomic_distances};
@@ -201,6 +201,84 @@ pub fn distance_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCa
     }
     let has_ref = data.info.as_ref().is_some_and(|i| !i.reference_distances.is_empty());
     histogram_plot(ui, "dist_hist", "interatomic distance r (length units)", &cache.distance, has_ref);
+}
+
+/// A molecule's torsions. With φ and ψ: the latest samples (points, degrees) over the reference
+/// density (a 36 × 36 heat map of 10° cells, square-root scaled so that sparse basins show),
+/// the basins labelled. With one torsion (butane): its histogram against the reference's, with
+/// trans (|φ| > 120°) and gauche marked.
+pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
+    use crate::molecule::metrics as tm;
+    let Some(info) = &data.info else { return };
+    let dim = info.layout.dim();
+    let samples: Vec<f64> = data.samples.as_ref().map(|b| b.x.iter().map(|&v| v as f64).collect()).unwrap_or_default();
+    let reference: Vec<f64> = info.reference_torsions.iter().map(|&v| v as f64).collect();
+    if let Some((i, j)) = tm::ramachandran_columns(&info.torsion_names) {
+        const BINS: usize = 36;
+        let h = tm::histogram(&reference, dim, &[i, j], BINS);
+        // The histogram is φ-major; the heat map's rows run along ψ, its first row at the bottom.
+        let mut values = vec![0.0; BINS * BINS];
+        for a in 0..BINS {
+            for b in 0..BINS {
+                values[b * BINS + a] = h[a * BINS + b].sqrt();
+            }
+        }
+        let pts: Vec<[f64; 2]> = samples.chunks(dim).map(|r| [tm::wrap(r[i]).to_degrees(), tm::wrap(r[j]).to_degrees()]).collect();
+        Plot::new("ramachandran")
+            .height(PLOT_HEIGHT * 1.8)
+            .data_aspect(1.0)
+            .include_x(-180.0)
+            .include_x(180.0)
+            .include_y(-180.0)
+            .include_y(180.0)
+            .x_axis_label("φ (degrees) — points: current samples; shading: reference density")
+            .y_axis_label("ψ (degrees)")
+            .show(ui, |p| {
+                if !reference.is_empty() {
+                    p.heatmap(
+                        Heatmap::new(values, BINS)
+                            .at(PlotPoint::new(-180.0, -180.0))
+                            .size(360.0, 360.0)
+                            .show_labels(false)
+                            .palette(&[egui::Color32::from_gray(18), egui::Color32::from_rgb(70, 60, 120), egui::Color32::from_rgb(230, 140, 60)])
+                            .name("reference density"),
+                    );
+                }
+                p.points(Points::new("current samples", PlotPoints::from(pts)).radius(1.5).color(SAMPLES_COLOR));
+                for (label, x, y) in [("C5", -150.0, 165.0), ("C7eq", -80.0, 80.0), ("αR", -70.0, -45.0), ("αL", 60.0, 45.0)] {
+                    p.text(Text::new(label, PlotPoint::new(x, y), label).color(egui::Color32::WHITE));
+                }
+            });
+    } else {
+        const BINS: usize = 72;
+        let w = 360.0 / BINS as f64;
+        let hs = tm::histogram(&samples, dim, &[0], BINS);
+        let hr = tm::histogram(&reference, dim, &[0], BINS);
+        let bars: Vec<Bar> = hs.iter().enumerate().map(|(k, &v)| Bar::new(-180.0 + (k as f64 + 0.5) * w, v / w).width(w)).collect();
+        let mut steps = Vec::with_capacity(2 * BINS);
+        for (k, &v) in hr.iter().enumerate() {
+            steps.push([-180.0 + k as f64 * w, v / w]);
+            steps.push([-180.0 + (k + 1) as f64 * w, v / w]);
+        }
+        let trans = |x: &[f64]| x.chunks(dim).filter(|r| tm::butane_state(r[0]) == "trans").count() as f64 / (x.len() / dim).max(1) as f64;
+        let (ts, tr) = (trans(&samples), trans(&reference));
+        Plot::new("torsion")
+            .height(PLOT_HEIGHT)
+            .include_x(-180.0)
+            .include_x(180.0)
+            .x_axis_label(format!("φ (degrees) — trans: samples {ts:.3}, reference {tr:.3}"))
+            .y_axis_label("density (1/degree)")
+            .legend(Legend::default().position(Corner::RightTop))
+            .show(ui, |p| {
+                p.bar_chart(BarChart::new("current samples", bars).color(SAMPLES_COLOR));
+                if !reference.is_empty() {
+                    p.line(Line::new("reference samples", PlotPoints::from(steps)).color(REFERENCE_COLOR).width(2.0));
+                }
+                for x in [-120.0, 120.0] {
+                    p.vline(VLine::new("trans | gauche", x).color(egui::Color32::from_gray(150)));
+                }
+            });
+    }
 }
 
 pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
