@@ -339,7 +339,7 @@ impl Scene {
         })?;
         scene.load_molecule(text, path)?;
         scene.validate().map_err(|(field, message)| {
-            let (line, col) = locate(text, field.rsplit('.').next().unwrap_or(&field));
+            let (line, col) = locate_field(text, &field);
             Error::Scene { path: path.to_path_buf(), line, col, message: format!("{field} {message}") }
         })?;
         Ok(scene)
@@ -514,6 +514,30 @@ fn locate(text: &str, key: &str) -> (usize, usize) {
     locate_nth(text, key, 0)
 }
 
+/// 1-based (line, column) of a dotted field ("network.kind"): each key searched after the one
+/// before it, so that `kind:` is found inside `network:` and not in `sampler:`. Falls back to the
+/// first occurrence of the last key.
+fn locate_field(text: &str, field: &str) -> (usize, usize) {
+    let keys: Vec<&str> = field.split('.').map(|k| k.split('[').next().unwrap_or(k)).collect();
+    let mut from = 0;
+    for key in &keys {
+        let pattern = format!("{key}:");
+        let found = text[from..].match_indices(&pattern).map(|(i, _)| from + i).find(|&i| {
+            i == 0 || {
+                let b = text.as_bytes()[i - 1];
+                !b.is_ascii_alphanumeric() && b != b'_'
+            }
+        });
+        match found {
+            Some(i) => from = i,
+            None => return locate(text, keys.last().copied().unwrap_or(field)),
+        }
+    }
+    let line = text[..from].matches('\n').count() + 1;
+    let col = from - text[..from].rfind('\n').map_or(0, |p| p + 1) + 1;
+    (line, col)
+}
+
 /// 1-based (line, column) of the `n`-th (0-based) `key:` in `text`, else of the first, else (1, 1).
 fn locate_nth(text: &str, key: &str, n: usize) -> (usize, usize) {
     let mut found = Vec::new();
@@ -570,6 +594,29 @@ mod tests {
     fn text_instead_of_ron_is_an_error() {
         let e = parse("this is not a scene").unwrap_err().to_string();
         assert!(e.starts_with("test.ron:1:"), "{e}");
+    }
+
+    /// A molecule scene's files resolve against the scene's folder; its network must be periodic,
+    /// its scale 1 and its temperature in range, each reported at its field.
+    #[test]
+    fn molecule_scenes_are_checked_at_their_fields() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/test.ron");
+        let scene = |sampler: &str, network: &str, temperature: f64| {
+            format!(
+                "(\n  system: Molecule((\n    topology: \"../assets/molecules/alanine-dipeptide.prmtop\",\n    structure: \"../assets/molecules/alanine-dipeptide.pdb\",\n    torsions: [(name: \"phi\", atoms: (4, 6, 8, 14))],\n    temperature: {temperature:?},\n  )),\n  sampler: ({sampler}),\n  network: ({network}),\n)"
+            )
+        };
+        let ok = Scene::parse(&scene("kind: Adjoint", "kind: TorusMlp", 300.0), &path).unwrap();
+        assert_eq!(ok.system.temperature(), Some(300.0));
+        assert!(ok.energy().torus());
+        let e = Scene::parse(&scene("kind: Adjoint", "kind: Mlp", 300.0), &path).unwrap_err().to_string();
+        assert!(e.contains("test.ron:9:13: network.kind must be TorusMlp"), "{e}");
+        let e = Scene::parse(&scene("kind: Adjoint, scale: 2.0", "kind: TorusMlp", 300.0), &path).unwrap_err().to_string();
+        assert!(e.contains("sampler.scale must be 1 for torsions"), "{e}");
+        let e = Scene::parse(&scene("kind: Adjoint", "kind: TorusMlp", 0.5), &path).unwrap_err().to_string();
+        assert!(e.contains("test.ron:6:5: system.temperature must be between 1 and 10000 K"), "{e}");
+        let e = Scene::parse(&scene("kind: Asbs", "kind: TorusMlp", 300.0), &path).unwrap_err().to_string();
+        assert!(e.contains("sampler.kind") && e.contains("Adjoint (torsional) or Mcmc"), "{e}");
     }
 
     #[test]
