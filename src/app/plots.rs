@@ -223,7 +223,7 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
                 values[b * BINS + a] = h[a * BINS + b].sqrt();
             }
         }
-        let pts: Vec<[f64; 2]> = samples.chunks(dim).map(|r| [tm::wrap(r[i]).to_degrees(), tm::wrap(r[j]).to_degrees()]).collect();
+        let pts: Vec<[f64; 2]> = samples.chunks(dim).map(|r| [crate::molecule::wrap_angle(r[i]).to_degrees(), crate::molecule::wrap_angle(r[j]).to_degrees()]).collect();
         Plot::new("ramachandran")
             .height(PLOT_HEIGHT * 1.8)
             .data_aspect(1.0)

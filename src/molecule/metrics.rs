@@ -5,6 +5,7 @@ use std::f64::consts::{PI, TAU};
 
 use rayon::prelude::*;
 
+use super::wrap_angle as wrap;
 use crate::error::{Error, Result};
 
 /// Bins per angle of the Ramachandran histogram (FAB's convention).
@@ -59,11 +60,6 @@ pub fn torus_w2(a: &[f64], b: &[f64], dim: usize, cols: &[usize]) -> Result<f64>
         })
         .collect();
     crate::metrics::exact_ot_w2(cost, n)
-}
-
-/// Wraps an angle into (−π, π].
-pub fn wrap(a: f64) -> f64 {
-    super::wrap_angle(a)
 }
 
 /// A named region of torsion space.
