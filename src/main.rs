@@ -133,6 +133,10 @@ struct AppArgs {
     /// evaluations, instead of --after-steps.
     #[arg(long, requires = "screenshot", conflicts_with = "after_steps", allow_negative_numbers = true, value_parser = positive_count)]
     after_evals: Option<usize>,
+    /// With --screenshot: show the trajectory view (one sample's path over SDE time) with the
+    /// scrubber at this time, 0 to 1, instead of the grid of samples.
+    #[arg(long, requires = "screenshot", value_parser = unit_interval)]
+    trajectory_at: Option<f32>,
 }
 
 /// scenes/lj13.ron from the working directory, else from the source tree this was built from.
@@ -158,7 +162,16 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
         report: a.report,
         continuous: a.continuous,
         hold: a.hold,
+        trajectory_at: a.trajectory_at,
     })
+}
+
+#[cfg(feature = "app")]
+fn unit_interval(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a time between 0 and 1")),
+    }
 }
 
 pub(crate) fn positive_count(s: &str) -> Result<usize, String> {
@@ -203,7 +216,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "app")]
-        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, race: Vec::new(), after_evals: None }),
+        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, trajectory_at: None, race: Vec::new(), after_evals: None }),
         #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;

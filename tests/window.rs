@@ -80,3 +80,28 @@ fn window_screenshot_of_a_race() {
         assert!(colours.len() > 30, "race: the {name} shows {} colours: nothing drawn", colours.len());
     }
 }
+
+/// A molecule drawn ball-and-stick: alanine dipeptide after a few hundred steps. Besides the
+/// general checks, the 3D view must hold oxygen red and nitrogen blue (element colours of the
+/// balls), which the former point view of the torsions never drew.
+#[test]
+fn window_screenshot_of_alanine_dipeptide() {
+    let img = screenshot("scenes/alanine_dipeptide.ron", 200);
+    check(&img, "alanine dipeptide");
+    let (mut red, mut blue) = (0, 0);
+    for y in 150..750 {
+        for x in 400..1150 {
+            let [r, g, b] = img.get_pixel(x, y).0.map(i32::from);
+            // Lit and shaded spheres vary; "red" and "blue" are clearly dominant channels.
+            if r > 150 && g < 90 && b < 90 {
+                red += 1;
+            }
+            if b > 150 && r < 110 && g < 130 {
+                blue += 1;
+            }
+        }
+    }
+    // Nine molecules with three O and two N each: thousands of pixels; 200 is far below that and
+    // far above stray antialiasing.
+    assert!(red > 200 && blue > 200, "alanine dipeptide: {red} red and {blue} blue pixels in the 3D view: no atoms drawn");
+}

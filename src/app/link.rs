@@ -176,6 +176,11 @@ impl RunData {
         !self.lanes.is_empty()
     }
 
+    /// The latest samples of lane `lane` of a race, or of the run when not racing.
+    pub fn lane_samples(&self, lane: usize) -> Option<&SampleBatch> {
+        if self.racing() { self.lanes.get(lane).and_then(|l| l.samples.as_deref()) } else { self.samples.as_deref() }
+    }
+
     /// Energy evaluations of the run, or of the race's slowest lane.
     pub fn energy_evals(&self) -> u64 {
         if self.racing() { self.lanes.iter().map(|l| l.counters.energy_evals).min().unwrap_or(0) } else { self.counters.energy_evals }

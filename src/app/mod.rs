@@ -4,12 +4,14 @@
 //! - [`link`]: run data, UI actions, the channels to the worker (no rendering; tested headless)
 //! - [`camera`]: orbit camera
 //! - [`particles`]: the 3D view of samples and of one trajectory
+//! - [`molecules`]: torsion-space samples drawn as ball-and-stick molecules in that view
 //! - [`panels`], [`plots`]: egui panels and egui_plot plots
 //! - [`export`]: files, screenshots, the scripted screenshot run
 
 pub mod camera;
 pub mod export;
 pub mod link;
+pub mod molecules;
 pub mod panels;
 pub mod particles;
 pub mod plots;
@@ -45,6 +47,8 @@ pub struct AppOptions {
     /// With `screenshot`: train until every lane (or the run) has spent this many energy
     /// evaluations, instead of `after_steps` gradient steps.
     pub after_evals: Option<u64>,
+    /// Open on the trajectory view with the scrubber at this SDE time (0–1).
+    pub trajectory_at: Option<f32>,
 }
 
 /// Gradient steps between snapshots at start (the speed control).
@@ -85,6 +89,9 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
     };
     let handle = WorkerHandle::spawn_with(first, waker);
     app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed: DEFAULT_SPEED });
+    if let Some(t) = opts.trajectory_at {
+        app.insert_resource(particles::ViewSettings { show: particles::Show::Trajectory, time: t, ..default() });
+    }
     app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin));
     if let Some(p) = &opts.screenshot {
         let until = match opts.after_evals {

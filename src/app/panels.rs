@@ -371,7 +371,9 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
     egui::CollapsingHeader::new("View").default_open(true).show(ui, |ui| {
         ui.horizontal(|ui| {
             ui.selectable_value(&mut view.show, Show::Samples, "current samples").on_hover_text("A grid of samples from the latest iteration");
-            ui.selectable_value(&mut view.show, Show::Trajectory, "trajectory").on_hover_text("One sample's path over SDE time: from all particles at the origin (t = 0) to the final sample (t = 1)");
+            ui.selectable_value(&mut view.show, Show::Trajectory, "trajectory").on_hover_text(
+                "One sample's path over SDE time: from all particles at the origin (t = 0) to the final sample (t = 1); a molecule twists from all torsions at 0° and its heavy atoms trace their paths",
+            );
         });
         if view.show == Show::Trajectory {
             ui.add(egui::Slider::new(&mut view.time, 0.0..=1.0).text("SDE time t")).on_hover_text("Scrub through the diffusion: t = 0 is the start, t = 1 the sample");
@@ -380,15 +382,27 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
                 ui.label("no trajectory yet: press play");
             }
         }
+        let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
         ui.horizontal(|ui| {
             ui.label("colour by");
-            ui.selectable_value(&mut view.color_by, ColorBy::Energy, "energy").on_hover_text("Dark blue = low energy (good), yellow = high; scale from the reference samples");
-            ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "particle").on_hover_text("One colour per particle index");
+            if molecule {
+                ui.selectable_value(&mut view.color_by, ColorBy::Energy, "element").on_hover_text(
+                    "Atoms in element colours (C grey, H white, N blue, O red); each sample's frame in its energy's colour: dark blue = low energy (good), yellow = high",
+                );
+                ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "atom").on_hover_text("One colour per atom index, to follow an atom from sample to sample");
+            } else {
+                ui.selectable_value(&mut view.color_by, ColorBy::Energy, "energy").on_hover_text("Dark blue = low energy (good), yellow = high; scale from the reference samples");
+                ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "particle").on_hover_text("One colour per particle index");
+            }
         });
-        ui.horizontal(|ui| {
-            ui.checkbox(&mut view.bonds, "bonds").on_hover_text("Draw a line between particles closer than the cutoff");
-            ui.add_enabled(view.bonds, egui::Slider::new(&mut view.bond_cutoff, 0.5..=8.0).text("cutoff (length units)"));
-        });
+        if molecule {
+            ui.label("bonds: from the topology").on_hover_text("Ball-and-stick: the sampler moves only the free torsions; bond lengths and angles stay as in the structure file");
+        } else {
+            ui.horizontal(|ui| {
+                ui.checkbox(&mut view.bonds, "bonds").on_hover_text("Draw a line between particles closer than the cutoff");
+                ui.add_enabled(view.bonds, egui::Slider::new(&mut view.bond_cutoff, 0.5..=8.0).text("cutoff (length units)"));
+            });
+        }
     });
     egui::CollapsingHeader::new("Files").default_open(true).show(ui, |ui| {
         let name = data.info.as_ref().map(|i| slug(&i.scene.name)).unwrap_or_else(|| "run".into());
@@ -512,7 +526,8 @@ fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &Ener
     let pos = egui::pos2(left + 12.0, ctx.viewport_rect().height() - bottom - 60.0);
     egui::Area::new("legend".into()).fixed_pos(pos).interactable(false).show(ctx, |ui| {
         egui::Frame::popup(ui.style()).show(ui, |ui| {
-            ui.label("sample energy (kT)");
+            let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
+            ui.label(if molecule { "sample energy (kT), frame colour" } else { "sample energy (kT)" });
             let (rect, _) = ui.allocate_exact_size(egui::vec2(180.0, 10.0), egui::Sense::hover());
             let w = rect.width() / SCALE_STEPS as f32;
             for k in 0..SCALE_STEPS {

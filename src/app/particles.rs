@@ -13,6 +13,7 @@ use bevy::window::RequestRedraw;
 
 use super::camera::HomeView;
 use super::link::RunData;
+use super::molecules;
 use crate::energy::Layout;
 use crate::worker::RunInfo;
 
@@ -78,7 +79,7 @@ pub fn viridis(u: f32) -> [f32; 3] {
 }
 
 /// Distinct colours for colouring by particle index.
-fn index_color(i: usize) -> Color {
+pub(super) fn index_color(i: usize) -> Color {
     Color::hsl((i as f32 * 137.508) % 360.0, 0.65, 0.55)
 }
 
@@ -100,19 +101,19 @@ struct Sphere3 {
 
 /// Everything spawned for the current run (despawned on the next).
 #[derive(Component)]
-struct RunView;
+pub(super) struct RunView;
 
 /// Placement of the current run's samples.
 #[derive(Resource, Default)]
-struct Placement {
-    info: Option<Arc<RunInfo>>,
+pub(super) struct Placement {
+    pub info: Option<Arc<RunInfo>>,
     cells: usize,
-    spacing: f32,
+    pub spacing: f32,
     /// Coordinates are multiplied by this (GMM-40 spans ±40; particle systems are 1:1).
     scale: f32,
     radius: f32,
     /// Lanes side by side (a race), each `lane_width` wide.
-    lanes: usize,
+    pub lanes: usize,
     lane_width: f32,
 }
 
@@ -133,7 +134,8 @@ pub fn plugin(app: &mut App) {
         .init_resource::<Placement>()
         .init_resource::<LaneLabels>()
         .add_systems(Startup, setup_palette)
-        .add_systems(Update, (rebuild_on_new_run, frame_what_is_shown, animate, place, bonds).chain());
+        .init_resource::<molecules::MoleculeModel>()
+        .add_systems(Update, (rebuild_on_new_run, molecules::rebuild, frame_what_is_shown, animate, place, molecules::place, bonds, molecules::paths).chain());
 }
 
 /// The home view frames the whole grid, or the single cluster of a trajectory.
@@ -144,7 +146,7 @@ fn frame_what_is_shown(settings: Res<ViewSettings>, placement: Res<Placement>, m
         return;
     }
     *shown = Some(key);
-    let point_cloud = info.layout.particles == 1;
+    let point_cloud = info.layout.particles == 1 && !info.scene.system.is_molecule();
     let g = info.scene.view.grid.max(1) as f32;
     let lanes = placement.lanes.max(1) as f32;
     let extent = match (point_cloud, settings.show) {
@@ -196,12 +198,18 @@ fn rebuild_on_new_run(
     }
     let layout = info.layout;
     let view = &info.scene.view;
-    let point_cloud = layout.particles == 1;
+    // A molecule's samples are torsions; molecules.rs draws them as atoms in the same grid.
+    let molecule = info.scene.system.is_molecule();
+    let point_cloud = layout.particles == 1 && !molecule;
     let (scale_factor, radius) = if point_cloud { (0.125, 0.08) } else { (1.0, view.particle_radius as f32) };
     let cells = if point_cloud { info.scene.sampler.new_samples.max(1) } else { view.grid.max(1).pow(2) };
-    let per_cell = layout.particles;
+    let per_cell = if molecule { 0 } else { layout.particles };
     // Cells sit far enough apart for the largest reference cluster (or a guess without one).
-    let extent = if point_cloud { 0.0 } else { cluster_extent(info).max(1.0) };
+    let extent = match (point_cloud, molecule) {
+        (_, true) => molecules::extent(info),
+        (true, false) => 0.0,
+        (false, false) => cluster_extent(info).max(1.0),
+    };
     let spacing = 2.0 * extent + 4.0 * radius;
     let lanes = info.race.len().max(1);
     let block = if point_cloud { 100.0 * scale_factor } else { view.grid.max(1) as f32 * spacing };
@@ -221,9 +229,8 @@ fn rebuild_on_new_run(
             }
         }
     }
-    // The density map is GMM-40's plane; a molecule's torsions (until it is drawn as atoms)
-    // show as bare points.
-    if point_cloud && layout.dim() == 2 && !info.scene.system.is_molecule() {
+    // The density map is GMM-40's plane.
+    if point_cloud && layout.dim() == 2 {
         let (w, image) = density_image(info);
         let texture = images.add(image);
         let map = materials.add(StandardMaterial { base_color_texture: Some(texture), unlit: true, ..default() });
@@ -307,7 +314,7 @@ fn animate(time: Res<Time>, mut settings: ResMut<ViewSettings>, mut redraw: Mess
 }
 
 /// Centre of grid cell `cell` of a g × g grid with the given spacing (first cell top left).
-fn cell_center(cell: usize, g: usize, spacing: f32) -> Vec3 {
+pub(super) fn cell_center(cell: usize, g: usize, spacing: f32) -> Vec3 {
     let (r, c) = ((cell / g) as f32, (cell % g) as f32);
     let half = (g as f32 - 1.0) / 2.0;
     Vec3::new((c - half) * spacing, (half - r) * spacing, 0.0)
@@ -354,7 +361,6 @@ fn place(
     };
     let trajectory = settings.show == Show::Trajectory;
     let frame = if trajectory { data.trajectory.as_deref().and_then(|t| trajectory_frame(t, settings.time)) } else { None };
-    let lane_samples = |lane: usize| if data.racing() { data.lanes.get(lane).and_then(|l| l.samples.as_deref()) } else { data.samples.as_deref() };
     for (s, mut t, mut vis, mut mat) in &mut spheres {
         let (pos, e) = if trajectory {
             match frame {
@@ -362,7 +368,7 @@ fn place(
                 _ => (None, f64::NAN),
             }
         } else {
-            match lane_samples(s.lane) {
+            match data.lane_samples(s.lane) {
                 Some(b) if s.cell < b.len() => (positions(&b.x, s.cell, layout).nth(s.index), b.energies[s.cell]),
                 _ => (None, f64::NAN),
             }
@@ -388,11 +394,12 @@ fn place(
 }
 
 /// Bonds between particles closer than the cutoff, and the GMM path in trajectory mode.
-fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placement>, mut gizmos: Gizmos) {
+fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placement>, scale: Res<EnergyScale>, mut gizmos: Gizmos) {
     let Some(info) = &placement.info else { return };
     let layout = info.layout;
     let color = Color::srgba(0.85, 0.85, 0.9, 0.8);
-    if settings.show == Show::Trajectory {
+    let molecule = info.scene.system.is_molecule();
+    if settings.show == Show::Trajectory && !molecule {
         if let Some(traj) = data.trajectory.as_deref() {
             let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len().max(1) - 1) as f32).round() as usize).min(traj.len().saturating_sub(1));
             if layout.particles == 1 {
@@ -405,22 +412,31 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
         }
         return;
     }
-    if layout.particles < 2 {
+    if (layout.particles < 2 && !molecule) || settings.show == Show::Trajectory {
         return;
     }
     let g = info.scene.view.grid.max(1);
-    // Faint cell outlines keep the samples apart while they are still noise and overlap.
+    // Faint cell outlines keep the samples apart while they are still noise and overlap. A
+    // molecule's atoms keep their element colours, so its cell frame carries the energy.
     let frame = Color::srgba(0.5, 0.55, 0.65, 0.25);
     for lane in 0..placement.lanes.max(1) {
         let at = placement.lane_center(lane);
+        let samples = data.lane_samples(lane);
         for cell in 0..placement.cells {
             let size = Vec2::splat(placement.spacing * 0.96);
-            gizmos.rect(Isometry3d::from_translation(at + cell_center(cell, g, placement.spacing)), size, frame);
+            let colour = match samples {
+                Some(b) if molecule && settings.color_by == ColorBy::Energy && cell < b.len() => {
+                    let u = ((b.energies[cell] - scale.lo) / (scale.hi - scale.lo)).clamp(0.0, 1.0);
+                    let [r, g, b] = viridis(if u.is_finite() { u as f32 } else { 1.0 });
+                    Color::srgba(r, g, b, 0.9)
+                }
+                _ => frame,
+            };
+            gizmos.rect(Isometry3d::from_translation(at + cell_center(cell, g, placement.spacing)), size, colour);
         }
-        if !settings.bonds {
+        if !settings.bonds || molecule {
             continue;
         }
-        let samples = if data.racing() { data.lanes.get(lane).and_then(|l| l.samples.as_deref()) } else { data.samples.as_deref() };
         let Some(b) = samples else { continue };
         for cell in 0..placement.cells.min(b.len()) {
             let p: Vec<Vec3> = positions(&b.x, cell, layout).collect();
