@@ -190,10 +190,19 @@ pub struct SamplerConfig {
     /// Decay of an exponential moving average of the weights used for simulating (0 = off, the
     /// reference code's choice). It smooths Adam's step-to-step noise out of the samples.
     pub ema: f64,
+    /// Adjoint Sampling: whether the buffer's training simulations use the weight average too
+    /// (the default) or the current weights; `false` averages only what is shown and judged,
+    /// which smooths the final model without slowing the feedback of training.
+    pub ema_in_training: bool,
     /// Euler grid t_k = (k/N)^time_warp (1: uniform, the reference code's). The geometric
     /// schedule adds most of its variance early (ν(0.1) ≈ 0.65 ν(1) for σ_max/σ_min = 200),
     /// where the modes are chosen; a warp above 1 spends more of the steps there.
     pub time_warp: f64,
+    /// Adjoint Sampling: draw training pairs from the replay buffer in proportion to their paths'
+    /// importance weights (truncated), instead of uniformly. The regression then targets the
+    /// optimal control's reciprocal process rather than the current model's, which fixes the
+    /// relative weights of modes that the plain fixed-point iteration corrects only slowly.
+    pub reweight_buffer: bool,
     /// Seed of every random draw of a run.
     pub seed: u64,
     /// ASBS: prior, stage lengths.
@@ -221,7 +230,9 @@ impl Default for SamplerConfig {
             grad_clip: 100.0,
             scale: 1.0,
             ema: 0.0,
+            ema_in_training: true,
             time_warp: 1.0,
+            reweight_buffer: false,
             seed: 0,
             asbs: AsbsConfig::default(),
             idem: IdemConfig::default(),

@@ -285,3 +285,61 @@ fn configs_built_in_code_are_checked() {
         assert!(e.contains(field), "{field}: {e}");
     }
 }
+
+/// Butane's trans fraction (|φ| > 120°) by quadrature over 3600 cells of exp(−E/kT).
+fn butane_trans_exact(energy: &dyn Energy) -> f64 {
+    let phi: Vec<f32> = (0..3600).map(|k| ((k as f64 + 0.5) / 10.0 - 180.0).to_radians() as f32).collect();
+    let e = energy.batch_energy(&phi);
+    let emin = e.iter().copied().fold(f64::INFINITY, f64::min);
+    let (mut z, mut trans) = (0.0, 0.0);
+    for (p, e) in phi.iter().zip(e) {
+        let w = (emin - e).exp();
+        z += w;
+        if p.abs() > 120f32.to_radians() {
+            trans += w;
+        }
+    }
+    trans / z
+}
+
+/// Trains the butane scene for `iterations` outer iterations and returns the trans fraction of
+/// 4000 samples (drawn on the scene's 1000-step grid).
+fn butane_trans_after(reweight: bool, iterations: usize) -> f64 {
+    let scene = boltzmann_studio::scene::Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/butane.ron")).unwrap();
+    // Without the scene's output average: the reweighting alone is under test.
+    let cfg = SamplerConfig { reweight_buffer: reweight, ema: 0.0, ..scene.sampler.clone() };
+    let mut s = AdjointSampler::new(scene.system.energy(), &cfg, &scene.network, Device::Cpu).unwrap();
+    for _ in 0..iterations {
+        s.step().unwrap();
+    }
+    let x = s.sample(4000, SampleOptions { trajectory: false, weights: false, fill: false }).unwrap().x;
+    x.iter().filter(|p| p.abs() > 120f32.to_radians()).count() as f64 / x.len() as f64
+}
+
+/// Drawing buffer rows by importance weight is what moves butane's mode weights: with uniform
+/// draws the fixed-point iteration leaves too much gauche (its regression barely sees mode
+/// weights; measured trans 0.43-0.46 at 6000-10 000 steps against the quadrature's 0.6627),
+/// with weighted draws the trans fraction climbs towards the quadrature's (0.53-0.57 there,
+/// 0.64-0.66 after a minute of training). 100 iterations (5000 Adam steps) each way, the two
+/// runs side by side on one thread each, seed 0. The weighted run must be closer to the exact
+/// fraction by at least 0.04: 4000 samples give a binomial standard error of 0.0075 on each
+/// fraction, the trained models vary by about ±0.03 from seed to seed, and the gap measured here
+/// is printed (seed 0 here: weighted 0.572, uniform 0.466).
+#[test]
+fn a_reweighted_buffer_moves_butanes_mode_weights_towards_the_exact_ones() {
+    let scene = boltzmann_studio::scene::Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/butane.ron")).unwrap();
+    let exact = butane_trans_exact(scene.system.energy().as_ref());
+    assert!((exact - 0.6627).abs() < 0.001, "quadrature {exact}");
+    let one_thread = |reweight: bool| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| butane_trans_after(reweight, 100))
+    };
+    let (weighted, uniform) = std::thread::scope(|s| {
+        let w = s.spawn(|| one_thread(true));
+        let u = s.spawn(|| one_thread(false));
+        (w.join().unwrap(), u.join().unwrap())
+    });
+    let (dw, du) = ((weighted - exact).abs(), (uniform - exact).abs());
+    eprintln!("butane trans after 5000 steps: weighted draws {weighted:.3}, uniform draws {uniform:.3}, exact {exact:.4}");
+    assert!(dw + 0.04 < du, "weighted draws: trans {weighted:.3}, uniform draws: {uniform:.3}, exact {exact:.4}");
+}

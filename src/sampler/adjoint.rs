@@ -180,6 +180,10 @@ pub struct AdjointSampler {
     hyper: LiveHyper,
     net: TrainedNet,
     buffer: ReplayBuffer,
+    /// Draw training pairs in proportion to their importance weights (scene `reweight_buffer`).
+    reweight: bool,
+    /// Simulate training samples with the weight average (scene `ema_in_training`).
+    ema_in_training: bool,
     rng: ChaCha8Rng,
     epoch: Epoch,
     sizer: UnitSizer,
@@ -206,6 +210,8 @@ impl AdjointSampler {
             hyper,
             net,
             buffer,
+            reweight: sampler.reweight_buffer,
+            ema_in_training: sampler.ema_in_training,
             rng,
             epoch: Epoch::default(),
             sizer: UnitSizer::new(32, SIM_CHUNK),
@@ -262,15 +268,17 @@ impl AdjointSampler {
         self.counters.network_forward += (n * steps) as u64;
     }
 
-    /// Adjoint targets a = clip(∇E(Y₁)) − Y₁/ν(1) (τ = 1) into the buffer. Returns the
-    /// energies (NaN where not finite); unusable samples are dropped and counted.
-    fn push_to_buffer(&mut self, y: &[f32]) -> Vec<f64> {
+    /// Adjoint targets a = clip(∇E(Y₁)) − Y₁/ν(1) (τ = 1) into the buffer, with the paths' log
+    /// importance weights (`cost`: their control costs). Returns the energies (NaN where not
+    /// finite) and the log weights; unusable samples are dropped and counted.
+    fn push_to_buffer(&mut self, y: &[f32], cost: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let dim = self.layout.dim();
         let (energies, g) = clipped_gradients(self.energy.as_ref(), y, self.scale, self.hyper.grad_clip as f32);
         self.counters.energy_evals += energies.len() as u64;
         let targets = if self.sde.torus { torus_adjoint_targets(&self.sde.schedule, y, &g) } else { adjoint_targets(&self.sde.schedule, y, &g) };
+        let log_w = self.log_weights(y, &energies, cost);
         let far = (20.0 * self.sde.schedule.nu1().sqrt()) as f32;
-        let (mut xs, mut as_) = (Vec::with_capacity(y.len()), Vec::with_capacity(y.len()));
+        let (mut xs, mut as_, mut ws) = (Vec::with_capacity(y.len()), Vec::with_capacity(y.len()), Vec::with_capacity(energies.len()));
         for (i, &e) in energies.iter().enumerate() {
             let r = i * dim..(i + 1) * dim;
             if unusable(&y[r.clone()], &g[r.clone()], e, far) {
@@ -279,9 +287,10 @@ impl AdjointSampler {
             }
             xs.extend_from_slice(&y[r.clone()]);
             as_.extend_from_slice(&targets[r]);
+            ws.push(log_w[i]);
         }
-        self.buffer.push(&xs, &as_);
-        energies
+        self.buffer.push_weighted(&xs, &as_, &ws);
+        (energies, log_w)
     }
 
     /// One Adam step of Reciprocal Adjoint Matching; `None` if it was skipped as non-finite.
@@ -290,7 +299,7 @@ impl AdjointSampler {
             return Err(Error::Invalid("the replay buffer is empty: simulate a batch first".into()));
         }
         let bs = self.hyper.batch_size;
-        let (x1, a) = self.buffer.sample(bs, &mut self.rng);
+        let (x1, a) = if self.reweight { self.buffer.sample_weighted(bs, &mut self.rng) } else { self.buffer.sample(bs, &mut self.rng) };
         let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
         let xt = if self.sde.torus {
             // The lifted bridge: unwrap each end point by a winding drawn from the base
@@ -470,10 +479,9 @@ impl Learner for AdjointSampler {
     fn simulate_rows(&mut self, n: usize) -> Result<()> {
         let dim = self.layout.dim();
         let (seed, first) = (self.epoch.seed, self.epoch.sim_done);
-        let paths = self.sde.simulate(&self.net.inference(true)?, vec![0.0; n * dim], self.hyper.sde_steps, seed, first, false)?;
+        let paths = self.sde.simulate(&self.net.inference(self.ema_in_training)?, vec![0.0; n * dim], self.hyper.sde_steps, seed, first, false)?;
         self.count_simulation(n, self.hyper.sde_steps);
-        let energies = self.push_to_buffer(&paths.x);
-        let log_weights = self.log_weights(&paths.x, &energies, &paths.cost);
+        let (energies, log_weights) = self.push_to_buffer(&paths.x, &paths.cost);
         let x = self.to_original(paths.x);
         let e = &mut self.epoch;
         e.sim_done += n;

@@ -498,17 +498,18 @@ pub(crate) fn advance_epoch<L: Learner + Send>(l: &mut L) -> Result<Advance> {
 
 /// Puts a buffer's rows into a checkpoint's tensors as `NAME.x` and `NAME.a`.
 pub(crate) fn save_buffer(tensors: &mut std::collections::HashMap<String, candle_core::Tensor>, name: &str, buf: &crate::buffer::ReplayBuffer) -> Result<()> {
-    let (bx, ba) = buf.ordered();
+    let (bx, ba, lw) = buf.ordered();
     let w = buf.dim();
     let rows = bx.len() / w;
     let dev = candle_core::Device::Cpu;
     tensors.insert(format!("{name}.x"), candle_core::Tensor::from_vec(bx, (rows, w), &dev)?);
     tensors.insert(format!("{name}.a"), candle_core::Tensor::from_vec(ba, (rows, w), &dev)?);
+    tensors.insert(format!("{name}.log_w"), candle_core::Tensor::from_vec(lw, rows, &dev)?);
     Ok(())
 }
 
 /// Reads a buffer saved by [`save_buffer`] from `path`'s tensors; `NAME.a` may be absent (then
-/// zeros, for buffers without targets).
+/// zeros, for buffers without targets), and `NAME.log_w` too (then equal weights).
 pub(crate) fn load_buffer(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
     name: &str,
@@ -528,7 +529,15 @@ pub(crate) fn load_buffer(
     if a.len() != x.len() {
         return Err(Error::format(path, format!("'{name}.a' has {} values, '{name}.x' {}", a.len(), x.len())));
     }
-    Ok(crate::buffer::ReplayBuffer::from_ordered(width, capacity, x, a))
+    // Checkpoints from before importance weights were kept: all rows weigh the same.
+    let log_w = match tensors.get(&format!("{name}.log_w")) {
+        Some(t) => t.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?,
+        None => vec![0.0; x.len() / width],
+    };
+    if log_w.len() * width != x.len() {
+        return Err(Error::format(path, format!("'{name}.log_w' has {} values for {} rows", log_w.len(), x.len() / width)));
+    }
+    Ok(crate::buffer::ReplayBuffer::from_ordered(width, capacity, x, a, log_w))
 }
 
 /// Reads a checkpoint's tensors (on the CPU), naming the file in errors.
