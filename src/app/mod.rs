@@ -5,7 +5,7 @@
 //! - [`camera`]: orbit camera
 //! - [`particles`]: the 3D view of samples and of one trajectory
 //! - [`molecules`]: torsion-space samples drawn as ball-and-stick molecules in that view
-//! - [`panels`], [`plots`]: egui panels and egui_plot plots
+//! - [`panels`], [`plots`]: egui panels and egui_plot plots; [`ticks`]: enough labelled ticks on their axes
 //! - [`export`]: files, screenshots, the scripted screenshot run
 
 pub mod camera;
@@ -15,6 +15,7 @@ pub mod molecules;
 pub mod panels;
 pub mod particles;
 pub mod plots;
+pub mod ticks;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -7,6 +7,7 @@ use bevy_egui::egui;
 use egui_plot::{Bar, BarChart, Corner, Heatmap, Legend, Line, Plot, PlotPoint, PlotPoints, Points, Text, VLine};
 
 use super::link::RunData;
+use super::ticks::readable;
 use crate::metrics::{Histogram, interatomic_distances};
 use crate::io::Matrix;
 
@@ -103,7 +104,7 @@ pub fn loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings)
     let raw: Vec<[f64; 2]> = data.losses.iter().map(|p| [p[0], tr(p[1])]).collect();
     let smooth: Vec<[f64; 2]> = ema(&data.losses, settings.ema).into_iter().map(|p| [p[0], tr(p[1])]).collect();
     let log = settings.log_loss;
-    Plot::new("loss")
+    readable(Plot::new("loss"), false, log)
         .height(PLOT_HEIGHT)
         .x_axis_label("gradient step")
         .y_axis_label(if log { "loss (log₁₀)" } else { "loss" })
@@ -146,7 +147,7 @@ pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettin
             egui::Color32::from_rgb(120, 200, 120),
         ),
     ];
-    Plot::new("metrics")
+    readable(Plot::new("metrics"), false, log)
         .height(PLOT_HEIGHT)
         .x_axis_label(if settings.wall_time { "training time (s)" } else { "gradient step" })
         .y_axis_label(if log { "W2 (log scale)" } else { "W2" })
@@ -176,7 +177,7 @@ fn histogram_plot(ui: &mut egui::Ui, id: &str, x_label: &str, h: &Option<(Histog
         steps.push([r.lo + k as f64 * w, d]);
         steps.push([r.lo + (k + 1) as f64 * w, d]);
     }
-    Plot::new(id)
+    readable(Plot::new(id), false, false)
         .height(PLOT_HEIGHT)
         .x_axis_label(x_label)
         .y_axis_label("density")
@@ -224,7 +225,7 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
             }
         }
         let pts: Vec<[f64; 2]> = samples.chunks(dim).map(|r| [crate::molecule::wrap_angle(r[i]).to_degrees(), crate::molecule::wrap_angle(r[j]).to_degrees()]).collect();
-        Plot::new("ramachandran")
+        readable(Plot::new("ramachandran"), false, false)
             .height(PLOT_HEIGHT * 1.8)
             .data_aspect(1.0)
             .include_x(-180.0)
@@ -262,7 +263,7 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
         }
         let trans = |x: &[f64]| x.chunks(dim).filter(|r| tm::butane_state(r[0]) == "trans").count() as f64 / (x.len() / dim).max(1) as f64;
         let (ts, tr) = (trans(&samples), trans(&reference));
-        Plot::new("torsion")
+        readable(Plot::new("torsion"), false, false)
             .height(PLOT_HEIGHT)
             .include_x(-180.0)
             .include_x(180.0)
@@ -288,7 +289,7 @@ pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
         ui.label(format!("{} defines no importance weights", data.kind.label()));
         return;
     }
-    Plot::new("ess")
+    readable(Plot::new("ess"), false, false)
         .height(PLOT_HEIGHT * 0.7)
         .x_axis_label("gradient step")
         .y_axis_label("ESS (fraction)")
@@ -309,7 +310,7 @@ pub fn throughput_plot(ui: &mut egui::Ui, data: &RunData) {
         .collect();
     let evals: Vec<[f64; 2]> = data.metrics.iter().map(|m| [m.step as f64, m.energy_evals as f64]).collect();
     ui.columns(2, |cols| {
-        Plot::new("speed")
+        readable(Plot::new("speed"), false, false)
             .height(PLOT_HEIGHT * 0.8)
             .x_axis_label("training time (s)")
             .y_axis_label("gradient steps/s")
@@ -317,7 +318,7 @@ pub fn throughput_plot(ui: &mut egui::Ui, data: &RunData) {
             .show(&mut cols[0], |p| {
                 p.line(Line::new("steps/s", PlotPoints::from(rate)).width(2.0));
             });
-        Plot::new("evals")
+        readable(Plot::new("evals"), false, false)
             .height(PLOT_HEIGHT * 0.8)
             .x_axis_label("gradient step")
             .y_axis_label("energy evaluations")
@@ -344,7 +345,7 @@ pub fn race_metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotS
     ui.checkbox(&mut settings.log_metrics, "log scale (E-W2)");
     let log = settings.log_metrics;
     let tr = |v: f64| if log { v.max(1e-6).log10() } else { v };
-    Plot::new("race_metrics")
+    readable(Plot::new("race_metrics"), true, log)
         .height(PLOT_HEIGHT * 1.2)
         .x_axis_label("energy evaluations (log scale)")
         .y_axis_label(if log { "E-W2 (log scale)" } else { "E-W2" })
@@ -376,7 +377,7 @@ pub fn race_energy_histogram(ui: &mut egui::Ui, data: &RunData) {
     };
     let w = r.width();
     let bars: Vec<Bar> = r.density.iter().enumerate().map(|(k, &d)| Bar::new(r.lo + (k as f64 + 0.5) * w, d).width(w)).collect();
-    Plot::new("race_energy")
+    readable(Plot::new("race_energy"), false, false)
         .height(PLOT_HEIGHT)
         .x_axis_label("energy E (units of kT)")
         .y_axis_label("density")
