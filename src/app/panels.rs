@@ -523,7 +523,9 @@ fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &Ener
     if view.color_by != ColorBy::Energy || view.show != Show::Samples || data.info.is_none() {
         return;
     }
-    let pos = egui::pos2(left + 12.0, ctx.viewport_rect().height() - bottom - 60.0);
+    // Taller by a line of text when the scale is stretched.
+    let height = if scale.stretched() { 82.0 } else { 64.0 };
+    let pos = egui::pos2(left + 12.0, ctx.viewport_rect().height() - bottom - height);
     egui::Area::new("legend".into()).fixed_pos(pos).interactable(false).show(ctx, |ui| {
         egui::Frame::popup(ui.style()).show(ui, |ui| {
             let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
@@ -536,11 +538,24 @@ fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &Ener
                 let c = egui::Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8);
                 ui.painter().rect_filled(egui::Rect::from_min_size(egui::pos2(x, rect.top()), egui::vec2(w + 0.5, rect.height())), 0.0, c);
             }
-            ui.horizontal(|ui| {
-                ui.label(format!("{:.1}", scale.lo));
-                ui.add_space(110.0);
-                ui.label(format!("{:.1}", scale.hi));
-            });
+            // Labels under their places on the bar: the reference's range, and where the scale is
+            // stretched above it (logarithmically, up to the samples' 95th percentile), its top.
+            let (labels, _) = ui.allocate_exact_size(egui::vec2(rect.width(), 16.0), egui::Sense::hover());
+            let font = egui::TextStyle::Body.resolve(ui.style());
+            let colour = ui.visuals().text_color();
+            let put = |u: f64, text: String, align: egui::Align2| {
+                ui.painter().text(egui::pos2(labels.left() + u as f32 * labels.width(), labels.top()), align, text, font.clone(), colour);
+            };
+            put(0.0, format!("{:.1}", scale.lo), egui::Align2::LEFT_TOP);
+            if scale.stretched() {
+                put(super::particles::REFERENCE_SPAN, format!("{:.1}", scale.hi), egui::Align2::CENTER_TOP);
+                put(1.0, short_energy(scale.top), egui::Align2::RIGHT_TOP);
+            } else {
+                put(1.0, format!("{:.1}", scale.hi), egui::Align2::RIGHT_TOP);
+            }
+            if scale.stretched() {
+                ui.small("log scale above the reference's range");
+            }
         });
     });
 }
@@ -574,4 +589,9 @@ fn help(ui: &mut egui::Ui) {
 /// A file-name-safe form of a scene name ("LJ-13" → "lj-13").
 pub fn slug(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+/// An energy for the legend: one decimal, or scientific notation when large.
+fn short_energy(e: f64) -> String {
+    if e.abs() < 1e4 { format!("{e:.1}") } else { format!("{e:.1e}") }
 }

@@ -53,16 +53,59 @@ impl Default for ViewSettings {
     }
 }
 
-/// The energy range mapped onto the colour scale (shared with the legend).
+/// The energy range mapped onto the colour scale (shared with the legend): the reference's
+/// typical range [lo, hi], and above it, when current samples are higher, a log-compressed
+/// stretch up to `top` (their 95th percentile), so that early samples far above the target are
+/// not all one colour.
 #[derive(Resource, Debug, Clone, Copy, PartialEq)]
 pub struct EnergyScale {
     pub lo: f64,
     pub hi: f64,
+    pub top: f64,
 }
 
 impl Default for EnergyScale {
     fn default() -> Self {
-        Self { lo: 0.0, hi: 1.0 }
+        Self { lo: 0.0, hi: 1.0, top: 1.0 }
+    }
+}
+
+/// Where on the colour scale the reference's upper end sits when the scale is stretched above it.
+pub const REFERENCE_SPAN: f64 = 0.7;
+
+impl EnergyScale {
+    /// Whether the scale has a stretch above the reference's range.
+    pub fn stretched(&self) -> bool {
+        self.top > self.hi
+    }
+
+    /// Position of energy `e` on the colour scale, 0 (lowest) to 1 (highest or not finite).
+    pub fn position(&self, e: f64) -> f64 {
+        if !e.is_finite() {
+            return 1.0;
+        }
+        let width = (self.hi - self.lo).max(1e-12);
+        if !self.stretched() {
+            return ((e - self.lo) / width).clamp(0.0, 1.0);
+        }
+        if e <= self.hi {
+            return (REFERENCE_SPAN * (e - self.lo) / width).max(0.0);
+        }
+        let above = (1.0 + (e - self.hi) / width).ln() / (1.0 + (self.top - self.hi) / width).ln();
+        (REFERENCE_SPAN + (1.0 - REFERENCE_SPAN) * above).min(1.0)
+    }
+
+    /// The same scale stretched up to the 95th percentile of `energies` when that is above `hi`.
+    pub fn fitted_to(self, energies: &[f64]) -> Self {
+        let mut e: Vec<f64> = energies.iter().copied().filter(|v| v.is_finite()).collect();
+        if e.is_empty() {
+            return Self { top: self.hi, ..self };
+        }
+        e.sort_by(f64::total_cmp);
+        let q95 = e[((e.len() - 1) as f64 * 0.95) as usize];
+        // Only a clear excess stretches the scale (it would flicker with every batch otherwise).
+        let top = if q95 > self.hi + 0.5 * (self.hi - self.lo) { q95 } else { self.hi };
+        Self { top, ..self }
     }
 }
 
@@ -135,7 +178,7 @@ pub fn plugin(app: &mut App) {
         .init_resource::<LaneLabels>()
         .add_systems(Startup, setup_palette)
         .init_resource::<molecules::MoleculeModel>()
-        .add_systems(Update, (rebuild_on_new_run, molecules::rebuild, frame_what_is_shown, animate, place, molecules::place, bonds, molecules::paths).chain());
+        .add_systems(Update, (rebuild_on_new_run, fit_energy_scale, molecules::rebuild, frame_what_is_shown, animate, place, molecules::place, bonds, molecules::paths).chain());
 }
 
 /// The home view frames the whole grid, or the single cluster of a trajectory.
@@ -248,6 +291,22 @@ fn rebuild_on_new_run(
     *placement = new;
 }
 
+/// Stretches the colour scale above the reference when the latest samples are far higher.
+fn fit_energy_scale(data: Res<RunData>, mut scale: ResMut<EnergyScale>) {
+    if !data.is_changed() {
+        return;
+    }
+    let energies: Vec<f64> = if data.racing() {
+        data.lanes.iter().filter_map(|l| l.samples.as_deref()).flat_map(|b| b.energies.iter().copied()).collect()
+    } else {
+        data.samples.as_deref().map(|b| b.energies.clone()).unwrap_or_default()
+    };
+    let fitted = scale.fitted_to(&energies);
+    if fitted != *scale {
+        *scale = fitted;
+    }
+}
+
 /// Half-width to leave for a cluster: 0.6 × the 99.5th percentile of the reference's pooled
 /// pair distances (a bound on the diameter that ignores rare stragglers); without a reference,
 /// one unit per particle.
@@ -269,7 +328,8 @@ fn energy_scale(info: &RunInfo) -> EnergyScale {
     }
     e.sort_by(f64::total_cmp);
     let q = |p: f64| e[((e.len() - 1) as f64 * p) as usize];
-    EnergyScale { lo: q(0.02), hi: q(0.98).max(q(0.02) + 1e-6) }
+    let (lo, hi) = (q(0.02), q(0.98).max(q(0.02) + 1e-6));
+    EnergyScale { lo, hi, top: hi }
 }
 
 /// A grey-scale map of the target density exp(−E) over ±50 (GMM-40's box), as an image.
@@ -356,7 +416,7 @@ fn place(
     let g = info.scene.view.grid.max(1);
     let point_cloud = layout.particles == 1;
     let energy_mat = |e: f64| {
-        let u = if e.is_finite() { ((e - scale.lo) / (scale.hi - scale.lo)).clamp(0.0, 1.0) } else { 1.0 };
+        let u = scale.position(e);
         palette.energy[(u * (SCALE_STEPS - 1) as f64).round() as usize].clone()
     };
     let trajectory = settings.show == Show::Trajectory;
@@ -426,8 +486,7 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
             let size = Vec2::splat(placement.spacing * 0.96);
             let colour = match samples {
                 Some(b) if molecule && settings.color_by == ColorBy::Energy && cell < b.len() => {
-                    let u = ((b.energies[cell] - scale.lo) / (scale.hi - scale.lo)).clamp(0.0, 1.0);
-                    let [r, g, b] = viridis(if u.is_finite() { u as f32 } else { 1.0 });
+                    let [r, g, b] = viridis(scale.position(b.energies[cell]) as f32);
                     Color::srgba(r, g, b, 0.9)
                 }
                 _ => frame,
@@ -452,5 +511,28 @@ fn draw_bonds(gizmos: &mut Gizmos, p: &[Vec3], offset: Vec3, cutoff: f32, color:
                 gizmos.line(offset + p[i], offset + p[j], color);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_colour_scale_stretches_over_high_samples_and_keeps_the_reference_range() {
+        let s = EnergyScale { lo: -50.0, hi: -30.0, top: -30.0 };
+        assert_eq!(s.position(-40.0), 0.5);
+        // Early samples around 1e3…1e8: without the stretch all would sit at 1.
+        let early: Vec<f64> = (0..100).map(|k| 10f64.powf(3.0 + 5.0 * k as f64 / 99.0)).collect();
+        let f = s.fitted_to(&early);
+        assert!(f.stretched());
+        let (a, b, c) = (f.position(1e3), f.position(1e5), f.position(1e7));
+        assert!(REFERENCE_SPAN < a && a < b && b < c && c < 1.0, "{a} {b} {c}");
+        // The reference range keeps its place at the bottom of the scale.
+        assert_eq!(f.position(-30.0), REFERENCE_SPAN);
+        assert_eq!(f.position(-50.0), 0.0);
+        // Samples in the reference's range leave the scale as it was.
+        assert!(!s.fitted_to(&[-45.0, -35.0, -29.0]).stretched());
+        assert_eq!(f.position(f64::NAN), 1.0);
     }
 }

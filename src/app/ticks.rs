@@ -26,10 +26,24 @@ fn label_range(gap: f64) -> Rangef {
 
 /// Readable axes on a plot: call first, before the axis labels and formatters.
 pub fn readable<'a>(plot: Plot<'a>, x_log: bool, y_log: bool) -> Plot<'a> {
-    plot.custom_x_axes(vec![AxisHints::new_x().label_spacing(label_range(X_LABEL_GAP))])
-        .custom_y_axes(vec![AxisHints::new_y().label_spacing(label_range(Y_LABEL_GAP))])
+    plot.custom_x_axes(vec![AxisHints::new_x().label_spacing(label_range(X_LABEL_GAP)).formatter(|m, _| tick_label(m.value, m.step_size))])
+        .custom_y_axes(vec![AxisHints::new_y().label_spacing(label_range(Y_LABEL_GAP)).formatter(|m, _| tick_label(m.value, m.step_size))])
         .x_grid_spacer(move |i| marks_for(&i, x_log, X_LABEL_GAP))
         .y_grid_spacer(move |i| marks_for(&i, y_log, Y_LABEL_GAP))
+}
+
+/// A tick label with as many decimals as its step needs (0.0025 → 4, where egui_plot's default
+/// rounds to 3 and prints 0.003), in scientific notation beyond ±10⁵.
+pub fn tick_label(value: f64, step: f64) -> String {
+    if value.abs() >= 1e5 {
+        return format!("{value:.1e}");
+    }
+    let decimals = (0..10).find(|&d| {
+        let scaled = step * 10f64.powi(d);
+        (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+    });
+    let v = if value.abs() < step * 1e-9 { 0.0 } else { value };
+    format!("{:.*}", decimals.unwrap_or(3) as usize, v)
 }
 
 fn marks_for(input: &GridInput, log: bool, gap: f64) -> Vec<GridMark> {
@@ -189,6 +203,17 @@ mod tests {
             let gap = if points > 200.0 { X_LABEL_GAP } else { Y_LABEL_GAP };
             check(&log_marks(bounds, per_point, gap), bounds, points, gap, "log");
         }
+    }
+
+    #[test]
+    fn tick_labels_have_the_decimals_of_their_step() {
+        assert_eq!(tick_label(0.0025, 0.0025), "0.0025");
+        assert_eq!(tick_label(0.0075, 0.0025), "0.0075");
+        assert_eq!(tick_label(-40.0, 20.0), "-40");
+        assert_eq!(tick_label(1.5, 0.5), "1.5");
+        assert_eq!(tick_label(2.5e10, 5e9), "2.5e10");
+        // Rounding noise at zero reads "0", not "-0.0000".
+        assert_eq!(tick_label(-1e-17, 0.25), "0.00");
     }
 
     #[test]
