@@ -427,7 +427,34 @@ impl Worker {
         let _ = self.events.send(Event::Started(runs[0].info.clone()));
         self.lane_out = runs.iter().map(|_| LaneOut::default()).collect();
         self.runs = runs;
+        self.preview();
         self.wake();
+    }
+
+    /// The untrained sampler's samples, so that a new run opens on something to look at (the
+    /// grid's cells, or a point cloud's batch) rather than on empty cells until Play. MCMC has
+    /// no samples before its chains have run, and shows none.
+    fn preview(&mut self) {
+        let race = self.runs.len() > 1;
+        for (lane, run) in self.runs.iter_mut().enumerate() {
+            if !run.driver.sampler.kind().learns() {
+                continue;
+            }
+            let scene = &run.info.scene;
+            let point_cloud = run.info.layout.particles == 1 && !scene.system.is_molecule();
+            let n = if point_cloud { scene.sampler.new_samples.clamp(1, 256) } else { scene.view.grid.max(1).pow(2) };
+            // A failure here shows up again, with its message, when training starts.
+            let Ok(s) = run.driver.sampler.sample(n, SampleOptions { trajectory: lane == 0, weights: true, fill: false }) else { continue };
+            let ess = s.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN);
+            let batch = Arc::new(SampleBatch { x: s.x, energies: s.energies, layout: run.info.layout, ess, step: 0 });
+            if race {
+                self.lane_out[lane].samples = Some(batch.clone());
+            }
+            if lane == 0 {
+                self.out.samples = Some(batch);
+                self.out.trajectory = s.trajectory.map(Arc::new);
+            }
+        }
     }
 
     fn save(&self, dir: &Path) -> Result<()> {

@@ -116,3 +116,19 @@ fn worker_trains_saves_survives_errors_and_stops_quickly() {
     let took = w.shutdown();
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }
+
+/// A new run opens on the untrained sampler's samples (one per grid cell) and a trajectory,
+/// before Play: the window never starts on empty cells.
+#[test]
+fn a_new_run_shows_untrained_samples_before_play() {
+    let scene = small_scene();
+    let cells = scene.view.grid.max(1).pow(2);
+    let w = WorkerHandle::spawn(scene, common::repo("scenes/dw4.ron"), None);
+    let s = wait_for(&w, "samples before any training", |s| s.samples.is_some());
+    let b = s.samples.as_ref().unwrap();
+    assert_eq!(b.len(), cells);
+    assert!(b.energies.iter().all(|e| e.is_finite()));
+    assert_eq!(s.counters.gradient_steps, 0, "nothing was trained for the preview");
+    assert!(!s.running);
+    assert!(s.trajectory.as_ref().is_some_and(|t| t.len() > 1), "a path to replay as well");
+}
