@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::energy::{DoubleWell, Energy, Gmm40, LennardJones};
+use crate::energy::{DoubleWell, DoubleWell2d, Energy, Gmm40, LennardJones, MuellerBrown};
 use crate::error::{Error, Result};
 use crate::molecule::{AmberMolecule, Butane, LoadError, TorsionSpec};
 use crate::sampler::asbs::AsbsConfig;
@@ -58,6 +58,11 @@ impl Default for Scene {
 pub enum System {
     /// 2-D mixture of 40 Gaussians.
     Gmm40,
+    /// A point in the plane in a tilted double well (teaching: two wells, unequal weights).
+    DoubleWell2d,
+    /// The Müller–Brown potential divided by `temperature` (in the potential's units; 10–30
+    /// shows its three minima and the paths between them).
+    MuellerBrown { temperature: f64 },
     /// 4 particles in 2-D with a double-well pair potential.
     DoubleWell4,
     /// A Lennard-Jones cluster of `particles` atoms in 3-D (13 and 55 are the benchmarks).
@@ -116,6 +121,8 @@ impl System {
     pub fn energy(&self) -> Box<dyn Energy> {
         match *self {
             System::Gmm40 => Box::new(Gmm40::new()),
+            System::DoubleWell2d => Box::new(DoubleWell2d::default()),
+            System::MuellerBrown { temperature } => Box::new(MuellerBrown { temperature }),
             System::DoubleWell4 => Box::new(DoubleWell::dw4()),
             System::LennardJones { particles } => Box::new(LennardJones::new(particles)),
             System::Butane { temperature } => Box::new(Butane::new(temperature)),
@@ -462,6 +469,11 @@ impl Scene {
         if let System::Butane { temperature } = self.system {
             if !(temperature.is_finite() && (1.0..=10_000.0).contains(&temperature)) {
                 return err("system.temperature", format!("must be between 1 and 10000 K (got {temperature})"));
+            }
+        }
+        if let System::MuellerBrown { temperature } = self.system {
+            if !(temperature.is_finite() && (0.1..=10_000.0).contains(&temperature)) {
+                return err("system.temperature", format!("must be between 0.1 and 10000 in the potential's units (got {temperature})"));
             }
         }
         let s = &self.sampler;

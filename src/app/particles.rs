@@ -109,6 +109,9 @@ impl EnergyScale {
     }
 }
 
+/// Half-width in world units of the square a plane system's box is drawn in.
+const POINT_CLOUD_HALF: f32 = 6.25;
+
 /// Colours of the energy scale: low energy is dark blue, high is yellow (viridis-like).
 pub const SCALE_STEPS: usize = 24;
 
@@ -154,6 +157,8 @@ pub(super) struct Placement {
     pub spacing: f32,
     /// Coordinates are multiplied by this (GMM-40 spans ±40; particle systems are 1:1).
     scale: f32,
+    /// A plane system's box centre, drawn at the lane's centre.
+    origin: Vec3,
     radius: f32,
     /// Lanes side by side (a race), each `lane_width` wide.
     pub lanes: usize,
@@ -193,8 +198,8 @@ fn frame_what_is_shown(settings: Res<ViewSettings>, placement: Res<Placement>, m
     let g = info.scene.view.grid.max(1) as f32;
     let lanes = placement.lanes.max(1) as f32;
     let extent = match (point_cloud, settings.show) {
-        (true, Show::Samples) => 50.0 * placement.scale * lanes,
-        (true, Show::Trajectory) => 50.0 * placement.scale,
+        (true, Show::Samples) => POINT_CLOUD_HALF * lanes,
+        (true, Show::Trajectory) => POINT_CLOUD_HALF,
         (false, Show::Trajectory) => placement.spacing / 2.0,
         (false, Show::Samples) => g * placement.spacing / 2.0 * lanes,
     };
@@ -244,7 +249,13 @@ fn rebuild_on_new_run(
     // A molecule's samples are torsions; molecules.rs draws them as atoms in the same grid.
     let molecule = info.scene.system.is_molecule();
     let point_cloud = layout.particles == 1 && !molecule;
-    let (scale_factor, radius) = if point_cloud { (0.125, 0.08) } else { (1.0, view.particle_radius as f32) };
+    // A plane system's box fills ±POINT_CLOUD_HALF world units (GMM-40's ±50 at 1/8).
+    let plane = if point_cloud && layout.dim() == 2 { info.scene.energy().plane_box() } else { None };
+    let (origin, half) = match plane {
+        Some(([x0, x1], [y0, y1])) => (Vec3::new(((x0 + x1) / 2.0) as f32, ((y0 + y1) / 2.0) as f32, 0.0), ((x1 - x0).max(y1 - y0) / 2.0) as f32),
+        None => (Vec3::ZERO, 50.0),
+    };
+    let (scale_factor, radius) = if point_cloud { (POINT_CLOUD_HALF / half, 0.08) } else { (1.0, view.particle_radius as f32) };
     let cells = if point_cloud { info.scene.sampler.new_samples.max(1) } else { view.grid.max(1).pow(2) };
     let per_cell = if molecule { 0 } else { layout.particles };
     // Cells sit far enough apart for the largest reference cluster (or a guess without one).
@@ -255,9 +266,9 @@ fn rebuild_on_new_run(
     };
     let spacing = 2.0 * extent + 4.0 * radius;
     let lanes = info.race.len().max(1);
-    let block = if point_cloud { 100.0 * scale_factor } else { view.grid.max(1) as f32 * spacing };
+    let block = if point_cloud { 2.0 * POINT_CLOUD_HALF } else { view.grid.max(1) as f32 * spacing };
     let lane_width = block * 1.08;
-    let new = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, radius, lanes, lane_width };
+    let new = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, origin, radius, lanes, lane_width };
     for lane in 0..lanes {
         for cell in 0..cells {
             for index in 0..per_cell {
@@ -272,12 +283,12 @@ fn rebuild_on_new_run(
             }
         }
     }
-    // The density map is GMM-40's plane.
-    if point_cloud && layout.dim() == 2 {
-        let (w, image) = density_image(info);
+    // The density map under a plane system's points.
+    if let Some(plane) = plane {
+        let (size, image) = density_image(info, plane);
         let texture = images.add(image);
         let map = materials.add(StandardMaterial { base_color_texture: Some(texture), unlit: true, ..default() });
-        let quad = meshes.add(Rectangle::new(w * scale_factor, w * scale_factor));
+        let quad = meshes.add(Rectangle::new(size.x * scale_factor, size.y * scale_factor));
         for lane in 0..lanes {
             commands.spawn((Mesh3d(quad.clone()), MeshMaterial3d(map.clone()), Transform::from_translation(new.lane_center(lane) + Vec3::new(0.0, 0.0, -0.2)), RunView));
         }
@@ -332,26 +343,35 @@ fn energy_scale(info: &RunInfo) -> EnergyScale {
     EnergyScale { lo, hi, top: hi }
 }
 
-/// A grey-scale map of the target density exp(−E) over ±50 (GMM-40's box), as an image.
-fn density_image(info: &RunInfo) -> (f32, Image) {
-    const N: usize = 160;
-    const HALF: f64 = 50.0;
+/// A map of the target density exp(−E) over the system's box (grey-scale, a square root lifting
+/// faint modes into view), with contour lines of the energy every 1 kT up to 8 kT above its
+/// minimum. Returns the box's size and the image.
+fn density_image(info: &RunInfo, plane: ([f64; 2], [f64; 2])) -> (Vec2, Image) {
+    const N: usize = 200;
+    let ([x0, x1], [y0, y1]) = plane;
     let energy = info.scene.energy();
     let mut xs = Vec::with_capacity(N * N * 2);
     for r in 0..N {
         for c in 0..N {
-            let x = -HALF + (c as f64 + 0.5) * 2.0 * HALF / N as f64;
-            let y = HALF - (r as f64 + 0.5) * 2.0 * HALF / N as f64;
+            let x = x0 + (c as f64 + 0.5) * (x1 - x0) / N as f64;
+            let y = y1 - (r as f64 + 0.5) * (y1 - y0) / N as f64;
             xs.extend([x as f32, y as f32]);
         }
     }
     let e = energy.batch_energy(&xs);
     let emin = e.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+    let level = |v: f64| if v.is_finite() { ((v - emin).floor() as i64).min(9) } else { 9 };
     let mut data = Vec::with_capacity(N * N * 4);
-    for v in e {
+    for (k, &v) in e.iter().enumerate() {
+        let (r, c) = (k / N, k % N);
         let p = if v.is_finite() { (-(v - emin)).exp() } else { 0.0 };
-        // A square root lifts the faint modes into view; the map is for orientation only.
-        let s = (0.12 + 0.6 * p.sqrt()) as f32;
+        let mut s = (0.12 + 0.6 * p.sqrt()) as f32;
+        // A contour where the level changes towards the right or lower neighbour.
+        let here = level(v);
+        let edge = (c + 1 < N && level(e[k + 1]) != here) || (r + 1 < N && level(e[k + N]) != here);
+        if edge && here < 9 {
+            s = (s + 0.22).min(1.0);
+        }
         data.extend([(s * 255.0) as u8, (s * 230.0) as u8, (s * 200.0) as u8, 255]);
     }
     let image = Image::new(
@@ -361,7 +381,7 @@ fn density_image(info: &RunInfo) -> (f32, Image) {
         TextureFormat::Rgba8UnormSrgb,
         RenderAssetUsages::default(),
     );
-    (2.0 * HALF as f32, image)
+    (Vec2::new((x1 - x0) as f32, (y1 - y0) as f32), image)
 }
 
 fn animate(time: Res<Time>, mut settings: ResMut<ViewSettings>, mut redraw: MessageWriter<RequestRedraw>) {
@@ -443,7 +463,7 @@ fn place(
             (false, false) => placement.lane_center(s.lane) + cell_center(s.cell, g, placement.spacing),
         };
         let radius = if trajectory && point_cloud { placement.radius * 3.0 } else { placement.radius };
-        *t = Transform::from_translation(offset + p * placement.scale).with_scale(Vec3::splat(radius));
+        *t = Transform::from_translation(offset + (p - placement.origin) * placement.scale).with_scale(Vec3::splat(radius));
         *vis = Visibility::Visible;
         mat.0 = match settings.color_by {
             ColorBy::ParticleIndex => palette.index[s.index % palette.index.len()].clone(),
@@ -463,7 +483,7 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
         if let Some(traj) = data.trajectory.as_deref() {
             let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len().max(1) - 1) as f32).round() as usize).min(traj.len().saturating_sub(1));
             if layout.particles == 1 {
-                gizmos.linestrip(traj[..=upto].iter().map(|f| positions(f, 0, layout).next().unwrap_or(Vec3::ZERO) * placement.scale), color);
+                gizmos.linestrip(traj[..=upto].iter().map(|f| (positions(f, 0, layout).next().unwrap_or(Vec3::ZERO) - placement.origin) * placement.scale), color);
             } else if settings.bonds {
                 if let Some(f) = traj.get(upto) {
                     draw_bonds(&mut gizmos, &positions(f, 0, layout).collect::<Vec<_>>(), Vec3::ZERO, settings.bond_cutoff, color);

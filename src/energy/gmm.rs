@@ -83,6 +83,9 @@ impl Energy for Gmm40 {
     fn pair_spacing(&self) -> f64 {
         20.0
     }
+    fn plane_box(&self) -> Option<([f64; 2], [f64; 2])> {
+        Some(([-50.0, 50.0], [-50.0, 50.0]))
+    }
     fn laplacian(&self, x: &[f64]) -> f64 {
         // ∇E = Σ wₖ (x − μₖ)/s²; ΔE = 2/s² − Var_w(x − μ)/s⁴ (trace of the responsibilities'
         // covariance), from differentiating the softmax weights.

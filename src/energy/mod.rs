@@ -7,12 +7,14 @@
 mod double_well;
 mod gaussian;
 mod gmm;
+mod landscape;
 mod lennard_jones;
 mod pair;
 
 pub use double_well::DoubleWell;
 pub use gaussian::Gaussian;
 pub use gmm::Gmm40;
+pub use landscape::{DoubleWell2d, Landscape, MuellerBrown};
 pub use lennard_jones::LennardJones;
 
 use rayon::prelude::*;
@@ -60,6 +62,12 @@ pub trait Energy: Send + Sync {
     /// system), used to build starting configurations without overlaps.
     fn pair_spacing(&self) -> f64 {
         1.0
+    }
+
+    /// For a point in the plane: the box (x range, y range) that holds its density, where the
+    /// app draws the density map; `None` for everything else.
+    fn plane_box(&self) -> Option<([f64; 2], [f64; 2])> {
+        None
     }
 
     /// Whether every coordinate is an angle in (−π, π] (a molecule's free torsions): the sampler
@@ -179,6 +187,8 @@ mod tests {
         // so that finite differences probe the region that matters.
         vec![
             (Box::new(Gmm40::new()), 20.0),
+            (Box::new(DoubleWell2d::default()), 1.0),
+            (Box::new(MuellerBrown { temperature: 20.0 }), 0.5),
             (Box::new(DoubleWell::dw4()), 2.0),
             (Box::new(LennardJones::new(13)), 0.9),
             (Box::new(LennardJones::new(55)), 1.6),
