@@ -3,6 +3,7 @@
 
 pub mod energy;
 pub mod error;
+pub mod field;
 pub mod io;
 pub mod buffer;
 pub mod metrics;

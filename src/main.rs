@@ -137,6 +137,9 @@ struct AppArgs {
     /// scrubber at this time, 0 to 1, instead of the grid of samples.
     #[arg(long, requires = "screenshot", value_parser = unit_interval)]
     trajectory_at: Option<f32>,
+    /// Draw the learned control field (plane systems) at this SDE time, 0 to 1.
+    #[arg(long, value_parser = unit_interval)]
+    field_at: Option<f32>,
 }
 
 /// scenes/lj13.ron from the working directory, else from the source tree this was built from.
@@ -163,6 +166,7 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
         continuous: a.continuous,
         hold: a.hold,
         trajectory_at: a.trajectory_at,
+        field_at: a.field_at,
     })
 }
 
@@ -216,7 +220,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "app")]
-        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, trajectory_at: None, race: Vec::new(), after_evals: None }),
+        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, trajectory_at: None, field_at: None, race: Vec::new(), after_evals: None }),
         #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;

@@ -46,6 +46,9 @@ pub enum Command {
     SaveCheckpoint(PathBuf),
     /// Replace the run by the one saved in a run folder.
     LoadCheckpoint(PathBuf),
+    /// Send the learned control field at this SDE time with every snapshot (plane systems,
+    /// kinds with a field), or stop sending it.
+    ShowField(Option<f32>),
     Shutdown,
 }
 
@@ -129,6 +132,8 @@ pub struct Snapshot {
     pub samples: Option<Arc<SampleBatch>>,
     /// One path over SDE time, frames from t = 0 to 1 (each `dim` values).
     pub trajectory: Option<Arc<Vec<Vec<f32>>>>,
+    /// The learned control field, when asked for with [`Command::ShowField`].
+    pub field: Option<Arc<crate::field::ControlField>>,
     /// Recent throughput while running.
     pub steps_per_second: f64,
     pub evals_per_second: f64,
@@ -154,6 +159,9 @@ impl Snapshot {
         }
         if self.trajectory.is_none() {
             self.trajectory = old.trajectory;
+        }
+        if self.field.is_none() {
+            self.field = old.field;
         }
         for (new, old) in self.lanes.iter_mut().zip(old.lanes) {
             let mut m = old.metrics;
@@ -289,6 +297,8 @@ struct Worker {
     /// Gradient steps still to do for Step(n) while paused.
     pending_steps: u64,
     speed: u64,
+    /// SDE time of the control field to send with snapshots (`None`: not shown).
+    field_t: Option<f32>,
     out: Snapshot,
     steps_since_snapshot: u64,
     last_snapshot: Instant,
@@ -309,6 +319,7 @@ impl Worker {
             running: false,
             pending_steps: 0,
             speed: 10,
+            field_t: None,
             out: Snapshot::default(),
             steps_since_snapshot: 0,
             last_snapshot: Instant::now(),
@@ -380,6 +391,7 @@ impl Worker {
                 self.rate_mark = None;
             }
             Command::SetSpeed(n) => self.speed = n.max(1),
+            Command::ShowField(t) => self.field_t = t.map(|t| t.clamp(0.0, 1.0)),
             Command::SetHyper(h) => {
                 // A race's lanes keep their own scenes' settings; a single run takes the edit.
                 let errors: Vec<String> = match self.runs.as_mut_slice() {
@@ -567,6 +579,12 @@ impl Worker {
         snap.metrics = std::mem::take(&mut self.out.metrics);
         snap.samples = self.out.samples.take();
         snap.trajectory = self.out.trajectory.take();
+        if let Some(t) = self.field_t {
+            // A failed evaluation just leaves the previous field on screen.
+            if let Some(Ok(f)) = crate::field::control_field(run.driver.sampler.as_ref(), t, crate::field::FIELD_GRID) {
+                snap.field = Some(Arc::new(f));
+            }
+        }
         if self.runs.len() > 1 {
             snap.lanes = self
                 .runs

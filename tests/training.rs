@@ -343,3 +343,37 @@ fn a_reweighted_buffer_moves_butanes_mode_weights_towards_the_exact_ones() {
     eprintln!("butane trans after 5000 steps: weighted draws {weighted:.3}, uniform draws {uniform:.3}, exact {exact:.4}");
     assert!(dw + 0.04 < du, "weighted draws: trans {weighted:.3}, uniform draws: {uniform:.3}, exact {exact:.4}");
 }
+
+/// The control field the app draws: on the 2-D double well, after 2000 Adam steps, late in SDE
+/// time (t = 0.9, where the optimal s tends to −∇E + x/ν(1)) the arrows on the grid's outer
+/// ring point downhill, towards the wells. Tolerance: the angle to −∇E within 45° (cos > 0.7)
+/// at 90% of the outer points: the field there is learned from few samples, and x/ν(1) tilts it
+/// slightly towards the origin.
+#[test]
+fn the_control_field_points_downhill_on_the_double_well() {
+    let scene = boltzmann_studio::scene::Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/double_well_2d.ron")).unwrap();
+    let energy = scene.system.energy();
+    let mut s = AdjointSampler::new(scene.system.energy(), &scene.sampler, &scene.network, Device::Cpu).unwrap();
+    for _ in 0..40 {
+        s.step().unwrap();
+    }
+    let n = boltzmann_studio::field::FIELD_GRID;
+    let f = boltzmann_studio::field::control_field(&s, 0.9, n).expect("a plane system with a learned field").unwrap();
+    assert_eq!(f.points.len(), n * n);
+    let (mut outer, mut downhill) = (0, 0);
+    for (k, (p, v)) in f.points.iter().zip(&f.vectors).enumerate() {
+        let (r, c) = (k / n, k % n);
+        if !(r == 0 || c == 0 || r == n - 1 || c == n - 1) {
+            continue;
+        }
+        let mut g = [0.0; 2];
+        energy.energy_grad(&[p[0] as f64, p[1] as f64], &mut g);
+        let (gx, gy) = (-g[0], -g[1]);
+        let cos = (gx * v[0] as f64 + gy * v[1] as f64) / (gx.hypot(gy) * (v[0] as f64).hypot(v[1] as f64)).max(1e-12);
+        outer += 1;
+        if cos > 0.7 {
+            downhill += 1;
+        }
+    }
+    assert!(downhill as f64 >= 0.9 * outer as f64, "{downhill} of {outer} outer arrows point downhill");
+}

@@ -80,6 +80,8 @@ pub struct RunData {
     /// Increases whenever `samples` changes, so views know to redraw.
     pub samples_version: u64,
     pub trajectory: Option<Arc<Vec<Vec<f32>>>>,
+    /// The learned control field, while the view asks for it.
+    pub field: Option<Arc<crate::field::ControlField>>,
     pub steps_per_second: f64,
     pub evals_per_second: f64,
     pub notices: Vec<Notice>,
@@ -161,6 +163,9 @@ impl RunData {
         }
         if let Some(t) = s.trajectory {
             self.trajectory = Some(t);
+        }
+        if let Some(f) = s.field {
+            self.field = Some(f);
         }
         let lanes_changed = !s.lanes.is_empty();
         for (lane, ls) in self.lanes.iter_mut().zip(s.lanes) {

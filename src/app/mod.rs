@@ -4,12 +4,14 @@
 //! - [`link`]: run data, UI actions, the channels to the worker (no rendering; tested headless)
 //! - [`camera`]: orbit camera
 //! - [`particles`]: the 3D view of samples and of one trajectory
+//! - [`field_view`]: the learned control field of a plane system as arrows
 //! - [`molecules`]: torsion-space samples drawn as ball-and-stick molecules in that view
 //! - [`panels`], [`plots`]: egui panels and egui_plot plots; [`ticks`]: enough labelled ticks on their axes
 //! - [`export`]: files, screenshots, the scripted screenshot run
 
 pub mod camera;
 pub mod export;
+pub mod field_view;
 pub mod link;
 pub mod molecules;
 pub mod panels;
@@ -50,6 +52,8 @@ pub struct AppOptions {
     pub after_evals: Option<u64>,
     /// Open on the trajectory view with the scrubber at this SDE time (0–1).
     pub trajectory_at: Option<f32>,
+    /// Open with the control field drawn at this SDE time (0–1).
+    pub field_at: Option<f32>,
 }
 
 /// Gradient steps between snapshots at start (the speed control).
@@ -90,9 +94,14 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
     };
     let handle = WorkerHandle::spawn_with(first, waker);
     app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed: DEFAULT_SPEED });
+    let mut view = particles::ViewSettings::default();
     if let Some(t) = opts.trajectory_at {
-        app.insert_resource(particles::ViewSettings { show: particles::Show::Trajectory, time: t, ..default() });
+        view = particles::ViewSettings { show: particles::Show::Trajectory, time: t, ..view };
     }
+    if let Some(t) = opts.field_at {
+        view = particles::ViewSettings { field: true, field_t: t, ..view };
+    }
+    app.insert_resource(view);
     app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin));
     if let Some(p) = &opts.screenshot {
         let until = match opts.after_evals {

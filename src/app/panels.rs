@@ -383,6 +383,18 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             }
         }
         let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
+        let plane = data.info.as_ref().is_some_and(|i| i.layout.particles == 1 && i.layout.dim() == 2 && !i.scene.system.is_molecule());
+        if plane {
+            ui.checkbox(&mut view.field, "control field").on_hover_text(
+                "The learned field s(x, t) as arrows (length ∝ √|s|, the longest a grid cell): the SDE's drift is σ(t)²·s. Late in SDE time it points downhill, early towards where the samples will end up. Adjoint Sampling only.",
+            );
+            if view.field {
+                ui.horizontal(|ui| {
+                    ui.add(egui::Slider::new(&mut view.field_t, 0.0..=1.0).text("field time t")).on_hover_text("SDE time at which the field is drawn: 0 the start (all at the origin), 1 the end");
+                    ui.checkbox(&mut view.field_animate, "play").on_hover_text("Sweep t from 0 to 1 over and over");
+                });
+            }
+        }
         ui.horizontal(|ui| {
             ui.label("colour by");
             if molecule {

@@ -13,7 +13,7 @@ use bevy::window::RequestRedraw;
 
 use super::camera::HomeView;
 use super::link::RunData;
-use super::molecules;
+use super::{field_view, molecules};
 use crate::energy::Layout;
 use crate::worker::RunInfo;
 
@@ -45,11 +45,27 @@ pub struct ViewSettings {
     pub animate: bool,
     /// Seconds an animated replay takes from t = 0 to 1.
     pub animate_seconds: f32,
+    /// Draw the learned control field (plane systems) at SDE time `field_t`.
+    pub field: bool,
+    pub field_t: f32,
+    /// Sweep `field_t` from 0 to 1 over and over.
+    pub field_animate: bool,
 }
 
 impl Default for ViewSettings {
     fn default() -> Self {
-        Self { color_by: ColorBy::Energy, show: Show::Samples, bonds: true, bond_cutoff: 1.3, time: 1.0, animate: false, animate_seconds: 4.0 }
+        Self {
+            color_by: ColorBy::Energy,
+            show: Show::Samples,
+            bonds: true,
+            bond_cutoff: 1.3,
+            time: 1.0,
+            animate: false,
+            animate_seconds: 4.0,
+            field: false,
+            field_t: 0.9,
+            field_animate: false,
+        }
     }
 }
 
@@ -156,9 +172,9 @@ pub(super) struct Placement {
     cells: usize,
     pub spacing: f32,
     /// Coordinates are multiplied by this (GMM-40 spans ±40; particle systems are 1:1).
-    scale: f32,
+    pub scale: f32,
     /// A plane system's box centre, drawn at the lane's centre.
-    origin: Vec3,
+    pub origin: Vec3,
     radius: f32,
     /// Lanes side by side (a race), each `lane_width` wide.
     pub lanes: usize,
@@ -167,7 +183,7 @@ pub(super) struct Placement {
 
 impl Placement {
     /// Centre of lane `lane`'s block: lanes sit side by side along x.
-    pub fn lane_center(&self, lane: usize) -> Vec3 {
+    pub(super) fn lane_center(&self, lane: usize) -> Vec3 {
         Vec3::new((lane as f32 - (self.lanes.max(1) as f32 - 1.0) / 2.0) * self.lane_width, 0.0, 0.0)
     }
 }
@@ -183,7 +199,11 @@ pub fn plugin(app: &mut App) {
         .init_resource::<LaneLabels>()
         .add_systems(Startup, setup_palette)
         .init_resource::<molecules::MoleculeModel>()
-        .add_systems(Update, (rebuild_on_new_run, fit_energy_scale, molecules::rebuild, frame_what_is_shown, animate, place, molecules::place, bonds, molecules::paths).chain());
+        .add_systems(
+            Update,
+            (rebuild_on_new_run, fit_energy_scale, molecules::rebuild, frame_what_is_shown, animate, place, molecules::place, bonds, molecules::paths, field_view::request, field_view::draw)
+                .chain(),
+        );
 }
 
 /// The home view frames the whole grid, or the single cluster of a trajectory.

@@ -510,6 +510,11 @@ struct TrainState {
 }
 
 impl super::Sampler for AdjointSampler {
+    fn control_field(&self, x: &[f32], t: f32) -> Option<Result<Vec<f32>>> {
+        // The network works in x / scale.
+        let y: Vec<f32> = x.iter().map(|v| v / self.scale).collect();
+        Some(self.control(&y, t))
+    }
     fn kind(&self) -> SamplerKind {
         SamplerKind::Adjoint
     }

@@ -275,6 +275,11 @@ pub trait Sampler: Send {
     }
     /// Restarts the generator (to draw a reproducible set of samples).
     fn reseed(&mut self, seed: u64);
+    /// The learned field s(x, t) at rows `x` and time `t` (in the system's coordinates), for the
+    /// kinds that learn one that can be drawn; `None` for the others.
+    fn control_field(&self, _x: &[f32], _t: f32) -> Option<Result<Vec<f32>>> {
+        None
+    }
     /// What `n` further samples cost once training stops: (energy evaluations, seconds). A
     /// learned kind needs no energy to draw (its energies are computed only to judge them); the
     /// default times a draw.
