@@ -140,6 +140,9 @@ struct AppArgs {
     /// Draw the learned control field (plane systems) at this SDE time, 0 to 1.
     #[arg(long, value_parser = unit_interval)]
     field_at: Option<f32>,
+    /// Colour samples by energy, particle or (importance) weight.
+    #[arg(long, value_parser = ["energy", "particle", "weight"])]
+    color_by: Option<String>,
 }
 
 /// scenes/lj13.ron from the working directory, else from the source tree this was built from.
@@ -167,6 +170,7 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
         hold: a.hold,
         trajectory_at: a.trajectory_at,
         field_at: a.field_at,
+        color_by: a.color_by,
     })
 }
 
@@ -220,7 +224,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "app")]
-        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, trajectory_at: None, field_at: None, race: Vec::new(), after_evals: None }),
+        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, trajectory_at: None, field_at: None, color_by: None, race: Vec::new(), after_evals: None }),
         #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;

@@ -91,6 +91,8 @@ pub struct SampleBatch {
     pub layout: Layout,
     /// Normalised ESS of the batch's importance weights (0–1).
     pub ess: f64,
+    /// Each sample's log importance weight, for the kinds that define them.
+    pub log_weights: Option<Vec<f64>>,
     /// Gradient steps when the batch was simulated.
     pub step: u64,
 }
@@ -458,7 +460,7 @@ impl Worker {
             // A failure here shows up again, with its message, when training starts.
             let Ok(s) = run.driver.sampler.sample(n, SampleOptions { trajectory: lane == 0, weights: true, fill: false }) else { continue };
             let ess = s.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN);
-            let batch = Arc::new(SampleBatch { x: s.x, energies: s.energies, layout: run.info.layout, ess, step: 0 });
+            let batch = Arc::new(SampleBatch { x: s.x, energies: s.energies, layout: run.info.layout, ess, log_weights: s.log_weights, step: 0 });
             if race {
                 self.lane_out[lane].samples = Some(batch.clone());
             }
@@ -503,7 +505,7 @@ impl Worker {
         }
         if let Some(b) = adv.batch {
             let ess = b.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN);
-            let batch = Arc::new(SampleBatch { x: b.x, energies: b.energies, layout: run.info.layout, ess, step });
+            let batch = Arc::new(SampleBatch { x: b.x, energies: b.energies, layout: run.info.layout, ess, log_weights: b.log_weights, step });
             if race {
                 self.lane_out[lane].samples = Some(batch.clone());
                 self.lane_out[lane].metrics.extend(tick.batch_point);

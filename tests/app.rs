@@ -57,7 +57,7 @@ fn started(f: &Fake, generation: u64) {
 
 fn batch(step: u64, value: f32) -> Arc<SampleBatch> {
     let layout = boltzmann_studio::energy::Layout { particles: 4, spatial_dim: 2, com_free: true };
-    Arc::new(SampleBatch { x: vec![value; 16], energies: vec![value as f64; 2], layout, ess: 0.5, step })
+    Arc::new(SampleBatch { x: vec![value; 16], energies: vec![value as f64; 2], layout, ess: 0.5, log_weights: None, step })
 }
 
 fn drain(rx: &Receiver<Command>) -> Vec<Command> {

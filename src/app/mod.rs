@@ -54,6 +54,8 @@ pub struct AppOptions {
     pub trajectory_at: Option<f32>,
     /// Open with the control field drawn at this SDE time (0–1).
     pub field_at: Option<f32>,
+    /// "energy", "particle" or "weight".
+    pub color_by: Option<String>,
 }
 
 /// Gradient steps between snapshots at start (the speed control).
@@ -101,6 +103,11 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
     if let Some(t) = opts.field_at {
         view = particles::ViewSettings { field: true, field_t: t, ..view };
     }
+    view.color_by = match opts.color_by.as_deref() {
+        Some("particle") => particles::ColorBy::ParticleIndex,
+        Some("weight") => particles::ColorBy::LogWeight,
+        _ => view.color_by,
+    };
     app.insert_resource(view);
     app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin));
     if let Some(p) = &opts.screenshot {

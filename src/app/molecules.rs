@@ -207,7 +207,7 @@ pub(super) fn place(
         for (a, mut m) in &mut atom_mats {
             let h = match settings.color_by {
                 ColorBy::ParticleIndex => index_mats.get(a.index),
-                ColorBy::Energy => model.element_mats.get(a.index),
+                ColorBy::Energy | ColorBy::LogWeight => model.element_mats.get(a.index),
             };
             if let Some(h) = h {
                 m.0 = h.clone();

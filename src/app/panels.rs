@@ -405,6 +405,9 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             } else {
                 ui.selectable_value(&mut view.color_by, ColorBy::Energy, "energy").on_hover_text("Dark blue = low energy (good), yellow = high; scale from the reference samples");
                 ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "particle").on_hover_text("One colour per particle index");
+                ui.selectable_value(&mut view.color_by, ColorBy::LogWeight, "weight").on_hover_text(
+                    "Each sample's importance weight (target density over the sampler's, per path), relative to the batch's largest, on a log scale: yellow = high weight (the sampler draws this region too rarely), dark = 10 nats lower or less (too often). Even colours mean a high ESS. Adjoint Sampling only.",
+                );
             }
         });
         if molecule {
@@ -505,7 +508,7 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
     }
     ui.strong("Sample quality").on_hover_text("E-W2: Wasserstein-2 between energy distributions; eq-W2: between configurations after best rotation and permutation; x-W2: raw coordinates");
     plots::metrics_plot(ui, data, settings);
-    ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, 0–1: how much an exact reweighting keeps. Often tiny; it is reported as it is.");
+    ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, as a percentage of its size: how many exact samples the reweighted batch is worth. 100% = the sampler draws the target; often a few %, reported as it is.");
     plots::ess_plot(ui, data);
     ui.strong("Throughput").on_hover_text("Left: gradient steps per second of training time. Right: energy evaluations used so far, against gradient steps — the slope is the evaluations per step");
     plots::throughput_plot(ui, data);
@@ -532,7 +535,7 @@ fn race_table(ui: &mut egui::Ui, data: &RunData) {
 }
 
 fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &EnergyScale, left: f32, bottom: f32) {
-    if view.color_by != ColorBy::Energy || view.show != Show::Samples || data.info.is_none() {
+    if view.color_by == ColorBy::ParticleIndex || view.show != Show::Samples || data.info.is_none() {
         return;
     }
     // Taller by a line of text when the scale is stretched.
@@ -541,6 +544,10 @@ fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &Ener
     egui::Area::new("legend".into()).fixed_pos(pos).interactable(false).show(ctx, |ui| {
         egui::Frame::popup(ui.style()).show(ui, |ui| {
             let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
+            if view.color_by == ColorBy::LogWeight && !molecule {
+                weight_legend(ui, data);
+                return;
+            }
             ui.label(if molecule { "sample energy (kT), frame colour" } else { "sample energy (kT)" });
             let (rect, _) = ui.allocate_exact_size(egui::vec2(180.0, 10.0), egui::Sense::hover());
             let w = rect.width() / SCALE_STEPS as f32;
@@ -606,4 +613,31 @@ pub fn slug(name: &str) -> String {
 /// An energy for the legend: one decimal, or scientific notation when large.
 fn short_energy(e: f64) -> String {
     if e.abs() < 1e4 { format!("{e:.1}") } else { format!("{e:.1e}") }
+}
+
+/// The weight colours' legend: log w − max over the scale, and the batch's ESS as a percentage.
+fn weight_legend(ui: &mut egui::Ui, data: &RunData) {
+    ui.label("log importance weight − batch max (nats)");
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(180.0, 10.0), egui::Sense::hover());
+    let w = rect.width() / SCALE_STEPS as f32;
+    for k in 0..SCALE_STEPS {
+        let [r, g, b] = viridis(k as f32 / (SCALE_STEPS - 1) as f32);
+        let c = egui::Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8);
+        ui.painter().rect_filled(egui::Rect::from_min_size(egui::pos2(rect.left() + k as f32 * w, rect.top()), egui::vec2(w + 0.5, rect.height())), 0.0, c);
+    }
+    ui.horizontal(|ui| {
+        ui.label(format!("≤ −{}", super::particles::LOG_WEIGHT_SPAN));
+        ui.add_space(100.0);
+        ui.label("0");
+    });
+    match data.samples.as_deref() {
+        Some(b) if b.log_weights.is_some() => {
+            ui.label(format!("ESS {:.1}% of the batch", 100.0 * b.ess)).on_hover_text(
+                "Effective sample size: how many exact samples the reweighted batch is worth, as a share of its size. 100% = every weight equal (the sampler draws the target); a few % = a handful of samples carry the reweighting.",
+            );
+        }
+        _ => {
+            ui.label("this kind defines no importance weights");
+        }
+    }
 }

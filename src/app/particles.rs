@@ -22,6 +22,17 @@ use crate::worker::RunInfo;
 pub enum ColorBy {
     Energy,
     ParticleIndex,
+    /// Log importance weight relative to the batch's largest (kinds with weights).
+    LogWeight,
+}
+
+/// Nats of log-weight below the batch's largest that the weight colour scale spans.
+pub const LOG_WEIGHT_SPAN: f64 = 10.0;
+
+/// Position of a log-weight on the colour scale: 1 for the batch's largest, 0 for
+/// `LOG_WEIGHT_SPAN` nats below it or less (and for a weight of zero).
+pub fn weight_position(lw: f64, max: f64) -> f64 {
+    if lw.is_finite() && max.is_finite() { (1.0 + (lw - max) / LOG_WEIGHT_SPAN).clamp(0.0, 1.0) } else { 0.0 }
 }
 
 /// What the 3D view shows.
@@ -455,10 +466,7 @@ fn place(
     let layout = info.layout;
     let g = info.scene.view.grid.max(1);
     let point_cloud = layout.particles == 1;
-    let energy_mat = |e: f64| {
-        let u = scale.position(e);
-        palette.energy[(u * (SCALE_STEPS - 1) as f64).round() as usize].clone()
-    };
+    let scale_mat = |u: f64| palette.energy[(u.clamp(0.0, 1.0) * (SCALE_STEPS - 1) as f64).round() as usize].clone();
     let trajectory = settings.show == Show::Trajectory;
     let frame = if trajectory { data.trajectory.as_deref().and_then(|t| trajectory_frame(t, settings.time)) } else { None };
     for (s, mut t, mut vis, mut mat) in &mut spheres {
@@ -469,7 +477,17 @@ fn place(
             }
         } else {
             match data.lane_samples(s.lane) {
-                Some(b) if s.cell < b.len() => (positions(&b.x, s.cell, layout).nth(s.index), b.energies[s.cell]),
+                Some(b) if s.cell < b.len() => {
+                    // Where the sample sits on the colour scale: by its weight, or its energy.
+                    let u = match (settings.color_by, &b.log_weights) {
+                        (ColorBy::LogWeight, Some(w)) => {
+                            let max = w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+                            weight_position(w[s.cell], max)
+                        }
+                        _ => scale.position(b.energies[s.cell]),
+                    };
+                    (positions(&b.x, s.cell, layout).nth(s.index), u)
+                }
                 _ => (None, f64::NAN),
             }
         };
@@ -487,8 +505,8 @@ fn place(
         *vis = Visibility::Visible;
         mat.0 = match settings.color_by {
             ColorBy::ParticleIndex => palette.index[s.index % palette.index.len()].clone(),
-            ColorBy::Energy if trajectory => palette.index[s.index % palette.index.len()].clone(),
-            ColorBy::Energy => energy_mat(e),
+            ColorBy::Energy | ColorBy::LogWeight if trajectory => palette.index[s.index % palette.index.len()].clone(),
+            ColorBy::Energy | ColorBy::LogWeight => scale_mat(e),
         };
     }
 }
@@ -557,6 +575,16 @@ fn draw_bonds(gizmos: &mut Gizmos, p: &[Vec3], offset: Vec3, cutoff: f32, color:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_map_the_batch_maximum_to_the_top_and_ten_nats_below_to_the_bottom() {
+        assert_eq!(weight_position(-3.0, -3.0), 1.0);
+        assert_eq!(weight_position(-8.0, -3.0), 0.5);
+        assert_eq!(weight_position(-13.0, -3.0), 0.0);
+        assert_eq!(weight_position(-40.0, -3.0), 0.0);
+        // A zero weight (log −∞) sits at the bottom, not off the scale.
+        assert_eq!(weight_position(f64::NEG_INFINITY, -3.0), 0.0);
+    }
 
     #[test]
     fn the_colour_scale_stretches_over_high_samples_and_keeps_the_reference_range() {

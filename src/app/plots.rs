@@ -284,7 +284,7 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
 
 pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
     // Kinds without importance weights (ASBS, iDEM, MCMC) report NaN: nothing to draw.
-    let pts: Vec<[f64; 2]> = data.metrics.iter().filter(|m| m.ess.is_finite()).map(|m| [m.step as f64, m.ess]).collect();
+    let pts: Vec<[f64; 2]> = data.metrics.iter().filter(|m| m.ess.is_finite()).map(|m| [m.step as f64, 100.0 * m.ess]).collect();
     if pts.is_empty() && !data.metrics.is_empty() {
         ui.label(format!("{} defines no importance weights", data.kind.label()));
         return;
@@ -292,7 +292,7 @@ pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
     readable(Plot::new("ess"), false, false)
         .height(PLOT_HEIGHT * 0.7)
         .x_axis_label("gradient step")
-        .y_axis_label("ESS (fraction)")
+        .y_axis_label("ESS (%)")
         .include_y(0.0)
         .show(ui, |p| {
             p.line(Line::new("normalised ESS", PlotPoints::from(pts)).width(2.0));
