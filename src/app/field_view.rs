@@ -31,8 +31,7 @@ pub(super) fn draw(data: Res<RunData>, settings: Res<ViewSettings>, placement: R
         return;
     }
     let Some(f) = &data.field else { return };
-    let Some(info) = &placement.info else { return };
-    let Some(([x0, x1], _)) = info.scene.energy().plane_box() else { return };
+    let Some(([x0, x1], _)) = placement.plane else { return };
     let cell = ((x1 - x0) as f32 / crate::field::FIELD_GRID as f32) * placement.scale;
     let longest = f.vectors.iter().map(|v| Vec2::from(*v).length()).filter(|l| l.is_finite()).fold(0.0f32, f32::max);
     if longest <= 0.0 {

@@ -218,24 +218,36 @@ pub(super) fn place(
 
 /// In the trajectory view, each heavy atom's path from t = 0 up to the scrubber: the twisting
 /// shows as arcs about the rotated bonds.
-pub(super) fn paths(data: Res<RunData>, settings: Res<ViewSettings>, model: Res<MoleculeModel>, mut gizmos: Gizmos) {
+pub(super) fn paths(
+    data: Res<RunData>,
+    settings: Res<ViewSettings>,
+    model: Res<MoleculeModel>,
+    mut gizmos: Gizmos,
+    // Every frame's atom positions, computed once per trajectory (gizmos redraw each frame).
+    mut cached: Local<Option<(usize, Vec<Vec<Vec3>>)>>,
+    mut heavy: Local<Vec<bool>>,
+) {
     if settings.show != Show::Trajectory || model.energy.is_none() {
         return;
     }
-    let Some(traj) = data.trajectory.as_deref() else { return };
+    let Some(traj) = data.trajectory.as_ref() else { return };
     if traj.is_empty() {
         return;
     }
-    let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len() - 1) as f32).round() as usize).min(traj.len() - 1);
-    let frames: Vec<Vec<Vec3>> = traj[..=upto].iter().filter_map(|f| model.positions(f)).collect();
-    let heavy: Vec<bool> = model.energy.as_ref().and_then(|e| e.molecule()).map(|m| m.elements().iter().map(|e| *e != "H").collect()).unwrap_or_default();
+    let key = std::sync::Arc::as_ptr(traj) as usize;
+    if cached.as_ref().is_none_or(|(k, _)| *k != key) || model.is_changed() {
+        *cached = Some((key, traj.iter().filter_map(|f| model.positions(f)).collect()));
+        *heavy = model.energy.as_ref().and_then(|e| e.molecule()).map(|m| m.elements().iter().map(|e| *e != "H").collect()).unwrap_or_default();
+    }
+    let Some((_, frames)) = cached.as_ref() else { return };
+    let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len() - 1) as f32).round() as usize).min(frames.len().saturating_sub(1));
+    let (c, _) = element_style("C");
     for atom in 0..model.atoms {
         if !heavy.get(atom).copied().unwrap_or(true) {
             continue;
         }
-        let (c, _) = element_style("C");
         let colour = c.with_alpha(0.55).mix(&Color::srgba(0.95, 0.75, 0.3, 0.55), atom as f32 / model.atoms.max(1) as f32);
-        gizmos.linestrip(frames.iter().filter_map(|f| f.get(atom).copied()), colour);
+        gizmos.linestrip(frames[..=upto].iter().filter_map(|f| f.get(atom).copied()), colour);
     }
 }
 

@@ -186,6 +186,8 @@ pub(super) struct Placement {
     pub scale: f32,
     /// A plane system's box centre, drawn at the lane's centre.
     pub origin: Vec3,
+    /// A plane system's box (x range, y range), read once per run.
+    pub plane: Option<([f64; 2], [f64; 2])>,
     radius: f32,
     /// Lanes side by side (a race), each `lane_width` wide.
     pub lanes: usize,
@@ -299,7 +301,7 @@ fn rebuild_on_new_run(
     let lanes = info.race.len().max(1);
     let block = if point_cloud { 2.0 * POINT_CLOUD_HALF } else { view.grid.max(1) as f32 * spacing };
     let lane_width = block * 1.08;
-    let new = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, origin, radius, lanes, lane_width };
+    let new = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, origin, plane, radius, lanes, lane_width };
     for lane in 0..lanes {
         for cell in 0..cells {
             for index in 0..per_cell {
