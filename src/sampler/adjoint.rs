@@ -185,6 +185,10 @@ pub struct AdjointSampler {
     /// Simulate training samples with the weight average (scene `ema_in_training`).
     ema_in_training: bool,
     rng: ChaCha8Rng,
+    /// Seeds of the samples drawn to show, judge or export (`sample`): a stream of their own, so
+    /// that how often the app draws them never changes training (forks and sessions replay
+    /// exactly). Not checkpointed: after a resume these draws start their stream again.
+    sample_rng: ChaCha8Rng,
     epoch: Epoch,
     sizer: UnitSizer,
     pub counters: Counters,
@@ -213,6 +217,7 @@ impl AdjointSampler {
             reweight: sampler.reweight_buffer,
             ema_in_training: sampler.ema_in_training,
             rng,
+            sample_rng: ChaCha8Rng::seed_from_u64(super::sample_stream(sampler.seed)),
             epoch: Epoch::default(),
             sizer: UnitSizer::new(32, SIM_CHUNK),
             counters: Counters::default(),
@@ -320,7 +325,7 @@ impl AdjointSampler {
     /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sample_steps` steps).
     pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
-        let seed = self.rng.random();
+        let seed = self.sample_rng.random();
         let paths = self.sde.simulate(&self.net.inference(true)?, vec![0.0; n * self.layout.dim()], steps, seed, 0, opts.trajectory)?;
         self.count_simulation(n, steps);
         let x = self.to_original(paths.x.clone());

@@ -103,6 +103,10 @@ pub struct AsbsSampler {
     epochs: u64,
     epoch: Epoch,
     rng: ChaCha8Rng,
+    /// Seeds of the samples drawn to show, judge or export (`sample`): a stream of their own, so
+    /// that how often the app draws them never changes training (forks and sessions replay
+    /// exactly). Not checkpointed: after a resume these draws start their stream again.
+    sample_rng: ChaCha8Rng,
     sizer: UnitSizer,
     pub counters: Counters,
 }
@@ -138,6 +142,7 @@ impl AsbsSampler {
             epochs: 0,
             epoch: Epoch::default(),
             rng,
+            sample_rng: ChaCha8Rng::seed_from_u64(super::sample_stream(sampler.seed)),
             sizer: UnitSizer::new(32, 1024),
             counters: Counters::default(),
         })
@@ -293,7 +298,7 @@ impl AsbsSampler {
 
     fn sample_inner(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
-        let seed = self.rng.random();
+        let seed = self.sample_rng.random();
         let x0 = self.prior_rows(n, seed, 0);
         let paths = self.sde.simulate(&self.control.inference(true)?, x0, steps, seed, 0, opts.trajectory)?;
         self.counters.samples_simulated += n as u64;

@@ -132,6 +132,10 @@ pub struct IdemSampler {
     epochs: u64,
     epoch: Epoch,
     rng: ChaCha8Rng,
+    /// Seeds of the samples drawn to show, judge or export (`sample`): a stream of their own, so
+    /// that how often the app draws them never changes training (forks and sessions replay
+    /// exactly). Not checkpointed: after a resume these draws start their stream again.
+    sample_rng: ChaCha8Rng,
     sizer: UnitSizer,
     pub counters: Counters,
 }
@@ -160,6 +164,7 @@ impl IdemSampler {
             epochs: 0,
             epoch: Epoch::default(),
             rng,
+            sample_rng: ChaCha8Rng::seed_from_u64(super::sample_stream(sampler.seed)),
             sizer: UnitSizer::new(32, 1024),
             counters: Counters::default(),
         })
@@ -263,7 +268,7 @@ impl IdemSampler {
 
     fn sample_inner(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
-        let seed = self.rng.random();
+        let seed = self.sample_rng.random();
         let inference = self.net.inference(true)?;
         let (x, path) = rayon::scope(|_| self.simulate(Some(&inference), n, steps, seed, 0, opts.trajectory))?;
         drop(inference);

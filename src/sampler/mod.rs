@@ -21,6 +21,11 @@ use crate::energy::Energy;
 use crate::error::{Error, Result};
 use crate::scene::{SamplerConfig, Scene};
 
+/// The seed of a sampler's stream of display and evaluation draws, derived from its seed.
+pub(crate) fn sample_stream(seed: u64) -> u64 {
+    seed ^ 0x5341_4d50_4c45_5321 // "SAMPLES!"
+}
+
 /// The sampler kinds a scene can name in `sampler.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum SamplerKind {
