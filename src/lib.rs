@@ -5,6 +5,7 @@ pub mod energy;
 pub mod error;
 pub mod field;
 pub mod io;
+pub mod lesson;
 pub mod buffer;
 pub mod metrics;
 pub mod molecule;
@@ -13,6 +14,8 @@ pub mod run;
 pub mod sampler;
 pub mod scene;
 pub mod sde;
+pub mod session;
+pub mod view;
 pub mod worker;
 
 #[cfg(feature = "app")]

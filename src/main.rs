@@ -72,6 +72,9 @@ enum Command {
     /// Open the desktop app on a scene (the default command; LJ-13 without a scene).
     #[cfg(feature = "app")]
     App(AppArgs),
+    /// Open a lesson (lessons/*.ron) in the app, or render each of its steps to PNGs.
+    #[cfg(feature = "app")]
+    Lesson(LessonArgs),
     /// Train the scene's sampler kind, with checkpoints and a metrics log.
     Train(train_cmd::TrainArgs),
     /// Draw samples from a trained run (.npy or extended .xyz).
@@ -145,6 +148,40 @@ struct AppArgs {
     color_by: Option<String>,
 }
 
+#[cfg(feature = "app")]
+#[derive(clap::Args)]
+struct LessonArgs {
+    /// The lesson file.
+    file: PathBuf,
+    /// Start at this step (1-based).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = positive_count)]
+    step: usize,
+    /// Start in projector mode (high contrast, twice as large).
+    #[arg(long)]
+    projector: bool,
+    /// Render every step to DIR/step-NN.png (training for real where a step waits on the run), then exit.
+    #[arg(long, value_name = "DIR")]
+    screenshot_steps: Option<PathBuf>,
+}
+
+#[cfg(feature = "app")]
+fn lesson_cmd(a: LessonArgs) -> anyhow::Result<()> {
+    let lesson = boltzmann_studio::lesson::LoadedLesson::load(&a.file)?;
+    if a.step > lesson.len() {
+        bail!("--step {}: the lesson {} has {} steps", a.step, a.file.display(), lesson.len());
+    }
+    if let Some(dir) = &a.screenshot_steps {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        println!("rendering {} steps of \"{}\" to {}", lesson.len() + 1 - a.step, lesson.lesson.title, dir.display());
+    }
+    let mut opts = boltzmann_studio::app::AppOptions::new(a.file.clone());
+    opts.lesson = Some(a.file);
+    opts.lesson_step = a.step - 1;
+    opts.projector = a.projector;
+    opts.screenshot_steps = a.screenshot_steps;
+    boltzmann_studio::app::run(opts)
+}
+
 /// scenes/lj13.ron from the working directory, else from the source tree this was built from.
 #[cfg(feature = "app")]
 fn default_scene() -> PathBuf {
@@ -159,19 +196,25 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
     if race.len() == 1 {
         bail!("--race needs two kinds or more (got {})", a.race.join(","));
     }
-    boltzmann_studio::app::run(boltzmann_studio::app::AppOptions {
-        race,
-        after_evals: a.after_evals.map(|n| n as u64),
-        scene: a.scene.unwrap_or_else(default_scene),
-        screenshot: a.screenshot,
-        after_steps: a.after_steps,
-        report: a.report,
-        continuous: a.continuous,
-        hold: a.hold,
-        trajectory_at: a.trajectory_at,
-        field_at: a.field_at,
-        color_by: a.color_by,
-    })
+    let scene = a.scene.unwrap_or_else(default_scene);
+    // A session file (saved from the app) reopens that state; anything else is a scene.
+    let session = match std::fs::read_to_string(&scene) {
+        Ok(text) if boltzmann_studio::session::Session::is_session(&text) => Some(boltzmann_studio::session::Session::parse(&text, &scene)?),
+        _ => None,
+    };
+    let mut opts = boltzmann_studio::app::AppOptions::new(scene);
+    opts.race = race;
+    opts.after_evals = a.after_evals.map(|n| n as u64);
+    opts.screenshot = a.screenshot;
+    opts.after_steps = a.after_steps;
+    opts.report = a.report;
+    opts.continuous = a.continuous;
+    opts.hold = a.hold;
+    opts.trajectory_at = a.trajectory_at;
+    opts.field_at = a.field_at;
+    opts.color_by = a.color_by;
+    opts.session = session;
+    boltzmann_studio::app::run(opts)
 }
 
 #[cfg(feature = "app")]
@@ -233,6 +276,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "app")]
         Some(Command::App(args)) => app_cmd(args),
+        #[cfg(feature = "app")]
+        Some(Command::Lesson(args)) => lesson_cmd(args),
         Some(Command::Train(args)) => train_cmd::train(args),
         Some(Command::Sample(args)) => train_cmd::sample(args),
         Some(Command::Compare(args)) => compare_cmd::compare(args),

@@ -349,14 +349,25 @@ impl Histogram {
     /// Histogram of `values` over [lo, hi] with `bins` bins; values outside are clamped into the
     /// end bins so that no mass is lost.
     pub fn new(values: &[f64], lo: f64, hi: f64, bins: usize) -> Self {
+        Self::weighted(values, |_| 1.0, lo, hi, bins)
+    }
+    /// The same with value i counted `weight(i)` times (importance weights; need not be
+    /// normalised). Without positive total weight the density is all zero.
+    pub fn weighted(values: &[f64], weight: impl Fn(usize) -> f64, lo: f64, hi: f64, bins: usize) -> Self {
         let width = (hi - lo) / bins as f64;
         let mut counts = vec![0.0; bins];
-        for &v in values {
+        let mut total = 0.0;
+        for (i, &v) in values.iter().enumerate() {
+            let w = weight(i);
+            if !(w.is_finite() && w > 0.0) {
+                continue;
+            }
             let k = (((v - lo) / width).floor().max(0.0) as usize).min(bins - 1);
-            counts[k] += 1.0;
+            counts[k] += w;
+            total += w;
         }
-        let total = values.len().max(1) as f64 * width;
-        Self { lo, hi, density: counts.into_iter().map(|c| c / total).collect() }
+        let norm = if total > 0.0 { total * width } else { 1.0 };
+        Self { lo, hi, density: counts.into_iter().map(|c| c / norm).collect() }
     }
     /// Bin width.
     pub fn width(&self) -> f64 {

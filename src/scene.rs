@@ -562,7 +562,7 @@ fn locate_field(text: &str, field: &str) -> (usize, usize) {
 }
 
 /// 1-based (line, column) of the `n`-th (0-based) `key:` in `text`, else of the first, else (1, 1).
-fn locate_nth(text: &str, key: &str, n: usize) -> (usize, usize) {
+pub(crate) fn locate_nth(text: &str, key: &str, n: usize) -> (usize, usize) {
     let mut found = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let mut from = 0;

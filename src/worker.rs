@@ -49,6 +49,11 @@ pub enum Command {
     /// Send the learned control field at this SDE time with every snapshot (plane systems,
     /// kinds with a field), or stop sending it.
     ShowField(Option<f32>),
+    /// Fork the single run: a copy (weights, optimizer, buffer, random state) continues with
+    /// these hyperparameters beside the original; the two train in turn.
+    Fork(LiveHyper),
+    /// Keep one lane of a race or fork (by index) and drop the others.
+    KeepLane(usize),
     Shutdown,
 }
 
@@ -80,6 +85,17 @@ pub struct RunInfo {
     pub torsion_names: Vec<String>,
     /// The kinds of a race, in lane order (empty for a single run).
     pub race: Vec<SamplerKind>,
+    /// Set when the lanes are the branches of a fork rather than a race of kinds.
+    pub fork: Option<ForkInfo>,
+}
+
+/// Where a fork was made and what differs between its branches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForkInfo {
+    /// Gradient steps of the run when it was forked (both branches share everything up to it).
+    pub step: u64,
+    /// Each changed hyperparameter: (name, value in branch A, value in branch B).
+    pub changes: Vec<(String, String, String)>,
 }
 
 /// A batch of current samples (the end points of the latest outer iteration).
@@ -110,6 +126,8 @@ impl SampleBatch {
 #[derive(Debug, Clone, Default)]
 pub struct LaneSnapshot {
     pub kind: SamplerKind,
+    /// (gradient step, loss) since the previous snapshot (branches of a fork plot them).
+    pub losses: Vec<(u64, f32)>,
     pub counters: Counters,
     pub stage: Option<String>,
     pub metrics: Vec<MetricPoint>,
@@ -166,6 +184,9 @@ impl Snapshot {
             self.field = old.field;
         }
         for (new, old) in self.lanes.iter_mut().zip(old.lanes) {
+            let mut l = old.losses;
+            l.append(&mut new.losses);
+            new.losses = l;
             let mut m = old.metrics;
             m.append(&mut new.metrics);
             new.metrics = m;
@@ -265,6 +286,27 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// The hyperparameters that differ between two sets, as (name, before, after), in the units
+/// the panel shows.
+pub fn hyper_changes(a: &LiveHyper, b: &LiveHyper, kind: SamplerKind) -> Vec<(String, String, String)> {
+    let fields: [(&str, String, String); 9] = [
+        ("learning rate", format!("{}", a.learning_rate), format!("{}", b.learning_rate)),
+        ("batch size", a.batch_size.to_string(), b.batch_size.to_string()),
+        ("new samples", a.new_samples.to_string(), b.new_samples.to_string()),
+        ("train steps", a.train_steps.to_string(), b.train_steps.to_string()),
+        ("gradient clip", format!("{}", a.grad_clip), format!("{}", b.grad_clip)),
+        ("SDE steps", a.sde_steps.to_string(), b.sde_steps.to_string()),
+        ("sample SDE steps", format!("{}", a.sample_steps.unwrap_or(a.sde_steps)), format!("{}", b.sample_steps.unwrap_or(b.sde_steps))),
+        ("buffer size", a.buffer_size.to_string(), b.buffer_size.to_string()),
+        ("MC points K", a.mc_samples.to_string(), b.mc_samples.to_string()),
+    ];
+    fields
+        .into_iter()
+        .filter(|(name, x, y)| x != y && (*name != "MC points K" || kind == SamplerKind::Idem))
+        .map(|(n, x, y)| (n.to_string(), x, y))
+        .collect()
+}
+
 /// Automatic snapshots are at most this frequent: each one makes the app draw a frame, and a
 /// software-rendered frame costs about 0.2 CPU-seconds that the trainer would otherwise use ...
 const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(750);
@@ -282,6 +324,7 @@ struct Run {
 /// What a lane gathered since the last snapshot.
 #[derive(Default)]
 struct LaneOut {
+    losses: Vec<(u64, f32)>,
     metrics: Vec<MetricPoint>,
     samples: Option<Arc<SampleBatch>>,
 }
@@ -423,8 +466,74 @@ impl Worker {
                 }
                 Err(e) => self.fail(format!("cannot load the checkpoint {}: {e}", dir.display())),
             },
+            Command::Fork(h) => match self.fork(h) {
+                Ok(()) => {}
+                Err(e) => self.fail(format!("cannot fork: {e}")),
+            },
+            Command::KeepLane(i) => match self.keep_lane(i) {
+                Ok(()) => {}
+                Err(e) => self.fail(format!("cannot keep that lane: {e}")),
+            },
             Command::Shutdown => {}
         }
+    }
+
+    /// Copies the single run through a checkpoint (which restores it exactly, random state
+    /// included) and sets the copy's hyperparameters; both continue as lanes.
+    fn fork(&mut self, hyper: LiveHyper) -> Result<()> {
+        let [run] = self.runs.as_slice() else {
+            return Err(Error::Invalid(if self.runs.is_empty() { "no run to fork".into() } else { "already several lanes: keep one first".into() }));
+        };
+        if !run.driver.sampler.kind().learns() {
+            return Err(Error::Invalid("MCMC has no hyperparameters to fork on".into()));
+        }
+        let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        run.driver.sampler.save(dir.path())?;
+        let info = run.info.clone();
+        let before = run.driver.sampler.live();
+        let mut sampler = sampler::build(&info.scene)?;
+        sampler.load(dir.path())?;
+        sampler.set_live(hyper.clone())?;
+        let generation = self.generation + 1;
+        let step = run.driver.counters().gradient_steps;
+        let kind = run.driver.sampler.kind();
+        let fork = ForkInfo { step, changes: hyper_changes(&before, &hyper, kind) };
+        let mut shared = (*info).clone();
+        shared.generation = generation;
+        shared.race = vec![kind, kind];
+        shared.fork = Some(fork);
+        // The checkpoint carries the counters too: both branches' curves share one axis.
+        let mut b = Run::with_sampler(sampler, shared.scene.clone(), shared.scene_path.clone(), generation, shared.race.clone())?;
+        let shared = Arc::new(shared);
+        b.info = shared.clone();
+        self.runs[0].info = shared.clone();
+        self.runs.push(b);
+        self.generation = generation;
+        self.running = false;
+        self.pending_steps = 0;
+        self.rate_mark = None;
+        self.out = Snapshot { generation, ..Snapshot::default() };
+        self.lane_out = self.runs.iter().map(|_| LaneOut::default()).collect();
+        let _ = self.events.send(Event::Started(shared));
+        self.wake();
+        Ok(())
+    }
+
+    fn keep_lane(&mut self, i: usize) -> Result<()> {
+        if i >= self.runs.len() || self.runs.len() < 2 {
+            return Err(Error::Invalid(format!("there is no lane {i} to keep")));
+        }
+        let mut run = self.runs.swap_remove(i);
+        let mut info = (*run.info).clone();
+        info.generation = self.generation + 1;
+        info.race = Vec::new();
+        info.fork = None;
+        if info.scene.sampler.kind != run.driver.sampler.kind() {
+            info.scene.sampler.kind = run.driver.sampler.kind();
+        }
+        run.info = Arc::new(info);
+        self.install(vec![run]);
+        Ok(())
     }
 
     fn done(&mut self, message: String, path: PathBuf) {
@@ -497,10 +606,12 @@ impl Worker {
         let trained = !adv.losses.is_empty() || adv.skipped > 0;
         let step = run.driver.counters().gradient_steps;
         let n = adv.losses.len() as u64;
+        let numbered: Vec<(u64, f32)> = adv.losses.into_iter().enumerate().map(|(k, l)| (step + 1 + k as u64 - n, l)).collect();
+        if race {
+            self.lane_out[lane].losses.extend_from_slice(&numbered);
+        }
         if lane == 0 {
-            for (k, l) in adv.losses.into_iter().enumerate() {
-                self.out.losses.push((step + 1 + k as u64 - n, l));
-            }
+            self.out.losses.extend(numbered);
             self.out.phase = adv.phase;
         }
         if let Some(b) = adv.batch {
@@ -594,6 +705,7 @@ impl Worker {
                 .zip(self.lane_out.iter_mut())
                 .map(|(r, out)| LaneSnapshot {
                     kind: r.driver.sampler.kind(),
+                    losses: std::mem::take(&mut out.losses),
                     counters: r.driver.counters().clone(),
                     stage: r.driver.sampler.stage(),
                     metrics: std::mem::take(&mut out.metrics),
@@ -665,7 +777,7 @@ impl Run {
         // to simulating them); eq-W2 on the scene's evaluation cadence.
         let eq_every = scene.schedule.eval_every as u64;
         let driver = Driver::new(sampler, evaluator, EvalPolicy::Never, true, eq_every);
-        let info = RunInfo { generation, scene, scene_path: path, layout, reference_energies, reference_distances, reference_torsions, torsion_names, race };
+        let info = RunInfo { generation, scene, scene_path: path, layout, reference_energies, reference_distances, reference_torsions, torsion_names, race, fork: None };
         Ok(Run { driver, info: Arc::new(info) })
     }
 }

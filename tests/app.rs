@@ -51,6 +51,7 @@ fn started(f: &Fake, generation: u64) {
         reference_torsions: Vec::new(),
         torsion_names: Vec::new(),
         race: Vec::new(),
+        fork: None,
     };
     f.events.send(Event::Started(Arc::new(info))).unwrap();
 }
@@ -241,4 +242,148 @@ fn exports_write_files_people_can_read() {
     f.app.world_mut().resource_mut::<RunData>().samples = None;
     let err = boltzmann_studio::app::export::write_samples(f.app.world().resource::<RunData>(), &dir.path().join("none.npy")).unwrap_err();
     assert!(err.to_string().contains("no samples"));
+}
+
+/// The fake app with lessons (and the view settings they change).
+fn fake_with_lessons() -> Fake {
+    let mut f = fake();
+    f.app
+        .init_resource::<boltzmann_studio::app::particles::ViewSettings>()
+        .add_plugins(boltzmann_studio::app::lesson_view::plugin);
+    f
+}
+
+#[test]
+fn a_lesson_sets_up_its_steps_advances_on_conditions_and_survives_a_broken_step() {
+    use boltzmann_studio::app::lesson_view::LessonState;
+    use boltzmann_studio::lesson::{Control, LoadedLesson};
+    let dir = tempfile::tempdir_in(common::repo("lessons")).unwrap();
+    let scene = dir.path().join("dw.ron");
+    std::fs::copy(common::repo("scenes/double_well_2d.ron"), &scene).unwrap();
+    std::fs::write(
+        dir.path().join("l.ron"),
+        format!(
+            r#"Lesson(title: "T", steps: [
+                (scene: "dw.ron", seed: 7, hyper: (learning_rate: 0.005), play: false, locked: [Reset], caption: "One."),
+                (play: true, advance: When("gradient steps >= 100"), view: (show: Trajectory), caption: "Two."),
+                (scene: "{}", caption: "Three: its scene will be gone."),
+                (caption: "Four."),
+            ])"#,
+            "dw.ron"
+        ),
+    )
+    .unwrap();
+    let lesson = LoadedLesson::load(&dir.path().join("l.ron")).unwrap();
+    let mut f = fake_with_lessons();
+    started(&f, 1);
+    f.app.world_mut().resource_mut::<LessonState>().open(lesson, 0);
+    f.app.update();
+
+    // Step 1 restarts on its scene with its seed and learning rate, paused.
+    let got = drain(&f.commands);
+    let Command::Reset { scene: s, .. } = &got[0] else { panic!("expected a reset, got {got:?}") };
+    assert_eq!(s.sampler.seed, 7);
+    assert_eq!(s.sampler.learning_rate, 0.005);
+    assert!(matches!(got.last(), Some(Command::Pause)));
+    // Reset is locked in this step: the action is refused with a notice.
+    assert_eq!(f.app.world().resource::<link::Locked>().0, vec![Control::Reset]);
+    f.app.world_mut().write_message(UiAction::Reset);
+    f.app.update();
+    assert!(drain(&f.commands).is_empty(), "a locked control sends nothing");
+    assert!(f.app.world().resource::<RunData>().notices.last().unwrap().text.contains("locked"));
+
+    // The right-arrow action moves on; step 2 plays and waits for 100 gradient steps.
+    started(&f, 2);
+    f.app.world_mut().write_message(UiAction::NextStep);
+    f.app.update();
+    f.app.update();
+    assert!(drain(&f.commands).iter().any(|c| matches!(c, Command::Play)));
+    assert_eq!(f.app.world().resource::<boltzmann_studio::app::particles::ViewSettings>().show, boltzmann_studio::view::Show::Trajectory);
+    let counters = |n| boltzmann_studio::sampler::Counters { gradient_steps: n, ..Default::default() };
+    f.snapshots.send(Snapshot { generation: 2, running: true, counters: counters(50), ..Snapshot::default() });
+    f.app.update();
+    assert_eq!(f.app.world().resource::<LessonState>().step, 1, "not yet: 50 < 100");
+    // Step 3's scene disappears before it is reached: a notice, and the lesson goes on.
+    std::fs::remove_file(&scene).unwrap();
+    f.snapshots.send(Snapshot { generation: 2, running: true, counters: counters(120), ..Snapshot::default() });
+    f.app.update();
+    f.app.update();
+    let state = f.app.world().resource::<LessonState>();
+    assert_eq!(state.step, 2, "the condition held: on to step 3");
+    assert!(state.broken.as_deref().is_some_and(|b| b.contains("dw.ron")), "{:?}", state.broken);
+    let data = f.app.world().resource::<RunData>();
+    assert!(data.notices.last().is_some_and(|n| n.error && n.text.contains("the lesson goes on")));
+    assert!(!drain(&f.commands).iter().any(|c| matches!(c, Command::Reset { .. })), "a broken step restarts nothing");
+    f.app.world_mut().write_message(UiAction::NextStep);
+    f.app.update();
+    let state = f.app.world().resource::<LessonState>();
+    assert_eq!((state.step, state.broken.is_none()), (3, true));
+}
+
+/// Saving a session and reopening it: the same scene, seed and live hyperparameters, and the
+/// same first 100 losses, bit for bit (same seed, same run; training never depends on what the
+/// app draws). A real worker trains; the app runs headless.
+#[test]
+fn a_saved_session_reopens_the_same_run() {
+    use boltzmann_studio::app::{lesson_view, projector, sessions};
+    use boltzmann_studio::session::Session;
+    let path = common::repo("scenes/double_well_2d.ron");
+    let mut scene = Scene::load(&path).unwrap();
+    scene.sampler.seed = 11;
+    scene.sampler.train_steps = 20;
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .init_resource::<ButtonInput<KeyCode>>()
+        .insert_resource(Link(WorkerHandle::spawn(scene.clone(), path.clone(), None)))
+        .insert_resource(SceneEdit { scene: scene.clone(), path: path.clone(), speed: 10 })
+        .init_resource::<boltzmann_studio::app::particles::ViewSettings>()
+        .init_resource::<projector::Projector>()
+        .add_plugins((link::plugin, lesson_view::plugin, sessions::plugin));
+    let run_until = |app: &mut App, what: &str, done: &dyn Fn(&RunData) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !done(app.world().resource::<RunData>()) {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            app.update();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    run_until(&mut app, "the run to start", &|d| d.hyper.is_some());
+    // Live edits before training, as a user makes them in the panel.
+    let mut h = app.world().resource::<RunData>().hyper.clone().unwrap();
+    h.learning_rate = 0.004;
+    h.batch_size = 128;
+    app.world_mut().write_message(UiAction::SetHyper(h.clone()));
+    app.world_mut().write_message(UiAction::SetSpeed(100));
+    app.world_mut().write_message(UiAction::Step);
+    run_until(&mut app, "100 gradient steps", &|d| d.losses.len() >= 100 && !d.running);
+    let first: Vec<[f64; 2]> = app.world().resource::<RunData>().losses[..100].to_vec();
+    app.world_mut().resource_mut::<boltzmann_studio::app::particles::ViewSettings>().color_by = boltzmann_studio::view::ColorBy::LogWeight;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("session.ron");
+    app.world_mut().write_message(UiAction::SaveSession(file.clone()));
+    app.update();
+    assert!(app.world().resource::<RunData>().notices.last().is_some_and(|n| !n.error && n.text.contains("session saved")));
+    drop(app);
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(Session::is_session(&text), "{text}");
+    let s = Session::load(&file).unwrap();
+    assert_eq!(s.scene.sampler.seed, 11);
+    assert_eq!(boltzmann_studio::sampler::LiveHyper::from_config(&s.scene.sampler), h, "the live hyperparameters are kept");
+    assert_eq!(s.speed, 100);
+    assert_eq!(s.view.color_by, Some(boltzmann_studio::view::ColorBy::LogWeight));
+    assert_eq!(s.scene_path, std::path::absolute(&path).unwrap());
+
+    // Reopened: the same first 100 losses.
+    let w = WorkerHandle::spawn(s.scene.clone(), s.scene_path.clone(), None);
+    w.send(Command::Step(100));
+    let mut again = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while again.len() < 100 {
+        assert!(std::time::Instant::now() < deadline, "timed out replaying the session");
+        if let Ok(snap) = w.snapshots.recv_timeout(std::time::Duration::from_millis(200)) {
+            again.extend(snap.losses.iter().map(|&(k, l)| [k as f64, l as f64]));
+        }
+    }
+    assert_eq!(again[..100], first[..], "same seed, same hyperparameters: the same losses");
 }

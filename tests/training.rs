@@ -377,3 +377,42 @@ fn the_control_field_points_downhill_on_the_double_well() {
     }
     assert!(downhill as f64 >= 0.9 * outer as f64, "{downhill} of {outer} outer arrows point downhill");
 }
+
+/// The control-field API the app draws (`field::control_field`, a grid over the plane) against
+/// the closed-form optimal control of a Gaussian target, at grid points within 1.5 standard
+/// deviations of where the bridge puts the mass at that time (elsewhere the network has seen no
+/// data and is not expected to know the answer). Tolerance: 10% relative RMS; measured 4.9%
+/// at t = 0.6 and 2.9% at t = 0.9 (seed 0, 2000 steps): the grid weights the edge of the
+/// typical region as much as its centre, where the regression has fewer points.
+#[test]
+fn the_control_field_api_matches_the_closed_form_on_a_gaussian() {
+    let (target, cfg, net) = gaussian_setup(0);
+    let sched = NoiseSchedule::new(cfg.sigma_min, cfg.sigma_max);
+    let mut s = AdjointSampler::new(Box::new(target.clone()), &cfg, &net, Device::Cpu).unwrap();
+    for _ in 0..40 {
+        s.step().unwrap();
+    }
+    for t in [0.6f32, 0.9] {
+        let f = boltzmann_studio::field::control_field(&s, t, 25).expect("a Gaussian in the plane has a field").unwrap();
+        let k = sched.nu(t as f64) / sched.nu1();
+        // The bridge's marginal at t: mean κμ, std sqrt(κ²s² + ν₁κ(1−κ)).
+        let spread = (k * k * target.std.powi(2) + sched.nu1() * k * (1.0 - k)).sqrt();
+        let (mut err, mut norm, mut used) = (0.0, 0.0, 0);
+        for (p, v) in f.points.iter().zip(&f.vectors) {
+            let d = ((p[0] as f64 - k * target.mean[0]).powi(2) + (p[1] as f64 - k * target.mean[1]).powi(2)).sqrt();
+            if d > 1.5 * spread {
+                continue;
+            }
+            used += 1;
+            for c in 0..2 {
+                let want = optimal_control(&sched, target.mean[c], target.std, p[c] as f64, t as f64);
+                err += (v[c] as f64 - want).powi(2);
+                norm += want * want;
+            }
+        }
+        let rel = (err / norm).sqrt();
+        println!("field at t = {t}: {used} grid points, relative RMS error {rel:.3}");
+        assert!(used >= 20, "too few grid points in the typical region: {used}");
+        assert!(rel < 0.1, "t = {t}: field error {rel:.3}");
+    }
+}

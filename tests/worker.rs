@@ -132,3 +132,63 @@ fn a_new_run_shows_untrained_samples_before_play() {
     assert!(!s.running);
     assert!(s.trajectory.as_ref().is_some_and(|t| t.len() > 1), "a path to replay as well");
 }
+
+/// Trains `steps` gradient steps with Step(n) and returns every (step, loss) seen.
+fn losses_of(w: &WorkerHandle, steps: u64) -> Vec<(u64, f32)> {
+    w.send(Command::Step(steps));
+    let mut out = Vec::new();
+    wait_for(w, "the steps done", |s| {
+        out.extend(s.losses.iter().copied());
+        !s.running && s.counters.gradient_steps >= steps && s.lanes.is_empty()
+    });
+    out
+}
+
+/// A fork copies the run exactly: with the same settings both branches go on as the unforked
+/// run does; with a ten times larger learning rate branch B's losses equal A's at the first step
+/// after the fork (computed before the first differing update) and differ from the next on,
+/// while branch A goes on exactly as the unforked run. Exact equality is the right tolerance:
+/// a fork restores weights, optimiser, buffer and random state bit for bit.
+#[test]
+fn a_fork_runs_two_branches_whose_curves_differ_only_after_the_fork() {
+    let path = common::repo("scenes/dw4.ron");
+    let straight = WorkerHandle::spawn(small_scene(), path.clone(), None);
+    wait_event(&straight, "run started", |e| matches!(e, Event::Started(_)));
+    let reference: Vec<(u64, f32)> = losses_of(&straight, 100);
+    assert_eq!(reference.len(), 100);
+
+    for factor in [1.0, 10.0] {
+        let w = WorkerHandle::spawn(small_scene(), path.clone(), None);
+        wait_event(&w, "run started", |e| matches!(e, Event::Started(_)));
+        let before = losses_of(&w, 40);
+        assert_eq!(before[..], reference[..40], "the same seed replays the same run");
+        let hyper = boltzmann_studio::sampler::LiveHyper::from_config(&small_scene().sampler);
+        w.send(Command::Fork(boltzmann_studio::sampler::LiveHyper { learning_rate: hyper.learning_rate * factor, ..hyper.clone() }));
+        let info = match wait_event(&w, "fork started", |e| matches!(e, Event::Started(_))) {
+            Event::Started(i) => i,
+            _ => unreachable!(),
+        };
+        let fork = info.fork.clone().expect("a fork says so");
+        assert_eq!(fork.step, 40);
+        assert_eq!(fork.changes.len(), if factor == 1.0 { 0 } else { 1 }, "{:?}", fork.changes);
+        w.send(Command::Step(200));
+        let mut lanes: [Vec<(u64, f32)>; 2] = Default::default();
+        wait_for(&w, "both branches at 100 steps", |s| {
+            for (k, l) in s.lanes.iter().enumerate() {
+                lanes[k].extend(l.losses.iter().copied());
+            }
+            s.lanes.len() == 2 && s.lanes.iter().all(|l| l.counters.gradient_steps >= 100)
+        });
+        w.send(Command::Pause);
+        let [a, b] = lanes;
+        assert!(a[0].0 == 41 && b[0].0 == 41, "both branches go on from step 41: {:?} {:?}", a.first(), b.first());
+        assert_eq!(a[..60], reference[40..100], "branch A goes on as if nothing had happened");
+        if factor == 1.0 {
+            assert_eq!(a[..60], b[..60], "an unchanged fork is an exact copy");
+        } else {
+            assert_eq!(a[0], b[0], "step 41's loss is computed before the first update with the new rate");
+            let differ = a[1..60].iter().zip(&b[1..60]).filter(|(x, y)| x != y).count();
+            assert_eq!(differ, 59, "after the fork every loss of branch B differs from A's");
+        }
+    }
+}

@@ -173,7 +173,7 @@ pub fn scripted_plugin(app: &mut App) {
 }
 
 /// Sends the close request a window manager sends when the user clicks the close button.
-fn close_window(
+pub fn close_window(
     flag: Option<Res<CloseRequested>>,
     window: Query<Entity, With<PrimaryWindow>>,
     mut close: MessageWriter<WindowCloseRequested>,

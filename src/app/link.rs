@@ -37,7 +37,39 @@ pub enum UiAction {
     Screenshot(PathBuf),
     FrameView,
     ToggleHelp,
+    /// High contrast, everything twice as large, panels hidden unless a lesson shows them.
+    ToggleProjector,
+    /// Lessons: the next or previous step, open a lesson file, close it.
+    NextStep,
+    PrevStep,
+    OpenLesson(PathBuf),
+    CloseLesson,
+    /// Write a session file (scene, seed, live hyperparameters, view, lesson step).
+    SaveSession(PathBuf),
+    /// Fork the run here: a copy continues with these hyperparameters beside it.
+    Fork(LiveHyper),
+    /// Keep one lane (of a fork or race) and drop the others.
+    KeepLane(usize),
 }
+
+impl UiAction {
+    /// The lesson control that, when locked, refuses this action.
+    pub fn control(&self) -> Option<crate::lesson::Control> {
+        use crate::lesson::Control;
+        match self {
+            UiAction::Play | UiAction::Pause | UiAction::TogglePlay | UiAction::Step => Some(Control::Play),
+            UiAction::Reset | UiAction::StartRace(_) | UiAction::EndRace | UiAction::LoadCheckpoint(_) => Some(Control::Reset),
+            UiAction::OpenScene(_) => Some(Control::ScenePicker),
+            UiAction::SetHyper(_) | UiAction::Fork(_) | UiAction::KeepLane(_) => Some(Control::Hyperparameters),
+            UiAction::SetSpeed(_) => Some(Control::Speed),
+            _ => None,
+        }
+    }
+}
+
+/// The controls the current lesson step locks (kept here so that dispatch can refuse them).
+#[derive(Resource, Default, Debug, Clone)]
+pub struct Locked(pub Vec<crate::lesson::Control>);
 
 /// The worker handle (dropping it joins the training thread).
 #[derive(Resource)]
@@ -95,6 +127,8 @@ pub struct RunData {
 #[derive(Debug, Clone, Default)]
 pub struct LaneData {
     pub kind: SamplerKind,
+    /// (gradient step, loss), for the branches of a fork (which start with the shared history).
+    pub losses: Vec<[f64; 2]>,
     pub counters: Counters,
     pub stage: Option<String>,
     pub metrics: Vec<MetricPoint>,
@@ -106,6 +140,10 @@ impl LaneData {
         self.kind = s.kind;
         self.counters = s.counters;
         self.stage = s.stage;
+        self.losses.extend(s.losses.into_iter().map(|(k, l)| [k as f64, l as f64]));
+        if self.losses.len() > MAX_LOSS_POINTS {
+            self.losses = self.losses.iter().step_by(2).copied().collect();
+        }
         self.metrics.extend(s.metrics);
         if let Some(b) = s.samples {
             self.samples = Some(b);
@@ -127,8 +165,16 @@ impl RunData {
 
     fn start(&mut self, info: Arc<RunInfo>) {
         let notices = std::mem::take(&mut self.notices);
-        let lanes = info.race.iter().map(|&kind| LaneData { kind, ..LaneData::default() }).collect();
-        *self = RunData { info: Some(info), notices, loss_stride: 1, lanes, ..RunData::default() };
+        // The branches of a fork share the history up to the fork: each lane starts with it.
+        let (losses, metrics) = if info.fork.is_some() { (std::mem::take(&mut self.losses), std::mem::take(&mut self.metrics)) } else { (Vec::new(), Vec::new()) };
+        let lanes = info.race.iter().map(|&kind| LaneData { kind, losses: losses.clone(), metrics: metrics.clone(), ..LaneData::default() }).collect();
+        let stride = if info.fork.is_some() { self.loss_stride.max(1) } else { 1 };
+        *self = RunData { info: Some(info), notices, loss_stride: stride, lanes, losses, metrics, ..RunData::default() };
+    }
+
+    /// Whether the lanes are the branches of a fork.
+    pub fn forked(&self) -> bool {
+        self.info.as_ref().is_some_and(|i| i.fork.is_some())
     }
 
     /// Applies one snapshot; stale ones (from a run that was replaced) are ignored.
@@ -192,6 +238,18 @@ impl RunData {
     }
 }
 
+/// A lane's name: its kind in a race; "A (as it was)" and "B (…the change…)" in a fork.
+pub fn lane_name(info: &RunInfo, lane: usize, kind: SamplerKind) -> String {
+    match &info.fork {
+        None => kind.label().to_string(),
+        Some(_) if lane == 0 => "A: as it was".to_string(),
+        Some(f) => {
+            let changes: Vec<String> = f.changes.iter().map(|(n, _, b)| format!("{n} {b}")).collect();
+            if changes.is_empty() { "B: same settings".to_string() } else { format!("B: {}", changes.join(", ")) }
+        }
+    }
+}
+
 /// Whether keyboard shortcuts may fire (false while a text field has focus).
 #[derive(Resource)]
 pub struct KeyboardFree(pub bool);
@@ -200,6 +258,7 @@ pub fn plugin(app: &mut App) {
     app.add_message::<UiAction>()
         .init_resource::<RunData>()
         .insert_resource(KeyboardFree(true))
+        .init_resource::<Locked>()
         .add_systems(PreUpdate, poll)
         .add_systems(Update, (shortcuts, dispatch).chain());
 }
@@ -223,19 +282,48 @@ pub fn poll(link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEd
     }
 }
 
-/// Space play/pause, N step, R reset, F frame the view, H or F1 help.
-pub fn shortcuts(keys: Res<ButtonInput<KeyCode>>, free: Res<KeyboardFree>, mut out: MessageWriter<UiAction>) {
-    if !free.0 {
-        return;
+/// Every key the app answers to, with what it does: the shortcuts below and the help window
+/// both read it, so the help cannot miss one. (Mouse gestures are listed in the help too.)
+pub const KEYS: [(&str, &str); 9] = [
+    ("Space", "play / pause training"),
+    ("N", "one step (the speed setting's number of gradient steps)"),
+    ("R", "reset: fresh weights with the seed and settings shown"),
+    ("F or double-click", "frame the view"),
+    ("H or F1", "this help"),
+    ("P", "projector mode: high contrast, twice as large, panels hidden unless a lesson shows them"),
+    ("Right arrow / Page Down", "lesson: next step"),
+    ("Left arrow / Page Up", "lesson: previous step"),
+    ("Ctrl+S", "save the session (scene, seed, hyperparameters, view, lesson step) to sessions/"),
+];
+
+/// The key bindings; [`KEYS`] describes them.
+pub fn bindings(ctrl: bool) -> Vec<(KeyCode, UiAction)> {
+    if ctrl {
+        return vec![(KeyCode::KeyS, UiAction::SaveSession(PathBuf::new()))];
     }
-    for (key, action) in [
+    vec![
         (KeyCode::Space, UiAction::TogglePlay),
         (KeyCode::KeyN, UiAction::Step),
         (KeyCode::KeyR, UiAction::Reset),
         (KeyCode::KeyF, UiAction::FrameView),
         (KeyCode::KeyH, UiAction::ToggleHelp),
         (KeyCode::F1, UiAction::ToggleHelp),
-    ] {
+        (KeyCode::KeyP, UiAction::ToggleProjector),
+        (KeyCode::ArrowRight, UiAction::NextStep),
+        (KeyCode::PageDown, UiAction::NextStep),
+        (KeyCode::ArrowLeft, UiAction::PrevStep),
+        (KeyCode::PageUp, UiAction::PrevStep),
+    ]
+}
+
+/// Turns key presses into actions (not while a text field has the keyboard). An empty
+/// `SaveSession` path means "a new file in sessions/".
+pub fn shortcuts(keys: Res<ButtonInput<KeyCode>>, free: Res<KeyboardFree>, mut out: MessageWriter<UiAction>) {
+    if !free.0 {
+        return;
+    }
+    let ctrl = keys.pressed(KeyCode::ControlLeft) || keys.pressed(KeyCode::ControlRight);
+    for (key, action) in bindings(ctrl) {
         if keys.just_pressed(key) {
             out.write(action);
         }
@@ -243,8 +331,12 @@ pub fn shortcuts(keys: Res<ButtonInput<KeyCode>>, free: Res<KeyboardFree>, mut o
 }
 
 /// Turns actions into worker commands.
-pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEdit>) {
+pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEdit>, locked: Res<Locked>) {
     for a in actions.read() {
+        if let Some(c) = a.control().filter(|c| locked.0.contains(c)) {
+            data.notice(false, format!("{c:?} is locked by the lesson in this step"));
+            continue;
+        }
         let cmd = match a {
             UiAction::Play => Command::Play,
             UiAction::Pause => Command::Pause,
@@ -271,6 +363,8 @@ pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data:
                 Command::SetSpeed(*n)
             }
             UiAction::SaveCheckpoint(p) => Command::SaveCheckpoint(p.clone()),
+            UiAction::Fork(h) => Command::Fork(h.clone()),
+            UiAction::KeepLane(i) => Command::KeepLane(*i),
             UiAction::LoadCheckpoint(p) => Command::LoadCheckpoint(p.clone()),
             _ => continue,
         };

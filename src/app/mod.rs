@@ -8,15 +8,20 @@
 //! - [`molecules`]: torsion-space samples drawn as ball-and-stick molecules in that view
 //! - [`panels`], [`plots`]: egui panels and egui_plot plots; [`ticks`]: enough labelled ticks on their axes
 //! - [`export`]: files, screenshots, the scripted screenshot run
+//! - [`lesson_view`]: lessons (stepping, captions, conditions, the scripted lesson run);
+//!   [`projector`]: projector mode; [`sessions`]: saving a session
 
 pub mod camera;
 pub mod export;
 pub mod field_view;
+pub mod lesson_view;
 pub mod link;
 pub mod molecules;
 pub mod panels;
 pub mod particles;
 pub mod plots;
+pub mod projector;
+pub mod sessions;
 pub mod ticks;
 
 use std::path::PathBuf;
@@ -56,14 +61,62 @@ pub struct AppOptions {
     pub field_at: Option<f32>,
     /// "energy", "particle" or "weight".
     pub color_by: Option<String>,
+    /// Open this lesson (its first step's scene replaces `scene`) at step `lesson_step` (0-based).
+    pub lesson: Option<PathBuf>,
+    pub lesson_step: usize,
+    /// Render every lesson step to DIR/step-NN.png, then close.
+    pub screenshot_steps: Option<PathBuf>,
+    /// Start in projector mode.
+    pub projector: bool,
+    /// Reopen a saved session (its scene, seed, hyperparameters, view and lesson step).
+    pub session: Option<crate::session::Session>,
+}
+
+impl AppOptions {
+    pub fn new(scene: PathBuf) -> Self {
+        Self {
+            scene,
+            screenshot: None,
+            after_steps: 0,
+            report: false,
+            continuous: false,
+            hold: 0.0,
+            race: Vec::new(),
+            after_evals: None,
+            trajectory_at: None,
+            field_at: None,
+            color_by: None,
+            lesson: None,
+            lesson_step: 0,
+            screenshot_steps: None,
+            projector: false,
+            session: None,
+        }
+    }
 }
 
 /// Gradient steps between snapshots at start (the speed control).
 pub const DEFAULT_SPEED: u64 = 10;
 
 /// Opens the window and runs until it is closed.
-pub fn run(opts: AppOptions) -> anyhow::Result<()> {
-    let scene = Scene::load(&opts.scene)?;
+pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
+    let lesson = match &opts.lesson {
+        Some(p) => Some(crate::lesson::LoadedLesson::load(p)?),
+        None => None,
+    };
+    let session = opts.session.take();
+    let (scene, race) = match (&session, &lesson) {
+        (Some(s), _) => {
+            opts.scene = s.scene_path.clone();
+            (s.scene.clone(), s.race.clone())
+        }
+        (None, Some(l)) => {
+            // The lesson's own setup is applied when its step is entered; open on its scene.
+            opts.scene = l.setup_at(opts.lesson_step).scene;
+            (Scene::load(&opts.scene)?, opts.race.clone())
+        }
+        (None, None) => (Scene::load(&opts.scene)?, opts.race.clone()),
+    };
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
@@ -89,14 +142,31 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
             }
         }) as Waker
     });
-    let first = if opts.race.is_empty() {
+    let first = if race.is_empty() {
         crate::worker::Command::Reset { scene: Box::new(scene.clone()), path: opts.scene.clone() }
     } else {
-        crate::worker::Command::Race { scene: Box::new(scene.clone()), path: opts.scene.clone(), kinds: opts.race.clone() }
+        crate::worker::Command::Race { scene: Box::new(scene.clone()), path: opts.scene.clone(), kinds: race }
     };
     let handle = WorkerHandle::spawn_with(first, waker);
-    app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed: DEFAULT_SPEED });
+    let speed = session.as_ref().map_or(DEFAULT_SPEED, |s| s.speed);
+    app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed });
     let mut view = particles::ViewSettings::default();
+    let mut lesson_state = lesson_view::LessonState::default();
+    let mut projector = opts.projector;
+    if let Some(s) = &session {
+        view.apply(&s.view);
+        projector |= s.projector;
+        if let Some(place) = &s.lesson {
+            match crate::lesson::LoadedLesson::load(&place.file) {
+                Ok(l) => lesson_state.resume(l, place.step),
+                Err(e) => eprintln!("warning: the session's lesson cannot be opened: {e}"),
+            }
+        }
+    }
+    if let Some(l) = lesson {
+        lesson_state.open(l, opts.lesson_step);
+    }
+    app.insert_resource(lesson_state).insert_resource(projector::Projector(projector)).insert_resource(ClearColor(projector::clear_color(projector)));
     if let Some(t) = opts.trajectory_at {
         view = particles::ViewSettings { show: particles::Show::Trajectory, time: t, ..view };
     }
@@ -109,7 +179,10 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
         _ => view.color_by,
     };
     app.insert_resource(view);
-    app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin));
+    app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin, lesson_view::plugin, projector::plugin, sessions::plugin));
+    if let Some(dir) = &opts.screenshot_steps {
+        app.insert_resource(lesson_view::ScriptedLesson::new(dir.clone(), std::time::Duration::from_secs(900))).add_plugins(lesson_view::scripted_plugin);
+    }
     if let Some(p) = &opts.screenshot {
         let until = match opts.after_evals {
             Some(n) => export::Until::EnergyEvals(n),
@@ -120,13 +193,17 @@ pub fn run(opts: AppOptions) -> anyhow::Result<()> {
     if opts.report {
         app.add_plugins(export::report_plugin);
     }
-    app.world().resource::<Link>().0.send(crate::worker::Command::SetSpeed(DEFAULT_SPEED));
+    app.world().resource::<Link>().0.send(crate::worker::Command::SetSpeed(speed));
 
     // Bevy's runner consumes the app: the world, and with it the worker handle (whose drop
     // stops and joins the training thread), is gone when this returns.
     let exit = app.run();
     if let Some(t) = export::CLOSE_REQUESTED_AT.get() {
         println!("window closed: exited {:.0} ms after the close request, worker joined", t.elapsed().as_secs_f64() * 1e3);
+    }
+    if let Some(dir) = &opts.screenshot_steps {
+        let n = std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("step-")).count()).unwrap_or(0);
+        println!("lesson pictures: {n} in {}", dir.display());
     }
     if let Some(p) = &opts.screenshot {
         let meta = std::fs::metadata(p).with_context(|| format!("the screenshot {} was not written", p.display()))?;

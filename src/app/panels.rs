@@ -9,7 +9,10 @@ use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 use bevy_egui::{EguiContexts, EguiInput, EguiPreUpdateSet, EguiPrimaryContextPass, egui};
 
-use super::link::{KeyboardFree, RunData, SceneEdit, UiAction};
+use super::lesson_view::{self, LessonState};
+use super::link::{KeyboardFree, KEYS, RunData, SceneEdit, UiAction};
+use super::projector::Projector;
+use crate::lesson::{Control, Panel};
 use super::particles::{ColorBy, EnergyScale, LaneLabels, SCALE_STEPS, Show, ViewSettings, viridis};
 use super::plots::{self, HistogramCache, PlotSettings};
 use crate::sampler::{LiveHyper, SamplerKind};
@@ -30,7 +33,39 @@ pub struct PanelState {
     pub load_path: String,
     /// Kinds ticked for a race.
     pub race: Vec<SamplerKind>,
+    /// The hyperparameters a fork's new branch will get (edited in the Fork panel).
+    fork: Option<LiveHyper>,
+    /// Lesson files in the lessons folder: (path, title or why it cannot be read).
+    pub lessons: Option<Vec<(PathBuf, Result<String, String>)>>,
 }
+
+/// What the panels may show and use in this frame: the lesson's choices and projector mode.
+pub struct Layout<'a> {
+    pub lesson: &'a LessonState,
+    pub projector: bool,
+}
+
+impl Layout<'_> {
+    pub fn shows(&self, p: Panel) -> bool {
+        self.lesson.shows(p, self.projector)
+    }
+    pub fn free(&self, c: Control) -> bool {
+        !self.lesson.locked(c)
+    }
+    /// Draws `add` if the panel is shown, framed in the highlight colour when the lesson points at it.
+    pub fn section(&self, ui: &mut egui::Ui, p: Panel, add: impl FnOnce(&mut egui::Ui)) {
+        if !self.shows(p) {
+            return;
+        }
+        let r = ui.scope(add).response.rect;
+        if self.lesson.point_at() == Some(p) {
+            ui.painter().rect_stroke(r.expand(3.0), 4.0, egui::Stroke::new(3.0, HIGHLIGHT), egui::StrokeKind::Outside);
+        }
+    }
+}
+
+/// The colour a lesson points with.
+pub const HIGHLIGHT: egui::Color32 = egui::Color32::from_rgb(255, 150, 0);
 
 pub fn plugin(app: &mut App) {
     app.init_resource::<PanelState>()
@@ -85,7 +120,7 @@ pub fn list_scenes(dir: &Path) -> Vec<(PathBuf, String, String)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn ui(
+pub fn ui(
     mut contexts: EguiContexts,
     mut data: ResMut<RunData>,
     mut edit: ResMut<SceneEdit>,
@@ -99,7 +134,10 @@ fn ui(
     mut camera: Single<(&mut Camera, &GlobalTransform), With<super::camera::Orbit>>,
     labels: Res<LaneLabels>,
     window: Single<&Window, With<PrimaryWindow>>,
+    lesson_state: Res<LessonState>,
+    projector: Res<Projector>,
 ) -> Result {
+    let layout = Layout { lesson: &lesson_state, projector: projector.0 };
     let ctx = contexts.ctx_mut()?.clone();
     // The picker lists the folder of the scene the app was opened on; a loaded checkpoint (whose
     // scene.ron lives in its run folder) does not change it.
@@ -117,34 +155,58 @@ fn ui(
             }
         }
     }
-    plots::refresh_histograms(&data, &mut cache);
+    plots::refresh_histograms(&data, &mut cache, view.reweighted);
+    if state.lessons.is_none() {
+        state.lessons = Some(crate::lesson::list_lessons(&lesson_view::lessons_dir(&edit.path)));
+    }
 
     let mut root = egui::Ui::new(
         ctx.clone(),
         "root".into(),
         egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()),
     );
-    let top = egui::Panel::top("controls").show(&mut root, |ui| top_bar(ui, &data, &mut edit, &state, &mut actions)).response.rect.height();
+    let top = egui::Panel::top("controls").show(&mut root, |ui| top_bar(ui, &data, &mut edit, &state, &layout, &mut actions)).response.rect.height();
     let bottom = egui::Panel::bottom("status").show(&mut root, |ui| status_bar(ui, &data)).response.rect.height();
-    let left = egui::Panel::left("settings")
-        .resizable(true)
-        .default_size(300.0)
-        .show(&mut root, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| left_panel(ui, &mut data, &mut edit, &mut state, &mut view, &mut actions));
-        })
-        .response
-        .rect
-        .width();
-    let right = egui::Panel::right("plots")
-        .resizable(true)
-        .default_size(470.0)
-        .show(&mut root, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| right_panel(ui, &data, &mut plot_settings, &cache));
-        })
-        .response
-        .rect
-        .width();
-    legend(&ctx, &data, &view, &scale, left, bottom);
+    // Projector mode has its own panel ids, so that its narrower default widths apply.
+    let p = if layout.projector { "_projector" } else { "" };
+    let left = if Panel::ALL.iter().any(|&q| q.left() && layout.shows(q)) {
+        egui::Panel::left(format!("settings{p}"))
+            .resizable(true)
+            .default_size(if layout.projector { 220.0 } else { 300.0 })
+            .min_size(if layout.projector { 200.0 } else { 260.0 })
+            .show(&mut root, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| left_panel(ui, &mut data, &mut edit, &mut state, &mut view, &layout, &mut actions));
+            })
+            .response
+            .rect
+            .width()
+    } else {
+        0.0
+    };
+    let right = if Panel::ALL.iter().any(|&q| q.right() && layout.shows(q)) {
+        egui::Panel::right(format!("plots{p}"))
+            .resizable(true)
+            .default_size(if layout.projector { 300.0 } else { 470.0 })
+            // Without a floor the panel shrinks to a short label ("no samples yet") and stays narrow.
+            .min_size(if layout.projector { 260.0 } else { 380.0 })
+            .show(&mut root, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| right_panel(ui, &data, &mut plot_settings, &cache, &layout));
+            })
+            .response
+            .rect
+            .width()
+    } else {
+        0.0
+    };
+    if layout.shows(Panel::Legend) {
+        legend(&ctx, &data, &view, &scale, left, bottom);
+    }
+    let screen = ctx.viewport_rect();
+    let view_rect = egui::Rect::from_min_max(egui::pos2(screen.left() + left, screen.top() + top), egui::pos2(screen.right() - right, screen.bottom() - bottom));
+    lesson_view::caption(&ctx, view_rect, &lesson_state, &data, layout.projector, &mut actions);
+    if lesson_state.point_at() == Some(Panel::View) {
+        ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, "pointer".into())).rect_stroke(view_rect.shrink(3.0), 4.0, egui::Stroke::new(4.0, HIGHLIGHT), egui::StrokeKind::Inside);
+    }
     if state.help {
         egui::Window::new("Help").collapsible(false).open(&mut state.help).show(&ctx, help);
     }
@@ -168,12 +230,44 @@ fn ui(
     Ok(())
 }
 
-fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &PanelState, actions: &mut MessageWriter<UiAction>) {
-    ui.horizontal(|ui| {
-        ui.heading("Boltzmann Studio");
+fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &PanelState, layout: &Layout, actions: &mut MessageWriter<UiAction>) {
+    ui.horizontal_wrapped(|ui| {
+        if !layout.projector {
+            ui.heading("Boltzmann Studio");
+            ui.separator();
+        }
+        ui.menu_button("📖 Lessons", |ui| {
+            let lessons = state.lessons.as_deref().unwrap_or(&[]);
+            if lessons.is_empty() {
+                ui.label("no lessons found (lessons/*.ron)");
+            }
+            for (path, title) in lessons {
+                match title {
+                    Ok(t) => {
+                        if ui.button(t).on_hover_text(path.display().to_string()).clicked() {
+                            actions.write(UiAction::OpenLesson(path.clone()));
+                            ui.close();
+                        }
+                    }
+                    Err(e) => {
+                        ui.colored_label(egui::Color32::from_rgb(220, 80, 80), format!("{}: cannot be read", path.display())).on_hover_text(e);
+                    }
+                }
+            }
+            if layout.lesson.lesson.is_some() && ui.button("close the lesson").clicked() {
+                actions.write(UiAction::CloseLesson);
+                ui.close();
+            }
+        })
+        .response
+        .on_hover_text("Step-by-step lessons for a class: each sets up the app and explains what to watch");
+        let mut on = layout.projector;
+        if ui.toggle_value(&mut on, "🔆 Projector").on_hover_text("High contrast, everything twice as large, panels hidden unless the lesson shows them (P)").clicked() {
+            actions.write(UiAction::ToggleProjector);
+        }
         ui.separator();
         let current = data.info.as_ref().map(|i| i.scene.name.clone()).unwrap_or_else(|| "loading…".into());
-        egui::ComboBox::from_id_salt("scene")
+        ui.add_enabled_ui(layout.free(Control::ScenePicker), |ui| egui::ComboBox::from_id_salt("scene")
             .selected_text(current)
             .width(110.0)
             .show_ui(ui, |ui| {
@@ -184,26 +278,27 @@ fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &Pane
                 }
             })
             .response
-            .on_hover_text("Pick a physical system: the scene files in the current scene's folder.");
+            .on_hover_text("Pick a physical system: the scene files in the current scene's folder."));
         ui.separator();
         let (label, tip) = if data.running { ("⏸ Pause", "Pause training (Space)") } else { ("▶ Play", "Train continuously (Space)") };
-        if ui.button(label).on_hover_text(tip).clicked() {
+        let play = layout.free(Control::Play);
+        if ui.add_enabled(play, egui::Button::new(label)).on_hover_text(tip).clicked() {
             actions.write(UiAction::TogglePlay);
         }
-        if ui.button("⏭ Step").on_hover_text("Train one update's worth of gradient steps, then pause (N)").clicked() {
+        if ui.add_enabled(play, egui::Button::new("⏭ Step")).on_hover_text("Train one update's worth of gradient steps, then pause (N)").clicked() {
             actions.write(UiAction::Step);
         }
-        if ui.button("⟲ Reset").on_hover_text("Start again from fresh random weights, with the seed and settings shown (R)").clicked() {
+        if ui.add_enabled(layout.free(Control::Reset), egui::Button::new("⟲ Reset")).on_hover_text("Start again from fresh random weights, with the seed and settings shown (R)").clicked() {
             actions.write(UiAction::Reset);
         }
         ui.separator();
         ui.label("seed");
-        ui.add(egui::DragValue::new(&mut edit.scene.sampler.seed).speed(1))
+        ui.add_enabled(layout.free(Control::Seed), egui::DragValue::new(&mut edit.scene.sampler.seed).speed(1))
             .on_hover_text("Seed of every random draw (weights, noise, buffer); applied at the next reset. Same seed, same run.");
         ui.label("speed");
         let mut speed = edit.speed;
         if ui
-            .add(egui::DragValue::new(&mut speed).range(1..=1000).suffix(" steps/update"))
+            .add_enabled(layout.free(Control::Speed), egui::DragValue::new(&mut speed).range(1..=1000).suffix(" steps/update"))
             .on_hover_text("Gradient steps between screen updates (and per press of Step). Fewer = livelier, more = less drawing overhead.")
             .changed()
         {
@@ -283,184 +378,207 @@ fn field<T: egui::emath::Numeric>(ui: &mut egui::Ui, label: &str, v: &mut T, ran
     changed
 }
 
-fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state: &mut PanelState, view: &mut ViewSettings, actions: &mut MessageWriter<UiAction>) {
-    egui::CollapsingHeader::new("Hyperparameters (apply at once)").default_open(true).show(ui, |ui| {
-        let Some(h) = state.hyper.as_mut() else {
-            ui.label("waiting for the trainer…");
-            return;
-        };
-        let kind = data.kind;
-        if !kind.learns() {
-            ui.label("MCMC learns nothing: its chains' settings (sampler.mcmc in the scene) need a reset.");
-            return;
-        }
-        let mut changed = false;
-        egui::Grid::new("live").num_columns(2).show(ui, |ui| {
-            changed |= field(ui, "learning rate", &mut h.learning_rate, 1e-6..=1e-1, true, "Size of each Adam step. Too large: the loss jumps or the run diverges; too small: slow learning.");
-            changed |= field(ui, "batch size", &mut h.batch_size, 1..=4096, false, "Buffer samples per gradient step. Larger = smoother gradients, slower steps.");
-            changed |= field(ui, "train steps / iteration", &mut h.train_steps, 1..=1000, false, "Gradient steps taken on the buffer after each batch of new samples.");
-            changed |= field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Samples simulated with the current network (one energy evaluation each) per iteration.");
-            changed |= field(ui, "gradient clip", &mut h.grad_clip, 0.1..=1000.0, true, "Each particle's force |∇E| is capped at this value before it becomes a training target; guards against overlapping atoms.");
-            changed |= field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Euler–Maruyama steps from t = 0 to 1 when simulating training samples. More = more accurate, slower.");
-            if kind == SamplerKind::Idem {
-                changed |= field(ui, "MC points K", &mut h.mc_samples, 1..=10000, true, "iDEM: points of the Monte-Carlo score target per training example; each costs one energy evaluation, so a gradient step costs batch × K.");
-            }
-            let mut steps = h.sample_steps.unwrap_or(h.sde_steps);
-            if field(ui, "sample SDE steps", &mut steps, 5..=4000, false, "Euler–Maruyama steps when drawing samples to judge or export (metrics, exports). More = closer to the learned sampler, slower.") {
-                h.sample_steps = Some(steps);
-                changed = true;
-            }
-        });
-        for (label, v) in [("batch size", h.batch_size), ("train steps", h.train_steps), ("new samples", h.new_samples), ("SDE steps", h.sde_steps), ("sample SDE steps", h.sample_steps.unwrap_or(1))] {
-            if v == 0 {
-                ui.colored_label(egui::Color32::RED, format!("{label} must be at least 1"));
-                changed = false;
-            }
-        }
-        if changed {
-            h.apply_to(&mut edit.scene.sampler);
-            actions.write(UiAction::SetHyper(h.clone()));
-        }
-    });
-    ui.collapsing("Needs a reset ⟲", |ui| {
-        ui.label("Changing these rebuilds the network or the noise; press the button to restart with them.");
-        let s = &mut edit.scene;
-        egui::Grid::new("restart").num_columns(2).show(ui, |ui| {
-            ui.label("network").on_hover_text("EGNN respects rotations and particle swaps; MLP is a plain network (for GMM-40); TorusMlp sees cos and sin of a molecule's torsions.");
-            egui::ComboBox::from_id_salt("kind").selected_text(format!("{:?}", s.network.kind)).show_ui(ui, |ui| {
-                ui.selectable_value(&mut s.network.kind, NetworkKind::Egnn, "Egnn");
-                ui.selectable_value(&mut s.network.kind, NetworkKind::Mlp, "Mlp");
-                ui.selectable_value(&mut s.network.kind, NetworkKind::TorusMlp, "TorusMlp");
-            });
-            ui.end_row();
-            field(ui, "layers", &mut s.network.layers, 1..=12, false, "Number of network layers: deeper can represent more, trains slower.");
-            field(ui, "hidden width", &mut s.network.hidden, 8..=512, false, "Neurons per layer: wider can represent more, trains slower.");
-            field(ui, "σ max", &mut s.sampler.sigma_max, 0.01..=100.0, true, "Largest noise level (at t = 0): should cover the size of the system.");
-            field(ui, "σ min", &mut s.sampler.sigma_min, 1e-5..=1.0, true, "Smallest noise level (at t = 1): sets the finest detail.");
-            field(ui, "buffer size", &mut s.sampler.buffer_size, 1..=100_000, false, "How many recent samples the replay buffer keeps.");
-        });
-        if ui.button("⟲ Reset with these").clicked() {
-            actions.write(UiAction::Reset);
-        }
-    });
-    egui::CollapsingHeader::new("Race sampler kinds").default_open(data.racing()).show(ui, |ui| {
-        ui.label("Train several kinds on this system and seed, in turn, on equal energy-evaluation budgets.")
-            .on_hover_text("Each kind runs its own scene (the sibling file STEM-KIND.ron when there is one); all are judged against this scene's reference.");
-        ui.horizontal_wrapped(|ui| {
-            for kind in SamplerKind::ALL {
-                let mut on = state.race.contains(&kind);
-                if ui.checkbox(&mut on, kind.label()).changed() {
-                    if on {
-                        state.race.push(kind);
-                    } else {
-                        state.race.retain(|k| *k != kind);
+fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state: &mut PanelState, view: &mut ViewSettings, layout: &Layout, actions: &mut MessageWriter<UiAction>) {
+    layout.section(ui, Panel::Hyperparameters, |ui| {
+        ui.add_enabled_ui(layout.free(Control::Hyperparameters), |ui| {
+            egui::CollapsingHeader::new("Hyperparameters (apply at once)").default_open(true).show(ui, |ui| {
+                let Some(h) = state.hyper.as_mut() else {
+                    ui.label("waiting for the trainer…");
+                    return;
+                };
+                let kind = data.kind;
+                if !kind.learns() {
+                    ui.label("MCMC learns nothing: its chains' settings (sampler.mcmc in the scene) need a reset.");
+                    return;
+                }
+                let mut changed = false;
+                egui::Grid::new("live").num_columns(2).show(ui, |ui| {
+                    changed |= field(ui, "learning rate", &mut h.learning_rate, 1e-6..=1e-1, true, "Size of each Adam step. Too large: the loss jumps or the run diverges; too small: slow learning.");
+                    changed |= field(ui, "batch size", &mut h.batch_size, 1..=4096, false, "Buffer samples per gradient step. Larger = smoother gradients, slower steps.");
+                    changed |= field(ui, "train steps / iteration", &mut h.train_steps, 1..=1000, false, "Gradient steps taken on the buffer after each batch of new samples.");
+                    changed |= field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Samples simulated with the current network (one energy evaluation each) per iteration.");
+                    changed |= field(ui, "gradient clip", &mut h.grad_clip, 0.1..=1000.0, true, "Each particle's force |∇E| is capped at this value before it becomes a training target; guards against overlapping atoms.");
+                    changed |= field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Euler–Maruyama steps from t = 0 to 1 when simulating training samples. More = more accurate, slower.");
+                    if kind == SamplerKind::Idem {
+                        changed |= field(ui, "MC points K", &mut h.mc_samples, 1..=10000, true, "iDEM: points of the Monte-Carlo score target per training example; each costs one energy evaluation, so a gradient step costs batch × K.");
+                    }
+                    let mut steps = h.sample_steps.unwrap_or(h.sde_steps);
+                    if field(ui, "sample SDE steps", &mut steps, 5..=4000, false, "Euler–Maruyama steps when drawing samples to judge or export (metrics, exports). More = closer to the learned sampler, slower.") {
+                        h.sample_steps = Some(steps);
+                        changed = true;
+                    }
+                });
+                for (label, v) in [("batch size", h.batch_size), ("train steps", h.train_steps), ("new samples", h.new_samples), ("SDE steps", h.sde_steps), ("sample SDE steps", h.sample_steps.unwrap_or(1))] {
+                    if v == 0 {
+                        ui.colored_label(egui::Color32::RED, format!("{label} must be at least 1"));
+                        changed = false;
                     }
                 }
-            }
+                if changed {
+                    h.apply_to(&mut edit.scene.sampler);
+                    actions.write(UiAction::SetHyper(h.clone()));
+                }
+            });
         });
-        ui.horizontal(|ui| {
-            let ok = state.race.len() >= 2;
-            if ui.add_enabled(ok, egui::Button::new("Start race")).on_hover_text("Pick two kinds or more").clicked() {
-                actions.write(UiAction::StartRace(state.race.clone()));
-            }
-            if ui.add_enabled(data.racing(), egui::Button::new("End race")).on_hover_text("Back to a single run of the scene's own kind").clicked() {
-                actions.write(UiAction::EndRace);
+    });
+    layout.section(ui, Panel::RestartSettings, |ui| {
+        ui.collapsing("Needs a reset ⟲", |ui| {
+            ui.label("Changing these rebuilds the network or the noise; press the button to restart with them.");
+            let s = &mut edit.scene;
+            egui::Grid::new("restart").num_columns(2).show(ui, |ui| {
+                ui.label("network").on_hover_text("EGNN respects rotations and particle swaps; MLP is a plain network (for GMM-40); TorusMlp sees cos and sin of a molecule's torsions.");
+                egui::ComboBox::from_id_salt("kind").selected_text(format!("{:?}", s.network.kind)).show_ui(ui, |ui| {
+                    ui.selectable_value(&mut s.network.kind, NetworkKind::Egnn, "Egnn");
+                    ui.selectable_value(&mut s.network.kind, NetworkKind::Mlp, "Mlp");
+                    ui.selectable_value(&mut s.network.kind, NetworkKind::TorusMlp, "TorusMlp");
+                });
+                ui.end_row();
+                field(ui, "layers", &mut s.network.layers, 1..=12, false, "Number of network layers: deeper can represent more, trains slower.");
+                field(ui, "hidden width", &mut s.network.hidden, 8..=512, false, "Neurons per layer: wider can represent more, trains slower.");
+                field(ui, "σ max", &mut s.sampler.sigma_max, 0.01..=100.0, true, "Largest noise level (at t = 0): should cover the size of the system.");
+                field(ui, "σ min", &mut s.sampler.sigma_min, 1e-5..=1.0, true, "Smallest noise level (at t = 1): sets the finest detail.");
+                field(ui, "buffer size", &mut s.sampler.buffer_size, 1..=100_000, false, "How many recent samples the replay buffer keeps.");
+            });
+            if ui.button("⟲ Reset with these").clicked() {
+                actions.write(UiAction::Reset);
             }
         });
     });
-    egui::CollapsingHeader::new("View").default_open(true).show(ui, |ui| {
-        ui.horizontal(|ui| {
-            ui.selectable_value(&mut view.show, Show::Samples, "current samples").on_hover_text("A grid of samples from the latest iteration");
-            ui.selectable_value(&mut view.show, Show::Trajectory, "trajectory").on_hover_text(
-                "One sample's path over SDE time: from all particles at the origin (t = 0) to the final sample (t = 1); a molecule twists from all torsions at 0° and its heavy atoms trace their paths",
-            );
+    layout.section(ui, Panel::Race, |ui| {
+        egui::CollapsingHeader::new("Race sampler kinds").default_open(data.racing()).show(ui, |ui| {
+            ui.label("Train several kinds on this system and seed, in turn, on equal energy-evaluation budgets.")
+                .on_hover_text("Each kind runs its own scene (the sibling file STEM-KIND.ron when there is one); all are judged against this scene's reference.");
+            ui.horizontal_wrapped(|ui| {
+                for kind in SamplerKind::ALL {
+                    let mut on = state.race.contains(&kind);
+                    if ui.checkbox(&mut on, kind.label()).changed() {
+                        if on {
+                            state.race.push(kind);
+                        } else {
+                            state.race.retain(|k| *k != kind);
+                        }
+                    }
+                }
+            });
+            ui.horizontal(|ui| {
+                let ok = state.race.len() >= 2;
+                if ui.add_enabled(ok, egui::Button::new("Start race")).on_hover_text("Pick two kinds or more").clicked() {
+                    actions.write(UiAction::StartRace(state.race.clone()));
+                }
+                if ui.add_enabled(data.racing() && !data.forked(), egui::Button::new("End race")).on_hover_text("Back to a single run of the scene's own kind").clicked() {
+                    actions.write(UiAction::EndRace);
+                }
+            });
         });
-        if view.show == Show::Trajectory {
-            ui.add(egui::Slider::new(&mut view.time, 0.0..=1.0).text("SDE time t")).on_hover_text("Scrub through the diffusion: t = 0 is the start, t = 1 the sample");
-            ui.checkbox(&mut view.animate, "animate").on_hover_text("Replay the path over and over");
-            if data.trajectory.is_none() {
-                ui.label("no trajectory yet: press play");
+        egui::CollapsingHeader::new("Fork and compare").default_open(data.forked()).show(ui, |ui| {
+            fork_panel(ui, data, state, actions);
+        });
+    });
+    layout.section(ui, Panel::ViewOptions, |ui| {
+        egui::CollapsingHeader::new("View").default_open(true).show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut view.show, Show::Samples, "current samples").on_hover_text("A grid of samples from the latest iteration");
+                ui.selectable_value(&mut view.show, Show::Trajectory, "trajectory").on_hover_text(
+                    "One sample's path over SDE time: from all particles at the origin (t = 0) to the final sample (t = 1); a molecule twists from all torsions at 0° and its heavy atoms trace their paths",
+                );
+            });
+            if view.show == Show::Trajectory {
+                ui.add(egui::Slider::new(&mut view.time, 0.0..=1.0).text("SDE time t")).on_hover_text("Scrub through the diffusion: t = 0 is the start, t = 1 the sample");
+                ui.checkbox(&mut view.animate, "animate").on_hover_text("Replay the path over and over");
+                if data.trajectory.is_none() {
+                    ui.label("no trajectory yet: press play");
+                }
             }
-        }
-        let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
-        let plane = data.info.as_ref().is_some_and(|i| i.layout.particles == 1 && i.layout.dim() == 2 && !i.scene.system.is_molecule());
-        if plane {
-            ui.checkbox(&mut view.field, "control field").on_hover_text(
-                "The learned field s(x, t) as arrows (length ∝ √|s|, the longest a grid cell): the SDE's drift is σ(t)²·s. Late in SDE time it points downhill, early towards where the samples will end up. Adjoint Sampling only.",
+            let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
+            let plane = data.info.as_ref().is_some_and(|i| i.layout.particles == 1 && i.layout.dim() == 2 && !i.scene.system.is_molecule());
+            if plane {
+                ui.checkbox(&mut view.field, "control field").on_hover_text(
+                    "The learned field s(x, t) as arrows (length ∝ √|s|, the longest a grid cell): the SDE's drift is σ(t)²·s. Late in SDE time it points downhill, early towards where the samples will end up. Adjoint Sampling only.",
+                );
+                if view.field {
+                    ui.horizontal(|ui| {
+                        ui.add(egui::Slider::new(&mut view.field_t, 0.0..=1.0).text("field time t")).on_hover_text("SDE time at which the field is drawn: 0 the start (all at the origin), 1 the end");
+                        ui.checkbox(&mut view.field_animate, "play").on_hover_text("Sweep t from 0 to 1 over and over");
+                    });
+                }
+            }
+            ui.horizontal(|ui| {
+                ui.label("colour by");
+                if molecule {
+                    ui.selectable_value(&mut view.color_by, ColorBy::Energy, "element").on_hover_text(
+                        "Atoms in element colours (C grey, H white, N blue, O red); each sample's frame in its energy's colour: dark blue = low energy (good), yellow = high",
+                    );
+                    ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "atom").on_hover_text("One colour per atom index, to follow an atom from sample to sample");
+                } else {
+                    ui.selectable_value(&mut view.color_by, ColorBy::Energy, "energy").on_hover_text("Dark blue = low energy (good), yellow = high; scale from the reference samples");
+                    ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "particle").on_hover_text("One colour per particle index");
+                    ui.selectable_value(&mut view.color_by, ColorBy::LogWeight, "weight").on_hover_text(
+                        "Each sample's importance weight (target density over the sampler's, per path), relative to the batch's largest, on a log scale: yellow = high weight (the sampler draws this region too rarely), dark = 10 nats lower or less (too often). Even colours mean a high ESS. Adjoint Sampling only.",
+                    );
+                }
+            });
+            ui.checkbox(&mut view.reweighted, "reweighted histograms").on_hover_text(
+                "Histograms with each sample counted in proportion to its importance weight: unbiased for the target in the limit, but only as good as the ESS (a few heavy samples make spiky bars). Kinds without weights show raw histograms.",
             );
-            if view.field {
+            if molecule {
+                ui.label("bonds: from the topology").on_hover_text("Ball-and-stick: the sampler moves only the free torsions; bond lengths and angles stay as in the structure file");
+            } else {
                 ui.horizontal(|ui| {
-                    ui.add(egui::Slider::new(&mut view.field_t, 0.0..=1.0).text("field time t")).on_hover_text("SDE time at which the field is drawn: 0 the start (all at the origin), 1 the end");
-                    ui.checkbox(&mut view.field_animate, "play").on_hover_text("Sweep t from 0 to 1 over and over");
+                    ui.checkbox(&mut view.bonds, "bonds").on_hover_text("Draw a line between particles closer than the cutoff");
+                    ui.add_enabled(view.bonds, egui::Slider::new(&mut view.bond_cutoff, 0.5..=8.0).text("cutoff (length units)"));
                 });
             }
-        }
-        ui.horizontal(|ui| {
-            ui.label("colour by");
-            if molecule {
-                ui.selectable_value(&mut view.color_by, ColorBy::Energy, "element").on_hover_text(
-                    "Atoms in element colours (C grey, H white, N blue, O red); each sample's frame in its energy's colour: dark blue = low energy (good), yellow = high",
-                );
-                ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "atom").on_hover_text("One colour per atom index, to follow an atom from sample to sample");
-            } else {
-                ui.selectable_value(&mut view.color_by, ColorBy::Energy, "energy").on_hover_text("Dark blue = low energy (good), yellow = high; scale from the reference samples");
-                ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "particle").on_hover_text("One colour per particle index");
-                ui.selectable_value(&mut view.color_by, ColorBy::LogWeight, "weight").on_hover_text(
-                    "Each sample's importance weight (target density over the sampler's, per path), relative to the batch's largest, on a log scale: yellow = high weight (the sampler draws this region too rarely), dark = 10 nats lower or less (too often). Even colours mean a high ESS. Adjoint Sampling only.",
-                );
-            }
         });
-        if molecule {
-            ui.label("bonds: from the topology").on_hover_text("Ball-and-stick: the sampler moves only the free torsions; bond lengths and angles stay as in the structure file");
-        } else {
-            ui.horizontal(|ui| {
-                ui.checkbox(&mut view.bonds, "bonds").on_hover_text("Draw a line between particles closer than the cutoff");
-                ui.add_enabled(view.bonds, egui::Slider::new(&mut view.bond_cutoff, 0.5..=8.0).text("cutoff (length units)"));
+    });
+    layout.section(ui, Panel::Files, |ui| {
+        egui::CollapsingHeader::new("Files").default_open(true).show(ui, |ui| {
+            let name = data.info.as_ref().map(|i| slug(&i.scene.name)).unwrap_or_else(|| "run".into());
+            let stem = format!("{name}-step{}", data.counters.gradient_steps);
+            ui.horizontal_wrapped(|ui| {
+                if ui.button("samples .xyz").on_hover_text("Current samples as extended XYZ (ASE, OVITO, VMD read it)").clicked() {
+                    actions.write(UiAction::ExportSamples(PathBuf::from("exports").join(format!("{stem}.xyz"))));
+                }
+                if ui.button("samples .npy").on_hover_text("Current samples as a NumPy array (samples × coordinates)").clicked() {
+                    actions.write(UiAction::ExportSamples(PathBuf::from("exports").join(format!("{stem}.npy"))));
+                }
+                if ui.button("metrics .csv").on_hover_text("Loss and metric history as CSV").clicked() {
+                    actions.write(UiAction::ExportMetrics(PathBuf::from("exports").join(format!("{stem}-metrics.csv"))));
+                }
+                if ui.button("screenshot .png").on_hover_text("The whole window as a PNG").clicked() {
+                    actions.write(UiAction::Screenshot(PathBuf::from("exports").join(format!("{stem}.png"))));
+                }
             });
-        }
+            ui.horizontal(|ui| {
+                if ui.button("save checkpoint").on_hover_text("A run folder with weights, optimizer, buffer and scene; `boltzmann-studio sample` and `train --resume` read it").clicked() {
+                    let dir = PathBuf::from("runs").join(&stem);
+                    state.load_path = dir.display().to_string();
+                    actions.write(UiAction::SaveCheckpoint(dir));
+                }
+                if ui.button("save session").on_hover_text("One RON file in sessions/ with the scene, seed, live hyperparameters, view and lesson step; `boltzmann-studio app FILE` reopens it (Ctrl+S)").clicked() {
+                    actions.write(UiAction::SaveSession(PathBuf::new()));
+                }
+                if ui.button("load").on_hover_text("Replace the run by the checkpoint folder named in the field").clicked() {
+                    actions.write(UiAction::LoadCheckpoint(PathBuf::from(state.load_path.trim())));
+                }
+            });
+            ui.add(egui::TextEdit::singleline(&mut state.load_path).hint_text("run folder to load"));
+        });
     });
-    egui::CollapsingHeader::new("Files").default_open(true).show(ui, |ui| {
-        let name = data.info.as_ref().map(|i| slug(&i.scene.name)).unwrap_or_else(|| "run".into());
-        let stem = format!("{name}-step{}", data.counters.gradient_steps);
-        ui.horizontal_wrapped(|ui| {
-            if ui.button("samples .xyz").on_hover_text("Current samples as extended XYZ (ASE, OVITO, VMD read it)").clicked() {
-                actions.write(UiAction::ExportSamples(PathBuf::from("exports").join(format!("{stem}.xyz"))));
+    layout.section(ui, Panel::Messages, |ui| {
+        ui.collapsing("Messages", |ui| {
+            if data.notices.is_empty() {
+                ui.label("none");
             }
-            if ui.button("samples .npy").on_hover_text("Current samples as a NumPy array (samples × coordinates)").clicked() {
-                actions.write(UiAction::ExportSamples(PathBuf::from("exports").join(format!("{stem}.npy"))));
+            for n in data.notices.iter().rev() {
+                let color = if n.error { egui::Color32::from_rgb(240, 90, 90) } else { ui.visuals().text_color() };
+                ui.colored_label(color, &n.text);
             }
-            if ui.button("metrics .csv").on_hover_text("Loss and metric history as CSV").clicked() {
-                actions.write(UiAction::ExportMetrics(PathBuf::from("exports").join(format!("{stem}-metrics.csv"))));
-            }
-            if ui.button("screenshot .png").on_hover_text("The whole window as a PNG").clicked() {
-                actions.write(UiAction::Screenshot(PathBuf::from("exports").join(format!("{stem}.png"))));
+            if !data.notices.is_empty() && ui.button("clear").clicked() {
+                data.notices.clear();
             }
         });
-        ui.horizontal(|ui| {
-            if ui.button("save checkpoint").on_hover_text("A run folder with weights, optimizer, buffer and scene; `boltzmann-studio sample` and `train --resume` read it").clicked() {
-                let dir = PathBuf::from("runs").join(&stem);
-                state.load_path = dir.display().to_string();
-                actions.write(UiAction::SaveCheckpoint(dir));
-            }
-            if ui.button("load").on_hover_text("Replace the run by the checkpoint folder named in the field").clicked() {
-                actions.write(UiAction::LoadCheckpoint(PathBuf::from(state.load_path.trim())));
-            }
-        });
-        ui.add(egui::TextEdit::singleline(&mut state.load_path).hint_text("run folder to load"));
-    });
-    ui.collapsing("Messages", |ui| {
-        if data.notices.is_empty() {
-            ui.label("none");
-        }
-        for n in data.notices.iter().rev() {
-            let color = if n.error { egui::Color32::from_rgb(240, 90, 90) } else { ui.visuals().text_color() };
-            ui.colored_label(color, &n.text);
-        }
-        if !data.notices.is_empty() && ui.button("clear").clicked() {
-            data.notices.clear();
-        }
-    });
-}
+
+    });}
 
 /// Each lane's name above its block of samples (projected from the 3D view).
 fn lane_labels(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, labels: &LaneLabels) {
@@ -477,8 +595,16 @@ fn lane_labels(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, label
     }
 }
 
-fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, cache: &HistogramCache) {
-    if data.racing() {
+fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, cache: &HistogramCache, layout: &Layout) {
+    if data.forked() && layout.shows(Panel::Quality) {
+        fork_summary(ui, data);
+        ui.strong("Branches: loss").on_hover_text("Each branch's smoothed loss (the smoothing of the Loss plot below); the grey line is the fork: up to it the branches are one run");
+        plots::fork_loss_plot(ui, data, settings);
+        ui.strong("Branches: E-W2").on_hover_text("Each branch's E-W2 (energy-distribution Wasserstein-2 against the reference, lower is better) on its latest samples");
+        plots::fork_metrics_plot(ui, data, settings);
+        ui.separator();
+        ui.label("The plots below are those of branch A.");
+    } else if data.racing() && layout.shows(Panel::Quality) {
         ui.strong("Race: E-W2 against energy evaluations").on_hover_text(
             "Each kind's E-W2 (energy-distribution Wasserstein-2 against the reference, lower is better) on its latest samples, against the energy evaluations it has spent (log scale): the kinds train in turn so their budgets stay equal",
         );
@@ -490,28 +616,107 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
         ui.separator();
         ui.label(format!("The plots below are those of the first lane ({}).", data.lanes[0].kind.label()));
     }
-    ui.strong("Loss").on_hover_text("Reciprocal Adjoint Matching loss ‖s(Xₜ, t) + ∇g(X₁)‖² per gradient step; it has a noise floor, so watch the trend");
-    plots::loss_plot(ui, data, settings);
-    ui.strong("Energy histogram").on_hover_text("Energies of the latest samples (bars) against the reference samples (line), same bins, density-normalised; samples beyond the range are counted in the end bins");
-    plots::energy_histogram(ui, data, cache);
-    if data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule()) {
-        let two = data.info.as_ref().is_some_and(|i| i.torsion_names.len() >= 2);
-        ui.strong(if two { "Ramachandran map (φ, ψ)" } else { "Torsion φ" }).on_hover_text(if two {
-            "The latest samples' φ and ψ (points) over the reference density (shading); basins C5, C7eq, αR, αL"
+    layout.section(ui, Panel::Loss, |ui| {
+        ui.strong("Loss").on_hover_text("Reciprocal Adjoint Matching loss ‖s(Xₜ, t) + ∇g(X₁)‖² per gradient step; it has a noise floor, so watch the trend");
+        plots::loss_plot(ui, data, settings);
+    });
+    layout.section(ui, Panel::EnergyHistogram, |ui| {
+        let title = if cache.reweighted { "Energy histogram (reweighted)" } else { "Energy histogram" };
+        ui.strong(title).on_hover_text("Energies of the latest samples (bars) against the reference samples (line), same bins, density-normalised; samples beyond the range are counted in the end bins. Reweighted: each sample counts in proportion to its importance weight (View panel)");
+        plots::energy_histogram(ui, data, cache);
+    });
+    layout.section(ui, Panel::Distances, |ui| {
+        if data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule()) {
+            let two = data.info.as_ref().is_some_and(|i| i.torsion_names.len() >= 2);
+            ui.strong(if two { "Ramachandran map (φ, ψ)" } else { "Torsion φ" }).on_hover_text(if two {
+                "The latest samples' φ and ψ (points) over the reference density (shading); basins C5, C7eq, αR, αL"
+            } else {
+                "The latest samples' torsion (bars) against the reference (line); trans is |φ| > 120°, gauche± inside"
+            });
+            plots::torsion_plot(ui, data);
         } else {
-            "The latest samples' torsion (bars) against the reference (line); trans is |φ| > 120°, gauche± inside"
+            ui.strong("Interatomic distances").on_hover_text("All pair distances of the latest samples against the reference");
+            plots::distance_histogram(ui, data, cache);
+        }
+    });
+    layout.section(ui, Panel::Quality, |ui| {
+        ui.strong("Sample quality").on_hover_text("E-W2: Wasserstein-2 between energy distributions; eq-W2: between configurations after best rotation and permutation; x-W2: raw coordinates");
+        plots::metrics_plot(ui, data, settings);
+    });
+    layout.section(ui, Panel::Ess, |ui| {
+        ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, as a percentage of its size: how many exact samples the reweighted batch is worth. 100% = the sampler draws the target; often a few %, reported as it is.");
+        plots::ess_plot(ui, data);
+    });
+    layout.section(ui, Panel::Throughput, |ui| {
+        ui.strong("Throughput").on_hover_text("Left: gradient steps per second of training time. Right: energy evaluations used so far, against gradient steps — the slope is the evaluations per step");
+        plots::throughput_plot(ui, data);
+    });
+}
+
+/// Forking: edit the new branch's hyperparameters, fork; while forked, keep one branch.
+fn fork_panel(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState, actions: &mut MessageWriter<UiAction>) {
+    if data.forked() {
+        ui.label("Both branches train in turn; their curves are overlaid on the right.");
+        ui.horizontal(|ui| {
+            for (k, name) in ["keep A", "keep B"].into_iter().enumerate() {
+                if ui.button(egui::RichText::new(name).color(plots::lane_color(k))).on_hover_text("Continue with this branch alone (its history plots start afresh)").clicked() {
+                    actions.write(UiAction::KeepLane(k));
+                }
+            }
         });
-        plots::torsion_plot(ui, data);
-    } else {
-        ui.strong("Interatomic distances").on_hover_text("All pair distances of the latest samples against the reference");
-        plots::distance_histogram(ui, data, cache);
+        return;
     }
-    ui.strong("Sample quality").on_hover_text("E-W2: Wasserstein-2 between energy distributions; eq-W2: between configurations after best rotation and permutation; x-W2: raw coordinates");
-    plots::metrics_plot(ui, data, settings);
-    ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, as a percentage of its size: how many exact samples the reweighted batch is worth. 100% = the sampler draws the target; often a few %, reported as it is.");
-    plots::ess_plot(ui, data);
-    ui.strong("Throughput").on_hover_text("Left: gradient steps per second of training time. Right: energy evaluations used so far, against gradient steps — the slope is the evaluations per step");
-    plots::throughput_plot(ui, data);
+    if data.racing() || !data.kind.learns() {
+        ui.label("Forking needs a single run of a learning kind.");
+        return;
+    }
+    let Some(current) = &data.hyper else {
+        ui.label("waiting for the trainer…");
+        return;
+    };
+    ui.label("Continue a copy of this run from here with other settings, beside the original (TensorBoard-style runs compared).");
+    let h = state.fork.get_or_insert_with(|| current.clone());
+    egui::Grid::new("fork_hyper").num_columns(2).show(ui, |ui| {
+        field(ui, "learning rate", &mut h.learning_rate, 1e-6..=1e-1, true, "Branch B's learning rate");
+        field(ui, "batch size", &mut h.batch_size, 1..=4096, false, "Branch B's batch size");
+        field(ui, "train steps / iteration", &mut h.train_steps, 1..=1000, false, "Branch B's gradient steps per iteration");
+        field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Branch B's samples per iteration");
+        field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Branch B's Euler–Maruyama steps");
+    });
+    let valid = h.batch_size > 0 && h.train_steps > 0 && h.new_samples > 0 && h.sde_steps > 0;
+    let chosen = h.clone();
+    let mut reset = false;
+    ui.horizontal(|ui| {
+        if ui.add_enabled(valid, egui::Button::new("⑂ Fork here")).on_hover_text("Branch A keeps the current settings, branch B takes these; both continue from this step").clicked() {
+            actions.write(UiAction::Fork(chosen));
+        }
+        reset = ui.small_button("copy current").on_hover_text("Start again from the run's current values").clicked();
+    });
+    if reset {
+        state.fork = Some(current.clone());
+    }
+}
+
+/// What a fork changed, and buttons to keep one branch.
+fn fork_summary(ui: &mut egui::Ui, data: &RunData) {
+    let Some(fork) = data.info.as_ref().and_then(|i| i.fork.as_ref()) else { return };
+    ui.strong(format!("Fork at gradient step {}", fork.step)).on_hover_text("Both branches continue from one copy of the run (weights, optimizer, buffer, random state), training in turn");
+    egui::Grid::new("fork_changes").num_columns(3).striped(true).show(ui, |ui| {
+        ui.strong("hyperparameter");
+        ui.colored_label(plots::lane_color(0), "branch A");
+        ui.colored_label(plots::lane_color(1), "branch B");
+        ui.end_row();
+        if fork.changes.is_empty() {
+            ui.label("(none: the branches should stay identical)");
+            ui.end_row();
+        }
+        for (name, a, b) in &fork.changes {
+            ui.label(name);
+            ui.label(a);
+            ui.label(b);
+            ui.end_row();
+        }
+    });
 }
 
 fn race_table(ui: &mut egui::Ui, data: &RunData) {
@@ -581,18 +786,10 @@ fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &Ener
 
 fn help(ui: &mut egui::Ui) {
     egui::Grid::new("keys").num_columns(2).show(ui, |ui| {
-        for (k, what) in [
-            ("Space", "play / pause training"),
-            ("N", "one step (the speed setting's number of gradient steps)"),
-            ("R", "reset: fresh weights with the seed and settings shown"),
-            ("F or double-click", "frame the view"),
-            ("H or F1", "this help"),
-            ("left drag", "orbit the camera"),
-            ("right / middle drag", "pan"),
-            ("wheel", "zoom"),
-        ] {
-            ui.strong(k);
-            ui.label(what);
+        let mouse = [("left drag", "orbit the camera"), ("right / middle drag", "pan"), ("wheel", "zoom")];
+        for (k, what) in KEYS.iter().chain(mouse.iter()) {
+            ui.strong(*k);
+            ui.label(*what);
             ui.end_row();
         }
     });

@@ -17,14 +17,7 @@ use super::{field_view, molecules};
 use crate::energy::Layout;
 use crate::worker::RunInfo;
 
-/// How samples are coloured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColorBy {
-    Energy,
-    ParticleIndex,
-    /// Log importance weight relative to the batch's largest (kinds with weights).
-    LogWeight,
-}
+pub use crate::view::{ColorBy, Show};
 
 /// Nats of log-weight below the batch's largest that the weight colour scale spans.
 pub const LOG_WEIGHT_SPAN: f64 = 10.0;
@@ -33,15 +26,6 @@ pub const LOG_WEIGHT_SPAN: f64 = 10.0;
 /// `LOG_WEIGHT_SPAN` nats below it or less (and for a weight of zero).
 pub fn weight_position(lw: f64, max: f64) -> f64 {
     if lw.is_finite() && max.is_finite() { (1.0 + (lw - max) / LOG_WEIGHT_SPAN).clamp(0.0, 1.0) } else { 0.0 }
-}
-
-/// What the 3D view shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Show {
-    /// A grid of current samples.
-    Samples,
-    /// One stored path from t = 0 (all particles at the origin) to t = 1.
-    Trajectory,
 }
 
 /// View settings edited in the panels.
@@ -61,6 +45,8 @@ pub struct ViewSettings {
     pub field_t: f32,
     /// Sweep `field_t` from 0 to 1 over and over.
     pub field_animate: bool,
+    /// Histograms of samples weighted by their importance weights (kinds that define them).
+    pub reweighted: bool,
 }
 
 impl Default for ViewSettings {
@@ -76,6 +62,36 @@ impl Default for ViewSettings {
             field: false,
             field_t: 0.9,
             field_animate: false,
+            reweighted: false,
+        }
+    }
+}
+
+impl ViewSettings {
+    /// Takes the values an edit sets (a lesson step, a session).
+    pub fn apply(&mut self, e: &crate::view::ViewEdit) {
+        let crate::view::ViewEdit { show, color_by, time, animate, field, field_t, field_animate, reweighted } = e.clone();
+        self.show = show.unwrap_or(self.show);
+        self.color_by = color_by.unwrap_or(self.color_by);
+        self.time = time.unwrap_or(self.time);
+        self.animate = animate.unwrap_or(self.animate);
+        self.field = field.unwrap_or(self.field);
+        self.field_t = field_t.unwrap_or(self.field_t);
+        self.field_animate = field_animate.unwrap_or(self.field_animate);
+        self.reweighted = reweighted.unwrap_or(self.reweighted);
+    }
+
+    /// Every setting a session keeps.
+    pub fn edit(&self) -> crate::view::ViewEdit {
+        crate::view::ViewEdit {
+            show: Some(self.show),
+            color_by: Some(self.color_by),
+            time: Some(self.time),
+            animate: Some(self.animate),
+            field: Some(self.field),
+            field_t: Some(self.field_t),
+            field_animate: Some(self.field_animate),
+            reweighted: Some(self.reweighted),
         }
     }
 }
@@ -326,7 +342,7 @@ fn rebuild_on_new_run(
             commands.spawn((Mesh3d(quad.clone()), MeshMaterial3d(map.clone()), Transform::from_translation(new.lane_center(lane) + Vec3::new(0.0, 0.0, -0.2)), RunView));
         }
     }
-    labels.0 = info.race.iter().enumerate().map(|(k, kind)| (kind.label().to_string(), new.lane_center(k) + Vec3::new(0.0, block / 2.0 * 1.02, 0.0))).collect();
+    labels.0 = info.race.iter().enumerate().map(|(k, kind)| (super::link::lane_name(info, k, *kind), new.lane_center(k) + Vec3::new(0.0, block / 2.0 * 1.02, 0.0))).collect();
     // The extent is set by frame_what_is_shown.
     *home = HomeView { focus: Vec3::ZERO, extent: home.extent, yaw: 0.0, pitch: if layout.spatial_dim == 3 { 0.15 } else { 0.0 } };
     *scale = energy_scale(info);

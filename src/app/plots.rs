@@ -34,7 +34,10 @@ impl Default for PlotSettings {
 /// Histograms of the latest batch and of the reference on shared bins.
 #[derive(Resource, Default)]
 pub struct HistogramCache {
-    version: Option<(u64, u64)>,
+    version: Option<(u64, u64, bool)>,
+    /// Whether the sample histograms are importance-reweighted (the batch has weights and the
+    /// view asked for it).
+    pub reweighted: bool,
     pub energy: Option<(Histogram, Histogram)>,
     pub distance: Option<(Histogram, Histogram)>,
 }
@@ -56,23 +59,27 @@ pub fn ema(points: &[[f64; 2]], alpha: f64) -> Vec<[f64; 2]> {
 
 /// Shared bins for a sample set and its reference: the reference's range widened by half its
 /// width, so that a few very hot samples do not squash the picture (they fall in the end bins).
-fn shared(samples: &[f64], reference: &[f64]) -> Option<(Histogram, Histogram)> {
+/// `weight(i)` weighs sample value i (1 for raw histograms).
+fn shared(samples: &[f64], weight: impl Fn(usize) -> f64, reference: &[f64]) -> Option<(Histogram, Histogram)> {
     let finite = |v: &[f64]| v.iter().copied().filter(|x| x.is_finite()).collect::<Vec<_>>();
-    let (s, r) = (finite(samples), finite(reference));
+    let r = finite(reference);
+    // Non-finite samples get no weight (and no place on the axis).
+    let s = finite(samples);
     if s.is_empty() {
         return None;
     }
+    let weight = |i: usize| if samples[i].is_finite() { weight(i) } else { 0.0 };
     let base = if r.is_empty() { &s } else { &r };
     let lo = base.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = base.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let pad = 0.5 * (hi - lo).max(1e-6);
     let (lo, hi) = (lo - pad * 0.3, hi + pad);
-    Some((Histogram::new(&s, lo, hi, BINS), Histogram::new(&r, lo, hi, BINS)))
+    Some((Histogram::weighted(samples, weight, lo, hi, BINS), Histogram::new(&r, lo, hi, BINS)))
 }
 
-pub fn refresh_histograms(data: &RunData, cache: &mut HistogramCache) {
+pub fn refresh_histograms(data: &RunData, cache: &mut HistogramCache, reweighted: bool) {
     let generation = data.info.as_ref().map(|i| i.generation).unwrap_or(0);
-    let key = (generation, data.samples_version);
+    let key = (generation, data.samples_version, reweighted);
     if cache.version == Some(key) {
         return;
     }
@@ -82,10 +89,19 @@ pub fn refresh_histograms(data: &RunData, cache: &mut HistogramCache) {
         cache.distance = None;
         return;
     };
-    cache.energy = shared(&b.energies, &info.reference_energies);
+    // Self-normalised importance weights wᵢ ∝ exp(log wᵢ − max), when asked for and defined.
+    let weights: Option<Vec<f64>> = b.log_weights.as_ref().filter(|_| reweighted).map(|lw| {
+        let max = lw.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+        lw.iter().map(|&v| if v.is_finite() { (v - max).exp() } else { 0.0 }).collect()
+    });
+    cache.reweighted = weights.is_some();
+    let w = |i: usize| weights.as_ref().map_or(1.0, |w| w[i]);
+    cache.energy = shared(&b.energies, w, &info.reference_energies);
     cache.distance = if b.layout.particles > 1 {
         let m = Matrix::new(b.len(), b.layout.dim(), b.x.clone());
-        shared(&interatomic_distances(&m, b.layout), &info.reference_distances)
+        // Each sample's pairs carry its weight.
+        let pairs = b.layout.particles * (b.layout.particles - 1) / 2;
+        shared(&interatomic_distances(&m, b.layout), |k| w(k / pairs), &info.reference_distances)
     } else {
         None
     };
@@ -93,6 +109,7 @@ pub fn refresh_histograms(data: &RunData, cache: &mut HistogramCache) {
 
 const SAMPLES_COLOR: egui::Color32 = egui::Color32::from_rgb(86, 156, 214);
 const REFERENCE_COLOR: egui::Color32 = egui::Color32::from_rgb(230, 140, 60);
+const REWEIGHTED_COLOR: egui::Color32 = egui::Color32::from_rgb(120, 190, 110);
 
 pub fn loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings) {
     ui.horizontal(|ui| {
@@ -165,7 +182,7 @@ pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettin
         });
 }
 
-fn histogram_plot(ui: &mut egui::Ui, id: &str, x_label: &str, h: &Option<(Histogram, Histogram)>, reference_available: bool) {
+fn histogram_plot(ui: &mut egui::Ui, id: &str, x_label: &str, h: &Option<(Histogram, Histogram)>, reference_available: bool, reweighted: bool) {
     let Some((s, r)) = h else {
         ui.label("no samples yet: press play");
         return;
@@ -183,7 +200,8 @@ fn histogram_plot(ui: &mut egui::Ui, id: &str, x_label: &str, h: &Option<(Histog
         .y_axis_label("density")
         .legend(Legend::default().position(Corner::RightTop))
         .show(ui, |p| {
-            p.bar_chart(BarChart::new("current samples", bars).color(SAMPLES_COLOR));
+            let name = if reweighted { "current samples, reweighted" } else { "current samples" };
+            p.bar_chart(BarChart::new(name, bars).color(if reweighted { REWEIGHTED_COLOR } else { SAMPLES_COLOR }));
             if reference_available {
                 p.line(Line::new("reference samples", PlotPoints::from(steps)).color(REFERENCE_COLOR).width(2.0));
             }
@@ -192,7 +210,7 @@ fn histogram_plot(ui: &mut egui::Ui, id: &str, x_label: &str, h: &Option<(Histog
 
 pub fn energy_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCache) {
     let has_ref = data.info.as_ref().is_some_and(|i| !i.reference_energies.is_empty());
-    histogram_plot(ui, "energy_hist", "energy E (units of kT)", &cache.energy, has_ref);
+    histogram_plot(ui, "energy_hist", "energy E (units of kT)", &cache.energy, has_ref, cache.reweighted);
 }
 
 pub fn distance_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCache) {
@@ -201,7 +219,7 @@ pub fn distance_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCa
         return;
     }
     let has_ref = data.info.as_ref().is_some_and(|i| !i.reference_distances.is_empty());
-    histogram_plot(ui, "dist_hist", "interatomic distance r (length units)", &cache.distance, has_ref);
+    histogram_plot(ui, "dist_hist", "interatomic distance r (length units)", &cache.distance, has_ref, cache.reweighted);
 }
 
 /// A molecule's torsions. With φ and ψ: the latest samples (points, degrees) over the reference
@@ -371,7 +389,7 @@ pub fn race_metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotS
 pub fn race_energy_histogram(ui: &mut egui::Ui, data: &RunData) {
     let Some(info) = &data.info else { return };
     let all: Vec<f64> = data.lanes.iter().filter_map(|l| l.samples.as_ref()).flat_map(|b| b.energies.iter().copied()).collect();
-    let Some((_, r)) = shared(&all, &info.reference_energies) else {
+    let Some((_, r)) = shared(&all, |_| 1.0, &info.reference_energies) else {
         ui.label("no samples yet: press play");
         return;
     };
@@ -398,4 +416,49 @@ pub fn race_energy_histogram(ui: &mut egui::Ui, data: &RunData) {
                 p.line(Line::new(lane.kind.label(), PlotPoints::from(steps)).color(lane_color(k)).width(2.0));
             }
         });
+}
+
+/// The branches of a fork: each one's smoothed loss against gradient steps, the fork marked.
+pub fn fork_loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &PlotSettings) {
+    let Some(fork) = data.info.as_ref().and_then(|i| i.fork.clone()) else { return };
+    let log = settings.log_loss;
+    let tr = move |v: f64| if log { v.max(1e-12).log10() } else { v };
+    readable(Plot::new("fork_loss"), false, log)
+        .height(PLOT_HEIGHT)
+        .x_axis_label("gradient step")
+        .y_axis_label(if log { "smoothed loss (log₁₀)" } else { "smoothed loss" })
+        .y_axis_formatter(move |m, _| if log { short(10f64.powf(m.value)) } else { short(m.value) })
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            for (k, lane) in data.lanes.iter().enumerate().rev() {
+                let pts: Vec<[f64; 2]> = ema(&lane.losses, settings.ema).into_iter().map(|q| [q[0], tr(q[1])]).collect();
+                p.line(Line::new(branch(k), PlotPoints::from(pts)).color(lane_color(k)).width(if k == 0 { 2.5 } else { 1.5 }));
+            }
+            p.vline(VLine::new("fork", fork.step as f64).color(egui::Color32::from_gray(150)));
+        });
+}
+
+/// The branches' E-W2 against gradient steps, the fork marked.
+pub fn fork_metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &PlotSettings) {
+    let Some(fork) = data.info.as_ref().and_then(|i| i.fork.clone()) else { return };
+    let log = settings.log_metrics;
+    let tr = move |v: f64| if log { v.max(1e-6).log10() } else { v };
+    readable(Plot::new("fork_metrics"), false, log)
+        .height(PLOT_HEIGHT)
+        .x_axis_label("gradient step")
+        .y_axis_label(if log { "E-W2 (log scale)" } else { "E-W2" })
+        .y_axis_formatter(move |m, _| if log { short(10f64.powf(m.value)) } else { short(m.value) })
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            for (k, lane) in data.lanes.iter().enumerate().rev() {
+                let pts: Vec<[f64; 2]> = lane.metrics.iter().filter(|m| m.energy_w2.is_finite()).map(|m| [m.step as f64, tr(m.energy_w2)]).collect();
+                p.line(Line::new(branch(k), PlotPoints::from(pts.clone())).color(lane_color(k)).width(1.5));
+                p.points(Points::new(branch(k), PlotPoints::from(pts)).color(lane_color(k)).radius(2.0));
+            }
+            p.vline(VLine::new("fork", fork.step as f64).color(egui::Color32::from_gray(150)));
+        });
+}
+
+fn branch(k: usize) -> &'static str {
+    ["branch A", "branch B", "branch C", "branch D"][k.min(3)]
 }

@@ -32,4 +32,10 @@ impl Energy for Gaussian {
     fn pair_spacing(&self) -> f64 {
         self.std
     }
+    /// In the plane: the mean ± 4 standard deviations.
+    fn plane_box(&self) -> Option<([f64; 2], [f64; 2])> {
+        let [mx, my] = self.mean[..] else { return None };
+        let r = 4.0 * self.std;
+        Some(([mx - r, mx + r], [my - r, my + r]))
+    }
 }
