@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod metrics;
 pub mod molecule;
 pub mod nn;
+pub mod pretrained;
 pub mod run;
 pub mod sampler;
 pub mod scene;

@@ -146,6 +146,9 @@ struct AppArgs {
     /// Colour samples by energy, particle or (importance) weight.
     #[arg(long, value_parser = ["energy", "particle", "weight"])]
     color_by: Option<String>,
+    /// Start in projector mode (high contrast, twice as large, panels hidden; P toggles).
+    #[arg(long)]
+    projector: bool,
 }
 
 #[cfg(feature = "app")]
@@ -213,6 +216,7 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
     opts.trajectory_at = a.trajectory_at;
     opts.field_at = a.field_at;
     opts.color_by = a.color_by;
+    opts.projector = a.projector;
     opts.session = session;
     boltzmann_studio::app::run(opts)
 }
@@ -267,7 +271,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "app")]
-        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, hold: 0.0, trajectory_at: None, field_at: None, color_by: None, race: Vec::new(), after_evals: None }),
+        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, projector: false, hold: 0.0, trajectory_at: None, field_at: None, color_by: None, race: Vec::new(), after_evals: None }),
         #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;

@@ -387,3 +387,65 @@ fn a_saved_session_reopens_the_same_run() {
     }
     assert_eq!(again[..100], first[..], "same seed, same hyperparameters: the same losses");
 }
+
+/// The help window lists every key the app answers to (it is built from `KEYS`; this checks
+/// that `KEYS` names every binding).
+#[test]
+fn keyboard_help_lists_every_key() {
+    let listed: Vec<&str> = link::KEYS.iter().map(|(k, _)| *k).collect();
+    let text = listed.join(" / ");
+    for (ctrl, prefix) in [(false, ""), (true, "Ctrl+")] {
+        for (key, _) in link::bindings(ctrl) {
+            let name = format!("{key:?}");
+            let name = match name.as_str() {
+                "ArrowRight" => "Right arrow".to_string(),
+                "ArrowLeft" => "Left arrow".to_string(),
+                "PageDown" => "Page Down".to_string(),
+                "PageUp" => "Page Up".to_string(),
+                n => n.strip_prefix("Key").unwrap_or(n).to_string(),
+            };
+            let name = format!("{prefix}{name}");
+            assert!(text.split([' ', '/']).any(|w| w == name) || text.contains(&name), "the help does not list {name}: {text}");
+        }
+    }
+}
+
+/// Every character of every lesson (and the symbols on the app's lesson, fork and picker
+/// buttons) is in egui's fonts: a missing glyph is drawn as an empty box, which a class reads
+/// as a typo.
+#[test]
+fn every_character_a_lesson_shows_can_be_drawn() {
+    use bevy_egui::egui;
+    use boltzmann_studio::lesson::{LoadedLesson, list_lessons};
+    let ctx = egui::Context::default();
+    ctx.set_fonts(boltzmann_studio::app::projector::font_definitions());
+    let _ = ctx.run_ui(egui::RawInput::default(), |_| {});
+    // The characters of every face in the proportional family's fallback chain (`has_glyph`
+    // reports the last fallback's characters as missing).
+    let known: std::collections::BTreeSet<char> = ctx.fonts_mut(|f| f.fonts.font(&egui::FontFamily::Proportional).characters().keys().copied().collect());
+    let mut missing = Vec::new();
+    let mut check = |where_: String, text: &str| {
+        for c in text.chars().filter(|c| !c.is_whitespace()) {
+            if !known.contains(&c) {
+                missing.push(format!("{where_}: '{c}' (U+{:04X})", c as u32));
+            }
+        }
+    };
+    // Every non-ASCII character in the app's code outside comments: labels, tooltips, units.
+    for entry in std::fs::read_dir(common::repo("src/app")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
+            let code = line.split(" // ").next().unwrap_or(line);
+            check(format!("{}:{}", path.display(), n + 1), &code.chars().filter(|c| !c.is_ascii()).collect::<String>());
+        }
+    }
+    for (path, _) in list_lessons(&common::repo("lessons")) {
+        let l = LoadedLesson::load(&path).unwrap();
+        check(format!("{} title", path.display()), &l.lesson.title);
+        for (i, s) in l.lesson.steps.iter().enumerate() {
+            check(format!("{} step {}", path.display(), i + 1), &format!("{} {}", s.title, s.caption));
+        }
+    }
+    assert!(missing.is_empty(), "glyphs egui cannot draw:\n{}", missing.join("\n"));
+}

@@ -105,3 +105,75 @@ fn window_screenshot_of_alanine_dipeptide() {
     // far above stray antialiasing.
     assert!(red > 200 && blue > 200, "alanine dipeptide: {red} red and {blue} blue pixels in the 3D view: no atoms drawn");
 }
+
+/// Renders the one step of a small lesson with `lesson FILE --screenshot-steps DIR` (adding
+/// `extra` flags) and returns the picture.
+fn lesson_shot(extra: &[&str]) -> image::RgbImage {
+    // Next to the scenes, so that the lesson's relative scene path resolves.
+    let dir = tempfile::tempdir_in(common::repo("lessons")).unwrap();
+    let lesson = dir.path().join("one.ron");
+    std::fs::write(
+        &lesson,
+        r#"Lesson(title: "Window test", steps: [(
+            scene: "../../scenes/double_well_2d.ron",
+            play: false,
+            panels: [View, Legend],
+            caption: "A caption that a class at the back of the room must read: **large**, high contrast.",
+        )])"#,
+    )
+    .unwrap();
+    let out_dir = dir.path().join("shots");
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "lesson"])
+        .arg(&lesson)
+        .arg("--screenshot-steps")
+        .arg(&out_dir)
+        .args(extra)
+        .current_dir(common::repo("."))
+        .output()
+        .expect("xvfb-run runs");
+    let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
+    assert!(out.status.success(), "lesson exited with {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(stdout.contains("lesson pictures: 1"), "{stdout}");
+    image::open(out_dir.join("step-01.png")).expect("a readable PNG").to_rgb8()
+}
+
+/// The caption box (found by its own fill colour) and, inside it, the height in pixels of the
+/// tallest run of rows holding text or buttons: a line of text.
+fn caption_text_height(img: &image::RgbImage, fill: [u8; 3]) -> (u32, u32) {
+    let is_fill = |p: &image::Rgb<u8>| p.0.iter().zip(fill).all(|(a, b)| a.abs_diff(b) <= 2);
+    let rows: Vec<u32> = (0..img.height()).filter(|&y| (0..img.width()).filter(|&x| is_fill(img.get_pixel(x, y))).count() >= 200).collect();
+    let cols: Vec<u32> = (0..img.width()).filter(|&x| (0..img.height()).filter(|&y| is_fill(img.get_pixel(x, y))).count() >= 30).collect();
+    let (Some(&top), Some(&bottom), Some(&left), Some(&right)) = (rows.first(), rows.last(), cols.first(), cols.last()) else {
+        return (0, 0);
+    };
+    let text_row = |y: u32| {
+        (left + 4..right.saturating_sub(4)).any(|x| img.get_pixel(x, y).0.iter().zip(fill).map(|(a, b)| a.abs_diff(b) as u32).sum::<u32>() > 150)
+    };
+    let (mut best, mut run) = (0, 0);
+    for y in top + 4..bottom.saturating_sub(4) {
+        run = if text_row(y) { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    (bottom - top + 1, best)
+}
+
+/// Projector mode: the lesson caption is there in both modes, and its text is about twice as
+/// tall in projector mode (at least 1.6 times: egui's zoom is 2, glyph rasterisation rounds).
+#[test]
+fn window_lesson_caption_in_projector_mode_is_twice_as_large() {
+    use boltzmann_studio::app::lesson_view::{CAPTION_FILL, CAPTION_FILL_PROJECTOR};
+    let normal = lesson_shot(&[]);
+    check(&normal, "lesson step");
+    let (box_n, text_n) = caption_text_height(&normal, CAPTION_FILL.to_array()[..3].try_into().unwrap());
+    let projector = lesson_shot(&["--projector"]);
+    check(&projector, "lesson step, projector mode");
+    let (box_p, text_p) = caption_text_height(&projector, CAPTION_FILL_PROJECTOR.to_array()[..3].try_into().unwrap());
+    println!("caption box {box_n} px, text line {text_n} px; projector: box {box_p} px, text line {text_p} px");
+    assert!(box_n >= 40 && text_n >= 8, "normal mode: no caption found (box {box_n} px, text {text_n} px)");
+    assert!(box_p >= 80, "projector mode: no caption found (box {box_p} px)");
+    assert!(text_p as f64 >= 1.6 * text_n as f64, "projector text {text_p} px is not about twice {text_n} px");
+    // High contrast: the projector picture is mostly light.
+    let light = projector.pixels().filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600).count();
+    assert!(light as f64 > 0.3 * (1600.0 * 900.0), "projector mode is light: {light} light pixels");
+}

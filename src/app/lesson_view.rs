@@ -277,15 +277,16 @@ pub const CAPTION_FILL_PROJECTOR: egui::Color32 = egui::Color32::from_rgb(255, 2
 pub const CAPTION_SIZE: f32 = 17.0;
 
 /// The caption box at the top of the view: lesson and step, the caption, how it advances.
-pub fn caption(ctx: &egui::Context, view: egui::Rect, state: &LessonState, data: &RunData, projector: bool, actions: &mut MessageWriter<UiAction>) {
-    let (Some(lesson), Some(step)) = (&state.lesson, state.current()) else { return };
+/// Returns the height it takes from the top of the view (0 without a lesson).
+pub fn caption(ctx: &egui::Context, view: egui::Rect, state: &LessonState, data: &RunData, projector: bool, actions: &mut MessageWriter<UiAction>) -> f32 {
+    let (Some(lesson), Some(step)) = (&state.lesson, state.current()) else { return 0.0 };
     let (fill, text, dim) = if projector {
         (CAPTION_FILL_PROJECTOR, egui::Color32::BLACK, egui::Color32::from_gray(60))
     } else {
         (CAPTION_FILL, egui::Color32::from_gray(240), egui::Color32::from_gray(170))
     };
     let width = (view.width() - 24.0).clamp(200.0, 820.0);
-    egui::Area::new("lesson_caption".into()).fixed_pos(egui::pos2(view.center().x - width / 2.0, view.top() + 8.0)).show(ctx, |ui| {
+    let shown = egui::Area::new("lesson_caption".into()).fixed_pos(egui::pos2(view.center().x - width / 2.0, view.top() + 8.0)).show(ctx, |ui| {
         egui::Frame::new().fill(fill).inner_margin(12.0).corner_radius(4.0).stroke(egui::Stroke::new(1.0, dim)).show(ui, |ui| {
             ui.set_width(width - 24.0);
             let heading = format!("{} — step {} of {}{}", lesson.lesson.title, state.step + 1, lesson.len(), if step.title.is_empty() { String::new() } else { format!(": {}", step.title) });
@@ -314,13 +315,14 @@ pub fn caption(ctx: &egui::Context, view: egui::Rect, state: &LessonState, data:
                 };
                 ui.label(egui::RichText::new(hint).color(dim));
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    if ui.small_button("✕ close lesson").clicked() {
+                    if ui.small_button("close lesson").clicked() {
                         actions.write(UiAction::CloseLesson);
                     }
                 });
             });
         });
     });
+    shown.response.rect.bottom() - view.top() + 4.0
 }
 
 /// One caption block as an egui text job (bold brighter, emphasis italic, code monospace).

@@ -203,7 +203,8 @@ pub fn ui(
     }
     let screen = ctx.viewport_rect();
     let view_rect = egui::Rect::from_min_max(egui::pos2(screen.left() + left, screen.top() + top), egui::pos2(screen.right() - right, screen.bottom() - bottom));
-    lesson_view::caption(&ctx, view_rect, &lesson_state, &data, layout.projector, &mut actions);
+    // The caption sits at the top of the view and the 3D view starts below it, so that it hides nothing.
+    let caption = lesson_view::caption(&ctx, view_rect, &lesson_state, &data, layout.projector, &mut actions);
     if lesson_state.point_at() == Some(Panel::View) {
         ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, "pointer".into())).rect_stroke(view_rect.shrink(3.0), 4.0, egui::Stroke::new(4.0, HIGHLIGHT), egui::StrokeKind::Inside);
     }
@@ -212,9 +213,11 @@ pub fn ui(
     }
     free.0 = !ctx.egui_wants_keyboard_input();
 
-    // The 3D view fills what the panels leave free.
-    let sf = window.scale_factor();
-    let pos = UVec2::new((left * sf) as u32, (top * sf) as u32);
+    // The 3D view fills what the panels leave free. egui's points are physical pixels times the
+    // window's scale factor times the zoom (2 in projector mode).
+    let _ = &window;
+    let sf = ctx.pixels_per_point();
+    let pos = UVec2::new((left * sf) as u32, ((top + caption) * sf) as u32);
     let full = UVec2::new(window.physical_width(), window.physical_height());
     let used = pos + UVec2::new((right * sf) as u32, (bottom * sf) as u32);
     if full.x > used.x + 8 && full.y > used.y + 8 {
@@ -272,9 +275,27 @@ fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &Pane
             .width(110.0)
             .show_ui(ui, |ui| {
                 for (path, name, description) in &state.scenes {
-                    if ui.selectable_label(*path == edit.path, format!("{name} — {description}")).clicked() {
-                        actions.write(UiAction::OpenScene(path.clone()));
-                    }
+                    ui.horizontal(|ui| {
+                        if ui.selectable_label(*path == edit.path, format!("{name} — {description}")).clicked() {
+                            actions.write(UiAction::OpenScene(path.clone()));
+                        }
+                        if let Some(dir) = crate::pretrained::dir_for(path) {
+                            let tip = match crate::pretrained::quality(&dir) {
+                                Ok(q) => format!(
+                                    "Jump to the end: load this scene's sampler trained for {} gradient steps ({:.0} min on 2 cores): E-W2 {:.3}{} on {} samples",
+                                    q.gradient_steps,
+                                    q.train_minutes,
+                                    q.energy_w2,
+                                    q.eq_w2.map_or(String::new(), |e| format!(", eq-W2 {e:.3}")),
+                                    q.samples
+                                ),
+                                Err(e) => format!("Jump to the end: load the pretrained run ({e})"),
+                            };
+                            if ui.small_button("⏭ trained").on_hover_text(tip).clicked() {
+                                actions.write(UiAction::LoadCheckpoint(dir));
+                            }
+                        }
+                    });
                 }
             })
             .response
@@ -687,7 +708,7 @@ fn fork_panel(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState, actions
     let chosen = h.clone();
     let mut reset = false;
     ui.horizontal(|ui| {
-        if ui.add_enabled(valid, egui::Button::new("⑂ Fork here")).on_hover_text("Branch A keeps the current settings, branch B takes these; both continue from this step").clicked() {
+        if ui.add_enabled(valid, egui::Button::new("Fork here")).on_hover_text("Branch A keeps the current settings, branch B takes these; both continue from this step").clicked() {
             actions.write(UiAction::Fork(chosen));
         }
         reset = ui.small_button("copy current").on_hover_text("Start again from the run's current values").clicked();
@@ -744,9 +765,9 @@ fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &Ener
         return;
     }
     // Taller by a line of text when the scale is stretched.
-    let height = if scale.stretched() { 82.0 } else { 64.0 };
-    let pos = egui::pos2(left + 12.0, ctx.viewport_rect().height() - bottom - height);
-    egui::Area::new("legend".into()).fixed_pos(pos).interactable(false).show(ctx, |ui| {
+    // Anchored by its bottom-left corner: its height varies (a stretched scale, the weight legend,
+    // projector mode's larger text).
+    egui::Area::new("legend".into()).anchor(egui::Align2::LEFT_BOTTOM, egui::vec2(left + 12.0, -(bottom + 12.0))).interactable(false).show(ctx, |ui| {
         egui::Frame::popup(ui.style()).show(ui, |ui| {
             let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
             if view.color_by == ColorBy::LogWeight && !molecule {

@@ -14,7 +14,32 @@ pub struct Projector(pub bool);
 pub const ZOOM: f32 = 2.0;
 
 pub fn plugin(app: &mut App) {
-    app.init_resource::<Projector>().add_systems(Update, toggle).add_systems(bevy_egui::EguiPrimaryContextPass, apply.before(super::panels::ui));
+    app.init_resource::<Projector>()
+        .add_systems(Update, toggle)
+        .add_systems(bevy_egui::EguiPrimaryContextPass, (install_fonts, apply).chain().before(super::panels::ui));
+}
+
+/// DejaVu Sans behind egui's own fonts: egui's lack the mathematics lessons and tooltips use
+/// (∇, ∝, subscripts such as ₜ), which would otherwise show as empty boxes. The same bundled
+/// font `compare.png` is drawn with (assets/fonts/LICENSE-DejaVu.txt): no system font needed.
+pub const FALLBACK_FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// egui's default fonts with [`FALLBACK_FONT`] last in both families.
+pub fn font_definitions() -> egui::FontDefinitions {
+    let mut fonts = egui::FontDefinitions::default();
+    fonts.font_data.insert("DejaVuSans".into(), std::sync::Arc::new(egui::FontData::from_static(FALLBACK_FONT)));
+    for family in [egui::FontFamily::Proportional, egui::FontFamily::Monospace] {
+        fonts.families.entry(family).or_default().push("DejaVuSans".into());
+    }
+    fonts
+}
+
+fn install_fonts(mut contexts: EguiContexts, mut done: Local<bool>) -> Result {
+    if !*done {
+        contexts.ctx_mut()?.set_fonts(font_definitions());
+        *done = true;
+    }
+    Ok(())
 }
 
 fn toggle(mut actions: MessageReader<UiAction>, mut p: ResMut<Projector>) {
