@@ -177,3 +177,21 @@ fn window_lesson_caption_in_projector_mode_is_twice_as_large() {
     let light = projector.pixels().filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600).count();
     assert!(light as f64 > 0.3 * (1600.0 * 900.0), "projector mode is light: {light} light pixels");
 }
+
+/// A saved session opens in the window like a scene (`app SESSION`), in its projector mode.
+#[test]
+fn window_opens_a_saved_session() {
+    use boltzmann_studio::session::Session;
+    let path = common::repo("scenes/double_well_2d.ron");
+    let scene = boltzmann_studio::scene::Scene::load(&path).unwrap();
+    let mut s = Session::new(&scene, &path);
+    s.projector = true;
+    s.view.field = Some(true);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.ron");
+    s.save(&file).unwrap();
+    let img = shot(file.to_str().unwrap(), &["--after-steps", "50"]);
+    check(&img, "a session");
+    let light = img.pixels().filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600).count();
+    assert!(light as f64 > 0.3 * (1600.0 * 900.0), "the session's projector mode is on: {light} light pixels");
+}

@@ -530,10 +530,12 @@ fn place(
 }
 
 /// Bonds between particles closer than the cutoff, and the GMM path in trajectory mode.
-fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placement>, scale: Res<EnergyScale>, mut gizmos: Gizmos) {
+fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placement>, scale: Res<EnergyScale>, projector: Option<Res<super::projector::Projector>>, mut gizmos: Gizmos) {
+    // Light lines on the dark background; dark ones on projector mode's light background.
+    let light = projector.is_some_and(|p| p.0);
     let Some(info) = &placement.info else { return };
     let layout = info.layout;
-    let color = Color::srgba(0.85, 0.85, 0.9, 0.8);
+    let color = if light { Color::srgba(0.2, 0.2, 0.25, 0.9) } else { Color::srgba(0.85, 0.85, 0.9, 0.8) };
     let molecule = info.scene.system.is_molecule();
     if settings.show == Show::Trajectory && !molecule {
         if let Some(traj) = data.trajectory.as_deref() {
@@ -554,7 +556,7 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
     let g = info.scene.view.grid.max(1);
     // Faint cell outlines keep the samples apart while they are still noise and overlap. A
     // molecule's atoms keep their element colours, so its cell frame carries the energy.
-    let frame = Color::srgba(0.5, 0.55, 0.65, 0.25);
+    let frame = if light { Color::srgba(0.3, 0.32, 0.4, 0.5) } else { Color::srgba(0.5, 0.55, 0.65, 0.25) };
     for lane in 0..placement.lanes.max(1) {
         let at = placement.lane_center(lane);
         let samples = data.lane_samples(lane);
