@@ -38,8 +38,10 @@ pub struct ViewEdit {
     pub field: Option<bool>,
     /// ... at this SDE time ...
     pub field_t: Option<f32>,
-    /// ... or sweeping t from 0 to 1.
+    /// ... or sweeping t from 0 to 1 ...
     pub field_animate: Option<bool>,
+    /// ... with examples of the regression it is fitted by (target and output arrows).
+    pub field_examples: Option<bool>,
     /// Histograms of samples reweighted by their importance weights instead of raw.
     pub reweighted: Option<bool>,
 }

@@ -694,7 +694,8 @@ impl Worker {
         snap.trajectory = self.out.trajectory.take();
         if let Some(t) = self.field_t {
             // A failed evaluation just leaves the previous field on screen.
-            if let Some(Ok(f)) = crate::field::control_field(run.driver.sampler.as_ref(), t, crate::field::FIELD_GRID) {
+            let sampler = self.runs[0].driver.sampler.as_mut();
+            if let Some(Ok(f)) = crate::field::control_field_with_examples(sampler, t, crate::field::FIELD_GRID, crate::field::EXAMPLES) {
                 snap.field = Some(Arc::new(f));
             }
         }

@@ -48,4 +48,23 @@ pub(super) fn draw(data: Res<RunData>, settings: Res<ViewSettings>, placement: R
         let d = v / v.length().max(1e-12) * (v.length() / longest).sqrt() * 0.9 * cell;
         gizmos.arrow(from, from + d.extend(0.0), colour).with_tip_length(0.25 * cell);
     }
+    if !settings.field_examples {
+        return;
+    }
+    // The loss's examples: from each bridge point X_t, the target −∇g(X₁) (cyan) and the field's
+    // value (orange, as the grid) on the same scale; their gap is what a gradient step shrinks.
+    let target_colour = Color::srgba(0.3, 0.85, 0.95, 0.95);
+    let arrow = |v: [f32; 2]| {
+        let v = Vec2::from(v);
+        if !v.is_finite() || v.length() == 0.0 {
+            return Vec2::ZERO;
+        }
+        v / v.length() * (v.length() / longest).sqrt().min(1.6) * 0.9 * cell
+    };
+    for e in &f.examples {
+        let from = at + (Vec3::new(e.point[0], e.point[1], 0.0) - placement.origin) * placement.scale + Vec3::Z * 0.08;
+        gizmos.sphere(Isometry3d::from_translation(from), 0.08 * cell, target_colour);
+        gizmos.arrow(from, from + arrow(e.target).extend(0.0), target_colour).with_tip_length(0.2 * cell);
+        gizmos.arrow(from, from + arrow(e.output).extend(0.0), colour).with_tip_length(0.2 * cell);
+    }
 }

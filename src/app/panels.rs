@@ -521,6 +521,9 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
                         ui.add(egui::Slider::new(&mut view.field_t, 0.0..=1.0).text("field time t")).on_hover_text("SDE time at which the field is drawn: 0 the start (all at the origin), 1 the end");
                         ui.checkbox(&mut view.field_animate, "play").on_hover_text("Sweep t from 0 to 1 over and over");
                     });
+                    ui.checkbox(&mut view.field_examples, "show the loss's examples").on_hover_text(
+                        "24 examples of the regression that fits the field, at this t: from a bridge point X_t (dot), its target −∇g(X₁) from a buffer sample (cyan) and the field's value there (orange). The loss is the squared gap between them, averaged; targets are noisy, the field learns their mean.",
+                    );
                 }
             }
             ui.horizontal(|ui| {

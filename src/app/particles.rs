@@ -45,6 +45,8 @@ pub struct ViewSettings {
     pub field_t: f32,
     /// Sweep `field_t` from 0 to 1 over and over.
     pub field_animate: bool,
+    /// Draw examples of the regression beside the field: targets and the field's values.
+    pub field_examples: bool,
     /// Histograms of samples weighted by their importance weights (kinds that define them).
     pub reweighted: bool,
 }
@@ -62,6 +64,7 @@ impl Default for ViewSettings {
             field: false,
             field_t: 0.9,
             field_animate: false,
+            field_examples: false,
             reweighted: false,
         }
     }
@@ -70,7 +73,7 @@ impl Default for ViewSettings {
 impl ViewSettings {
     /// Takes the values an edit sets (a lesson step, a session).
     pub fn apply(&mut self, e: &crate::view::ViewEdit) {
-        let crate::view::ViewEdit { show, color_by, time, animate, field, field_t, field_animate, reweighted } = e.clone();
+        let crate::view::ViewEdit { show, color_by, time, animate, field, field_t, field_animate, field_examples, reweighted } = e.clone();
         self.show = show.unwrap_or(self.show);
         self.color_by = color_by.unwrap_or(self.color_by);
         self.time = time.unwrap_or(self.time);
@@ -78,6 +81,7 @@ impl ViewSettings {
         self.field = field.unwrap_or(self.field);
         self.field_t = field_t.unwrap_or(self.field_t);
         self.field_animate = field_animate.unwrap_or(self.field_animate);
+        self.field_examples = field_examples.unwrap_or(self.field_examples);
         self.reweighted = reweighted.unwrap_or(self.reweighted);
     }
 
@@ -91,6 +95,7 @@ impl ViewSettings {
             field: Some(self.field),
             field_t: Some(self.field_t),
             field_animate: Some(self.field_animate),
+            field_examples: Some(self.field_examples),
             reweighted: Some(self.reweighted),
         }
     }

@@ -336,6 +336,28 @@ impl AdjointSampler {
         Ok(Samples { x, energies, trajectory, log_weights })
     }
 
+    /// `n` buffer rows bridged to time `t`, with their regression targets −∇g(X₁): the pairs
+    /// (X_t, target) that s(X_t, t) is fitted to, X_t in the system's coordinates. The display
+    /// stream draws them, so showing them never changes training. Empty before the first batch.
+    pub fn examples_at(&mut self, n: usize, t: f32) -> (Vec<f32>, Vec<f32>) {
+        if self.buffer.is_empty() || n == 0 {
+            return (Vec::new(), Vec::new());
+        }
+        let (x1, a) = self.buffer.sample(n, &mut self.sample_rng);
+        let ts = vec![t; n];
+        let xt = if self.sde.torus {
+            let nu1 = self.sde.schedule.nu1();
+            let lifted: Vec<f32> = x1.iter().map(|&y| lift(y, nu1, &mut self.sample_rng)).collect();
+            let mut xt = bridge_sample(&self.sde.schedule, self.layout, &lifted, &ts, &mut self.sample_rng);
+            wrap_in_place(&mut xt);
+            xt
+        } else {
+            bridge_sample(&self.sde.schedule, self.layout, &x1, &ts, &mut self.sample_rng)
+        };
+        // The buffer keeps ∇g(X₁) (clipped); the field is fitted to its negative.
+        (self.to_original(xt), a.into_iter().map(|v| -v).collect())
+    }
+
     /// Sampler coordinates → the system's coordinates.
     fn to_original(&self, mut y: Vec<f32>) -> Vec<f32> {
         if self.scale != 1.0 {
@@ -519,6 +541,9 @@ impl super::Sampler for AdjointSampler {
         // The network works in x / scale.
         let y: Vec<f32> = x.iter().map(|v| v / self.scale).collect();
         Some(self.control(&y, t))
+    }
+    fn regression_examples(&mut self, n: usize, t: f32) -> Option<Result<(Vec<f32>, Vec<f32>)>> {
+        Some(Ok(self.examples_at(n, t)))
     }
     fn kind(&self) -> SamplerKind {
         SamplerKind::Adjoint

@@ -285,6 +285,12 @@ pub trait Sampler: Send {
     fn control_field(&self, _x: &[f32], _t: f32) -> Option<Result<Vec<f32>>> {
         None
     }
+    /// `n` examples of the regression the field is fitted by, at SDE time `t`: bridge points
+    /// X_t from buffer rows and their targets (system coordinates for the points), for the kinds
+    /// whose loss is such a regression; `None` for the others. Drawn from the display stream.
+    fn regression_examples(&mut self, _n: usize, _t: f32) -> Option<Result<(Vec<f32>, Vec<f32>)>> {
+        None
+    }
     /// What `n` further samples cost once training stops: (energy evaluations, seconds). A
     /// learned kind needs no energy to draw (its energies are computed only to judge them); the
     /// default times a draw.
