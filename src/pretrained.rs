@@ -13,7 +13,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quality {
+    /// 0 for MCMC, whose runs are its chains.
     pub gradient_steps: u64,
+    pub energy_evals: u64,
     pub train_minutes: f64,
     pub samples: usize,
     pub seed: u64,
