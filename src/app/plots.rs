@@ -140,14 +140,20 @@ fn short(v: f64) -> String {
 }
 
 pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings) {
+    // MCMC takes no gradient steps: its progress is the energy evaluations it has spent.
+    let steps = data.kind.learns();
     ui.horizontal(|ui| {
-        ui.selectable_value(&mut settings.wall_time, false, "over steps");
+        ui.selectable_value(&mut settings.wall_time, false, if steps { "over steps" } else { "over energy evaluations" });
         ui.selectable_value(&mut settings.wall_time, true, "over wall time");
         ui.checkbox(&mut settings.log_metrics, "log scale");
     })
     .response
     .on_hover_text("Metrics of each evaluated batch against as many reference samples; lower is better.");
-    let x = |m: &crate::worker::MetricPoint| if settings.wall_time { m.wall_seconds } else { m.step as f64 };
+    let x = |m: &crate::worker::MetricPoint| match (settings.wall_time, steps) {
+        (true, _) => m.wall_seconds,
+        (false, true) => m.step as f64,
+        (false, false) => m.energy_evals as f64,
+    };
     let series = |f: &dyn Fn(&crate::worker::MetricPoint) -> Option<f64>| -> Vec<[f64; 2]> {
         data.metrics.iter().filter_map(|m| f(m).map(|v| [x(m), v])).collect()
     };
@@ -166,7 +172,11 @@ pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettin
     ];
     readable(Plot::new("metrics"), false, log)
         .height(PLOT_HEIGHT)
-        .x_axis_label(if settings.wall_time { "training time (s)" } else { "gradient step" })
+        .x_axis_label(match (settings.wall_time, steps) {
+            (true, _) => "training time (s)",
+            (false, true) => "gradient step",
+            (false, false) => "energy evaluations",
+        })
         .y_axis_label(if log { "W2 (log scale)" } else { "W2" })
         .y_axis_formatter(move |m, _| if log { short(10f64.powf(m.value)) } else { short(m.value) })
         .legend(Legend::default().position(Corner::RightTop))
