@@ -628,17 +628,19 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
         plots::fork_metrics_plot(ui, data, settings);
         ui.separator();
         ui.label("The plots below are those of branch A.");
-    } else if data.racing() && layout.shows(Panel::Quality) {
-        ui.strong("Race: E-W2 against energy evaluations").on_hover_text(
-            "Each kind's E-W2 (energy-distribution Wasserstein-2 against the reference, lower is better) on its latest samples, against the energy evaluations it has spent (log scale): the kinds train in turn so their budgets stay equal",
-        );
-        plots::race_metrics_plot(ui, data, settings);
-        ui.strong("Race: energy histograms").on_hover_text("Energies of each kind's latest samples (lines) over the reference (filled), same bins, density-normalised");
-        plots::race_energy_histogram(ui, data);
-        ui.strong("Race: budget spent").on_hover_text("Energy evaluations, gradient steps and training seconds of each kind");
-        race_table(ui, data);
-        ui.separator();
-        ui.label(format!("The plots below are those of the first lane ({}).", data.lanes[0].kind.label()));
+    } else if data.racing() {
+        layout.section(ui, Panel::Quality, |ui| {
+            ui.strong("Race: E-W2 against energy evaluations").on_hover_text(
+                "Each kind's E-W2 (energy-distribution Wasserstein-2 against the reference, lower is better) on its latest samples, against the energy evaluations it has spent (log scale): the kinds train in turn so their budgets stay equal",
+            );
+            plots::race_metrics_plot(ui, data, settings);
+            ui.strong("Race: energy histograms").on_hover_text("Energies of each kind's latest samples (lines) over the reference (filled), same bins, density-normalised");
+            plots::race_energy_histogram(ui, data);
+            ui.strong("Race: budget spent").on_hover_text("Energy evaluations, gradient steps and training seconds of each kind");
+            race_table(ui, data);
+            ui.separator();
+            ui.label(format!("The plots below are those of the first lane ({}).", data.lanes[0].kind.label()));
+        });
     }
     layout.section(ui, Panel::Loss, |ui| {
         ui.strong("Loss").on_hover_text("Reciprocal Adjoint Matching loss ‖s(Xₜ, t) + ∇g(X₁)‖² per gradient step; it has a noise floor, so watch the trend");

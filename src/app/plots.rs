@@ -330,6 +330,11 @@ pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
 /// Training speed over wall time, and energy evaluations against gradient steps (Adjoint
 /// Sampling's point: a few evaluations per step, where PIS/DDS need hundreds).
 pub fn throughput_plot(ui: &mut egui::Ui, data: &RunData) {
+    if !data.kind.learns() {
+        // Both plots count gradient steps, which MCMC never takes.
+        ui.label(format!("MCMC takes no gradient steps: {} energy evaluations so far, {:.0} per second.", data.counters.energy_evals, data.evals_per_second));
+        return;
+    }
     let rate: Vec<[f64; 2]> = data
         .metrics
         .windows(2)
