@@ -48,6 +48,22 @@ pub struct ControlledSde {
     pub torus: bool,
 }
 
+impl ControlledSde {
+    /// X_t drawn from the base process's bridge between the origin and each row of `x1`, at
+    /// each row's time `t`. On the torus the bridge is lifted: each end point is unwrapped by a
+    /// winding drawn from the base process's weights, bridged in the plane, and wrapped back.
+    fn bridge(&self, layout: Layout, x1: &[f32], t: &[f32], rng: &mut ChaCha8Rng) -> Vec<f32> {
+        if !self.torus {
+            return bridge_sample(&self.schedule, layout, x1, t, rng);
+        }
+        let nu1 = self.schedule.nu1();
+        let lifted: Vec<f32> = x1.iter().map(|&y| lift(y, nu1, rng)).collect();
+        let mut xt = bridge_sample(&self.schedule, layout, &lifted, t, rng);
+        wrap_in_place(&mut xt);
+        xt
+    }
+}
+
 /// Simulated paths: end points, the first path's frames (if asked), and each path's control cost
 /// Σₖ (√Δνₖ s·ξₖ + ½Δνₖ‖s‖²), the discrete form of Σₖ (√Δt uₖ·ξₖ + ½Δt‖uₖ‖²).
 pub struct Paths {
@@ -306,17 +322,7 @@ impl AdjointSampler {
         let bs = self.hyper.batch_size;
         let (x1, a) = if self.reweight { self.buffer.sample_weighted(bs, &mut self.rng) } else { self.buffer.sample(bs, &mut self.rng) };
         let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
-        let xt = if self.sde.torus {
-            // The lifted bridge: unwrap each end point by a winding drawn from the base
-            // process's weights, bridge in the plane, wrap back.
-            let nu1 = self.sde.schedule.nu1();
-            let lifted: Vec<f32> = x1.iter().map(|&y| lift(y, nu1, &mut self.rng)).collect();
-            let mut xt = bridge_sample(&self.sde.schedule, self.layout, &lifted, &t, &mut self.rng);
-            wrap_in_place(&mut xt);
-            xt
-        } else {
-            bridge_sample(&self.sde.schedule, self.layout, &x1, &t, &mut self.rng)
-        };
+        let xt = self.sde.bridge(self.layout, &x1, &t, &mut self.rng);
         let c: Vec<f32> = t.iter().map(|&t| self.sde.output_scale(t)).collect();
         self.counters.network_backward += bs as u64;
         self.net.train_step(&xt, &t, |first, out| regression_loss(out, &a, &c, first, self.layout.dim(), bs))
@@ -345,15 +351,7 @@ impl AdjointSampler {
         }
         let (x1, a) = self.buffer.sample(n, &mut self.sample_rng);
         let ts = vec![t; n];
-        let xt = if self.sde.torus {
-            let nu1 = self.sde.schedule.nu1();
-            let lifted: Vec<f32> = x1.iter().map(|&y| lift(y, nu1, &mut self.sample_rng)).collect();
-            let mut xt = bridge_sample(&self.sde.schedule, self.layout, &lifted, &ts, &mut self.sample_rng);
-            wrap_in_place(&mut xt);
-            xt
-        } else {
-            bridge_sample(&self.sde.schedule, self.layout, &x1, &ts, &mut self.sample_rng)
-        };
+        let xt = self.sde.bridge(self.layout, &x1, &ts, &mut self.sample_rng);
         // The buffer keeps ∇g(X₁) (clipped); the field is fitted to its negative.
         (self.to_original(xt), a.into_iter().map(|v| -v).collect())
     }
