@@ -299,27 +299,35 @@ pub fn caption(ctx: &egui::Context, view: egui::Rect, state: &LessonState, data:
                 ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("This step could not be set up: {b}"));
             }
             ui.add_space(4.0);
+            let last = state.step + 1 == lesson.len();
+            let hint = match &step.advance {
+                _ if last => "end of the lesson".to_string(),
+                Advance::Key => "next ▶ or the right-arrow key for the next step".to_string(),
+                Advance::When(c) if !state.ready(data) => format!("starting the run… then on when {c}"),
+                Advance::When(c) => format!("goes on when {} (or next ▶)", c.describe(&progress(data))),
+            };
+            // The hint wraps on its own when it is long (projector mode, two conditions); the
+            // buttons stay on one line.
+            let (row, wrap) = if hint.len() > 60 { (None, Some(hint)) } else { (Some(hint), None) };
             ui.horizontal(|ui| {
-                let last = state.step + 1 == lesson.len();
                 if ui.add_enabled(state.step > 0, egui::Button::new("◀")).on_hover_text("Previous step (left-arrow key)").clicked() {
                     actions.write(UiAction::PrevStep);
                 }
                 if ui.add_enabled(!last, egui::Button::new("next ▶")).on_hover_text("Next step (right-arrow key)").clicked() {
                     actions.write(UiAction::NextStep);
                 }
-                let hint = match &step.advance {
-                    _ if last => "end of the lesson".to_string(),
-                    Advance::Key => "next ▶ or the right-arrow key for the next step".to_string(),
-                    Advance::When(c) if !state.ready(data) => format!("starting the run… then on when {c}"),
-                    Advance::When(c) => format!("goes on when {} (or next ▶)", c.describe(&progress(data))),
-                };
-                ui.label(egui::RichText::new(hint).color(dim));
+                if let Some(h) = row {
+                    ui.label(egui::RichText::new(h).color(dim));
+                }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     if ui.small_button("close lesson").clicked() {
                         actions.write(UiAction::CloseLesson);
                     }
                 });
             });
+            if let Some(h) = wrap {
+                ui.label(egui::RichText::new(h).color(dim));
+            }
         });
     });
     shown.response.rect.bottom() - view.top() + 4.0
