@@ -306,9 +306,10 @@ pub fn caption(ctx: &egui::Context, view: egui::Rect, state: &LessonState, data:
                 Advance::When(c) if !state.ready(data) => format!("starting the run… then on when {c}"),
                 Advance::When(c) => format!("goes on when {} (or next ▶)", c.describe(&progress(data))),
             };
-            // The hint wraps on its own when it is long (projector mode, two conditions); the
+            // A condition's hint (long, with live values) gets a line of its own that wraps; the
             // buttons stay on one line.
-            let (row, wrap) = if hint.len() > 60 { (None, Some(hint)) } else { (Some(hint), None) };
+            let waits = !last && matches!(step.advance, Advance::When(_));
+            let (row, wrap) = if waits { (None, Some(hint)) } else { (Some(hint), None) };
             ui.horizontal(|ui| {
                 if ui.add_enabled(state.step > 0, egui::Button::new("◀")).on_hover_text("Previous step (left-arrow key)").clicked() {
                     actions.write(UiAction::PrevStep);
