@@ -158,6 +158,9 @@ impl Scripted {
     }
 }
 
+/// Frames drawn before the scripted picture at the earliest.
+const FIRST_FRAMES: u32 = 30;
+
 /// When the scripted run closes the window (the exit time is measured from here).
 #[derive(Resource, Clone, Copy)]
 pub struct CloseRequested(pub Instant);
@@ -194,7 +197,13 @@ pub fn close_window(
     }
 }
 
-fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut commands: Commands, mut redraw: MessageWriter<RequestRedraw>) {
+fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut commands: Commands, mut redraw: MessageWriter<RequestRedraw>, mut frames: Local<u32>) {
+    // The renderer's first frames are black: a run that trains its steps in a second (a plane
+    // system) must not be pictured before it has drawn anything.
+    *frames += 1;
+    if *frames < FIRST_FRAMES {
+        redraw.write(RequestRedraw);
+    }
     match s.stage {
         Stage::Start if data.info.is_some() => {
             link.0.send(Command::Play);
@@ -205,7 +214,7 @@ fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut co
             s.stage = Stage::Settling(5, Instant::now() + s.hold);
         }
         Stage::Settling(n, until) if !data.running => {
-            if n == 0 && Instant::now() >= until {
+            if n == 0 && Instant::now() >= until && *frames >= FIRST_FRAMES {
                 take_screenshot(&mut commands, s.path.clone(), true);
                 s.stage = Stage::Capturing;
             } else {
