@@ -558,18 +558,13 @@ impl LoadedLesson {
 
 /// The lesson files in a folder, sorted, with their titles (or why they cannot be read).
 pub fn list_lessons(dir: &Path) -> Vec<(PathBuf, std::result::Result<String, String>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
+    crate::scene::ron_files(dir)
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
         .map(|p| {
             let title = LoadedLesson::load(&p).map(|l| l.lesson.title).map_err(|e| e.to_string());
             (p, title)
         })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+        .collect()
 }
 
 /// A piece of caption text with its style.

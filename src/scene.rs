@@ -531,6 +531,14 @@ impl Scene {
     }
 }
 
+/// The `*.ron` files directly in `dir`, sorted (none if it cannot be read): scenes, lessons.
+pub fn ron_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "ron")).collect();
+    out.sort();
+    out
+}
+
 /// 1-based (line, column) of the first `key:` in `text`, or (1, 1) if the key is absent
 /// (an invalid default is then reported at the top of the file).
 fn locate(text: &str, key: &str) -> (usize, usize) {

@@ -182,15 +182,9 @@ fn enter_step(mut state: ResMut<LessonState>, mut data: ResMut<RunData>, mut edi
     if state.jump {
         let setup = lesson.setup_at(i);
         match Scene::load(&setup.scene) {
-            Ok(mut scene) => {
-                if let Some(seed) = setup.seed {
-                    scene.sampler.seed = seed;
-                }
-                let mut h = LiveHyper::from_config(&scene.sampler);
-                setup.hyper.iter().for_each(|e| e.apply(&mut h));
-                h.apply_to(&mut scene.sampler);
+            Ok(scene) => {
                 edit.path = setup.scene.clone();
-                commands.push(restart(scene, setup.scene, setup.race));
+                commands.push(restart(scene, setup.scene, setup.seed, &setup.hyper, setup.race));
                 restarting = true;
             }
             Err(e) => broken = Some(format!("step {}: its scene cannot be read: {e}", i + 1)),
@@ -208,15 +202,9 @@ fn enter_step(mut state: ResMut<LessonState>, mut data: ResMut<RunData>, mut edi
                 None => Ok((edit.scene.clone(), edit.path.clone())),
             };
             match loaded {
-                Ok((mut scene, path)) => {
-                    if let Some(seed) = step.seed {
-                        scene.sampler.seed = seed;
-                    }
-                    let mut h = LiveHyper::from_config(&scene.sampler);
-                    step.hyper.apply(&mut h);
-                    h.apply_to(&mut scene.sampler);
+                Ok((scene, path)) => {
                     edit.path = path.clone();
-                    commands.push(restart(scene, path, step.race.clone()));
+                    commands.push(restart(scene, path, step.seed, std::slice::from_ref(&step.hyper), step.race.clone()));
                     restarting = true;
                 }
                 Err(e) => broken = Some(e),
@@ -254,7 +242,15 @@ fn enter_step(mut state: ResMut<LessonState>, mut data: ResMut<RunData>, mut edi
     state.jump = false;
 }
 
-fn restart(scene: Scene, path: PathBuf, race: Vec<crate::sampler::SamplerKind>) -> Command {
+/// The command that restarts on `scene` with a seed and hyperparameter edits applied (in
+/// order), as a single run or a race.
+fn restart(mut scene: Scene, path: PathBuf, seed: Option<u64>, hyper: &[crate::lesson::HyperEdit], race: Vec<crate::sampler::SamplerKind>) -> Command {
+    if let Some(seed) = seed {
+        scene.sampler.seed = seed;
+    }
+    let mut h = LiveHyper::from_config(&scene.sampler);
+    hyper.iter().for_each(|e| e.apply(&mut h));
+    h.apply_to(&mut scene.sampler);
     if race.is_empty() { Command::Reset { scene: Box::new(scene), path } } else { Command::Race { scene: Box::new(scene), path, kinds: race } }
 }
 

@@ -102,11 +102,8 @@ fn toggle_help(mut actions: MessageReader<UiAction>, mut state: ResMut<PanelStat
 
 /// Scene files in `dir` with their names and one-line descriptions (unreadable ones say why).
 pub fn list_scenes(dir: &Path) -> Vec<(PathBuf, String, String)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
+    crate::scene::ron_files(dir)
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
         .map(|p| match Scene::load(&p) {
             Ok(s) => (p, s.name, s.description),
             Err(e) => {
@@ -114,9 +111,7 @@ pub fn list_scenes(dir: &Path) -> Vec<(PathBuf, String, String)> {
                 (p, name, format!("cannot be read: {e}"))
             }
         })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
