@@ -101,6 +101,7 @@ struct Summary {
 
 pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     // Every check before anything is written: a bad argument leaves no folder behind.
+    boltzmann_studio::limits::flag("--samples", args.samples, boltzmann_studio::limits::MAX_EVAL_SAMPLES, 8 * args.samples.min(1 << 20) as u64)?;
     let kinds: Vec<SamplerKind> = args.kinds.iter().map(|k| k.parse().map_err(|e: String| anyhow::anyhow!("--kinds: {e}"))).collect::<anyhow::Result<_>>()?;
     let mut seen = std::collections::HashSet::new();
     if let Some(k) = kinds.iter().find(|k| !seen.insert(**k)) {

@@ -10,16 +10,16 @@ pub enum Error {
     #[error("{}: {cause}", path.display())]
     Io { path: PathBuf, cause: std::io::Error },
     /// A file was read but its content is not what it must be.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", path.display(), quote(message))]
     Format { path: PathBuf, message: String },
     /// A scene file failed to parse or validate, with the position when known.
-    #[error("{}:{line}:{col}: {message}", path.display())]
+    #[error("{}:{line}:{col}: {}", path.display(), quote(message))]
     Scene { path: PathBuf, line: usize, col: usize, message: String },
     /// A tensor operation failed (shapes, devices, or a backend error).
-    #[error("tensor computation failed: {0}")]
+    #[error("tensor computation failed: {}", short(.0))]
     Tensor(#[from] candle_core::Error),
     /// A value given by the user is out of range or inconsistent.
-    #[error("{0}")]
+    #[error("{}", quote(.0))]
     Invalid(String),
 }
 
@@ -33,3 +33,20 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A message as shown: parsers quote the input they stopped at, and a 5 MB identifier must not
+/// become a 5 MB line.
+fn quote(message: &str) -> String {
+    crate::limits::excerpt(message, 500)
+}
+
+/// A candle error as one line: with RUST_BACKTRACE set, candle appends a backtrace of thirty
+/// lines to its message, which is for the developer's debugger, not for the user's terminal.
+pub fn short(e: &candle_core::Error) -> String {
+    let mut e = e;
+    while let candle_core::Error::WithBacktrace { inner, .. } = e {
+        e = inner;
+    }
+    let text = e.to_string();
+    crate::limits::excerpt(text.lines().next().unwrap_or(""), 300)
+}

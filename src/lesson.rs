@@ -467,7 +467,7 @@ pub struct LoadedLesson {
 impl LoadedLesson {
     /// Reads and checks a lesson: syntax, names, conditions and every step's scene.
     pub fn load(path: &Path) -> Result<LoadedLesson> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text(path, crate::limits::TEXT_FILE_BYTES)?;
         LoadedLesson::parse(&text, path)
     }
 

@@ -6,6 +6,7 @@ pub mod error;
 pub mod field;
 pub mod io;
 pub mod lesson;
+pub mod limits;
 pub mod buffer;
 pub mod metrics;
 pub mod molecule;

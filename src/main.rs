@@ -12,7 +12,7 @@ use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
 use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
-use boltzmann_studio::metrics;
+use boltzmann_studio::{limits, metrics};
 use boltzmann_studio::run::Evaluator;
 use boltzmann_studio::sampler::mcmc::sample_reference;
 use boltzmann_studio::scene::Scene;
@@ -201,7 +201,7 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
     }
     let scene = a.scene.unwrap_or_else(default_scene);
     // A session file (saved from the app) reopens that state; anything else is a scene.
-    let session = match std::fs::read_to_string(&scene) {
+    let session = match boltzmann_studio::limits::read_text(&scene, boltzmann_studio::limits::TEXT_FILE_BYTES) {
         Ok(text) if boltzmann_studio::session::Session::is_session(&text) => Some(boltzmann_studio::session::Session::parse(&text, &scene)?),
         _ => None,
     };
@@ -227,6 +227,10 @@ fn unit_interval(s: &str) -> Result<f32, String> {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("'{s}' is not a time between 0 and 1")),
     }
+}
+
+pub(crate) fn positive_u64(s: &str) -> Result<u64, String> {
+    positive_count(s).map(|v| v as u64)
 }
 
 pub(crate) fn positive_count(s: &str) -> Result<usize, String> {
@@ -372,6 +376,7 @@ fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Re
 fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64, force_mcmc: bool) -> anyhow::Result<()> {
     let scene = Scene::load(scene_path)?;
     let energy = scene.energy();
+    limits::flag("--n", n, limits::MAX_DRAW, 4 * energy.dim() as u64)?;
     if energy.torus() && energy.dim() <= 2 && !force_mcmc {
         return grid_reference(energy.as_ref(), n, out, seed);
     }
@@ -463,6 +468,8 @@ fn eval_cmd(
     skip_eq: bool,
     bins: usize,
 ) -> anyhow::Result<()> {
+    // Exact optimal transport holds an n × n matrix of f64 costs.
+    limits::flag("--n", n, limits::MAX_EVAL_SAMPLES, 8 * n.min(1 << 20) as u64)?;
     let scene = Scene::load(scene_path)?;
     let reference_path = match reference {
         Some(p) => p.to_path_buf(),

@@ -39,7 +39,7 @@ pub fn list(root: &Path) -> Vec<PathBuf> {
 
 pub fn quality(dir: &Path) -> Result<Quality> {
     let path = dir.join("quality.ron");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = crate::limits::read_text(&path, crate::limits::TEXT_FILE_BYTES)?;
     ron::Options::default()
         .from_str(&text)
         .map_err(|e| Error::Scene { path: path.clone(), line: e.position.line, col: e.position.col, message: e.code.to_string() })

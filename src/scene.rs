@@ -343,7 +343,7 @@ impl Default for ViewConfig {
 impl Scene {
     /// Reads and validates a scene file.
     pub fn load(path: &Path) -> Result<Scene> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text(path, crate::limits::TEXT_FILE_BYTES)?;
         Scene::parse(&text, path)
     }
 
@@ -480,18 +480,29 @@ impl Scene {
         if !(s.sigma_min > 0.0 && s.sigma_min < s.sigma_max && s.sigma_max.is_finite()) {
             return err("sampler.sigma_min", format!("must satisfy 0 < sigma_min < sigma_max (got {} and {})", s.sigma_min, s.sigma_max));
         }
-        for (name, v) in [
-            ("network.layers", self.network.layers),
-            ("network.hidden", self.network.hidden),
-            ("schedule.eval_every", self.schedule.eval_every),
-            ("schedule.eval_samples", self.schedule.eval_samples),
-            ("view.grid", self.view.grid),
+        // Beyond these the schedule's variances under- or overflow in f32 (the SDE's arithmetic).
+        if !(1e-6..=1e3).contains(&s.sigma_min) {
+            return err("sampler.sigma_min", format!("must be between 1e-6 and 1000 (got {})", s.sigma_min));
+        }
+        if s.sigma_max > 1e3 {
+            return err("sampler.sigma_max", format!("must be at most 1000 (got {})", s.sigma_max));
+        }
+        let layout = self.system.energy().layout();
+        let (dim, pairs) = (layout.dim(), (layout.particles * layout.particles) as u64);
+        let hidden = self.network.hidden.min(crate::limits::MAX_HIDDEN as usize) as u64;
+        for (name, v, max, bytes) in [
+            // An EGNN layer keeps a message of `hidden` values per particle pair for backprop.
+            ("network.layers", self.network.layers, crate::limits::MAX_LAYERS, 4 * hidden * pairs),
+            ("network.hidden", self.network.hidden, crate::limits::MAX_HIDDEN, 4 * hidden),
+            ("schedule.eval_every", self.schedule.eval_every, crate::limits::MAX_ITERATION_STEPS, 0),
+            ("schedule.eval_samples", self.schedule.eval_samples, crate::limits::MAX_EVAL_SAMPLES, 8 * self.schedule.eval_samples.min(1 << 20) as u64),
+            ("view.grid", self.view.grid, crate::limits::MAX_VIEW_GRID, 0),
         ] {
-            if v == 0 {
-                return err(name, "must be at least 1".into());
+            if let Err(m) = crate::limits::count_usize(v, max, bytes) {
+                return err(name, m);
             }
         }
-        if let Err((field, m)) = LiveHyper::from_config(s).check() {
+        if let Err((field, m)) = LiveHyper::from_config(s).check(dim) {
             let field = if field == "mc_samples" { "sampler.idem.mc_samples".to_string() } else { format!("sampler.{field}") };
             return err(&field, m);
         }
@@ -522,8 +533,8 @@ impl Scene {
         }
         s.asbs.check().map_err(|(f, m)| (format!("sampler.asbs.{f}"), m))?;
         s.idem.check().map_err(|(f, m)| (format!("sampler.idem.{f}"), m))?;
-        s.mcmc.check().map_err(|(f, m)| (format!("sampler.mcmc.{f}"), m))?;
-        self.reference.mcmc.check().map_err(|(f, m)| (format!("reference.mcmc.{f}"), m))?;
+        s.mcmc.check(dim).map_err(|(f, m)| (format!("sampler.mcmc.{f}"), m))?;
+        self.reference.mcmc.check(dim).map_err(|(f, m)| (format!("reference.mcmc.{f}"), m))?;
         if let Err(e) = crate::sampler::check_system(self) {
             return err("sampler.kind", e.to_string().trim_start_matches("sampler.kind ").to_string());
         }

@@ -61,7 +61,7 @@ impl Session {
 
     /// Reads a session; its scene is checked (and a molecule's files loaded) like a scene file.
     pub fn load(path: &Path) -> Result<Session> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text(path, crate::limits::TEXT_FILE_BYTES)?;
         Session::parse(&text, path)
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy_f64};
-use boltzmann_studio::metrics;
+use boltzmann_studio::{limits, metrics};
 use boltzmann_studio::run::{EvalPolicy, Evaluation, Evaluator, Run};
 use boltzmann_studio::sampler::{self, SampleOptions};
 use boltzmann_studio::scene::Scene;
@@ -27,10 +27,10 @@ pub struct TrainArgs {
     #[arg(long)]
     out: PathBuf,
     /// Train for this many minutes of wall-clock time.
-    #[arg(long, conflicts_with = "steps")]
+    #[arg(long, conflicts_with = "steps", allow_negative_numbers = true)]
     minutes: Option<f64>,
     /// Train until this many gradient (Adam) steps in total.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::positive_u64)]
     steps: Option<u64>,
     /// Seed of the run (overrides the scene's sampler.seed).
     #[arg(long)]
@@ -264,6 +264,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let scene_path = args.run_dir.join("scene.ron");
     let scene = Scene::load(&scene_path).with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
+    limits::flag("--n", args.n, limits::MAX_DRAW, 4 * scene.energy().dim() as u64 + 8)?;
     let mut sampler = sampler::build(&scene)?;
     sampler.load(&args.run_dir)?;
     sampler.reseed(args.seed);

@@ -195,3 +195,30 @@ fn window_opens_a_saved_session() {
     let light = img.pixels().filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600).count();
     assert!(light as f64 > 0.3 * (1600.0 * 900.0), "the session's projector mode is on: {light} light pixels");
 }
+
+/// Found by a hostile user (issue 17): a scripted run whose scene cannot start (its reference
+/// file is missing) said so in the status bar and never exited. Now it ends with exit 1 and the
+/// reason on stderr, well inside the 120 s it is given here.
+#[test]
+fn window_scripted_run_that_cannot_start_exits_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.ron");
+    let text = std::fs::read_to_string(common::repo("scenes/dw4.ron")).unwrap().replace("../assets/reference/dw4.npy", "missing.npy");
+    assert!(text.contains("missing.npy"));
+    std::fs::write(&scene, text).unwrap();
+    let png = dir.path().join("shot.png");
+    let start = std::time::Instant::now();
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", "120", "xvfb-run", "-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "app"])
+        .arg(&scene)
+        .arg("--screenshot")
+        .arg(&png)
+        .args(["--after-steps", "5"])
+        .current_dir(common::repo("."))
+        .output()
+        .expect("timeout and xvfb-run run");
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "exit status after {:.0?}; stderr:\n{}", start.elapsed(), common::excerpt(&err));
+    assert!(err.contains("boltzmann-studio: error:") && err.contains("missing.npy"), "{}", common::excerpt(&err));
+    assert!(!png.exists(), "no picture of a run that never started");
+}

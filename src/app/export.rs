@@ -158,6 +158,10 @@ impl Scripted {
     }
 }
 
+/// Set when the scripted run ended on an error it has printed: the process exits 1 with that
+/// line alone.
+pub static REASON_GIVEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Frames drawn before the scripted picture at the earliest.
 const FIRST_FRAMES: u32 = 30;
 
@@ -197,7 +201,31 @@ pub fn close_window(
     }
 }
 
-fn scripted(mut s: ResMut<Scripted>, data: Res<RunData>, link: Res<Link>, mut commands: Commands, mut redraw: MessageWriter<RequestRedraw>, mut frames: Local<u32>) {
+fn scripted(
+    mut s: ResMut<Scripted>,
+    data: Res<RunData>,
+    link: Res<Link>,
+    mut commands: Commands,
+    mut redraw: MessageWriter<RequestRedraw>,
+    mut exit: MessageWriter<AppExit>,
+    mut frames: Local<u32>,
+) {
+    // A run that cannot start (a missing reference file) or stops on an error will never reach
+    // its goal: say why, as the command line would, and end instead of waiting for ever.
+    let stuck = match s.stage {
+        Stage::Start => data.info.is_none(),
+        Stage::Training => !data.running,
+        _ => false,
+    };
+    if stuck {
+        if let Some(n) = data.notices.iter().rev().find(|n| n.error) {
+            eprintln!("boltzmann-studio: error: {}", n.text);
+            REASON_GIVEN.store(true, std::sync::atomic::Ordering::SeqCst);
+            exit.write(AppExit::error());
+            s.stage = Stage::Capturing;
+            return;
+        }
+    }
     // The renderer's first frames are black: a run that trains its steps in a second (a plane
     // system) must not be pictured before it has drawn anything.
     *frames += 1;

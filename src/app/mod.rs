@@ -205,6 +205,10 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
         let n = std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("step-")).count()).unwrap_or(0);
         println!("lesson pictures: {n} in {}", dir.display());
     }
+    if export::REASON_GIVEN.load(std::sync::atomic::Ordering::SeqCst) {
+        // The scripted run said why it stopped, in one line; no second line about the picture.
+        std::process::exit(1);
+    }
     if let Some(p) = &opts.screenshot {
         let meta = std::fs::metadata(p).with_context(|| format!("the screenshot {} was not written", p.display()))?;
         println!("screenshot: {} ({} bytes)", p.display(), meta.len());

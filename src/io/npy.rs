@@ -52,7 +52,7 @@ impl Matrix {
 pub fn read_npy(path: &Path) -> Result<Matrix> {
     // Sample files are a few MB: reading them whole lets the header's length, and so any
     // truncation, be measured exactly.
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::limits::read_bytes(path, crate::limits::DATA_FILE_BYTES)?;
     let mut rest: &[u8] = &bytes;
     let header = npyz::NpyHeader::from_reader(&mut rest)
         .map_err(|e| Error::format(path, format!("not a valid .npy file ({e})")))?;
@@ -63,8 +63,8 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
         ));
     }
     let (rows, cols) = match *header.shape() {
-        [n] => (1, n as usize),
-        [r, c] => (r as usize, c as usize),
+        [n] => (1, n),
+        [r, c] => (r, c),
         ref s => {
             return Err(Error::format(path, format!("array has shape {s:?}; expected 2-D (samples × coordinates)")));
         }
@@ -77,7 +77,12 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
             return Err(Error::format(path, format!("dtype '{other}' is not supported; expected float32 or float64")));
         }
     };
-    let expected = rows * cols * item_size;
+    // Checked: a header may claim 2⁶² rows, whose byte count wraps to a small number.
+    let expected = rows.checked_mul(cols).and_then(|v| v.checked_mul(item_size)).filter(|&v| v <= usize::MAX as u64);
+    let Some(expected) = expected.map(|v| v as usize) else {
+        return Err(Error::format(path, format!("header claims shape ({rows}, {cols}), more data than any file holds")));
+    };
+    let (rows, cols) = (rows as usize, cols as usize);
     if rest.len() < expected {
         return Err(Error::format(
             path,
@@ -184,5 +189,13 @@ mod tests {
         nan.extend(1.0f32.to_le_bytes());
         nan.extend(f32::NAN.to_le_bytes());
         assert!(err_of(&nan).contains("row 0, column 1 is NaN"));
+        // Found by a hostile user: 2⁶² × 8 × 4 bytes wraps to 0 in unchecked arithmetic.
+        let mut wrap = header("<f4", false, "(4611686018427387904, 8)");
+        wrap.extend([0u8; 1600]);
+        let msg = err_of(&wrap);
+        assert!(msg.contains("more data than any file holds"), "{msg}");
+        let mut huge = header("<f8", false, "(1000000000000, 8)");
+        huge.extend([0u8; 64]);
+        assert!(err_of(&huge).contains("truncated"));
     }
 }

@@ -29,7 +29,7 @@ impl Structure {
 
 /// Reads the first model of a PDB file.
 pub fn load(path: &Path) -> Result<Structure> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::limits::read_text(path, crate::limits::MOLECULE_FILE_BYTES)?;
     parse(&text, path)
 }
 

@@ -76,7 +76,7 @@ struct Section<'a> {
 impl Prmtop {
     /// Reads a prmtop file.
     pub fn load(path: &Path) -> Result<Prmtop> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text(path, crate::limits::MOLECULE_FILE_BYTES)?;
         Prmtop::parse(&text, path)
     }
 

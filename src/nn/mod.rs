@@ -89,10 +89,16 @@ impl Init<'_> {
 /// Sum of squares of every parameter (for a quick "weights are finite" check).
 pub fn parameters_finite(varmap: &VarMap) -> Result<bool> {
     for v in varmap.all_vars() {
-        let s = v.as_tensor().sqr()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        if !s.is_finite() {
+        if !tensor_finite(v.as_tensor())? {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// Whether every value of a float tensor is finite.
+pub(crate) fn tensor_finite(t: &Tensor) -> Result<bool> {
+    // Not a sum of squares: 1e30² overflows f32 although each value is finite.
+    let v: Vec<f64> = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    Ok(v.iter().all(|x| x.is_finite()))
 }

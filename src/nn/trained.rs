@@ -167,12 +167,37 @@ impl TrainedNet {
         self.varmap.save(path).map_err(|e| Error::format(path, e.to_string()))
     }
 
-    /// Reads weights written by [`save_weights`](Self::save_weights).
+    /// Reads weights written by [`save_weights`](Self::save_weights). Every tensor of the
+    /// network must be there with its shape and dtype, and finite: a run that diverged is
+    /// refused here rather than sampled into NaN.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
         if !path.exists() {
             return Err(Error::format(path, "no checkpoint here (was the run saved?)"));
         }
-        self.varmap.load(path).map_err(|e| Error::format(path, format!("not a checkpoint of this scene's network ({e})")))
+        let tensors = crate::sampler::read_tensors(path)?;
+        let data = self.varmap.data().lock().expect("varmap lock");
+        for (name, var) in data.iter() {
+            let Some(t) = tensors.get(name) else {
+                return Err(Error::format(path, format!("not a checkpoint of this scene's network (no tensor '{name}')")));
+            };
+            if t.dims() != var.dims() || t.dtype() != var.dtype() {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "not a checkpoint of this scene's network ('{name}' is {:?} {:?}, the network's {:?} {:?})",
+                        t.dtype(),
+                        t.dims(),
+                        var.dtype(),
+                        var.dims()
+                    ),
+                ));
+            }
+            if !super::tensor_finite(t).map_err(|e| Error::format(path, crate::error::short(&e)))? {
+                return Err(Error::format(path, format!("weights '{name}' hold NaN or infinite values: the run diverged, and cannot be sampled or resumed")));
+            }
+            var.set(&t.to_device(&self.device)?).map_err(|e| Error::format(path, format!("'{name}': {}", crate::error::short(&e))))?;
+        }
+        Ok(())
     }
 
     /// Adam moments and the weight average as named tensors, every name under `prefix`.
@@ -197,7 +222,7 @@ impl TrainedNet {
             copy_vars(&self.varmap, &a.varmap)?;
             for (name, v) in a.varmap.data().lock().expect("varmap lock").iter() {
                 if let Some(t) = own.get(&format!("ema.{name}")) {
-                    v.set(t).map_err(|e| Error::format(path, format!("'{prefix}ema.{name}': {e}")))?;
+                    v.set(t).map_err(|e| Error::format(path, format!("'{prefix}ema.{name}': {}", crate::error::short(&e))))?;
                 }
             }
         }

@@ -88,8 +88,14 @@ impl Adam {
             for (kind, slot) in [("m", &mut self.m[k]), ("v", &mut self.v[k])] {
                 let key = format!("adam.{kind}.{name}");
                 let t = tensors.get(&key).ok_or_else(|| format!("missing optimizer state '{key}'"))?;
-                if t.dims() != var.as_tensor().dims() {
-                    return Err(format!("optimizer state '{key}' has shape {:?}, expected {:?}", t.dims(), var.as_tensor().dims()));
+                if t.dims() != var.as_tensor().dims() || t.dtype() != var.dtype() {
+                    return Err(format!(
+                        "optimizer state '{key}' is {:?} {:?}, expected {:?} {:?}",
+                        t.dtype(),
+                        t.dims(),
+                        var.dtype(),
+                        var.as_tensor().dims()
+                    ));
                 }
                 *slot = t.clone();
             }

@@ -215,7 +215,7 @@ impl AdjointSampler {
     pub fn new(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &NetworkConfig, device: Device) -> Result<Self> {
         check_sde_config(sampler)?;
         let hyper = LiveHyper::from_config(sampler);
-        hyper.validate()?;
+        hyper.validate(energy.layout().dim())?;
         let layout = energy.layout();
         let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
@@ -259,7 +259,7 @@ impl AdjointSampler {
 
     /// Applies new live hyperparameters; Adam's moments and the buffer's contents are kept.
     pub fn set_hyper(&mut self, hyper: LiveHyper) -> Result<()> {
-        hyper.validate()?;
+        hyper.validate(self.layout.dim())?;
         self.net.set_learning_rate(hyper.learning_rate);
         if hyper.buffer_size != self.buffer.capacity() {
             self.buffer.set_capacity(hyper.buffer_size);
@@ -418,6 +418,7 @@ impl AdjointSampler {
         let tensors = super::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: TrainState = super::read_json(&path)?;
+        js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
         self.net.load_state(&tensors, "", js.adam_step, &state)?;
         if !tensors.contains_key("buffer.a") {
             return Err(Error::format(&state, "missing 'buffer.a'"));

@@ -118,7 +118,7 @@ impl AsbsSampler {
             return Err(Error::Invalid("ASBS samples in the system's own coordinates: sampler.scale must be 1".into()));
         }
         let hyper = LiveHyper::from_config(sampler);
-        hyper.validate()?;
+        hyper.validate(energy.layout().dim())?;
         sampler.asbs.check().map_err(|(f, m)| Error::Invalid(format!("asbs.{f} {m}")))?;
         let layout = energy.layout();
         let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
@@ -384,7 +384,7 @@ impl super::Sampler for AsbsSampler {
         self.hyper.clone()
     }
     fn set_live(&mut self, hyper: LiveHyper) -> Result<()> {
-        hyper.validate()?;
+        hyper.validate(self.layout.dim())?;
         self.control.set_learning_rate(hyper.learning_rate);
         self.corrector.set_learning_rate(hyper.learning_rate);
         self.adjoint_buffer.set_capacity(hyper.buffer_size);
@@ -435,6 +435,7 @@ impl super::Sampler for AsbsSampler {
         let tensors = super::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: AsbsState = super::read_json(&path)?;
+        js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
         self.control.load_state(&tensors, "control.", js.control_adam_step, &state)?;
         self.corrector.load_state(&tensors, "corrector.", js.corrector_adam_step, &state)?;
         super::Sampler::set_live(self, js.hyper)?;

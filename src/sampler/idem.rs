@@ -147,7 +147,7 @@ impl IdemSampler {
             return Err(Error::Invalid("iDEM samples in the system's own coordinates: sampler.scale must be 1".into()));
         }
         let hyper = LiveHyper::from_config(sampler);
-        hyper.validate()?;
+        hyper.validate(energy.layout().dim())?;
         sampler.idem.check().map_err(|(f, m)| Error::Invalid(format!("idem.{f} {m}")))?;
         let layout = energy.layout();
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
@@ -337,7 +337,7 @@ impl super::Sampler for IdemSampler {
         self.hyper.clone()
     }
     fn set_live(&mut self, hyper: LiveHyper) -> Result<()> {
-        hyper.validate()?;
+        hyper.validate(self.layout.dim())?;
         self.net.set_learning_rate(hyper.learning_rate);
         self.buffer.set_capacity(hyper.buffer_size);
         self.hyper = hyper;
@@ -368,6 +368,7 @@ impl super::Sampler for IdemSampler {
         let tensors = super::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: IdemState = super::read_json(&path)?;
+        js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
         self.net.load_state(&tensors, "", js.adam_step, &state)?;
         super::Sampler::set_live(self, js.hyper)?;
         self.buffer = super::load_buffer(&tensors, "buffer", self.layout.dim(), self.hyper.buffer_size, &state)?;

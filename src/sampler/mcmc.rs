@@ -73,19 +73,22 @@ impl Default for McmcConfig {
 
 impl McmcConfig {
     /// Checks ranges, naming the offending field.
-    pub fn validate(&self) -> Result<()> {
-        self.check().map_err(|(f, m)| Error::Invalid(format!("reference.mcmc.{f} {m}")))
+    pub fn validate(&self, dim: usize) -> Result<()> {
+        self.check(dim).map_err(|(f, m)| Error::Invalid(format!("reference.mcmc.{f} {m}")))
     }
 
     /// Range checks: `Err((field, what is wrong))`.
-    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+    /// `dim`: the system's coordinates (for the memory a count would need).
+    pub fn check(&self, dim: usize) -> std::result::Result<(), (&'static str, String)> {
+        use crate::limits::*;
         let bad = |f: &'static str, why: &str| Err((f, why.to_string()));
-        if self.chains == 0 {
-            return bad("chains", "must be at least 1");
-        }
-        if self.replicas == 0 {
-            return bad("replicas", "must be at least 1");
-        }
+        // A chain holds a position, a momentum and a gradient per replica (f64).
+        let chain = 24 * dim as u64 * self.replicas.min(MAX_REPLICAS as usize) as u64;
+        count_usize(self.chains, MAX_BATCH, chain).map_err(|m| ("chains", m))?;
+        count_usize(self.replicas, MAX_REPLICAS, 24 * dim as u64 * self.chains.min(MAX_BATCH as usize) as u64).map_err(|m| ("replicas", m))?;
+        count_usize(self.burn_in.max(1), MAX_ITERATION_STEPS, 0).map_err(|m| ("burn_in", m))?;
+        count_usize(self.thin.max(1), MAX_ITERATION_STEPS, 0).map_err(|m| ("thin", m))?;
+        count_usize(self.leapfrog_steps.max(1), MAX_LEAPFROG, 0).map_err(|m| ("leapfrog_steps", m))?;
         if !(self.t_max >= 1.0 && self.t_max.is_finite()) {
             return bad("t_max", &format!("must be a finite number ≥ 1 (got {})", self.t_max));
         }
@@ -182,7 +185,7 @@ pub struct Tempering {
 impl Tempering {
     /// `cfg.chains` groups started from the configured prior, seeded by `seed`.
     pub fn new(energy: &dyn Energy, cfg: &McmcConfig, seed: u64) -> Result<Self> {
-        cfg.validate()?;
+        cfg.validate(energy.dim())?;
         let dim = energy.dim();
         let temps = cfg.temperatures();
         let groups = (0..cfg.chains)
@@ -373,7 +376,7 @@ pub fn sample_reference(
     seed: u64,
     progress: &mut dyn FnMut(McmcProgress),
 ) -> Result<McmcOutput> {
-    cfg.validate()?;
+    cfg.validate(energy.dim())?;
     if n == 0 {
         return Err(Error::Invalid("the number of samples must be at least 1".into()));
     }

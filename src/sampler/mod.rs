@@ -139,20 +139,25 @@ impl LiveHyper {
         }
     }
 
-    /// The range checks, shared by scene files and live edits: `Err((field, what is wrong))`.
-    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        for (name, v) in [
-            ("sde_steps", self.sde_steps),
-            ("sample_steps", self.sample_steps.unwrap_or(1)),
-            ("batch_size", self.batch_size),
-            ("new_samples", self.new_samples),
-            ("buffer_size", self.buffer_size),
-            ("train_steps", self.train_steps),
-            ("mc_samples", self.mc_samples),
+    /// The range checks, shared by scene files, run state and live edits, for a system of `dim`
+    /// coordinates: `Err((field, what is wrong))`.
+    pub fn check(&self, dim: usize) -> std::result::Result<(), (&'static str, String)> {
+        use crate::limits::*;
+        let dim = dim as u64;
+        // Lower estimates of memory per unit: a simulated sample holds its state, noise, control
+        // and energy gradient (4 f32 per coordinate); a buffer row its x and target; a trajectory
+        // step of the app's playback one frame of every sample.
+        let sample = 16 * dim;
+        for (name, v, max, bytes) in [
+            ("sde_steps", self.sde_steps, MAX_SDE_STEPS, 4 * dim * self.new_samples.min(MAX_BATCH as usize) as u64),
+            ("sample_steps", self.sample_steps.unwrap_or(1), MAX_SDE_STEPS, 4 * dim),
+            ("batch_size", self.batch_size, MAX_BATCH, sample),
+            ("new_samples", self.new_samples, MAX_BATCH, sample),
+            ("buffer_size", self.buffer_size, MAX_BUFFER, 8 * dim + 8),
+            ("train_steps", self.train_steps, MAX_ITERATION_STEPS, 0),
+            ("mc_samples", self.mc_samples, MAX_MC_SAMPLES, sample * self.batch_size.min(MAX_BATCH as usize) as u64),
         ] {
-            if v == 0 {
-                return Err((name, "must be at least 1".into()));
-            }
+            count_usize(v, max, bytes).map_err(|m| (name, m))?;
         }
         if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
             return Err(("learning_rate", format!("must be in (0, 1) (got {})", self.learning_rate)));
@@ -163,8 +168,8 @@ impl LiveHyper {
         Ok(())
     }
 
-    pub fn validate(&self) -> Result<()> {
-        self.check().map_err(|(f, m)| Error::Invalid(format!("{f} {m}")))
+    pub fn validate(&self, dim: usize) -> Result<()> {
+        self.check(dim).map_err(|(f, m)| Error::Invalid(format!("{f} {m}")))
     }
 }
 
@@ -405,7 +410,7 @@ impl RngState {
 
 /// Reads a JSON state file, naming the file and position in errors.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::limits::read_text(path, crate::limits::TEXT_FILE_BYTES)?;
     serde_json::from_str(&text).map_err(|e| Error::format(path, format!("line {}, column {}: {e}", e.line(), e.column())))
 }
 
@@ -535,8 +540,8 @@ pub(crate) fn load_buffer(
 ) -> Result<crate::buffer::ReplayBuffer> {
     let get = |k: String| -> Result<Option<Vec<f32>>> {
         let Some(t) = tensors.get(&k) else { return Ok(None) };
-        if t.dims().len() != 2 || t.dims()[1] != width {
-            return Err(Error::format(path, format!("'{k}' has shape {:?}, expected (rows, {width})", t.dims())));
+        if t.dims().len() != 2 || t.dims()[1] != width || t.dtype() != candle_core::DType::F32 {
+            return Err(Error::format(path, format!("'{k}' is {:?} of shape {:?}, expected F32 (rows, {width})", t.dtype(), t.dims())));
         }
         Ok(Some(t.flatten_all()?.to_vec1()?))
     };
@@ -547,7 +552,7 @@ pub(crate) fn load_buffer(
     }
     // Checkpoints from before importance weights were kept: all rows weigh the same.
     let log_w = match tensors.get(&format!("{name}.log_w")) {
-        Some(t) => t.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?,
+        Some(t) => t.to_dtype(candle_core::DType::F64).and_then(|t| t.flatten_all()?.to_vec1::<f64>()).map_err(|e| Error::format(path, format!("'{name}.log_w': {}", crate::error::short(&e))))?,
         None => vec![0.0; x.len() / width],
     };
     if log_w.len() * width != x.len() {
@@ -558,7 +563,9 @@ pub(crate) fn load_buffer(
 
 /// Reads a checkpoint's tensors (on the CPU), naming the file in errors.
 pub(crate) fn read_tensors(path: &Path) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
-    candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| Error::format(path, format!("unreadable ({e})")))
+    let bytes = crate::limits::read_bytes(path, crate::limits::DATA_FILE_BYTES)?;
+    candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
+        .map_err(|e| Error::format(path, format!("unreadable ({})", crate::error::short(&e))))
 }
 
 /// Writes a checkpoint's tensors, naming the file in errors.

@@ -41,3 +41,8 @@ pub fn field(text: &str, key: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no '{key}' in output:\n{text}"))
 }
+
+/// The first 2000 characters of `text` (a failing test's stderr can be megabytes).
+pub fn excerpt(text: &str) -> String {
+    text.chars().take(2000).collect()
+}
