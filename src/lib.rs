@@ -8,6 +8,7 @@ pub mod io;
 pub mod lesson;
 pub mod limits;
 pub mod buffer;
+pub mod checkpoint;
 pub mod metrics;
 pub mod molecule;
 pub mod nn;

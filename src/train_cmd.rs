@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy_f64};
-use boltzmann_studio::{limits, metrics};
+use boltzmann_studio::{checkpoint, limits, metrics};
 use boltzmann_studio::run::{EvalPolicy, Evaluation, Evaluator, Run};
 use boltzmann_studio::sampler::{self, SampleOptions};
 use boltzmann_studio::scene::Scene;
@@ -89,20 +89,24 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         bail!("--steps counts gradient steps, and {} takes none: give --minutes", scene.sampler.kind.label());
     }
     let reference_path = scene.reference_path(&scene_path).or_else(|| scene.reference_path(&args.scene));
-    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    // Held for the whole run: a second `train` on this folder is refused, and a `sample` run
+    // meanwhile reads the current checkpoint without tidying the one being written.
+    let writer = checkpoint::Writer::open(run_dir)?;
 
     let mut sampler = sampler::build(&scene)?;
     let csv_path = run_dir.join("metrics.csv");
     let mut csv = if args.resume {
-        sampler.load(run_dir)?;
+        sampler.load(&writer.current()?)?;
+        // Rows written after the checkpoint (before a kill) are written again as training goes on.
+        checkpoint::trim_metrics(&csv_path, sampler.counters().outer_iterations)?;
         CsvWriter::append(&csv_path, COLUMNS.len())?
     } else {
-        if run_dir.join("state.json").exists() {
+        if checkpoint::exists(run_dir) {
             bail!("{} already holds a run; pass --resume to continue it or choose another --out", run_dir.display());
         }
         // The scene is copied with any reference path made absolute, so the run folder stands alone.
         let saved = scene.with_absolute_reference(&scene_path);
-        std::fs::write(&scene_in_run, saved.to_ron()).with_context(|| format!("cannot write {}", scene_in_run.display()))?;
+        checkpoint::write_atomic(&scene_in_run, saved.to_ron().as_bytes())?;
         CsvWriter::create(&csv_path, &COLUMNS)?
     };
     let evaluator = match &reference_path {
@@ -156,7 +160,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         let tick = run.tick()?;
         if tick.diverged {
             bar.finish_and_clear();
-            run.sampler.save(run_dir)?;
+            writer.save(|d| run.sampler.save(d))?;
             bail!(
                 "training diverged: the last {} gradient steps had a non-finite loss or gradient and were skipped \
                  ({} skipped in all); the last good weights are saved in {} — lower the learning rate or the SDE step size",
@@ -201,15 +205,20 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             None,
             None,
         ];
-        if let Some(e) = last.as_ref().filter(|e| e.counters.outer_iterations == c.outer_iterations) {
+        let evaluated = last.as_ref().filter(|e| e.counters.outer_iterations == c.outer_iterations);
+        if let Some(e) = evaluated {
             row[5] = Some(e.metrics.energy_w2);
             row[6] = Some(e.metrics.x_w2);
             row[7] = e.metrics.eq_w2;
             row[8] = Some(e.metrics.dist_tv);
             row[9] = e.ess;
-            run.sampler.save(run_dir)?;
         }
+        // The row first: a kill between the two leaves a row past the checkpoint, which a resume
+        // cuts and writes again; the other order would lose the row for good.
         csv.row(&row)?;
+        if evaluated.is_some() {
+            writer.save(|d| run.sampler.save(d))?;
+        }
         let rate = (c.gradient_steps - start_steps) as f64 / start.elapsed().as_secs_f64();
         bar.set_position(match budget {
             Some(_) => start.elapsed().as_secs(),
@@ -225,7 +234,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         ));
     }
     bar.finish_and_clear();
-    run.sampler.save(run_dir)?;
+    writer.save(|d| run.sampler.save(d))?;
     let c = run.counters().clone();
     if interrupted {
         println!("interrupted: checkpoint saved; continue with --resume");
@@ -266,7 +275,7 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let scene = Scene::load(&scene_path).with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
     limits::flag("--n", args.n, limits::MAX_DRAW, 4 * scene.energy().dim() as u64 + 8)?;
     let mut sampler = sampler::build(&scene)?;
-    sampler.load(&args.run_dir)?;
+    sampler.load(&checkpoint::current(&args.run_dir)?)?;
     sampler.reseed(args.seed);
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let molecule = scene.system.is_molecule();

@@ -586,11 +586,11 @@ impl Worker {
             [] => return Err(Error::Invalid("no run to save".into())),
             _ => return Err(Error::Invalid("a race has several runs: save one kind's run by opening its scene".into())),
         };
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        run.driver.sampler.save(dir)?;
+        // The same code as `train`'s checkpoints: a kill mid-save leaves the previous one whole.
+        let writer = crate::checkpoint::Writer::open(dir)?;
         let scene = run.info.scene.with_absolute_reference(&run.info.scene_path);
-        let path = dir.join("scene.ron");
-        std::fs::write(&path, scene.to_ron()).map_err(|e| Error::io(&path, e))
+        crate::checkpoint::write_atomic(&dir.join("scene.ron"), scene.to_ron().as_bytes())?;
+        writer.save(|d| run.driver.sampler.save(d))
     }
 
     /// One unit of work through the run driver: a slice of simulation, one gradient step, a
@@ -748,7 +748,7 @@ impl Run {
         let path = dir.join("scene.ron");
         let scene = Scene::load(&path)?;
         let mut sampler = sampler::build(&scene)?;
-        sampler.load(dir)?;
+        sampler.load(&crate::checkpoint::current(dir)?)?;
         Run::with_sampler(sampler, scene, path, generation, Vec::new())
     }
 

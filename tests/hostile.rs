@@ -131,23 +131,20 @@ fn run_folders_with_bad_state_are_refused() {
 
     let copy = |name: &str| {
         let d = dir.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        for e in std::fs::read_dir(&run).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
-        }
+        common::copy_tree(&run, &d);
         d
     };
     // sde_steps = 10¹² in state.json: sample and resume hung.
     let huge = copy("huge");
-    let js = std::fs::read_to_string(huge.join("state.json")).unwrap();
+    let state = common::checkpoint(&huge).join("state.json");
+    let js = std::fs::read_to_string(&state).unwrap();
     assert!(js.contains("\"sde_steps\": 10"), "{js}");
-    std::fs::write(huge.join("state.json"), js.replacen("\"sde_steps\": 10", "\"sde_steps\": 1000000000000", 1)).unwrap();
+    std::fs::write(&state, js.replacen("\"sde_steps\": 10", "\"sde_steps\": 1000000000000", 1)).unwrap();
     refused(&["sample", s(&huge), "--n", "10", "--out", s(&npy)], "state.json: sde_steps must be at most 100000");
     refused(&["train", s(&scene), "--out", s(&huge), "--resume", "--steps", "4"], "state.json: sde_steps must be at most 100000");
 
     let rewrite = |d: &Path, file: &str, f: &dyn Fn(&str, Tensor) -> Tensor| {
-        let p = d.join(file);
+        let p = common::checkpoint(d).join(file);
         let tensors = candle_core::safetensors::load(&p, &Device::Cpu).unwrap();
         let out: std::collections::HashMap<String, Tensor> = tensors.into_iter().map(|(k, v)| (k.clone(), f(&k, v))).collect();
         candle_core::safetensors::save(&out, &p).unwrap();

@@ -46,3 +46,21 @@ pub fn field(text: &str, key: &str) -> f64 {
 pub fn excerpt(text: &str) -> String {
     text.chars().take(2000).collect()
 }
+
+/// The folder holding a run's current checkpoint files (`RUN/gen-N`, or RUN for a flat one).
+pub fn checkpoint(run: &Path) -> PathBuf {
+    boltzmann_studio::checkpoint::current(run).expect("a readable run folder")
+}
+
+/// Copies a folder and the folders in it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
