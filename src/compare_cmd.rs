@@ -12,41 +12,13 @@ use boltzmann_studio::io::{Matrix, read_npy, write_npy};
 use boltzmann_studio::run::{EvalPolicy, Evaluator, Run, log_budgets};
 use boltzmann_studio::sampler::{self, SampleOptions, SamplerKind};
 use boltzmann_studio::scene::Scene;
-use clap::Args;
+use boltzmann_studio::cli::CompareArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 const COLUMNS: [&str; 11] =
     ["kind", "point", "energy_evals", "network_passes", "wall_seconds", "energy_w2", "eq_w2", "x_w2", "dist_tv", "ess", "eval_energy_evals"];
 
-#[derive(Args)]
-pub struct CompareArgs {
-    /// Scene file. A kind other than the scene's own uses the sibling scene `STEM-KIND.ron`
-    /// when there is one (e.g. scenes/dw4-mcmc.ron), else this scene with `sampler.kind` switched.
-    /// Kinds are judged against this scene's reference file.
-    scene: PathBuf,
-    /// Comma-separated sampler kinds: adjoint, asbs, idem, mcmc.
-    #[arg(long, value_delimiter = ',', required = true)]
-    kinds: Vec<String>,
-    /// Minutes of each kind's own training time (evaluations not counted).
-    #[arg(long, conflicts_with = "evals", allow_negative_numbers = true)]
-    minutes: Option<f64>,
-    /// Energy evaluations per kind.
-    #[arg(long, allow_negative_numbers = true)]
-    evals: Option<i64>,
-    /// Output folder: compare.csv, summary.json, compare.png, KIND.npy.
-    #[arg(long)]
-    out: PathBuf,
-    /// Seed of every kind's run (default: each scene's own).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Budget points per decade of energy evaluations at which each kind is judged.
-    #[arg(long, default_value_t = 4, value_parser = crate::positive_count)]
-    per_decade: usize,
-    /// Final samples written per kind (and judged against as many reference rows).
-    #[arg(long, default_value_t = 2000, value_parser = crate::positive_count)]
-    samples: usize,
-}
 
 /// One row of compare.csv.
 #[derive(Debug, Clone, Serialize)]

@@ -9,6 +9,7 @@ pub mod lesson;
 pub mod limits;
 pub mod buffer;
 pub mod checkpoint;
+pub mod cli;
 pub mod metrics;
 pub mod molecule;
 pub mod nn;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -17,6 +17,10 @@ use boltzmann_studio::run::Evaluator;
 use boltzmann_studio::sampler::mcmc::sample_reference;
 use boltzmann_studio::scene::Scene;
 
+use boltzmann_studio::cli::{BIN, Cli, Command};
+#[cfg(feature = "app")]
+use boltzmann_studio::cli::{AppArgs, LessonArgs};
+
 mod compare_cmd;
 mod plot;
 mod train_cmd;
@@ -26,146 +30,6 @@ mod train_cmd;
 /// forward 150 → 55 ms, forward+backward 740 → 375 ms (LJ-13, batch 256, 2 threads).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const BIN: &str = "boltzmann-studio";
-
-/// Watch a diffusion sampler learn a Boltzmann distribution from its energy alone.
-#[derive(Parser)]
-#[command(name = BIN, version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Energies of given samples: prints count, mean, std, min (or writes them with --out).
-    Energy {
-        /// Scene file naming the system (e.g. scenes/lj13.ron).
-        scene: PathBuf,
-        /// Samples as a .npy of shape (n, dim), float32 or float64.
-        #[arg(long)]
-        input: PathBuf,
-        /// Write the n energies as a float64 .npy vector instead of printing statistics.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Reference samples by HMC with parallel tempering (exact draws for GMM-40, and by grid
-    /// quadrature for molecules with one or two free torsions).
-    Reference {
-        /// Scene file naming the system; its `reference.mcmc` section sets the sampler.
-        scene: PathBuf,
-        /// Number of samples to draw.
-        #[arg(long, allow_negative_numbers = true, value_parser = positive_count)]
-        n: usize,
-        /// Output .npy (float32, shape (n, dim): centre of mass removed; torsions in radians).
-        #[arg(long)]
-        out: PathBuf,
-        /// Seed of all random draws.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Use parallel tempering even where an exact reference exists (to validate one against
-        /// the other).
-        #[arg(long)]
-        mcmc: bool,
-    },
-    /// Open the desktop app on a scene (the default command; LJ-13 without a scene).
-    #[cfg(feature = "app")]
-    App(AppArgs),
-    /// Open a lesson (lessons/*.ron) in the app, or render each of its steps to PNGs.
-    #[cfg(feature = "app")]
-    Lesson(LessonArgs),
-    /// Train the scene's sampler kind, with checkpoints and a metrics log.
-    Train(train_cmd::TrainArgs),
-    /// Draw samples from a trained run (.npy or extended .xyz).
-    Sample(train_cmd::SampleArgs),
-    /// Race sampler kinds on one scene to the same budget: compare.csv, summary.json, compare.png.
-    Compare(compare_cmd::CompareArgs),
-    /// Sample-quality metrics of samples against reference samples.
-    Eval {
-        /// Scene file naming the system (and the default reference file).
-        scene: PathBuf,
-        /// Samples to judge, .npy of shape (n, dim).
-        #[arg(long)]
-        samples: PathBuf,
-        /// Reference samples, .npy of shape (m, dim); defaults to the scene's reference file.
-        #[arg(long)]
-        reference: Option<PathBuf>,
-        /// Samples drawn (without replacement, seeded) from each set for the comparison.
-        #[arg(long, default_value_t = 2000, allow_negative_numbers = true, value_parser = positive_count)]
-        n: usize,
-        /// Seed of the subsampling.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Print one JSON object {energy_w2, x_w2, eq_w2, dist_tv} instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Skip eq-W2, whose n² alignments dominate the time for large clusters (LJ-55).
-        #[arg(long)]
-        skip_eq: bool,
-        /// Molecules: bins per torsion of the Ramachandran / torsion histograms.
-        #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = positive_count)]
-        bins: usize,
-    },
-}
-
-#[cfg(feature = "app")]
-#[derive(clap::Args)]
-struct AppArgs {
-    /// Scene file to open (default: scenes/lj13.ron).
-    scene: Option<PathBuf>,
-    /// Train, save a PNG of the whole window to this file, then close the window and exit.
-    #[arg(long)]
-    screenshot: Option<PathBuf>,
-    /// Gradient steps to train before the --screenshot is taken (MCMC: blocks of sweeps).
-    #[arg(long, default_value_t = 0, requires = "screenshot")]
-    after_steps: u64,
-    /// Print frame times and training throughput when the window closes.
-    #[arg(long)]
-    report: bool,
-    /// Redraw every frame instead of only on input and new data (for frame-time measurements).
-    #[arg(long)]
-    continuous: bool,
-    /// Seconds to stay paused before the --screenshot is taken.
-    #[arg(long, default_value_t = 0.0, requires = "screenshot")]
-    hold: f64,
-    /// Open on a race of sampler kinds (two or more, comma-separated: adjoint,asbs,idem,mcmc).
-    #[arg(long, value_delimiter = ',')]
-    race: Vec<String>,
-    /// With --screenshot: train until the run (every lane of a race) has spent this many energy
-    /// evaluations, instead of --after-steps.
-    #[arg(long, requires = "screenshot", conflicts_with = "after_steps", allow_negative_numbers = true, value_parser = positive_count)]
-    after_evals: Option<usize>,
-    /// With --screenshot: show the trajectory view (one sample's path over SDE time) with the
-    /// scrubber at this time, 0 to 1, instead of the grid of samples.
-    #[arg(long, requires = "screenshot", value_parser = unit_interval)]
-    trajectory_at: Option<f32>,
-    /// Draw the learned control field (plane systems) at this SDE time, 0 to 1.
-    #[arg(long, value_parser = unit_interval)]
-    field_at: Option<f32>,
-    /// Colour samples by energy, particle or (importance) weight.
-    #[arg(long, value_parser = ["energy", "particle", "weight"])]
-    color_by: Option<String>,
-    /// Start in projector mode (high contrast, twice as large, panels hidden; P toggles).
-    #[arg(long)]
-    projector: bool,
-}
-
-#[cfg(feature = "app")]
-#[derive(clap::Args)]
-struct LessonArgs {
-    /// The lesson file.
-    file: PathBuf,
-    /// Start at this step (1-based).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = positive_count)]
-    step: usize,
-    /// Start in projector mode (high contrast, twice as large).
-    #[arg(long)]
-    projector: bool,
-    /// Render every step to DIR/step-NN.png (training for real where a step waits on the run), then exit.
-    #[arg(long, value_name = "DIR")]
-    screenshot_steps: Option<PathBuf>,
-}
 
 #[cfg(feature = "app")]
 fn lesson_cmd(a: LessonArgs) -> anyhow::Result<()> {
@@ -219,26 +83,6 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
     opts.projector = a.projector;
     opts.session = session;
     boltzmann_studio::app::run(opts)
-}
-
-#[cfg(feature = "app")]
-fn unit_interval(s: &str) -> Result<f32, String> {
-    match s.trim().parse::<f32>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("'{s}' is not a time between 0 and 1")),
-    }
-}
-
-pub(crate) fn positive_u64(s: &str) -> Result<u64, String> {
-    positive_count(s).map(|v| v as u64)
-}
-
-pub(crate) fn positive_count(s: &str) -> Result<usize, String> {
-    let v: i64 = s.trim().parse().map_err(|_| format!("'{s}' is not a whole number"))?;
-    if v < 1 {
-        return Err(format!("must be at least 1 (got {v})"));
-    }
-    usize::try_from(v).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

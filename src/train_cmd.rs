@@ -1,6 +1,5 @@
 //! `train` and `sample`: the headless trainer with a progress bar, checkpoints and a metrics log.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,56 +11,12 @@ use boltzmann_studio::{checkpoint, limits, metrics};
 use boltzmann_studio::run::{EvalPolicy, Evaluation, Evaluator, Run};
 use boltzmann_studio::sampler::{self, SampleOptions};
 use boltzmann_studio::scene::Scene;
-use clap::Args;
+use boltzmann_studio::cli::{SampleArgs, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Columns of `metrics.csv`: one row per outer iteration; metrics only at evaluation points.
 const COLUMNS: [&str; 10] =
     ["step", "iteration", "wall_seconds", "loss", "energy_evals", "energy_w2", "x_w2", "eq_w2", "dist_tv", "ess"];
-
-#[derive(Args)]
-pub struct TrainArgs {
-    /// Scene file (e.g. scenes/lj13.ron); with --resume, RUN_DIR/scene.ron is used instead.
-    scene: PathBuf,
-    /// Run folder: scene.ron, checkpoint.safetensors, state.*, metrics.csv go here.
-    #[arg(long)]
-    out: PathBuf,
-    /// Train for this many minutes of wall-clock time.
-    #[arg(long, conflicts_with = "steps", allow_negative_numbers = true)]
-    minutes: Option<f64>,
-    /// Train until this many gradient (Adam) steps in total.
-    #[arg(long, allow_negative_numbers = true, value_parser = crate::positive_u64)]
-    steps: Option<u64>,
-    /// Seed of the run (overrides the scene's sampler.seed).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Continue the run saved in --out.
-    #[arg(long)]
-    resume: bool,
-}
-
-#[derive(Args)]
-pub struct SampleArgs {
-    /// Run folder written by `train`.
-    run_dir: PathBuf,
-    /// Number of samples.
-    #[arg(long, allow_negative_numbers = true, value_parser = crate::positive_count)]
-    n: usize,
-    /// Output file: .npy (float32, n × dim) or .xyz (extended XYZ, one frame per sample).
-    #[arg(long)]
-    out: PathBuf,
-    /// Also write the log importance weights (float64 vector) here.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Resample the n samples in proportion to their importance weights (systematic
-    /// resampling): asymptotically exact draws of the target, with repeated rows; worth it
-    /// while the printed ESS is not tiny.
-    #[arg(long, conflicts_with = "weights")]
-    resample: bool,
-    /// Seed of the sampling noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if args.minutes.is_none() && args.steps.is_none() {
