@@ -113,16 +113,19 @@ impl HyperEdit {
     }
 
     fn validate(&self) -> std::result::Result<(), (String, String)> {
-        for (name, v) in [
-            ("batch_size", self.batch_size),
-            ("new_samples", self.new_samples),
-            ("train_steps", self.train_steps),
-            ("sde_steps", self.sde_steps),
-            ("sample_steps", self.sample_steps),
-            ("mc_samples", self.mc_samples),
+        use crate::limits::*;
+        // The bounds of the scene fields these edit (the memory they would cost depends on the
+        // step's system, and is named when the edit reaches the run).
+        for (name, v, max) in [
+            ("batch_size", self.batch_size, MAX_BATCH),
+            ("new_samples", self.new_samples, MAX_BATCH),
+            ("train_steps", self.train_steps, MAX_ITERATION_STEPS),
+            ("sde_steps", self.sde_steps, MAX_SDE_STEPS),
+            ("sample_steps", self.sample_steps, MAX_SDE_STEPS),
+            ("mc_samples", self.mc_samples, MAX_MC_SAMPLES),
         ] {
-            if v == Some(0) {
-                return Err((format!("hyper.{name}"), "must be at least 1".into()));
+            if let Some(v) = v {
+                count_usize(v, max, 0).map_err(|m| (format!("hyper.{name}"), m))?;
             }
         }
         for (name, v) in [("learning_rate", self.learning_rate), ("grad_clip", self.grad_clip)] {

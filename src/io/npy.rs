@@ -53,7 +53,12 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
     // Sample files are a few MB: reading them whole lets the header's length, and so any
     // truncation, be measured exactly.
     let bytes = crate::limits::read_bytes(path, crate::limits::DATA_FILE_BYTES)?;
-    let mut rest: &[u8] = &bytes;
+    parse_npy(&bytes, path)
+}
+
+/// Parses the bytes of a `.npy` file as [`read_npy`] does; `path` is named in errors only.
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Matrix> {
+    let mut rest: &[u8] = bytes;
     let header = npyz::NpyHeader::from_reader(&mut rest)
         .map_err(|e| Error::format(path, format!("not a valid .npy file ({e})")))?;
     if header.order() == Order::Fortran {

@@ -1,0 +1,58 @@
+#![no_main]
+//! Run folders: one file of a saved checkpoint (state.json, state.safetensors or the weights)
+//! replaced by the input, the others valid, then loaded by a sampler of that kind. The first
+//! byte picks the kind (Adjoint Sampling, ASBS, iDEM, MCMC) and the file.
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use boltzmann_studio::sampler::{self, SamplerKind};
+use boltzmann_studio::scene::Scene;
+use libfuzzer_sys::fuzz_target;
+
+const FILES: [&str; 3] = ["state.json", "state.safetensors", "checkpoint.safetensors"];
+const KINDS: [SamplerKind; 4] = [SamplerKind::Adjoint, SamplerKind::Asbs, SamplerKind::Idem, SamplerKind::Mcmc];
+
+/// A tiny DW-4 scene per kind and a valid checkpoint of each, saved once.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    runs: Vec<(Scene, PathBuf)>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = KINDS
+            .iter()
+            .map(|&kind| {
+                let text = format!(
+                    "Scene(system: DoubleWell4, sampler: (kind: {kind:?}, sde_steps: 5, batch_size: 8, new_samples: 8, buffer_size: 16, train_steps: 1, mcmc: (chains: 2, replicas: 1)), network: (kind: Egnn, layers: 1, hidden: 4, output: {}))",
+                    if kind == SamplerKind::Idem { "Score" } else { "Control" }
+                );
+                let scene = Scene::parse(&text, std::path::Path::new("fuzz.ron")).unwrap();
+                let run = dir.path().join(format!("{kind:?}"));
+                std::fs::create_dir_all(&run).unwrap();
+                sampler::build(&scene).unwrap().save(&run).unwrap();
+                (scene, run)
+            })
+            .collect();
+        Fixture { _dir: dir, runs }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, content)) = data.split_first() else { return };
+    let (scene, valid) = &fixture().runs[pick as usize % KINDS.len()];
+    let file = FILES[(pick as usize / KINDS.len()) % FILES.len()];
+    let dir = tempfile::tempdir().unwrap();
+    for f in FILES {
+        let from = valid.join(f);
+        if from.exists() {
+            std::fs::copy(&from, dir.path().join(f)).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join(file), content).unwrap();
+    if let Ok(mut s) = sampler::build(scene) {
+        let _ = s.load(dir.path());
+    }
+});
