@@ -19,7 +19,7 @@ use crate::sampler::{LiveHyper, SamplerKind};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scene {
-    /// Display name ("LJ-13").
+    /// Display name ("LJ-13"); a scene that gives none is named after its system.
     pub name: String,
     /// One line shown in the scene picker.
     pub description: String,
@@ -356,6 +356,13 @@ impl Scene {
             message: e.code.to_string(),
         })?;
         scene.load_molecule(text, path)?;
+        // The default name is LJ-13's, the default system's: a DW-4 scene without a name must
+        // not be shown as LJ-13.
+        let default_name = Scene::default().name;
+        if scene.name == default_name && scene.system != System::default() && !text.contains(&format!("\"{default_name}\"")) {
+            scene.name = scene.system.energy().name();
+            scene.description = String::new();
+        }
         scene.validate().map_err(|(field, message)| {
             let (line, col) = locate_field(text, &field);
             Error::Scene { path: path.to_path_buf(), line, col, message: format!("{field} {message}") }
@@ -609,6 +616,8 @@ mod tests {
     fn empty_scene_is_all_defaults() {
         assert_eq!(parse("()").unwrap(), Scene::default());
         assert_eq!(parse("Scene()").unwrap(), Scene::default());
+        assert_eq!(parse("(system: DoubleWell4)").unwrap().name, "DW-4", "named after its system");
+        assert_eq!(parse("(name: \"mine\", system: DoubleWell4)").unwrap().name, "mine");
     }
 
     #[test]

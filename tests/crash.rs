@@ -83,6 +83,9 @@ fn a_kill_inside_any_checkpoint_write_leaves_a_complete_checkpoint() {
     // The run to be resumed (saved at 2 steps), and the checkpoints a resume to 6 steps saves.
     let base = dir.path().join("base");
     ok(cmd(bin()).args(["train", s(&scene), "--out", s(&base), "--steps", "2"]).output().unwrap(), "train");
+    let twin = dir.path().join("twin");
+    ok(cmd(bin()).args(["train", s(&scene), "--out", s(&twin), "--steps", "2"]).output().unwrap(), "train");
+    assert!(checkpoint_bytes(&twin) == checkpoint_bytes(&base), "the same seed and thread count give byte-identical checkpoints");
     let mut valid = vec![(2, checkpoint_bytes(&base))];
     for steps in [4, 6] {
         let r = dir.path().join(format!("straight-{steps}"));
