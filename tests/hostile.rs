@@ -78,15 +78,7 @@ fn scene_sizes_are_bounded_at_their_fields() {
 fn npy_shapes_are_checked_and_special_files_refused() {
     let dir = tempfile::tempdir().unwrap();
     // 2⁶² rows × 8 columns of f4: 2⁶⁷ bytes, which wrapped to 0 and passed the truncation check.
-    let mut text = "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }".to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((text.len() as u16).to_le_bytes());
-    bytes.extend(text.as_bytes());
-    bytes.extend([0u8; 1600]);
+    let bytes = common::npy_bytes("<f4", "(4611686018427387904, 8)", 1600);
     let bad = dir.path().join("overflow.npy");
     std::fs::write(&bad, bytes).unwrap();
     let out = dir.path().join("e.npy");

@@ -85,15 +85,7 @@ proptest! {
     /// must hold in checked arithmetic.
     #[test]
     fn npy_shapes(rows in any::<u64>(), cols in any::<u64>(), f8 in any::<bool>(), len in 0usize..256) {
-        let mut text = format!("{{'descr': '<f{}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}", if f8 { 8 } else { 4 });
-        while (10 + text.len() + 1) % 64 != 0 {
-            text.push(' ');
-        }
-        text.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((text.len() as u16).to_le_bytes());
-        bytes.extend(text.as_bytes());
-        bytes.extend(vec![0u8; len]);
+        let bytes = common::npy_bytes(if f8 { "<f8" } else { "<f4" }, &format!("({rows}, {cols})"), len);
         if let Ok(m) = boltzmann_studio::io::parse_npy(&bytes, Path::new("p.npy")) {
             prop_assert_eq!(m.data.len(), m.rows * m.cols);
         }

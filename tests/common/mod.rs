@@ -64,3 +64,18 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A `.npy` file's bytes by hand: a version-1 header with `descr` (e.g. "<f4") and `shape` (e.g.
+/// "(3, 2)") as written, then `data` zero bytes, whatever the shape claims.
+pub fn npy_bytes(descr: &str, shape: &str, data: usize) -> Vec<u8> {
+    let mut text = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + text.len() + 1) % 64 != 0 {
+        text.push(' ');
+    }
+    text.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((text.len() as u16).to_le_bytes());
+    bytes.extend(text.as_bytes());
+    bytes.extend(vec![0u8; data]);
+    bytes
+}
