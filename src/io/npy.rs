@@ -58,6 +58,7 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
 
 /// Parses the bytes of a `.npy` file as [`read_npy`] does; `path` is named in errors only.
 pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Matrix> {
+    check_header_text(bytes).map_err(|m| Error::format(path, format!("not a valid .npy file ({m})")))?;
     let mut rest: &[u8] = bytes;
     let header = npyz::NpyHeader::from_reader(&mut rest)
         .map_err(|e| Error::format(path, format!("not a valid .npy file ({e})")))?;
@@ -106,6 +107,45 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Matrix> {
         return Err(Error::format(path, format!("row {r}, column {c} is {}; samples must be finite", m.data[r * cols + c])));
     }
     Ok(m)
+}
+
+/// NumPy's own reader refuses headers over 10 000 bytes (`max_header_size`, for safety).
+const MAX_HEADER: usize = 10_000;
+
+/// Checks the header's size and nesting before npyz parses it: its Python-literal parser
+/// backtracks exponentially on nested brackets (the fuzzer found a 169-byte file with 30 `{`
+/// that never finished). A real header is a dict holding a tuple: two levels.
+fn check_header_text(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("no NumPy magic string at the start".into());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(format!("format version {v} is not known")),
+    };
+    if len > MAX_HEADER {
+        return Err(format!("header of {len} bytes; NumPy writes at most {MAX_HEADER}"));
+    }
+    let header = &bytes[start..bytes.len().min(start + len)];
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
+    for &b in header {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(b),
+            (None, b'{' | b'[' | b'(') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, b'}' | b']' | b')') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > 3 {
+        return Err(format!("header nested {deepest} levels deep; a NumPy header has 2"));
+    }
+    Ok(())
 }
 
 /// Writes `m` as a float32 `.npy` file of shape (rows, cols).
@@ -199,6 +239,17 @@ mod tests {
         wrap.extend([0u8; 1600]);
         let msg = err_of(&wrap);
         assert!(msg.contains("more data than any file holds"), "{msg}");
+        // Found by the fuzzer: npyz's header parser never finished on nested brackets.
+        let mut nested = b"\x93NUMPY\x01\x00\x5b\x00{{'descr':".to_vec();
+        nested.extend([b'{'; 30]);
+        nested.extend(b"'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }");
+        let start = std::time::Instant::now();
+        let msg = err_of(&nested);
+        assert!(msg.contains("nested 33 levels deep") && start.elapsed().as_secs() < 1, "{msg}");
+        let mut long = b"\x93NUMPY\x02\x00".to_vec();
+        long.extend(20_000u32.to_le_bytes());
+        long.extend(vec![b' '; 20_000]);
+        assert!(err_of(&long).contains("header of 20000 bytes"));
         let mut huge = header("<f8", false, "(1000000000000, 8)");
         huge.extend([0u8; 64]);
         assert!(err_of(&huge).contains("truncated"));
