@@ -277,8 +277,8 @@ fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &Pane
                         if let Some(dir) = crate::pretrained::dir_for(path) {
                             let tip = match crate::pretrained::quality(&dir) {
                                 Ok(q) => format!(
-                                    "Jump to the end: load this scene's sampler trained for {} gradient steps ({:.0} min on 2 cores): E-W2 {:.3}{} on {} samples",
-                                    q.gradient_steps,
+                                    "Jump to the end: load this scene's sampler trained for {} ({:.0} min of one core): E-W2 {:.3}{} on {} samples (lower is better; see the README's table)",
+                                    if q.gradient_steps == 0 { "its chains' sweeps".to_string() } else { format!("{} gradient steps", q.gradient_steps) },
                                     q.train_minutes,
                                     q.energy_w2,
                                     q.eq_w2.map_or(String::new(), |e| format!(", eq-W2 {e:.3}")),
