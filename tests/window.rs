@@ -222,3 +222,56 @@ fn window_scripted_run_that_cannot_start_exits_with_the_reason() {
     assert!(err.contains("boltzmann-studio: error:") && err.contains("missing.npy"), "{}", common::excerpt(&err));
     assert!(!png.exists(), "no picture of a run that never started");
 }
+
+/// Ctrl-C or SIGTERM in the terminal closes the window as a user would: the frame report is
+/// printed, the process says why it ended and exits 130. Before, Bevy's exit code 130 came out
+/// as "the app stopped with an error (code 130); see the messages above", exit 1.
+#[test]
+fn window_closes_on_sigterm_with_the_report() {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "app", "scenes/dw4.ron", "--report"])
+        .current_dir(common::repo("."))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("xvfb-run runs");
+    // Bevy logs the window's creation after its Ctrl-C handler is installed: signal after that.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Creating new window") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let opened = rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok();
+    let signalled = opened
+        && Command::new("pkill").args(["-TERM", "-x", "-P", &child.id().to_string(), "boltzmann-studi"]).status().is_ok_and(|s| s.success());
+    if !signalled {
+        let _ = child.kill();
+    }
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let err = reader.join().unwrap();
+    assert!(opened && signalled, "the window never opened (or the app was gone): {}", common::excerpt(&err));
+    assert_eq!(status.code(), Some(130), "exit after SIGTERM ({:.1?}); stderr:\n{}", start.elapsed(), common::excerpt(&err));
+    assert!(err.contains("interrupted: window closed"), "{}", common::excerpt(&err));
+    assert!(out.contains("report: training running:"), "the frame report is printed on the way out: {out}");
+}

@@ -292,7 +292,13 @@ fn quantiles(v: &[f64]) -> String {
     let mut f = v.to_vec();
     f.sort_by(f64::total_cmp);
     let q = |p: f64| f[((f.len() - 1) as f64 * p) as usize];
-    if f.is_empty() { "no frames".into() } else { format!("{} frames, median {:.1} ms, p95 {:.1} ms", f.len(), q(0.5), q(0.95)) }
+    // A stall is a frame that took over a second: the window looks frozen.
+    let stalls = f.iter().filter(|&&ms| ms > 1000.0).count();
+    if f.is_empty() {
+        "no frames".into()
+    } else {
+        format!("{} frames, median {:.1} ms, p95 {:.1} ms, max {:.1} ms, {stalls} over 1 s", f.len(), q(0.5), q(0.95), f[f.len() - 1])
+    }
 }
 
 fn print_report_on_exit(mut exits: MessageReader<AppExit>, mut closes: MessageReader<WindowCloseRequested>, r: Res<FrameReport>) {

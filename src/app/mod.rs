@@ -98,6 +98,9 @@ impl AppOptions {
 /// Gradient steps between snapshots at start (the speed control).
 pub const DEFAULT_SPEED: u64 = 10;
 
+/// The exit code of Bevy's terminal Ctrl-C handler (also SIGTERM: ctrlc's `termination` feature).
+const INTERRUPTED: u8 = 130;
+
 /// Opens the window and runs until it is closed.
 pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
     let lesson = match &opts.lesson {
@@ -208,6 +211,13 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
     if export::REASON_GIVEN.load(std::sync::atomic::Ordering::SeqCst) {
         // The scripted run said why it stopped, in one line; no second line about the picture.
         std::process::exit(1);
+    }
+    if let AppExit::Error(code) = exit
+        && code.get() == INTERRUPTED
+    {
+        // Ctrl-C or SIGTERM in the terminal: Bevy closed the window as a user would.
+        eprintln!("interrupted: window closed");
+        std::process::exit(INTERRUPTED.into());
     }
     if let Some(p) = &opts.screenshot {
         let meta = std::fs::metadata(p).with_context(|| format!("the screenshot {} was not written", p.display()))?;
