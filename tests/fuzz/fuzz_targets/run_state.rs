@@ -1,7 +1,7 @@
 #![no_main]
-//! Run folders: one file of a saved checkpoint (state.json, state.safetensors or the weights)
-//! replaced by the input, the others valid, then loaded by a sampler of that kind. The first
-//! byte picks the kind (Adjoint Sampling, ASBS, iDEM, MCMC) and the file.
+//! Run folders: one file of a saved checkpoint (state.json, state.safetensors, the weights or
+//! ASBS's corrector) replaced by the input, the others valid, then loaded by a sampler of that
+//! kind. The first byte picks the kind (Adjoint Sampling, ASBS, iDEM, MCMC) and the file.
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -9,7 +9,8 @@ use boltzmann_studio::sampler::{self, SamplerKind};
 use boltzmann_studio::scene::Scene;
 use libfuzzer_sys::fuzz_target;
 
-const FILES: [&str; 3] = ["state.json", "state.safetensors", "checkpoint.safetensors"];
+/// ASBS alone has a corrector; the other kinds' loaders never open that file.
+const FILES: [&str; 4] = ["state.json", "state.safetensors", "checkpoint.safetensors", "corrector.safetensors"];
 const KINDS: [SamplerKind; 4] = [SamplerKind::Adjoint, SamplerKind::Asbs, SamplerKind::Idem, SamplerKind::Mcmc];
 
 /// A tiny DW-4 scene per kind and a valid checkpoint of each, saved once.
@@ -45,11 +46,10 @@ fuzz_target!(|data: &[u8]| {
     let (scene, valid) = &fixture().runs[pick as usize % KINDS.len()];
     let file = FILES[(pick as usize / KINDS.len()) % FILES.len()];
     let dir = tempfile::tempdir().unwrap();
-    for f in FILES {
-        let from = valid.join(f);
-        if from.exists() {
-            std::fs::copy(&from, dir.path().join(f)).unwrap();
-        }
+    // Every file of the valid checkpoint, so that a loader gets past the files it reads first.
+    for entry in std::fs::read_dir(valid).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(&from, dir.path().join(from.file_name().unwrap())).unwrap();
     }
     std::fs::write(dir.path().join(file), content).unwrap();
     if let Ok(mut s) = sampler::build(scene) {
