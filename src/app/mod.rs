@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
-use bevy::app::TaskPoolOptions;
+use bevy::app::{TaskPoolOptions, TerminalCtrlCHandlerPlugin};
 use bevy::prelude::*;
 use bevy::winit::{EventLoopProxyWrapper, WinitSettings, WinitUserEvent};
 use bevy_egui::EguiPlugin;
@@ -98,7 +98,7 @@ impl AppOptions {
 /// Gradient steps between snapshots at start (the speed control).
 pub const DEFAULT_SPEED: u64 = 10;
 
-/// The exit code of Bevy's terminal Ctrl-C handler (also SIGTERM: ctrlc's `termination` feature).
+/// The exit code of Bevy's terminal Ctrl-C handling (also SIGTERM: ctrlc's `termination` feature).
 const INTERRUPTED: u8 = 130;
 
 /// Opens the window and runs until it is closed.
@@ -120,9 +120,15 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
         }
         (None, None) => (Scene::load(&opts.scene)?, opts.race.clone()),
     };
+    // Ctrl-C and SIGTERM close the window as the close button does. The handler is ours, not
+    // Bevy's plugin's: that one installs nothing when SIGINT arrives ignored (as it does for a
+    // background job of a script), and a SIGTERM then killed the app without its report.
+    let _ = ctrlc::set_handler(TerminalCtrlCHandlerPlugin::gracefully_exit);
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
+            .build()
+            .disable::<TerminalCtrlCHandlerPlugin>()
             .set(WindowPlugin {
                 primary_window: Some(Window { title: "Boltzmann Studio".into(), resolution: (1600, 900).into(), ..default() }),
                 ..default()
@@ -131,6 +137,7 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
             .set(TaskPoolPlugin { task_pool_options: TaskPoolOptions::with_num_threads(2) }),
     )
     .add_plugins(EguiPlugin::default())
+    .add_systems(Update, TerminalCtrlCHandlerPlugin::exit_on_flag)
     .insert_resource(ClearColor(Color::srgb(0.08, 0.09, 0.11)))
     // Redraw on input and when the worker wakes the loop with new data, not continuously:
     // software rendering would otherwise take the trainer's CPU.
