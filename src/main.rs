@@ -28,6 +28,7 @@ mod train_cmd;
 /// candle allocates a fresh buffer per tensor op; glibc returns large blocks to the OS on free,
 /// so every op paid page faults (≈30% of an EGNN forward). mimalloc keeps and reuses them:
 /// forward 150 → 55 ms, forward+backward 740 → 375 ms (LJ-13, batch 256, 2 threads).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
