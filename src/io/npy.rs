@@ -145,6 +145,26 @@ fn check_header_text(bytes: &[u8]) -> std::result::Result<(), String> {
     if deepest > 3 {
         return Err(format!("header nested {deepest} levels deep; a NumPy header has 2"));
     }
+    check_shape_product(header)
+}
+
+/// npyz multiplies the shape's entries unchecked: the fuzzer's (60023182, 7908188962817, 2)
+/// panicked where overflow checks are on (debug builds) and wraps where they are off. Entries
+/// are multiplied in npyz's order; one that is not a plain integer is left for npyz to refuse.
+fn check_shape_product(header: &[u8]) -> std::result::Result<(), String> {
+    let text = String::from_utf8_lossy(header);
+    let Some(key) = text.find("'shape'").or_else(|| text.find("\"shape\"")) else { return Ok(()) };
+    let after = &text[key..];
+    let (Some(open), Some(close)) = (after.find('('), after.find(')')) else { return Ok(()) };
+    if close < open {
+        return Ok(());
+    }
+    let dims = &after[open + 1..close];
+    let mut n: u64 = 1;
+    for d in dims.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let Ok(v) = d.parse::<u64>() else { continue };
+        n = n.checked_mul(v).ok_or_else(|| format!("header claims shape ({}), more data than any file holds", crate::limits::excerpt(dims.trim(), 80)))?;
+    }
     Ok(())
 }
 
@@ -250,6 +270,15 @@ mod tests {
         long.extend(20_000u32.to_le_bytes());
         long.extend(vec![b' '; 20_000]);
         assert!(err_of(&long).contains("header of 20000 bytes"));
+        // Found by the fuzzer: a shape whose entries' product overflows u64 (npyz multiplied
+        // them unchecked: a panic with overflow checks on, a wrapped count without). Before,
+        // the 3-D shape reached the rank check ("array has shape …") in a release build.
+        let mut overflow = header("<f8", false, "(0000000000000000000000000000060023182,7908188962817,    2)");
+        overflow.extend([0u8; 24]);
+        let msg = err_of(&overflow);
+        assert!(msg.contains("more data than any file holds"), "{msg}");
+        let fuzzed = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (0000000000000000000000000000060023182,7908188962817,    2), }             UMPY\x01\x00[\x006\xff\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x18";
+        assert!(err_of(fuzzed).contains("more data than any file holds"), "{}", err_of(fuzzed));
         let mut huge = header("<f8", false, "(1000000000000, 8)");
         huge.extend([0u8; 64]);
         assert!(err_of(&huge).contains("truncated"));
