@@ -56,6 +56,14 @@ impl ReplayBuffer {
         assert_eq!(x.len(), log_w.len() * self.dim);
         let d = self.dim;
         self.cdf = None;
+        // The whole capacity at once (the scene's limits bound it): growing by doubling would
+        // reallocate up to the cap, and on long runs the freed blocks fragment the heap.
+        if self.x.capacity() < self.capacity * d && !log_w.is_empty() {
+            let rows = self.capacity - self.len();
+            self.x.reserve_exact(rows * d);
+            self.a.reserve_exact(rows * d);
+            self.log_w.reserve_exact(rows);
+        }
         for ((xr, ar), &lw) in x.chunks(d).zip(a.chunks(d)).zip(log_w) {
             if self.len() < self.capacity {
                 self.x.extend_from_slice(xr);
@@ -184,6 +192,20 @@ mod tests {
         assert_eq!(ReplayBuffer::from_ordered(2, 3, x.clone(), a.clone(), w.clone()).ordered(), (x, a, w));
         b.set_capacity(2);
         assert_eq!(b.ordered().0, vec![3.0, 3.0, 4.0, 4.0]);
+    }
+
+    #[test]
+    fn storage_is_allocated_once() {
+        // Long runs must not reallocate the buffer as it fills (the soak's memory series).
+        let mut b = ReplayBuffer::new(3, 100);
+        b.push(&[0.0; 3], &[0.0; 3]);
+        let at = (b.x.as_ptr(), b.a.as_ptr(), b.log_w.as_ptr());
+        for _ in 0..250 {
+            b.push(&[1.0; 6], &[1.0; 6]);
+        }
+        assert_eq!(b.len(), 100);
+        assert_eq!((b.x.as_ptr(), b.a.as_ptr(), b.log_w.as_ptr()), at);
+        assert_eq!(b.x.capacity(), 300);
     }
 
     #[test]
