@@ -57,6 +57,29 @@ pub fn ema(points: &[[f64; 2]], alpha: f64) -> Vec<[f64; 2]> {
     out
 }
 
+/// Points a line keeps on screen: a plot is a few hundred pixels wide, so more only cost
+/// tessellation and upload every frame.
+pub const LINE_POINTS: usize = 1024;
+
+/// At most `buckets` × 2 points tracing a long series: for each of `buckets` runs of equal
+/// length, its lowest and highest point in the order they occur, so spikes stay visible. Once
+/// the series is longer than that, the count is constant, so the plot's vertex buffers keep
+/// their size while a run grows.
+pub fn envelope(points: &[[f64; 2]], buckets: usize) -> Vec<[f64; 2]> {
+    if buckets == 0 || points.len() <= 2 * buckets {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(2 * buckets);
+    for k in 0..buckets {
+        let run = &points[k * points.len() / buckets..(k + 1) * points.len() / buckets];
+        let lo = run.iter().enumerate().min_by(|a, b| a.1[1].total_cmp(&b.1[1])).map_or(0, |(i, _)| i);
+        let hi = run.iter().enumerate().max_by(|a, b| a.1[1].total_cmp(&b.1[1])).map_or(0, |(i, _)| i);
+        out.push(run[lo.min(hi)]);
+        out.push(run[lo.max(hi)]);
+    }
+    out
+}
+
 /// Shared bins for a sample set and its reference: the reference's range widened by half its
 /// width, so that a few very hot samples do not squash the picture (they fall in the end bins).
 /// `weight(i)` weighs sample value i (1 for raw histograms).
@@ -118,8 +141,8 @@ pub fn loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings)
         ui.checkbox(&mut settings.log_loss, "log scale").on_hover_text("Plot log₁₀ of the loss.");
     });
     let tr = |v: f64| if settings.log_loss { v.max(1e-12).log10() } else { v };
-    let raw: Vec<[f64; 2]> = data.losses.iter().map(|p| [p[0], tr(p[1])]).collect();
-    let smooth: Vec<[f64; 2]> = ema(&data.losses, settings.ema).into_iter().map(|p| [p[0], tr(p[1])]).collect();
+    let raw: Vec<[f64; 2]> = envelope(&data.losses, LINE_POINTS / 2).into_iter().map(|p| [p[0], tr(p[1])]).collect();
+    let smooth: Vec<[f64; 2]> = envelope(&ema(&data.losses, settings.ema), LINE_POINTS / 2).into_iter().map(|p| [p[0], tr(p[1])]).collect();
     let log = settings.log_loss;
     readable(Plot::new("loss"), false, log)
         .height(PLOT_HEIGHT)
@@ -446,7 +469,7 @@ pub fn fork_loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &PlotSettings
         .legend(Legend::default().position(Corner::RightTop))
         .show(ui, |p| {
             for (k, lane) in data.lanes.iter().enumerate().rev() {
-                let pts: Vec<[f64; 2]> = ema(&lane.losses, settings.ema).into_iter().map(|q| [q[0], tr(q[1])]).collect();
+                let pts: Vec<[f64; 2]> = envelope(&ema(&lane.losses, settings.ema), LINE_POINTS / 2).into_iter().map(|q| [q[0], tr(q[1])]).collect();
                 p.line(Line::new(branch(k), PlotPoints::from(pts)).color(lane_color(k)).width(if k == 0 { 2.5 } else { 1.5 }));
             }
             p.vline(VLine::new("fork", fork.step as f64).color(egui::Color32::from_gray(150)));
@@ -476,4 +499,26 @@ pub fn fork_metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &PlotSetti
 
 fn branch(k: usize) -> &'static str {
     ["branch A", "branch B", "branch C", "branch D"][k.min(3)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_a_constant_size_and_keeps_spikes() {
+        let short: Vec<[f64; 2]> = (0..100).map(|i| [i as f64, 1.0]).collect();
+        assert_eq!(envelope(&short, 64), short);
+        for n in [129, 1000, 4097, 20_000] {
+            let mut s: Vec<[f64; 2]> = (0..n).map(|i| [i as f64, (i as f64 * 0.1).sin()]).collect();
+            s[n / 3][1] = 50.0;
+            s[2 * n / 3][1] = -50.0;
+            let e = envelope(&s, 64);
+            assert_eq!(e.len(), 128, "n = {n}");
+            assert!(e.windows(2).all(|w| w[0][0] <= w[1][0]), "x stays in order");
+            assert!(e.contains(&s[n / 3]) && e.contains(&s[2 * n / 3]), "both spikes survive");
+            let bucket = (n / 64 + 1) as f64;
+            assert!(e[0][0] < bucket && e[127][0] >= n as f64 - bucket, "the whole run is covered");
+        }
+    }
 }
