@@ -80,6 +80,11 @@ pub fn envelope(points: &[[f64; 2]], buckets: usize) -> Vec<[f64; 2]> {
     out
 }
 
+/// A loss series as a line draws it: its envelope, with `tr` (log or not) applied to the loss.
+fn loss_line(points: &[[f64; 2]], tr: impl Fn(f64) -> f64) -> Vec<[f64; 2]> {
+    envelope(points, LINE_POINTS / 2).into_iter().map(|p| [p[0], tr(p[1])]).collect()
+}
+
 /// Shared bins for a sample set and its reference: the reference's range widened by half its
 /// width, so that a few very hot samples do not squash the picture (they fall in the end bins).
 /// `weight(i)` weighs sample value i (1 for raw histograms).
@@ -141,8 +146,8 @@ pub fn loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings)
         ui.checkbox(&mut settings.log_loss, "log scale").on_hover_text("Plot log₁₀ of the loss.");
     });
     let tr = |v: f64| if settings.log_loss { v.max(1e-12).log10() } else { v };
-    let raw: Vec<[f64; 2]> = envelope(&data.losses, LINE_POINTS / 2).into_iter().map(|p| [p[0], tr(p[1])]).collect();
-    let smooth: Vec<[f64; 2]> = envelope(&ema(&data.losses, settings.ema), LINE_POINTS / 2).into_iter().map(|p| [p[0], tr(p[1])]).collect();
+    let raw: Vec<[f64; 2]> = loss_line(&data.losses, tr);
+    let smooth: Vec<[f64; 2]> = loss_line(&ema(&data.losses, settings.ema), tr);
     let log = settings.log_loss;
     readable(Plot::new("loss"), false, log)
         .height(PLOT_HEIGHT)
@@ -469,7 +474,7 @@ pub fn fork_loss_plot(ui: &mut egui::Ui, data: &RunData, settings: &PlotSettings
         .legend(Legend::default().position(Corner::RightTop))
         .show(ui, |p| {
             for (k, lane) in data.lanes.iter().enumerate().rev() {
-                let pts: Vec<[f64; 2]> = envelope(&ema(&lane.losses, settings.ema), LINE_POINTS / 2).into_iter().map(|q| [q[0], tr(q[1])]).collect();
+                let pts: Vec<[f64; 2]> = loss_line(&ema(&lane.losses, settings.ema), tr);
                 p.line(Line::new(branch(k), PlotPoints::from(pts)).color(lane_color(k)).width(if k == 0 { 2.5 } else { 1.5 }));
             }
             p.vline(VLine::new("fork", fork.step as f64).color(egui::Color32::from_gray(150)));
