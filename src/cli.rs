@@ -60,6 +60,12 @@ pub enum Command {
     Sample(SampleArgs),
     /// Race sampler kinds on one scene to the same budget: compare.csv, summary.json, compare.png.
     Compare(CompareArgs),
+    /// What a scene will run: its system, sampler kind, hyperparameters (value, range, live or
+    /// needing a reset) and the metrics it reports.
+    Info {
+        /// Scene file (or a run folder's scene.ron).
+        scene: PathBuf,
+    },
     /// Sample-quality metrics of samples against reference samples.
     Eval {
         /// Scene file naming the system (and the default reference file).

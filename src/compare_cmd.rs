@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy};
-use boltzmann_studio::run::{EvalPolicy, Evaluator, Run, log_budgets};
+use boltzmann_studio::run::{Budget, EvalPolicy, Evaluator, Outcome, Run, log_budgets};
 use boltzmann_studio::sampler::{self, SampleOptions, SamplerKind};
 use boltzmann_studio::scene::Scene;
 use boltzmann_studio::cli::CompareArgs;
@@ -79,14 +79,11 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     if let Some(k) = kinds.iter().find(|k| !seen.insert(**k)) {
         bail!("--kinds: '{}' is named twice", k.name());
     }
-    enum Budget {
-        Seconds(f64),
-        Evals(u64),
-    }
+    // Minutes of training time (inside the sampler), so that evaluations cost no kind its turn.
     let budget = match (args.minutes, args.evals) {
-        (Some(m), _) if m > 0.0 && m.is_finite() => Budget::Seconds(m * 60.0),
+        (Some(m), _) if m > 0.0 && m.is_finite() => Budget::TrainingSeconds(m * 60.0),
         (Some(m), _) => bail!("--minutes must be a positive number (got {m})"),
-        (None, Some(n)) if n > 0 => Budget::Evals(n as u64),
+        (None, Some(n)) if n > 0 => Budget::EnergyEvals(n as u64),
         (None, Some(n)) => bail!("--evals must be at least 1 (got {n})"),
         (None, None) => bail!("say how long each kind runs: --minutes M or --evals N"),
     };
@@ -117,12 +114,10 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let mut curves: Vec<(SamplerKind, Vec<Point>)> = Vec::new();
     let mut summaries = Vec::new();
     for (kind, path, scene) in &runs {
-        let sampler = sampler::build(scene).with_context(|| format!("{} ({})", path.display(), kind.name()))?;
+        let sampler = scene.build_sampler().with_context(|| format!("{} ({})", path.display(), kind.name()))?;
         let mut run = Run::new(sampler, Some(Evaluator::new(curve.reference(), layout, curve.len(), 0)?), EvalPolicy::AtEnergyEvals(budgets.clone()), false, 1);
-        let (len, unit) = match budget {
-            Budget::Seconds(s) => (s.ceil() as u64, "s"),
-            Budget::Evals(n) => (n, "evals"),
-        };
+        let start = run.counters().clone();
+        let (_, len, unit) = budget.progress(&start, &start, Duration::ZERO);
         let bar = ProgressBar::new(len);
         bar.set_style(
             ProgressStyle::with_template(&format!("{{prefix:>10}} [{{bar:25}}] {{pos}}/{{len}} {unit}  {{msg}}"))
@@ -133,36 +128,26 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         let mut points = Vec::new();
         let started = Instant::now();
         let mut last_draw = Instant::now();
-        loop {
-            let c = run.counters();
-            let done = match budget {
-                Budget::Seconds(s) => c.wall_seconds >= s,
-                Budget::Evals(n) => c.energy_evals >= n,
-            };
-            if done {
-                break;
-            }
-            let tick = run.tick().with_context(|| format!("{} stopped", kind.label()))?;
-            if tick.diverged {
-                bail!("{} diverged: {} gradient steps in a row were non-finite; lower its learning rate", kind.label(), run.skipped_in_a_row());
-            }
-            if let Some(e) = tick.evaluation {
-                let p = point(&format!("{}", points.len()), &e.counters, &e.metrics, e.ess);
-                csv.text_row(&row(*kind, &p))?;
-                bar.set_message(format!("E-W2 {:.3} at {} evals{}", p.energy_w2, p.energy_evals, run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default()));
-                points.push(p);
-            }
-            if last_draw.elapsed() > Duration::from_millis(300) {
-                let c = run.counters();
-                bar.set_position(match budget {
-                    Budget::Seconds(_) => c.wall_seconds as u64,
-                    Budget::Evals(_) => c.energy_evals.min(len),
-                });
-                last_draw = Instant::now();
-            }
+        let outcome = run
+            .drive(budget, &|| false, &mut |run, tick| {
+                if let Some(e) = tick.evaluation {
+                    let p = point(&format!("{}", points.len()), &e.counters, &e.metrics, e.ess);
+                    csv.text_row(&row(*kind, &p))?;
+                    bar.set_message(format!("E-W2 {:.3} at {} evals{}", p.energy_w2, p.energy_evals, run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default()));
+                    points.push(p);
+                }
+                if last_draw.elapsed() > Duration::from_millis(300) {
+                    bar.set_position(budget.progress(run.counters(), &start, started.elapsed()).0);
+                    last_draw = Instant::now();
+                }
+                Ok(())
+            })
+            .with_context(|| format!("{} stopped", kind.label()))?;
+        if outcome == Outcome::Diverged {
+            bail!("{} diverged: {} gradient steps in a row were non-finite; lower its learning rate", kind.label(), run.skipped_in_a_row());
         }
         bar.set_message(format!("drawing {} final samples", args.samples));
-        let s = run.sampler.sample(args.samples, SampleOptions { trajectory: false, weights: true, fill: true })?;
+        let s = run.sampler.sample(args.samples, SampleOptions { weights: true, fill: true, ..SampleOptions::default() })?;
         bar.set_message("timing further samples");
         let (draw_evals, draw_seconds) = run.sampler.draw_cost(1000)?;
         write_npy(&args.out.join(format!("{}.npy", kind.name())), &Matrix::new(args.samples, layout.dim(), s.x.clone()))?;
@@ -195,11 +180,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
             first_below_2x_best: None,
             seconds_per_1000_samples: draw_seconds,
             energy_evals_per_1000_samples: draw_evals,
-            note: match kind {
-                SamplerKind::Mcmc => "samples are chain states: correlated in time and across the tempering ladder",
-                SamplerKind::Adjoint => "raw samples (not importance-resampled)",
-                _ => "raw samples",
-            },
+            note: kind.info().samples_note,
         });
         curves.push((*kind, points));
     }
@@ -219,8 +200,9 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let summary = Summary {
         scene: args.scene.display().to_string(),
         budget: match budget {
-            Budget::Seconds(s) => format!("{} minutes of training per kind", s / 60.0),
-            Budget::Evals(n) => format!("{n} energy evaluations per kind"),
+            Budget::TrainingSeconds(s) => format!("{} minutes of training per kind", s / 60.0),
+            Budget::EnergyEvals(n) => format!("{n} energy evaluations per kind"),
+            other => format!("{other:?} per kind"),
         },
         threads: rayon::current_num_threads(),
         reference: reference_path.display().to_string(),

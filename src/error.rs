@@ -37,7 +37,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A message as shown: parsers quote the input they stopped at, and a 5 MB identifier must not
 /// become a 5 MB line.
 fn quote(message: &str) -> String {
-    crate::limits::excerpt(message, 500)
+    excerpt(message, 500)
 }
 
 /// A candle error as one line: with RUST_BACKTRACE set, candle appends a backtrace of thirty
@@ -48,5 +48,16 @@ pub fn short(e: &candle_core::Error) -> String {
         e = inner;
     }
     let text = e.to_string();
-    crate::limits::excerpt(text.lines().next().unwrap_or(""), 300)
+    excerpt(text.lines().next().unwrap_or(""), 300)
+}
+
+/// At most `max` characters of `text`, with "…" and the full length when it was cut: error
+/// messages quote the input, and a 5 MB identifier must not become a 5 MB line.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max).collect();
+    format!("{head}… ({n} characters)")
 }

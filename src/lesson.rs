@@ -6,12 +6,13 @@
 //! Everything is checked when the file is read, and errors name the file, line and column, like
 //! scenes: a typo in a panel's name, a condition that does not parse, a scene that cannot be read.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sampler::{LiveHyper, SamplerKind};
+use crate::sampler::{self, SamplerConfig, SamplerKind};
 use crate::scene::Scene;
 use crate::view::ViewEdit;
 use crate::{Error, Result};
@@ -81,59 +82,63 @@ pub struct Setup {
     pub speed: Option<u64>,
 }
 
-/// Live hyperparameters a step changes; the rest stay as they are.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HyperEdit {
-    pub learning_rate: Option<f64>,
-    pub batch_size: Option<usize>,
-    pub new_samples: Option<usize>,
-    pub train_steps: Option<usize>,
-    pub grad_clip: Option<f64>,
-    pub sde_steps: Option<usize>,
-    pub sample_steps: Option<usize>,
-    pub mc_samples: Option<usize>,
+/// Live hyperparameters a step changes, by row key (`hyper: (learning_rate: 3e-4)`); the rest
+/// stay as they are. Keys are those of the registered kinds' rows ([`sampler::hyper::all_keys`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(transparent)]
+pub struct HyperEdit(pub BTreeMap<String, f64>);
+
+impl<'de> Deserialize<'de> for HyperEdit {
+    /// Read as a struct (the lesson's `(key: value)`), so that an unknown key is an error that
+    /// lists the known ones.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HyperEdit;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("hyperparameters as (key: value, ...)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<HyperEdit, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = m.next_key::<String>()? {
+                    if sampler::hyper::any_row(&key).is_none() {
+                        return Err(serde::de::Error::custom(format!("unknown hyperparameter `{key}` (known: {})", sampler::hyper::all_keys().join(", "))));
+                    }
+                    out.insert(key, m.next_value::<f64>()?);
+                }
+                Ok(HyperEdit(out))
+            }
+        }
+        d.deserialize_struct("HyperEdit", &[], V)
+    }
 }
 
 impl HyperEdit {
     pub fn is_empty(&self) -> bool {
-        *self == HyperEdit::default()
+        self.0.is_empty()
     }
 
-    pub fn apply(&self, h: &mut LiveHyper) {
-        let HyperEdit { learning_rate, batch_size, new_samples, train_steps, grad_clip, sde_steps, sample_steps, mc_samples } = self.clone();
-        h.learning_rate = learning_rate.unwrap_or(h.learning_rate);
-        h.batch_size = batch_size.unwrap_or(h.batch_size);
-        h.new_samples = new_samples.unwrap_or(h.new_samples);
-        h.train_steps = train_steps.unwrap_or(h.train_steps);
-        h.grad_clip = grad_clip.unwrap_or(h.grad_clip);
-        h.sde_steps = sde_steps.unwrap_or(h.sde_steps);
-        h.sample_steps = sample_steps.or(h.sample_steps);
-        h.mc_samples = mc_samples.unwrap_or(h.mc_samples);
-    }
-
-    fn validate(&self) -> std::result::Result<(), (String, String)> {
-        use crate::limits::*;
-        // The bounds of the scene fields these edit (the memory they would cost depends on the
-        // step's system, and is named when the edit reaches the run).
-        for (name, v, max) in [
-            ("batch_size", self.batch_size, MAX_BATCH),
-            ("new_samples", self.new_samples, MAX_BATCH),
-            ("train_steps", self.train_steps, MAX_ITERATION_STEPS),
-            ("sde_steps", self.sde_steps, MAX_SDE_STEPS),
-            ("sample_steps", self.sample_steps, MAX_SDE_STEPS),
-            ("mc_samples", self.mc_samples, MAX_MC_SAMPLES),
-        ] {
-            if let Some(v) = v {
-                count_usize(v, max, 0).map_err(|m| (format!("hyper.{name}"), m))?;
+    /// Writes the edits into a sampler's settings.
+    pub fn apply(&self, c: &mut SamplerConfig) {
+        for (key, &value) in &self.0 {
+            if let Some(r) = sampler::hyper::any_row(key) {
+                (r.set)(c, value);
             }
         }
-        for (name, v) in [("learning_rate", self.learning_rate), ("grad_clip", self.grad_clip)] {
-            if let Some(v) = v {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err((format!("hyper.{name}"), format!("must be a positive number (got {v})")));
-                }
-            }
+    }
+
+    /// The edits the kind `kind` has rows for, as a live edit sends them.
+    pub fn changes_for(&self, kind: SamplerKind) -> Vec<(String, f64)> {
+        let rows = kind.rows();
+        self.0.iter().filter(|(k, _)| sampler::hyper::row(&rows, k).is_some()).map(|(k, &v)| (k.clone(), v)).collect()
+    }
+
+    /// Each value against its row's bound (the memory a count would cost depends on the step's
+    /// system, and is checked when the edit reaches the run).
+    fn validate(&self) -> std::result::Result<(), (String, String)> {
+        for (key, &v) in &self.0 {
+            let r = sampler::hyper::any_row(key).ok_or_else(|| (format!("hyper.{key}"), "is not a hyperparameter".to_string()))?;
+            r.check(v, 0, &SamplerConfig::default()).map_err(|m| (format!("hyper.{key}"), m))?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 pub mod energy;
 pub mod error;
 pub mod field;
+pub mod info;
 pub mod io;
 pub mod lesson;
 pub mod limits;
@@ -18,6 +19,7 @@ pub mod run;
 pub mod sampler;
 pub mod scene;
 pub mod sde;
+pub mod types;
 pub mod session;
 pub mod view;
 pub mod worker;

@@ -120,16 +120,7 @@ pub fn read_text(path: &Path, max: u64) -> Result<String> {
     })
 }
 
-/// At most `max` characters of `text`, with "…" and the full length when it was cut: error
-/// messages quote the input, and a 5 MB identifier must not become a 5 MB line.
-pub fn excerpt(text: &str, max: usize) -> String {
-    let n = text.chars().count();
-    if n <= max {
-        return text.to_string();
-    }
-    let head: String = text.chars().take(max).collect();
-    format!("{head}… ({n} characters)")
-}
+pub use crate::error::excerpt;
 
 #[cfg(test)]
 mod tests {

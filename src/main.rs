@@ -134,6 +134,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Train(args)) => train_cmd::train(args),
         Some(Command::Sample(args)) => train_cmd::sample(args),
         Some(Command::Compare(args)) => compare_cmd::compare(args),
+        Some(Command::Info { scene }) => {
+            print!("{}", boltzmann_studio::info::describe(&Scene::load(&scene)?));
+            Ok(())
+        }
         Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),
         Some(Command::Reference { scene, n, out, seed, mcmc }) => reference_cmd(&scene, n, &out, seed, mcmc),
         Some(Command::Eval { scene, samples, reference, n, seed, json, skip_eq, bins }) => {
@@ -283,9 +287,9 @@ fn grid_reference(energy: &dyn boltzmann_studio::energy::Energy, n: usize, out: 
     );
     println!("mean E/kT {:.4} (grid)   {:.4} kcal/mol", grid.mean_energy(), grid.mean_energy() * mol.kt_kcal());
     let names = mol.torsion_names();
-    let exact: Vec<(String, f64)> = boltzmann_studio::molecule::metrics::region_labels(&names)
+    let exact: Vec<(String, f64)> = boltzmann_studio::metrics::torsions::region_labels(&names)
         .into_iter()
-        .map(|label| (label.to_string(), grid.probability(|t| boltzmann_studio::molecule::metrics::region(t, &names) == label)))
+        .map(|label| (label.to_string(), grid.probability(|t| boltzmann_studio::metrics::torsions::region(t, &names) == label)))
         .collect();
     print_populations(&names, &m, Some(&exact));
     Ok(())
@@ -294,7 +298,7 @@ fn grid_reference(energy: &dyn boltzmann_studio::energy::Energy, n: usize, out: 
 /// Region populations of torsion samples, beside exact ones when given.
 fn print_populations(names: &[String], samples: &Matrix, exact: Option<&[(String, f64)]>) {
     let x: Vec<f64> = samples.data.iter().map(|&v| v as f64).collect();
-    let pops = boltzmann_studio::molecule::metrics::populations(&x, samples.cols, names);
+    let pops = boltzmann_studio::metrics::torsions::populations(&x, samples.cols, names);
     for (i, (label, p)) in pops.iter().enumerate() {
         match exact {
             Some(e) => println!("{label:<13} exact {:.4}   samples {p:.4}", e[i].1),
@@ -364,7 +368,7 @@ fn eval_cmd(
 /// Torsion-space metrics (molecules.md §4): histograms on every sample of both sets; E-W2 (in kT)
 /// and torus-W2 on `n` of each, drawn without replacement.
 fn molecule_eval(scene: &Scene, a: &Matrix, b: &Matrix, n: usize, seed: u64, json: bool, bins: usize) -> anyhow::Result<()> {
-    use boltzmann_studio::molecule::metrics as tm;
+    use boltzmann_studio::metrics::torsions as tm;
     let energy = scene.energy();
     let mol = energy.molecule().context("a torsion system is a molecule")?;
     let names = mol.torsion_names();

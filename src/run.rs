@@ -11,8 +11,64 @@ use crate::energy::{Energy, Layout};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::metrics::{self, MetricSet, Which};
-use crate::sampler::adjoint::DIVERGED_AFTER;
 use crate::sampler::{Advance, Batch, Counters, SampleOptions, Sampler, Samples};
+
+/// Consecutive skipped (non-finite) gradient steps after which a run counts as diverged, for
+/// every kind.
+pub const DIVERGED_AFTER: u64 = 50;
+
+/// How long a run goes on: one type for `train` (`--minutes`: wall time, `--steps`), `compare`
+/// (`--minutes`: training time, `--evals`) and the app's scripted screenshot (`--after-steps`,
+/// `--after-evals`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// Seconds of wall-clock time since the loop started (evaluations and checkpoints included).
+    WallSeconds(f64),
+    /// Seconds spent inside the sampler's training calls, in all (a resumed run's included): the
+    /// fair clock of a race, which evaluations do not advance.
+    TrainingSeconds(f64),
+    /// Gradient steps in all (a resumed run's included).
+    GradientSteps(u64),
+    /// Energy evaluations charged to the run, in all.
+    EnergyEvals(u64),
+}
+
+impl Budget {
+    /// Whether a run with counters `c`, `wall` after the loop started, has used the budget up.
+    pub fn reached(&self, c: &Counters, wall: std::time::Duration) -> bool {
+        match *self {
+            Budget::WallSeconds(s) => wall.as_secs_f64() >= s,
+            Budget::TrainingSeconds(s) => c.wall_seconds >= s,
+            Budget::GradientSteps(n) => c.gradient_steps >= n,
+            Budget::EnergyEvals(n) => c.energy_evals >= n,
+        }
+    }
+
+    /// For a progress bar: (done, total, unit), counted from the counters `start` the loop began
+    /// with (a resumed run's bar starts empty).
+    pub fn progress(&self, c: &Counters, start: &Counters, wall: std::time::Duration) -> (u64, u64, &'static str) {
+        let (done, total, unit) = match *self {
+            Budget::WallSeconds(s) => (wall.as_secs_f64(), s, "s"),
+            Budget::TrainingSeconds(s) => (c.wall_seconds - start.wall_seconds, s - start.wall_seconds, "s"),
+            Budget::GradientSteps(n) => (c.gradient_steps as f64 - start.gradient_steps as f64, n as f64 - start.gradient_steps as f64, "steps"),
+            Budget::EnergyEvals(n) => (c.energy_evals as f64 - start.energy_evals as f64, n as f64 - start.energy_evals as f64, "evals"),
+        };
+        let total = total.max(0.0);
+        (done.clamp(0.0, total) as u64, total.ceil() as u64, unit)
+    }
+}
+
+/// Why [`Run::drive`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The budget is used up.
+    Reached,
+    /// `stop` said so (Ctrl-C, a closing window).
+    Stopped,
+    /// [`DIVERGED_AFTER`] gradient steps in a row were non-finite: the weights are the last good
+    /// ones, and going on would make no progress. The caller saves or reports; the loop stops.
+    Diverged,
+}
 
 /// A full evaluation: `n` fresh samples against the reference subset.
 #[derive(Debug, Clone)]
@@ -101,7 +157,7 @@ impl Evaluator {
 
     /// Draws as many samples as the reference subset has and judges them (eq-W2 as asked).
     pub fn evaluate(&self, sampler: &mut dyn Sampler, with_eq: bool) -> Result<Evaluation> {
-        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true, fill: false })?;
+        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true, ..SampleOptions::default() })?;
         let (metrics, _) = self.judge(sampler.energy(), &s.x, &s.energies, self.which(with_eq))?;
         let ess = s.log_weights.as_deref().map(metrics::ess);
         Ok(Evaluation { metrics, ess, samples: s, counters: sampler.counters().clone() })
@@ -200,6 +256,27 @@ impl Run {
         Ok(tick)
     }
 
+    /// Ticks until `budget` is used up, `stop()` holds or the run diverges, handing every tick to
+    /// `observe` (progress bars, metrics logs, checkpoints after evaluations, snapshots): the one
+    /// loop of `train` and `compare`, with one divergence policy.
+    pub fn drive(&mut self, budget: Budget, stop: &dyn Fn() -> bool, observe: &mut dyn FnMut(&mut Run, Tick) -> Result<()>) -> Result<Outcome> {
+        let started = std::time::Instant::now();
+        loop {
+            if budget.reached(self.counters(), started.elapsed()) {
+                return Ok(Outcome::Reached);
+            }
+            if stop() {
+                return Ok(Outcome::Stopped);
+            }
+            let tick = self.tick()?;
+            let diverged = tick.diverged;
+            observe(self, tick)?;
+            if diverged {
+                return Ok(Outcome::Diverged);
+            }
+        }
+    }
+
     /// A full evaluation now (eq-W2 left out: its alignments of thousands of pairs take
     /// minutes; `eval` computes it).
     pub fn evaluate(&mut self) -> Result<Option<Evaluation>> {
@@ -251,6 +328,130 @@ pub fn log_budgets(lo: f64, hi: f64, per_decade: usize) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::energy::DoubleWell2d;
+    use crate::sampler::{SamplerConfig, SamplerKind};
+
+    /// A sampler that only counts: each unit is one gradient step of 10 energy evaluations and
+    /// 0.25 s of training time (exact in binary, so sums compare exactly); 5 steps an
+    /// iteration. A diverging one skips every step.
+    struct Counting {
+        counters: Counters,
+        config: SamplerConfig,
+        energy: DoubleWell2d,
+        diverge: bool,
+    }
+
+    impl Counting {
+        fn boxed(diverge: bool) -> Box<dyn Sampler> {
+            Box::new(Counting { counters: Counters::default(), config: SamplerConfig::default(), energy: DoubleWell2d::default(), diverge })
+        }
+    }
+
+    impl Sampler for Counting {
+        fn kind(&self) -> SamplerKind {
+            SamplerKind::default()
+        }
+        fn energy(&self) -> &dyn Energy {
+            &self.energy
+        }
+        fn advance(&mut self) -> Result<Advance> {
+            let c = &mut self.counters;
+            c.energy_evals += 10;
+            c.wall_seconds += 0.25;
+            let mut a = Advance::default();
+            if self.diverge {
+                c.skipped_steps += 1;
+                a.skipped = 1;
+            } else {
+                c.gradient_steps += 1;
+                a.losses.push(1.0);
+                if c.gradient_steps % 5 == 0 {
+                    c.outer_iterations += 1;
+                    a.iteration_done = true;
+                }
+            }
+            Ok(a)
+        }
+        fn sample(&mut self, n: usize, _: SampleOptions) -> Result<Samples> {
+            let x = vec![0.5f32; 2 * n];
+            let energies = self.energy.batch_energy(&x);
+            Ok(Samples { x, energies, trajectory: None, log_weights: None })
+        }
+        fn config(&self) -> &SamplerConfig {
+            &self.config
+        }
+        fn set_hyper(&mut self, _: &str, _: f64) -> Result<()> {
+            Ok(())
+        }
+        fn counters(&self) -> &Counters {
+            &self.counters
+        }
+        fn save(&self, _: &std::path::Path) -> Result<()> {
+            Ok(())
+        }
+        fn load(&mut self, _: &std::path::Path) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn evaluator() -> Evaluator {
+        Evaluator::new(&Matrix::new(4, 2, vec![0.0; 8]), DoubleWell2d::default().layout(), 4, 0).unwrap()
+    }
+
+    fn drive(budget: Budget, policy: EvalPolicy, diverge: bool) -> (Outcome, Counters, Vec<Counters>) {
+        let mut run = Run::new(Counting::boxed(diverge), Some(evaluator()), policy, false, 1);
+        let mut evaluations = Vec::new();
+        let outcome = run
+            .drive(budget, &|| false, &mut |_, tick| {
+                evaluations.extend(tick.evaluation.map(|e| e.counters));
+                Ok(())
+            })
+            .unwrap();
+        (outcome, run.counters().clone(), evaluations)
+    }
+
+    #[test]
+    fn each_budget_stops_at_the_first_unit_that_reaches_it() {
+        let (o, c, _) = drive(Budget::GradientSteps(12), EvalPolicy::Never, false);
+        assert_eq!((o, c.gradient_steps), (Outcome::Reached, 12));
+        // 10 evaluations a unit: 95 is passed at 100.
+        let (o, c, _) = drive(Budget::EnergyEvals(95), EvalPolicy::Never, false);
+        assert_eq!((o, c.energy_evals), (Outcome::Reached, 100));
+        let (o, c, _) = drive(Budget::TrainingSeconds(1.0), EvalPolicy::Never, false);
+        assert_eq!((o, c.gradient_steps), (Outcome::Reached, 4));
+        let (o, c, _) = drive(Budget::WallSeconds(0.0), EvalPolicy::Never, false);
+        assert_eq!((o, c.gradient_steps), (Outcome::Reached, 0));
+        // A stop request ends the loop before the next unit.
+        let mut run = Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1);
+        let o = run.drive(Budget::GradientSteps(100), &|| true, &mut |_, _| Ok(())).unwrap();
+        assert_eq!((o, run.counters().gradient_steps), (Outcome::Stopped, 0));
+    }
+
+    #[test]
+    fn a_run_of_non_finite_steps_is_diverged_after_the_limit() {
+        let (o, c, _) = drive(Budget::GradientSteps(1), EvalPolicy::Never, true);
+        assert_eq!((o, c.skipped_steps, c.gradient_steps), (Outcome::Diverged, DIVERGED_AFTER, 0));
+    }
+
+    #[test]
+    fn evaluations_fall_at_their_points() {
+        // Budgets 25 and 50 energy evaluations: the first units at or past them (30, 50); 1000 is
+        // never reached.
+        let (_, _, e) = drive(Budget::GradientSteps(10), EvalPolicy::AtEnergyEvals(vec![25, 50, 1000]), false);
+        assert_eq!(e.iter().map(|c| c.energy_evals).collect::<Vec<_>>(), [30, 50]);
+        // Every second iteration of 5 steps: steps 10 and 20.
+        let (_, _, e) = drive(Budget::GradientSteps(20), EvalPolicy::EveryIterations(2), false);
+        assert_eq!(e.iter().map(|c| c.gradient_steps).collect::<Vec<_>>(), [10, 20]);
+    }
+
+    #[test]
+    fn progress_counts_from_where_the_loop_began() {
+        let start = Counters { gradient_steps: 100, energy_evals: 1000, ..Counters::default() };
+        let now = Counters { gradient_steps: 150, energy_evals: 1500, ..Counters::default() };
+        assert_eq!(Budget::GradientSteps(200).progress(&now, &start, std::time::Duration::ZERO), (50, 100, "steps"));
+        assert_eq!(Budget::EnergyEvals(1200).progress(&now, &start, std::time::Duration::ZERO), (200, 200, "evals"));
+        assert_eq!(Budget::WallSeconds(60.0).progress(&now, &start, std::time::Duration::from_secs(90)), (60, 60, "s"));
+    }
 
     #[test]
     fn budgets_are_log_spaced_and_distinct() {

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::energy::{DoubleWell, DoubleWell2d, Energy, Gmm40, LennardJones, MuellerBrown};
 use crate::error::{Error, Result};
 use crate::molecule::{AmberMolecule, Butane, LoadError, TorsionSpec};
-use crate::sampler::asbs::AsbsConfig;
-use crate::sampler::idem::IdemConfig;
+pub use crate::nn::{NetworkConfig, NetworkKind, NetworkOutput};
+pub use crate::sampler::SamplerConfig;
+use crate::sampler::SamplerKind;
 use crate::sampler::mcmc::McmcConfig;
-use crate::sampler::{LiveHyper, SamplerKind};
 
 /// A whole scene: the system and everything needed to train, evaluate and show a sampler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +25,9 @@ pub struct Scene {
     pub description: String,
     /// The physical system, i.e. the energy.
     pub system: System,
-    /// Which sampler, and its hyperparameters.
+    /// Which sampler, and its hyperparameters (each kind's own section read through the
+    /// registry).
+    #[serde(deserialize_with = "crate::sampler::config::read", serialize_with = "crate::sampler::config::write")]
     pub sampler: SamplerConfig,
     /// The control network.
     pub network: NetworkConfig,
@@ -156,138 +158,6 @@ impl System {
     pub fn is_molecule(&self) -> bool {
         matches!(self, System::Molecule(_) | System::Butane { .. })
     }
-}
-
-/// The sampler kind and its hyperparameters. The shared fields are those of Adjoint Sampling
-/// (science.md §2; defaults are the reference code's LJ-13), which ASBS and iDEM read too; each
-/// kind's own settings sit in its section (`asbs`, `idem`, `mcmc`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SamplerConfig {
-    /// Adjoint, Asbs, Idem or Mcmc.
-    pub kind: SamplerKind,
-    /// Where networks run: "cpu" (fused kernels), "cuda" or "cuda:N" (a `cuda` build).
-    pub device: String,
-    /// Smallest noise scale σ_min (reached at t = 1).
-    pub sigma_min: f64,
-    /// Largest noise scale σ_max (at t = 0). It should cover the system: simulated end points
-    /// more than 20·σ_max from the origin are taken as blown up and kept out of the buffer.
-    pub sigma_max: f64,
-    /// Euler–Maruyama steps from t = 0 to 1 when simulating training samples.
-    pub sde_steps: usize,
-    /// Euler–Maruyama steps when drawing samples to look at or judge (`sample`, evaluations,
-    /// the app's sample view); `None`: as `sde_steps`. Training can simulate coarsely and
-    /// sampling finely, as the reference code's separate train and eval step counts do.
-    pub sample_steps: Option<usize>,
-    /// Training batch size (buffer draws per Adam step).
-    pub batch_size: usize,
-    /// New samples simulated per outer iteration.
-    pub new_samples: usize,
-    /// Replay buffer capacity (FIFO).
-    pub buffer_size: usize,
-    /// Adam steps per outer iteration.
-    pub train_steps: usize,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Per-particle clip on ‖∇E‖ (in the sampler's coordinates, see `scale`).
-    pub grad_clip: f64,
-    /// The sampler works in coordinates x / scale; σ_min and σ_max are in those units. GMM-40's
-    /// modes span ±40, so the reference code samples x / 50 with σ_max = 1.
-    pub scale: f64,
-    /// Decay of an exponential moving average of the weights used for simulating (0 = off, the
-    /// reference code's choice). It smooths Adam's step-to-step noise out of the samples.
-    pub ema: f64,
-    /// Adjoint Sampling: whether the buffer's training simulations use the weight average too
-    /// (the default) or the current weights; `false` averages only what is shown and judged,
-    /// which smooths the final model without slowing the feedback of training.
-    pub ema_in_training: bool,
-    /// Euler grid t_k = (k/N)^time_warp (1: uniform, the reference code's). The geometric
-    /// schedule adds most of its variance early (ν(0.1) ≈ 0.65 ν(1) for σ_max/σ_min = 200),
-    /// where the modes are chosen; a warp above 1 spends more of the steps there.
-    pub time_warp: f64,
-    /// Adjoint Sampling: draw training pairs from the replay buffer in proportion to their paths'
-    /// importance weights (truncated), instead of uniformly. The regression then targets the
-    /// optimal control's reciprocal process rather than the current model's, which fixes the
-    /// relative weights of modes that the plain fixed-point iteration corrects only slowly.
-    pub reweight_buffer: bool,
-    /// Seed of every random draw of a run.
-    pub seed: u64,
-    /// ASBS: prior, stage lengths.
-    pub asbs: AsbsConfig,
-    /// iDEM: Monte-Carlo score target.
-    pub idem: IdemConfig,
-    /// MCMC as a sampler kind: chains, tempering ladder, burn-in (same settings as `reference.mcmc`).
-    pub mcmc: McmcConfig,
-}
-
-impl Default for SamplerConfig {
-    fn default() -> Self {
-        Self {
-            kind: SamplerKind::Adjoint,
-            device: "cpu".into(),
-            sigma_min: 1e-3,
-            sigma_max: 2.0,
-            sde_steps: 1000,
-            sample_steps: None,
-            batch_size: 512,
-            new_samples: 512,
-            buffer_size: 10_000,
-            train_steps: 100,
-            learning_rate: 1e-4,
-            grad_clip: 100.0,
-            scale: 1.0,
-            ema: 0.0,
-            ema_in_training: true,
-            time_warp: 1.0,
-            reweight_buffer: false,
-            seed: 0,
-            asbs: AsbsConfig::default(),
-            idem: IdemConfig::default(),
-            mcmc: McmcConfig::default(),
-        }
-    }
-}
-
-/// Which network parametrises the control, and its size.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NetworkConfig {
-    pub kind: NetworkKind,
-    /// Message-passing layers (EGNN) or hidden layers (MLP).
-    pub layers: usize,
-    /// Width of the hidden features.
-    pub hidden: usize,
-    /// What the network's output stands for (the drift is σ(t)² s either way).
-    pub output: NetworkOutput,
-}
-
-impl Default for NetworkConfig {
-    fn default() -> Self {
-        Self { kind: NetworkKind::Egnn, layers: 5, hidden: 128, output: NetworkOutput::Score }
-    }
-}
-
-/// How the network's output becomes the score-like field s of the drift σ(t)² s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum NetworkOutput {
-    /// The network outputs s itself.
-    #[default]
-    Score,
-    /// The network outputs the control u = σ(t) s (the reference code's "AM SDE"), so s = out/σ(t):
-    /// s may grow like 1/σ(t) late in the SDE, where restoring drifts must be strong, while the
-    /// network's own output stays of order one.
-    Control,
-}
-
-/// Network families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NetworkKind {
-    /// E(3)- and permutation-equivariant graph network, for particle systems.
-    Egnn,
-    /// Multilayer perceptron with a time embedding, for GMM-40.
-    Mlp,
-    /// The same MLP fed cos θ and sin θ of every angle: periodic, for a molecule's torsions.
-    TorusMlp,
 }
 
 /// When to measure sample quality during training.
@@ -439,8 +309,13 @@ impl Scene {
         }
         let mut s = self.clone();
         s.sampler.kind = kind;
-        crate::sampler::check_system(&s)?;
+        crate::sampler::check_system(kind, s.energy().as_ref())?;
         Ok((path.to_path_buf(), s))
+    }
+
+    /// A fresh sampler of the scene's kind for its system.
+    pub fn build_sampler(&self) -> Result<Box<dyn crate::sampler::Sampler>> {
+        crate::sampler::build(self.energy(), &self.sampler, &self.network)
     }
 
     /// The energy of the scene's system.
@@ -509,9 +384,12 @@ impl Scene {
                 return err(name, m);
             }
         }
-        if let Err((field, m)) = LiveHyper::from_config(s).check(dim) {
-            let field = if field == "mc_samples" { "sampler.idem.mc_samples".to_string() } else { format!("sampler.{field}") };
-            return err(&field, m);
+        // Every kind's rows, whichever kind the scene runs: a race or a switch of kind uses them.
+        let mut seen = std::collections::HashSet::new();
+        for r in crate::sampler::KINDS.iter().flat_map(|k| (k.rows)()) {
+            if seen.insert(r.key) {
+                r.check((r.get)(s), dim, s).map_err(|m| (format!("sampler.{}", r.field), m))?;
+            }
         }
         if !(0.0..1.0).contains(&s.ema) {
             return err("sampler.ema", format!("must be in [0, 1) (got {})", s.ema));
@@ -526,7 +404,7 @@ impl Scene {
             return err("view.bond_cutoff", "and view.particle_radius must be non-negative and positive".into());
         }
         let torus = self.system.is_molecule();
-        if torus != (self.network.kind == NetworkKind::TorusMlp) && s.kind != SamplerKind::Mcmc {
+        if torus != (self.network.kind == NetworkKind::TorusMlp) && s.kind.learns() {
             return err(
                 "network.kind",
                 if torus { "must be TorusMlp for a molecule's torsions (periodic inputs)".into() } else { "TorusMlp is for molecules' torsions only".into() },
@@ -538,11 +416,13 @@ impl Scene {
         if let Err(e) = crate::nn::select_device(&s.device) {
             return err("sampler.device", e.to_string());
         }
-        s.asbs.check().map_err(|(f, m)| (format!("sampler.asbs.{f}"), m))?;
-        s.idem.check().map_err(|(f, m)| (format!("sampler.idem.{f}"), m))?;
-        s.mcmc.check(dim).map_err(|(f, m)| (format!("sampler.mcmc.{f}"), m))?;
-        self.reference.mcmc.check(dim).map_err(|(f, m)| (format!("reference.mcmc.{f}"), m))?;
-        if let Err(e) = crate::sampler::check_system(self) {
+        for (name, section) in s.sections.iter() {
+            if let Some(info) = crate::sampler::registry::section_info(name) {
+                (info.check)(section, dim).map_err(|(f, m)| (format!("sampler.{name}.{f}"), m))?;
+            }
+        }
+        self.reference.mcmc.check_ranges(dim).map_err(|(f, m)| (format!("reference.mcmc.{f}"), m))?;
+        if let Err(e) = crate::sampler::check_system(s.kind, self.system.energy().as_ref()) {
             return err("sampler.kind", e.to_string().trim_start_matches("sampler.kind ").to_string());
         }
         Ok(())
@@ -667,7 +547,7 @@ mod tests {
         let e = Scene::parse(&scene("kind: Adjoint", "kind: TorusMlp", 0.5), &path).unwrap_err().to_string();
         assert!(e.contains("test.ron:6:5: system.temperature must be between 1 and 10000 K"), "{e}");
         let e = Scene::parse(&scene("kind: Asbs", "kind: TorusMlp", 300.0), &path).unwrap_err().to_string();
-        assert!(e.contains("sampler.kind") && e.contains("Adjoint (torsional) or Mcmc"), "{e}");
+        assert!(e.contains("sampler.kind") && e.contains("kinds that can: Adjoint, Mcmc"), "{e}");
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn bridge_sample(schedule: &NoiseSchedule, layout: Layout, x1: &[f32], t: &[
 /// Wraps every value into (−π, π]: the torus of torsion angles.
 pub fn wrap_in_place(x: &mut [f32]) {
     for v in x.iter_mut() {
-        *v = crate::molecule::wrap_angle(*v as f64) as f32;
+        *v = crate::types::wrap_angle(*v as f64) as f32;
     }
 }
 

@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy_f64};
 use boltzmann_studio::{checkpoint, limits, metrics};
-use boltzmann_studio::run::{EvalPolicy, Evaluation, Evaluator, Run};
-use boltzmann_studio::sampler::{self, SampleOptions};
+use boltzmann_studio::run::{Budget, EvalPolicy, Evaluation, Evaluator, Outcome, Run};
+use boltzmann_studio::sampler::SampleOptions;
 use boltzmann_studio::scene::Scene;
 use boltzmann_studio::cli::{SampleArgs, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,7 +48,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     // meanwhile reads the current checkpoint without tidying the one being written.
     let writer = checkpoint::Writer::open(run_dir)?;
 
-    let mut sampler = sampler::build(&scene)?;
+    let mut sampler = scene.build_sampler()?;
     let csv_path = run_dir.join("metrics.csv");
     let mut csv = if args.resume {
         sampler.load(&writer.current()?)?;
@@ -83,14 +83,14 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let start = Instant::now();
-    let start_steps = run.counters().gradient_steps;
-    let budget = args.minutes.map(|m| Duration::from_secs_f64(m * 60.0));
-    let bar = match (budget, args.steps) {
-        (Some(b), _) => ProgressBar::new(b.as_secs()),
-        (None, Some(s)) => ProgressBar::new(s.saturating_sub(start_steps)),
+    let start_counters = run.counters().clone();
+    let budget = match (args.minutes, args.steps) {
+        (Some(m), _) => Budget::WallSeconds(m * 60.0),
+        (None, Some(s)) => Budget::GradientSteps(s),
         _ => unreachable!(),
     };
-    let unit = if budget.is_some() { "s" } else { "steps" };
+    let (_, len, unit) = budget.progress(&start_counters, &start_counters, Duration::ZERO);
+    let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(&format!("{{prefix}} [{{bar:25}}] {{pos}}/{{len}} {unit}  {{msg}}"))
             .expect("valid template")
@@ -99,44 +99,20 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     bar.set_prefix(format!("{} {} train", scene.name, scene.sampler.kind.name()));
     let mut loss_ema: Option<f64> = None;
     let mut last: Option<Evaluation> = None;
-    let mut interrupted = false;
     let mut iteration_losses: Vec<f32> = Vec::new();
     let mut last_draw = Instant::now();
-    loop {
-        let done_time = budget.is_some_and(|b| start.elapsed() >= b);
-        let done_steps = args.steps.is_some_and(|s| run.counters().gradient_steps >= s);
-        if done_time || done_steps {
-            break;
-        }
-        if stop.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
-        }
-        let tick = run.tick()?;
-        if tick.diverged {
-            bar.finish_and_clear();
-            writer.save(|d| run.sampler.save(d))?;
-            bail!(
-                "training diverged: the last {} gradient steps had a non-finite loss or gradient and were skipped \
-                 ({} skipped in all); the last good weights are saved in {} — lower the learning rate or the SDE step size",
-                run.skipped_in_a_row(),
-                run.counters().skipped_steps,
-                run_dir.display()
-            );
-        }
+    let stopped = || stop.load(Ordering::SeqCst);
+    let outcome = run.drive(budget, &stopped, &mut |run, tick| {
         iteration_losses.extend(&tick.advance.losses);
         if let Some(e) = tick.evaluation {
             last = Some(e);
         }
         if !tick.advance.iteration_done {
             if last_draw.elapsed() > Duration::from_millis(500) {
-                bar.set_position(match budget {
-                    Some(_) => start.elapsed().as_secs(),
-                    None => run.counters().gradient_steps - start_steps,
-                });
+                bar.set_position(budget.progress(run.counters(), &start_counters, start.elapsed()).0);
                 last_draw = Instant::now();
             }
-            continue;
+            return Ok(());
         }
         let c = run.counters().clone();
         let mean_loss = if iteration_losses.is_empty() {
@@ -174,11 +150,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         if evaluated.is_some() {
             writer.save(|d| run.sampler.save(d))?;
         }
-        let rate = (c.gradient_steps - start_steps) as f64 / start.elapsed().as_secs_f64();
-        bar.set_position(match budget {
-            Some(_) => start.elapsed().as_secs(),
-            None => c.gradient_steps - start_steps,
-        });
+        let rate = (c.gradient_steps - start_counters.gradient_steps) as f64 / start.elapsed().as_secs_f64();
+        bar.set_position(budget.progress(&c, &start_counters, start.elapsed()).0);
         let stage = run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default();
         bar.set_message(format!(
             "step {}  loss {:.3}  {rate:.1} steps/s  {} energy evals  E-W2 {}{stage}",
@@ -187,7 +160,20 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             c.energy_evals,
             last.as_ref().map_or("–".into(), |e| format!("{:.2}", e.metrics.energy_w2)),
         ));
+        Ok(())
+    })?;
+    if outcome == Outcome::Diverged {
+        bar.finish_and_clear();
+        writer.save(|d| run.sampler.save(d))?;
+        bail!(
+            "training diverged: the last {} gradient steps had a non-finite loss or gradient and were skipped \
+             ({} skipped in all); the last good weights are saved in {} — lower the learning rate or the SDE step size",
+            run.skipped_in_a_row(),
+            run.counters().skipped_steps,
+            run_dir.display()
+        );
     }
+    let interrupted = outcome == Outcome::Stopped;
     bar.finish_and_clear();
     writer.save(|d| run.sampler.save(d))?;
     let c = run.counters().clone();
@@ -229,9 +215,8 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let scene_path = args.run_dir.join("scene.ron");
     let scene = Scene::load(&scene_path).with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
     limits::flag("--n", args.n, limits::MAX_DRAW, 4 * scene.energy().dim() as u64 + 8)?;
-    let mut sampler = sampler::build(&scene)?;
+    let mut sampler = scene.build_sampler()?;
     sampler.load(&checkpoint::current(&args.run_dir)?)?;
-    sampler.reseed(args.seed);
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let molecule = scene.system.is_molecule();
     if !(ext == "npy" || ext == "xyz" || ext == "pdb" && molecule) {
@@ -241,10 +226,10 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     bar.set_message(format!("simulating {} samples ({} SDE steps)", args.n, scene.sampler.sample_steps.unwrap_or(scene.sampler.sde_steps)));
     bar.enable_steady_tick(Duration::from_millis(200));
     let t = Instant::now();
-    let s = sampler.sample(args.n, SampleOptions { trajectory: false, weights: args.weights.is_some() || args.resample, fill: true })?;
+    let s = sampler.sample(args.n, SampleOptions { weights: args.weights.is_some() || args.resample, fill: true, seed: Some(args.seed), ..SampleOptions::default() })?;
     bar.finish_and_clear();
     if (args.weights.is_some() || args.resample) && s.log_weights.is_none() {
-        bail!("{} defines no importance weights: --weights and --resample need Adjoint Sampling", scene.sampler.kind.label());
+        bail!("{} defines no importance weights: --weights and --resample need a kind that weighs its samples (Adjoint Sampling)", scene.sampler.kind.label());
     }
     let energy = scene.energy();
     let (mut m, mut energies) = (Matrix::new(args.n, energy.dim(), s.x), s.energies);

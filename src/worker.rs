@@ -18,9 +18,8 @@ use crate::energy::Layout;
 use crate::error::{Error, Result};
 use crate::io::read_npy;
 use crate::metrics;
-use crate::run::{EvalPolicy, Evaluator, Run as Driver};
-use crate::sampler::adjoint::DIVERGED_AFTER;
-use crate::sampler::{self, Counters, LiveHyper, SampleOptions, SamplerKind};
+use crate::run::{DIVERGED_AFTER, EvalPolicy, Evaluator, Run as Driver};
+use crate::sampler::{self, Counters, SampleOptions, SamplerConfig, SamplerKind};
 use crate::scene::Scene;
 
 pub use crate::run::MetricPoint;
@@ -38,8 +37,9 @@ pub enum Command {
     /// Start a race of sampler kinds on `scene`'s system (see [`Scene::for_kind`]): they train
     /// in turn, the one with the fewest energy evaluations next, so their budgets stay equal.
     Race { scene: Box<Scene>, path: PathBuf, kinds: Vec<SamplerKind> },
-    /// Live hyperparameters; Adam's moments and the buffer are kept.
-    SetHyper(LiveHyper),
+    /// Live hyperparameters of one lane (0 for a single run), as (row key, value); Adam's
+    /// moments and the buffer are kept. Rows the lane's kind does not have are refused.
+    SetHyper { lane: usize, changes: Vec<(String, f64)> },
     /// Gradient steps between snapshots.
     SetSpeed(u64),
     /// Write a run folder (weights, optimizer, buffer, scene) that `sample` and `--resume` read.
@@ -50,8 +50,8 @@ pub enum Command {
     /// kinds with a field), or stop sending it.
     ShowField(Option<f32>),
     /// Fork the single run: a copy (weights, optimizer, buffer, random state) continues with
-    /// these hyperparameters beside the original; the two train in turn.
-    Fork(LiveHyper),
+    /// these live hyperparameters (row key, value) beside the original; the two train in turn.
+    Fork(Vec<(String, f64)>),
     /// Keep one lane of a race or fork (by index) and drop the others.
     KeepLane(usize),
     Shutdown,
@@ -132,6 +132,8 @@ pub struct LaneSnapshot {
     pub stage: Option<String>,
     pub metrics: Vec<MetricPoint>,
     pub samples: Option<Arc<SampleBatch>>,
+    /// The lane's settings, live edits included.
+    pub config: Option<Arc<SamplerConfig>>,
 }
 
 /// Worker → UI, frequent: everything new since the previous snapshot.
@@ -141,7 +143,8 @@ pub struct Snapshot {
     pub running: bool,
     pub phase: Phase,
     pub counters: Counters,
-    pub hyper: Option<LiveHyper>,
+    /// The settings the (first lane's) sampler runs with, live edits included.
+    pub config: Option<Arc<SamplerConfig>>,
     /// The sampler kind and its stage, where it has stages (ASBS, MCMC burn-in).
     pub kind: SamplerKind,
     pub stage: Option<String>,
@@ -286,27 +289,6 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// The hyperparameters that differ between two sets, as (name, before, after), in the units
-/// the panel shows.
-pub fn hyper_changes(a: &LiveHyper, b: &LiveHyper, kind: SamplerKind) -> Vec<(String, String, String)> {
-    let fields: [(&str, String, String); 9] = [
-        ("learning rate", format!("{}", a.learning_rate), format!("{}", b.learning_rate)),
-        ("batch size", a.batch_size.to_string(), b.batch_size.to_string()),
-        ("new samples", a.new_samples.to_string(), b.new_samples.to_string()),
-        ("train steps", a.train_steps.to_string(), b.train_steps.to_string()),
-        ("gradient clip", format!("{}", a.grad_clip), format!("{}", b.grad_clip)),
-        ("SDE steps", a.sde_steps.to_string(), b.sde_steps.to_string()),
-        ("sample SDE steps", format!("{}", a.sample_steps.unwrap_or(a.sde_steps)), format!("{}", b.sample_steps.unwrap_or(b.sde_steps))),
-        ("buffer size", a.buffer_size.to_string(), b.buffer_size.to_string()),
-        ("MC points K", a.mc_samples.to_string(), b.mc_samples.to_string()),
-    ];
-    fields
-        .into_iter()
-        .filter(|(name, x, y)| x != y && (*name != "MC points K" || kind == SamplerKind::Idem))
-        .map(|(n, x, y)| (n.to_string(), x, y))
-        .collect()
-}
-
 /// Automatic snapshots are at most this frequent: each one makes the app draw a frame, and a
 /// software-rendered frame costs about 0.2 CPU-seconds that the trainer would otherwise use ...
 const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(750);
@@ -437,11 +419,10 @@ impl Worker {
             }
             Command::SetSpeed(n) => self.speed = n.max(1),
             Command::ShowField(t) => self.field_t = t.map(|t| t.clamp(0.0, 1.0)),
-            Command::SetHyper(h) => {
-                // A race's lanes keep their own scenes' settings; a single run takes the edit.
-                let errors: Vec<String> = match self.runs.as_mut_slice() {
-                    [run] => run.driver.sampler.set_live(h).err().map(|e| e.to_string()).into_iter().collect(),
-                    _ => Vec::new(),
+            Command::SetHyper { lane, changes } => {
+                let errors: Vec<String> = match self.runs.get_mut(lane) {
+                    Some(run) => changes.iter().filter_map(|(k, v)| run.driver.sampler.set_hyper(k, *v).err()).map(|e| e.to_string()).collect(),
+                    None => vec![format!("there is no lane {lane}")],
                 };
                 for e in errors {
                     self.fail(format!("hyperparameters not applied: {e}"));
@@ -480,7 +461,7 @@ impl Worker {
 
     /// Copies the single run through a checkpoint (which restores it exactly, random state
     /// included) and sets the copy's hyperparameters; both continue as lanes.
-    fn fork(&mut self, hyper: LiveHyper) -> Result<()> {
+    fn fork(&mut self, edits: Vec<(String, f64)>) -> Result<()> {
         let [run] = self.runs.as_slice() else {
             return Err(Error::Invalid(if self.runs.is_empty() { "no run to fork".into() } else { "already several lanes: keep one first".into() }));
         };
@@ -490,14 +471,16 @@ impl Worker {
         let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
         run.driver.sampler.save(dir.path())?;
         let info = run.info.clone();
-        let before = run.driver.sampler.live();
-        let mut sampler = sampler::build(&info.scene)?;
+        let before = run.driver.sampler.config().clone();
+        let mut sampler = info.scene.build_sampler()?;
         sampler.load(dir.path())?;
-        sampler.set_live(hyper.clone())?;
+        for (key, value) in &edits {
+            sampler.set_hyper(key, *value)?;
+        }
         let generation = self.generation + 1;
         let step = run.driver.counters().gradient_steps;
         let kind = run.driver.sampler.kind();
-        let fork = ForkInfo { step, changes: hyper_changes(&before, &hyper, kind) };
+        let fork = ForkInfo { step, changes: sampler::hyper::changes(&kind.rows(), &before, sampler.config()) };
         let mut shared = (*info).clone();
         shared.generation = generation;
         shared.race = vec![kind, kind];
@@ -567,7 +550,7 @@ impl Worker {
             let point_cloud = run.info.layout.particles == 1 && !scene.system.is_molecule();
             let n = if point_cloud { scene.sampler.new_samples.clamp(1, 256) } else { scene.view.grid.max(1).pow(2) };
             // A failure here shows up again, with its message, when training starts.
-            let Ok(s) = run.driver.sampler.sample(n, SampleOptions { trajectory: lane == 0, weights: true, fill: false }) else { continue };
+            let Ok(s) = run.driver.sampler.sample(n, SampleOptions { trajectory: lane == 0, weights: true, ..SampleOptions::default() }) else { continue };
             let ess = s.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN);
             let batch = Arc::new(SampleBatch { x: s.x, energies: s.energies, layout: run.info.layout, ess, log_weights: s.log_weights, step: 0 });
             if race {
@@ -624,7 +607,7 @@ impl Worker {
             if lane == 0 {
                 self.out.samples = Some(batch);
                 self.out.metrics.extend(tick.batch_point);
-                let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, weights: false, fill: false })?;
+                let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, ..SampleOptions::default() })?;
                 self.out.trajectory = traj.trajectory.map(Arc::new);
             }
         }
@@ -681,7 +664,7 @@ impl Worker {
             running: self.running,
             phase: self.out.phase,
             counters: run.driver.counters().clone(),
-            hyper: Some(run.driver.sampler.live()),
+            config: Some(Arc::new(run.driver.sampler.config().clone())),
             kind: run.driver.sampler.kind(),
             stage: run.driver.sampler.stage(),
             steps_per_second: self.out.steps_per_second,
@@ -711,6 +694,7 @@ impl Worker {
                     stage: r.driver.sampler.stage(),
                     metrics: std::mem::take(&mut out.metrics),
                     samples: out.samples.take(),
+                    config: Some(Arc::new(r.driver.sampler.config().clone())),
                 })
                 .collect();
         }
@@ -723,7 +707,7 @@ impl Worker {
 
 impl Run {
     fn start(scene: Scene, path: PathBuf, generation: u64, race: Vec<SamplerKind>) -> Result<Run> {
-        let sampler = sampler::build(&scene)?;
+        let sampler = scene.build_sampler()?;
         Run::with_sampler(sampler, scene, path, generation, race)
     }
 
@@ -747,7 +731,7 @@ impl Run {
     fn load(dir: &Path, generation: u64) -> Result<Run> {
         let path = dir.join("scene.ron");
         let scene = Scene::load(&path)?;
-        let mut sampler = sampler::build(&scene)?;
+        let mut sampler = scene.build_sampler()?;
         sampler.load(&crate::checkpoint::current(dir)?)?;
         Run::with_sampler(sampler, scene, path, generation, Vec::new())
     }

@@ -347,12 +347,9 @@ fn a_saved_session_reopens_the_same_run() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     };
-    run_until(&mut app, "the run to start", &|d| d.hyper.is_some());
+    run_until(&mut app, "the run to start", &|d| d.config.is_some());
     // Live edits before training, as a user makes them in the panel.
-    let mut h = app.world().resource::<RunData>().hyper.clone().unwrap();
-    h.learning_rate = 0.004;
-    h.batch_size = 128;
-    app.world_mut().write_message(UiAction::SetHyper(h.clone()));
+    app.world_mut().write_message(UiAction::SetHyper { lane: 0, changes: vec![("learning_rate".into(), 0.004), ("batch_size".into(), 128.0)] });
     app.world_mut().write_message(UiAction::SetSpeed(100));
     app.world_mut().write_message(UiAction::Step);
     run_until(&mut app, "100 gradient steps", &|d| d.losses.len() >= 100 && !d.running);
@@ -369,7 +366,7 @@ fn a_saved_session_reopens_the_same_run() {
     assert!(Session::is_session(&text), "{text}");
     let s = Session::load(&file).unwrap();
     assert_eq!(s.scene.sampler.seed, 11);
-    assert_eq!(boltzmann_studio::sampler::LiveHyper::from_config(&s.scene.sampler), h, "the live hyperparameters are kept");
+    assert_eq!((s.scene.sampler.learning_rate, s.scene.sampler.batch_size), (0.004, 128), "the live hyperparameters are kept");
     assert_eq!(s.speed, 100);
     assert_eq!(s.view.color_by, Some(boltzmann_studio::view::ColorBy::LogWeight));
     assert_eq!(s.scene_path, std::path::absolute(&path).unwrap());
@@ -448,4 +445,33 @@ fn every_character_a_lesson_shows_can_be_drawn() {
         }
     }
     assert!(missing.is_empty(), "glyphs egui cannot draw:\n{}", missing.join("\n"));
+}
+
+/// Regression: a lesson's live edit was reverted by the next touch of the panel (the panel kept
+/// its own copy of every value and sent all of them back). The panel now re-reads the run's
+/// copy whenever a snapshot brings a new one, and sends only the row that was touched.
+#[test]
+fn the_panel_follows_edits_made_elsewhere() {
+    use boltzmann_studio::app::panels::PanelState;
+    let mut f = fake();
+    let mut data = RunData::default();
+    let mut state = PanelState::default();
+    let mut cfg = f.scene.sampler.clone();
+    data.config = Some(Arc::new(cfg.clone()));
+    state.sync_hyper(&data);
+    assert_eq!(state.hyper().unwrap().learning_rate, cfg.learning_rate);
+    // A lesson step sets the rate; the run's next snapshot carries it.
+    cfg.learning_rate = 0.0042;
+    data.config = Some(Arc::new(cfg.clone()));
+    state.sync_hyper(&data);
+    assert_eq!(state.hyper().unwrap().learning_rate, 0.0042, "the panel shows the lesson's value");
+    // A touch of another row sends that row alone.
+    f.app.world_mut().write_message(UiAction::SetHyper { lane: 0, changes: vec![("batch_size".into(), 64.0)] });
+    f.app.update();
+    let sent: Vec<Command> = f.commands.try_iter().collect();
+    assert!(
+        sent.iter().any(|c| matches!(c, Command::SetHyper { lane: 0, changes } if changes == &vec![("batch_size".to_string(), 64.0)])),
+        "{sent:?}"
+    );
+    assert_eq!(f.app.world().resource::<SceneEdit>().scene.sampler.batch_size, 64, "a single run's edit is also the next reset's");
 }

@@ -11,7 +11,7 @@ fn help_lists_every_subcommand() {
     let o = run(&["--help"]);
     assert!(o.status.success());
     let out = stdout(&o);
-    for cmd in ["app", "train", "sample", "energy", "reference", "eval"] {
+    for cmd in ["app", "train", "sample", "energy", "reference", "eval", "info"] {
         assert!(out.contains(cmd), "help lacks {cmd}:\n{out}");
     }
 }
@@ -116,4 +116,23 @@ fn malformed_inputs_give_one_line_errors() {
         assert!(err.starts_with("boltzmann-studio: error:"), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
     }
+}
+
+/// `info` describes a scene from the registry and the rows: the kind's own hyperparameters with
+/// their values and whether they apply live, and the metrics of the system's family.
+#[test]
+fn info_describes_the_scene_kind_rows_and_metrics() {
+    let o = run(&["info", "scenes/dw4-idem.ron"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for want in ["DW-4", "iDEM", "particles: 4 in 2-D", "mc_samples", "learning_rate", "energy_w2", "eq_w2", "dist_tv"] {
+        assert!(text.contains(want), "missing {want}:\n{text}");
+    }
+    let row = |key: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{key} "))).unwrap_or_else(|| panic!("no row {key}:\n{text}")).to_string();
+    assert!(row("buffer_size").contains("live"), "{}", row("buffer_size"));
+    assert!(row("sigma_max").contains("reset"), "{}", row("sigma_max"));
+    // A molecule reports its torsion metrics; MCMC has no learning rate.
+    let o = run(&["info", "scenes/butane-mcmc.ron"]);
+    let text = stdout(&o);
+    assert!(text.contains("torsions") && text.contains("chains") && !text.contains("learning_rate"), "{text}");
 }

@@ -112,7 +112,7 @@ fn closed_form_check(target: Gaussian, cfg: SamplerConfig, net: NetworkConfig) {
         assert!(rel < 0.15, "t = {t}: control error {rel:.3}");
     }
 
-    let out = s.sample(4000, SampleOptions { trajectory: true, weights: true, fill: true }).unwrap();
+    let out = s.sample(4000, SampleOptions { trajectory: true, weights: true, fill: true, seed: None }).unwrap();
     for c in 0..2 {
         let v: Vec<f64> = out.x.iter().skip(c).step_by(2).map(|&x| x as f64).collect();
         let mean = v.iter().sum::<f64>() / v.len() as f64;
@@ -144,7 +144,7 @@ fn rescaled_coordinates_give_scaled_samples() {
         for _ in 0..3 {
             s.step().unwrap();
         }
-        s.sample(500, SampleOptions { trajectory: true, weights: true, fill: true }).unwrap()
+        s.sample(500, SampleOptions { trajectory: true, weights: true, fill: true, seed: None }).unwrap()
     };
     let (a, b) = (run(target, 1.0), run(wide, 10.0));
     let mean = |v: &[f32], c: usize| v.iter().skip(c).step_by(2).map(|&x| x as f64).sum::<f64>() / 500.0;
@@ -312,7 +312,7 @@ fn butane_trans_after(reweight: bool, iterations: usize) -> f64 {
     for _ in 0..iterations {
         s.step().unwrap();
     }
-    let x = s.sample(4000, SampleOptions { trajectory: false, weights: false, fill: false }).unwrap().x;
+    let x = s.sample(4000, SampleOptions::default()).unwrap().x;
     x.iter().filter(|p| p.abs() > 120f32.to_radians()).count() as f64 / x.len() as f64
 }
 

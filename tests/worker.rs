@@ -65,11 +65,8 @@ fn worker_trains_saves_survives_errors_and_stops_quickly() {
     assert_eq!(s.counters.energy_evals % 32, 0, "one energy evaluation per simulated sample");
 
     // Live hyperparameters are applied without a reset.
-    let mut h = s.hyper.clone().unwrap();
-    h.learning_rate = 3e-4;
-    h.train_steps = 7;
-    w.send(Command::SetHyper(h.clone()));
-    wait_for(&w, "new hyperparameters", |s| s.hyper.as_ref() == Some(&h));
+    w.send(Command::SetHyper { lane: 0, changes: vec![("learning_rate".into(), 3e-4), ("train_steps".into(), 7.0)] });
+    wait_for(&w, "new hyperparameters", |s| s.config.as_ref().is_some_and(|c| c.learning_rate == 3e-4 && c.train_steps == 7));
 
     // Pause stops the counters.
     w.send(Command::Pause);
@@ -163,8 +160,8 @@ fn a_fork_runs_two_branches_whose_curves_differ_only_after_the_fork() {
         wait_event(&w, "run started", |e| matches!(e, Event::Started(_)));
         let before = losses_of(&w, 40);
         assert_eq!(before[..], reference[..40], "the same seed replays the same run");
-        let hyper = boltzmann_studio::sampler::LiveHyper::from_config(&small_scene().sampler);
-        w.send(Command::Fork(boltzmann_studio::sampler::LiveHyper { learning_rate: hyper.learning_rate * factor, ..hyper.clone() }));
+        let rate = small_scene().sampler.learning_rate;
+        w.send(Command::Fork(vec![("learning_rate".into(), rate * factor)]));
         let info = match wait_event(&w, "fork started", |e| matches!(e, Event::Started(_))) {
             Event::Started(i) => i,
             _ => unreachable!(),
@@ -191,5 +188,29 @@ fn a_fork_runs_two_branches_whose_curves_differ_only_after_the_fork() {
             let differ = a[1..60].iter().zip(&b[1..60]).filter(|(x, y)| x != y).count();
             assert_eq!(differ, 59, "after the fork every loss of branch B differs from A's");
         }
+    }
+}
+
+/// Regression: during a race, an edit of the panel was dropped silently (the worker applied
+/// edits to single runs only). Now an edit names its lane, reaches that lane alone, and an edit
+/// the lane's kind cannot take is an error, not silence.
+#[test]
+fn a_race_edit_reaches_its_lane_alone() {
+    let path = common::repo("scenes/dw4.ron");
+    let kinds = vec![boltzmann_studio::sampler::SamplerKind::named("adjoint"), boltzmann_studio::sampler::SamplerKind::named("asbs")];
+    let w = WorkerHandle::spawn(small_scene(), path.clone(), None);
+    wait_event(&w, "run started", |e| matches!(e, Event::Started(_)));
+    w.send(Command::Race { scene: Box::new(small_scene()), path, kinds });
+    wait_event(&w, "race started", |e| matches!(e, Event::Started(i) if i.race.len() == 2));
+    let before = wait_for(&w, "both lanes' settings", |s| s.lanes.len() == 2 && s.lanes.iter().all(|l| l.config.is_some()));
+    let rate0 = before.lanes[0].config.as_ref().unwrap().learning_rate;
+    w.send(Command::SetHyper { lane: 1, changes: vec![("learning_rate".into(), 0.0123)] });
+    let after = wait_for(&w, "lane 1's new rate", |s| s.lanes.len() == 2 && s.lanes[1].config.as_ref().is_some_and(|c| c.learning_rate == 0.0123));
+    assert_eq!(after.lanes[0].config.as_ref().unwrap().learning_rate, rate0, "lane 0 keeps its rate");
+    // iDEM's K is not a row of Adjoint Sampling: refused with a message.
+    w.send(Command::SetHyper { lane: 0, changes: vec![("mc_samples".into(), 4.0)] });
+    match wait_event(&w, "the refusal", |e| matches!(e, Event::Error(_))) {
+        Event::Error(m) => assert!(m.contains("mc_samples"), "{m}"),
+        _ => unreachable!(),
     }
 }

@@ -13,7 +13,6 @@ use bevy_egui::egui;
 use super::link::{Link, RunData, SceneEdit, UiAction};
 use super::particles::ViewSettings;
 use crate::lesson::{Advance, Block, Condition, Control, LoadedLesson, Panel, Progress, caption_blocks};
-use crate::sampler::LiveHyper;
 use crate::scene::Scene;
 use crate::worker::Command;
 
@@ -210,10 +209,11 @@ fn enter_step(mut state: ResMut<LessonState>, mut data: ResMut<RunData>, mut edi
                 Err(e) => broken = Some(e),
             }
         } else if !step.hyper.is_empty() {
-            let mut h = data.hyper.clone().unwrap_or_else(|| LiveHyper::from_config(&edit.scene.sampler));
-            step.hyper.apply(&mut h);
-            h.apply_to(&mut edit.scene.sampler);
-            commands.push(Command::SetHyper(h));
+            // The step's edits go to the run's kind (lane 0 of a race) and to the scene the next
+            // reset uses.
+            step.hyper.apply(&mut edit.scene.sampler);
+            let kind = data.config.as_ref().map_or(edit.scene.sampler.kind, |c| c.kind);
+            commands.push(Command::SetHyper { lane: 0, changes: step.hyper.changes_for(kind) });
         }
         view.apply(&step.view);
         if let Some(s) = step.speed {
@@ -248,9 +248,7 @@ fn restart(mut scene: Scene, path: PathBuf, seed: Option<u64>, hyper: &[crate::l
     if let Some(seed) = seed {
         scene.sampler.seed = seed;
     }
-    let mut h = LiveHyper::from_config(&scene.sampler);
-    hyper.iter().for_each(|e| e.apply(&mut h));
-    h.apply_to(&mut scene.sampler);
+    hyper.iter().for_each(|e| e.apply(&mut scene.sampler));
     if race.is_empty() { Command::Reset { scene: Box::new(scene), path } } else { Command::Race { scene: Box::new(scene), path, kinds: race } }
 }
 

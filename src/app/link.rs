@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bevy::prelude::*;
 
-use crate::sampler::{Counters, LiveHyper, SamplerKind};
+use crate::sampler::{Counters, SamplerConfig, SamplerKind};
 use crate::scene::Scene;
 use crate::worker::{Command, Event, LaneSnapshot, MetricPoint, Phase, RunInfo, SampleBatch, Snapshot, WorkerHandle};
 
@@ -28,7 +28,8 @@ pub enum UiAction {
     StartRace(Vec<SamplerKind>),
     /// Back to a single run of the current scene.
     EndRace,
-    SetHyper(LiveHyper),
+    /// Live hyperparameters of one lane (0 for a single run), as (row key, value).
+    SetHyper { lane: usize, changes: Vec<(String, f64)> },
     SetSpeed(u64),
     SaveCheckpoint(PathBuf),
     LoadCheckpoint(PathBuf),
@@ -47,7 +48,7 @@ pub enum UiAction {
     /// Write a session file (scene, seed, live hyperparameters, view, lesson step).
     SaveSession(PathBuf),
     /// Fork the run here: a copy continues with these hyperparameters beside it.
-    Fork(LiveHyper),
+    Fork(Vec<(String, f64)>),
     /// Keep one lane (of a fork or race) and drop the others.
     KeepLane(usize),
 }
@@ -60,7 +61,7 @@ impl UiAction {
             UiAction::Play | UiAction::Pause | UiAction::TogglePlay | UiAction::Step => Some(Control::Play),
             UiAction::Reset | UiAction::StartRace(_) | UiAction::EndRace | UiAction::LoadCheckpoint(_) => Some(Control::Reset),
             UiAction::OpenScene(_) => Some(Control::ScenePicker),
-            UiAction::SetHyper(_) | UiAction::Fork(_) | UiAction::KeepLane(_) => Some(Control::Hyperparameters),
+            UiAction::SetHyper { .. } | UiAction::Fork(_) | UiAction::KeepLane(_) => Some(Control::Hyperparameters),
             UiAction::SetSpeed(_) => Some(Control::Speed),
             _ => None,
         }
@@ -98,7 +99,8 @@ pub struct RunData {
     pub running: bool,
     pub phase: Phase,
     pub counters: Counters,
-    pub hyper: Option<LiveHyper>,
+    /// The settings the (first lane's) sampler runs with, live edits included.
+    pub config: Option<Arc<SamplerConfig>>,
     pub kind: SamplerKind,
     /// The sampler's stage, where it has stages.
     pub stage: Option<String>,
@@ -133,11 +135,16 @@ pub struct LaneData {
     pub stage: Option<String>,
     pub metrics: Vec<MetricPoint>,
     pub samples: Option<Arc<SampleBatch>>,
+    /// The lane's settings, live edits included.
+    pub config: Option<Arc<SamplerConfig>>,
 }
 
 impl LaneData {
     fn apply(&mut self, s: LaneSnapshot) {
         self.kind = s.kind;
+        if s.config.is_some() {
+            self.config = s.config;
+        }
         self.counters = s.counters;
         self.stage = s.stage;
         self.losses.extend(s.losses.into_iter().map(|(k, l)| [k as f64, l as f64]));
@@ -187,7 +194,9 @@ impl RunData {
         self.running = s.running;
         self.phase = s.phase;
         self.counters = s.counters;
-        self.hyper = s.hyper;
+        if s.config.is_some() {
+            self.config = s.config;
+        }
         self.kind = s.kind;
         self.stage = s.stage;
         self.steps_per_second = s.steps_per_second;
@@ -357,7 +366,17 @@ pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data:
                     continue;
                 }
             },
-            UiAction::SetHyper(h) => Command::SetHyper(h.clone()),
+            UiAction::SetHyper { lane, changes } => {
+                // A single run's edits are also the scene's: the next reset keeps them.
+                if !data.racing() {
+                    for (key, value) in changes {
+                        if let Some(row) = crate::sampler::hyper::any_row(key) {
+                            (row.set)(&mut edit.scene.sampler, *value);
+                        }
+                    }
+                }
+                Command::SetHyper { lane: *lane, changes: changes.clone() }
+            }
             UiAction::SetSpeed(n) => {
                 edit.speed = *n;
                 Command::SetSpeed(*n)

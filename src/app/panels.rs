@@ -3,6 +3,7 @@
 //! write [`UiAction`]s and edit settings resources; they never touch the trainer.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bevy::camera::Viewport;
 use bevy::prelude::*;
@@ -15,7 +16,7 @@ use super::projector::Projector;
 use crate::lesson::{Control, Panel};
 use super::particles::{ColorBy, EnergyScale, LaneLabels, SCALE_STEPS, Show, ViewSettings, viridis};
 use super::plots::{self, HistogramCache, PlotSettings};
-use crate::sampler::{LiveHyper, SamplerKind};
+use crate::sampler::{HyperRow, SamplerConfig, SamplerKind};
 use crate::scene::{NetworkKind, Scene};
 use crate::worker::Phase;
 
@@ -26,17 +27,40 @@ pub struct PanelState {
     /// Scene files found next to the current scene: (path, name, description).
     pub scenes: Vec<(PathBuf, String, String)>,
     scenes_dir: Option<PathBuf>,
-    /// The live values being edited (synced from the run when it changes).
-    hyper: Option<LiveHyper>,
-    hyper_generation: u64,
+    /// The live values being edited (synced from the run when it changes), and the lane of a
+    /// race they belong to.
+    hyper: Option<SamplerConfig>,
+    /// The run's copy `hyper` was last read from (a snapshot brings a new one after every change).
+    hyper_synced: Option<Arc<SamplerConfig>>,
+    race_generation: u64,
+    hyper_lane: usize,
     /// Where "Load checkpoint" reads from.
     pub load_path: String,
     /// Kinds ticked for a race.
     pub race: Vec<SamplerKind>,
     /// The hyperparameters a fork's new branch will get (edited in the Fork panel).
-    fork: Option<LiveHyper>,
+    fork: Option<SamplerConfig>,
     /// Lesson files in the lessons folder: (path, title or why it cannot be read).
     pub lessons: Option<Vec<(PathBuf, Result<String, String>)>>,
+}
+
+impl PanelState {
+    /// Re-reads the values the live panel edits from the run (the worker's copy, which a
+    /// snapshot brings after every change), so that an edit made elsewhere — a lesson step, the
+    /// other lane of a race — shows at once and the next touch of the panel does not send stale
+    /// values back.
+    pub fn sync_hyper(&mut self, data: &RunData) {
+        let current = if data.racing() { data.lanes.get(self.hyper_lane).and_then(|l| l.config.clone()) } else { data.config.clone() };
+        if let Some(c) = current.filter(|c| !self.hyper_synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, c))) {
+            self.hyper = Some((*c).clone());
+            self.hyper_synced = Some(c);
+        }
+    }
+
+    /// The values the live panel shows.
+    pub fn hyper(&self) -> Option<&SamplerConfig> {
+        self.hyper.as_ref()
+    }
 }
 
 /// What the panels may show and use in this frame: the lesson's choices and projector mode.
@@ -141,15 +165,14 @@ pub fn ui(
         state.scenes = list_scenes(&dir);
         state.scenes_dir = Some(dir);
     }
-    if let (Some(h), Some(info)) = (&data.hyper, &data.info) {
-        if state.hyper.is_none() || state.hyper_generation != info.generation {
-            state.hyper = Some(h.clone());
-            state.hyper_generation = info.generation;
-            if !info.race.is_empty() {
-                state.race = info.race.clone();
-            }
+    if let Some(info) = data.info.as_ref().filter(|i| i.generation != state.race_generation) {
+        state.race_generation = info.generation;
+        state.hyper_lane = 0;
+        if !info.race.is_empty() {
+            state.race = info.race.clone();
         }
     }
+    state.sync_hyper(&data);
     plots::refresh_histograms(&data, &mut cache, view.reweighted);
     if state.lessons.is_none() {
         state.lessons = Some(crate::lesson::list_lessons(&lesson_view::lessons_dir(&edit.path)));
@@ -398,41 +421,29 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
     layout.section(ui, Panel::Hyperparameters, |ui| {
         ui.add_enabled_ui(layout.free(Control::Hyperparameters), |ui| {
             egui::CollapsingHeader::new("Hyperparameters (apply at once)").default_open(true).show(ui, |ui| {
+                if data.racing() && !data.forked() {
+                    lane_picker(ui, data, state);
+                }
                 let Some(h) = state.hyper.as_mut() else {
                     ui.label("waiting for the trainer…");
                     return;
                 };
-                let kind = data.kind;
-                if !kind.learns() {
-                    ui.label("MCMC learns nothing: its chains' settings (sampler.mcmc in the scene) need a reset.");
+                let kind = h.kind;
+                let live: Vec<HyperRow> = kind.rows().into_iter().filter(|r| r.live).collect();
+                if live.is_empty() {
+                    ui.label(format!("{} has no settings that apply while it runs: its settings (under Needs a reset) restart it.", kind.label()));
                     return;
                 }
-                let mut changed = false;
+                let mut changes = Vec::new();
                 egui::Grid::new("live").num_columns(2).show(ui, |ui| {
-                    changed |= field(ui, "learning rate", &mut h.learning_rate, 1e-6..=1e-1, true, "Size of each Adam step. Too large: the loss jumps or the run diverges; too small: slow learning.");
-                    changed |= field(ui, "batch size", &mut h.batch_size, 1..=4096, false, "Buffer samples per gradient step. Larger = smoother gradients, slower steps.");
-                    changed |= field(ui, "train steps / iteration", &mut h.train_steps, 1..=1000, false, "Gradient steps taken on the buffer after each batch of new samples.");
-                    changed |= field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Samples simulated with the current network (one energy evaluation each) per iteration.");
-                    changed |= field(ui, "gradient clip", &mut h.grad_clip, 0.1..=1000.0, true, "Each particle's force |∇E| is capped at this value before it becomes a training target; guards against overlapping atoms.");
-                    changed |= field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Euler–Maruyama steps from t = 0 to 1 when simulating training samples. More = more accurate, slower.");
-                    if kind == SamplerKind::Idem {
-                        changed |= field(ui, "MC points K", &mut h.mc_samples, 1..=10000, true, "iDEM: points of the Monte-Carlo score target per training example; each costs one energy evaluation, so a gradient step costs batch × K.");
-                    }
-                    let mut steps = h.sample_steps.unwrap_or(h.sde_steps);
-                    if field(ui, "sample SDE steps", &mut steps, 5..=4000, false, "Euler–Maruyama steps when drawing samples to judge or export (metrics, exports). More = closer to the learned sampler, slower.") {
-                        h.sample_steps = Some(steps);
-                        changed = true;
+                    for r in &live {
+                        if row_field(ui, r, h, "") {
+                            changes.push((r.key.to_string(), (r.get)(h)));
+                        }
                     }
                 });
-                for (label, v) in [("batch size", h.batch_size), ("train steps", h.train_steps), ("new samples", h.new_samples), ("SDE steps", h.sde_steps), ("sample SDE steps", h.sample_steps.unwrap_or(1))] {
-                    if v == 0 {
-                        ui.colored_label(egui::Color32::RED, format!("{label} must be at least 1"));
-                        changed = false;
-                    }
-                }
-                if changed {
-                    h.apply_to(&mut edit.scene.sampler);
-                    actions.write(UiAction::SetHyper(h.clone()));
+                if !changes.is_empty() {
+                    actions.write(UiAction::SetHyper { lane: if data.racing() { state.hyper_lane } else { 0 }, changes });
                 }
             });
         });
@@ -451,9 +462,9 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
                 ui.end_row();
                 field(ui, "layers", &mut s.network.layers, 1..=12, false, "Number of network layers: deeper can represent more, trains slower.");
                 field(ui, "hidden width", &mut s.network.hidden, 8..=512, false, "Neurons per layer: wider can represent more, trains slower.");
-                field(ui, "σ max", &mut s.sampler.sigma_max, 0.01..=100.0, true, "Largest noise level (at t = 0): should cover the size of the system.");
-                field(ui, "σ min", &mut s.sampler.sigma_min, 1e-5..=1.0, true, "Smallest noise level (at t = 1): sets the finest detail.");
-                field(ui, "buffer size", &mut s.sampler.buffer_size, 1..=100_000, false, "How many recent samples the replay buffer keeps.");
+                for r in s.sampler.kind.rows().iter().filter(|r| !r.live) {
+                    row_field(ui, r, &mut s.sampler, "");
+                }
             });
             if ui.button("⟲ Reset with these").clicked() {
                 actions.write(UiAction::Reset);
@@ -465,9 +476,9 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             ui.label("Train several kinds on this system and seed, in turn, on equal energy-evaluation budgets.")
                 .on_hover_text("Each kind runs its own scene (the sibling file STEM-KIND.ron when there is one); all are judged against this scene's reference.");
             ui.horizontal_wrapped(|ui| {
-                for kind in SamplerKind::ALL {
+                for kind in SamplerKind::all() {
                     let mut on = state.race.contains(&kind);
-                    if ui.checkbox(&mut on, kind.label()).changed() {
+                    if ui.checkbox(&mut on, kind.label()).on_hover_text(kind.info().summary).changed() {
                         if on {
                             state.race.push(kind);
                         } else {
@@ -691,31 +702,84 @@ fn fork_panel(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState, actions
         ui.label("Forking needs a single run of a learning kind.");
         return;
     }
-    let Some(current) = &data.hyper else {
+    let Some(current) = &data.config else {
         ui.label("waiting for the trainer…");
         return;
     };
     ui.label("Continue a copy of this run from here with other settings, beside the original (TensorBoard-style runs compared).");
-    let h = state.fork.get_or_insert_with(|| current.clone());
+    let h = state.fork.get_or_insert_with(|| (**current).clone());
+    let live: Vec<HyperRow> = current.kind.rows().into_iter().filter(|r| r.live).collect();
     egui::Grid::new("fork_hyper").num_columns(2).show(ui, |ui| {
-        field(ui, "learning rate", &mut h.learning_rate, 1e-6..=1e-1, true, "Branch B's learning rate");
-        field(ui, "batch size", &mut h.batch_size, 1..=4096, false, "Branch B's batch size");
-        field(ui, "train steps / iteration", &mut h.train_steps, 1..=1000, false, "Branch B's gradient steps per iteration");
-        field(ui, "new samples / iteration", &mut h.new_samples, 1..=4096, false, "Branch B's samples per iteration");
-        field(ui, "SDE steps", &mut h.sde_steps, 5..=2000, false, "Branch B's Euler–Maruyama steps");
+        for r in &live {
+            row_field(ui, r, h, "Branch B: ");
+        }
     });
-    let valid = h.batch_size > 0 && h.train_steps > 0 && h.new_samples > 0 && h.sde_steps > 0;
-    let chosen = h.clone();
+    let chosen: Vec<(String, f64)> = live.iter().map(|r| (r.key.to_string(), (r.get)(h))).filter(|(k, v)| live.iter().any(|r| r.key == k && (r.get)(current) != *v)).collect();
     let mut reset = false;
     ui.horizontal(|ui| {
-        if ui.add_enabled(valid, egui::Button::new("Fork here")).on_hover_text("Branch A keeps the current settings, branch B takes these; both continue from this step").clicked() {
+        if ui.button("Fork here").on_hover_text("Branch A keeps the current settings, branch B takes these; both continue from this step").clicked() {
             actions.write(UiAction::Fork(chosen));
         }
         reset = ui.small_button("copy current").on_hover_text("Start again from the run's current values").clicked();
     });
     if reset {
-        state.fork = Some(current.clone());
+        state.fork = Some((**current).clone());
     }
+}
+
+/// In a race, which lane's live hyperparameters the panel edits.
+fn lane_picker(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState) {
+    let label = |k: usize| data.lanes.get(k).map_or("–", |l| l.kind.label());
+    let before = state.hyper_lane;
+    egui::ComboBox::from_label("lane")
+        .selected_text(egui::RichText::new(label(before)).color(plots::lane_color(before)))
+        .show_ui(ui, |ui| {
+            for k in 0..data.lanes.len() {
+                ui.selectable_value(&mut state.hyper_lane, k, egui::RichText::new(label(k)).color(plots::lane_color(k)));
+            }
+        })
+        .response
+        .on_hover_text("The race lane whose settings these are: an edit applies to that lane alone");
+    if state.hyper_lane != before {
+        state.hyper_synced = None;
+        state.sync_hyper(data);
+    }
+}
+
+/// A row's value editor: a logarithmic slider or a drag value over the row's panel range, with
+/// the row's help as tooltip; true when changed (and then written into `cfg`).
+fn row_field(ui: &mut egui::Ui, row: &HyperRow, cfg: &mut SamplerConfig, tip_prefix: &str) -> bool {
+    let tip = format!("{tip_prefix}{} (allowed: {})", row.help, row.describe_bound());
+    let mut v = (row.get)(cfg);
+    let (lo, hi) = row.ui;
+    ui.label(row.label).on_hover_text(&tip);
+    let mut widget_changed = if row.log {
+        let mut w = egui::Slider::new(&mut v, lo..=hi).logarithmic(true);
+        if row.integer() {
+            w = w.integer();
+        }
+        ui.add(w).on_hover_text(&tip).changed()
+    } else {
+        let mut w = egui::DragValue::new(&mut v).range(lo..=hi);
+        if row.integer() {
+            w = w.fixed_decimals(0).speed(1.0);
+        }
+        ui.add(w).on_hover_text(&tip).changed()
+    };
+    ui.end_row();
+    if row.integer() {
+        v = v.round();
+    }
+    if widget_changed {
+        if let Err(m) = row.check(v, 0, cfg) {
+            ui.colored_label(egui::Color32::RED, format!("{} {m}", row.label));
+            ui.end_row();
+            widget_changed = false;
+        } else {
+            (row.set)(cfg, v);
+        }
+    }
+    widget_changed
 }
 
 /// What a fork changed, and buttons to keep one branch.
@@ -755,8 +819,10 @@ fn race_table(ui: &mut egui::Ui, data: &RunData) {
             ui.end_row();
         }
     });
-    if data.lanes.iter().any(|l| l.kind == crate::sampler::SamplerKind::Mcmc) {
-        ui.small("MCMC's samples are its chains' current states: correlated in time and across the tempering ladder.");
+    let mut notes: Vec<(&str, &str)> = data.lanes.iter().map(|l| (l.kind.label(), l.kind.info().samples_note)).filter(|(_, n)| !n.is_empty()).collect();
+    notes.dedup();
+    for (label, note) in notes {
+        ui.small(format!("{label}: {note}"));
     }
 }
 

@@ -265,7 +265,7 @@ pub fn distance_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCa
 /// the basins labelled. With one torsion (butane): its histogram against the reference's, with
 /// trans (|φ| > 120°) and gauche marked.
 pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
-    use crate::molecule::metrics as tm;
+    use crate::metrics::torsions as tm;
     let Some(info) = &data.info else { return };
     let dim = info.layout.dim();
     let samples: Vec<f64> = data.samples.as_ref().map(|b| b.x.iter().map(|&v| v as f64).collect()).unwrap_or_default();

@@ -21,8 +21,9 @@ pub fn plugin(app: &mut App) {
 pub fn capture(data: &RunData, edit: &SceneEdit, view: &ViewSettings, projector: bool, lesson: &LessonState) -> Option<Session> {
     let info = data.info.as_ref()?;
     let mut scene = info.scene.clone();
-    if let Some(h) = &data.hyper {
-        h.apply_to(&mut scene.sampler);
+    // The live edits of a single run (a race's lanes run their own kinds' scenes).
+    if let (Some(c), false) = (&data.config, data.racing()) {
+        scene.sampler = (**c).clone();
     }
     let mut s = Session::new(&scene, &info.scene_path);
     s.race = info.race.clone();

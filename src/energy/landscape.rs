@@ -122,7 +122,7 @@ macro_rules! plane_energy {
                 e
             }
             fn laplacian(&self, x: &[f64]) -> f64 {
-                crate::molecule::laplacian_by_differences(self, x)
+                super::laplacian_by_differences(self, x)
             }
             fn exact_sample(&self, n: usize, rng: &mut dyn rand::RngCore) -> Option<Vec<f64>> {
                 Some(exact_draws(self, n, rng))

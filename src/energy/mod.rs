@@ -9,6 +9,7 @@ mod gaussian;
 mod gmm;
 mod landscape;
 mod lennard_jones;
+mod molecule;
 mod pair;
 
 pub use double_well::DoubleWell;
@@ -16,26 +17,11 @@ pub use gaussian::Gaussian;
 pub use gmm::Gmm40;
 pub use landscape::{DoubleWell2d, Landscape, MuellerBrown};
 pub use lennard_jones::LennardJones;
+pub use molecule::{KB_KCAL_PER_MOL_K, Molecule};
 
 use rayon::prelude::*;
 
-/// How the flat coordinate vector of one configuration is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    /// Number of particles (1 for a plain point in R^d such as GMM-40).
-    pub particles: usize,
-    /// Spatial dimension of each particle (2 or 3).
-    pub spatial_dim: usize,
-    /// Whether the density lives on the centre-of-mass-free subspace (particle systems).
-    pub com_free: bool,
-}
-
-impl Layout {
-    /// Total number of coordinates of one configuration.
-    pub fn dim(&self) -> usize {
-        self.particles * self.spatial_dim
-    }
-}
+pub use crate::types::{FromF64, Layout, remove_com};
 
 /// A target energy. `x` is one configuration laid out as particle-major coordinates
 /// (x₁, y₁, [z₁,] x₂, …), as in the reference .npy files.
@@ -77,7 +63,7 @@ pub trait Energy: Send + Sync {
     }
 
     /// The molecule behind torsion coordinates, for drawing and for structure files.
-    fn molecule(&self) -> Option<&dyn crate::molecule::Molecule> {
+    fn molecule(&self) -> Option<&dyn Molecule> {
         None
     }
 
@@ -126,26 +112,6 @@ pub trait Energy: Send + Sync {
     }
 }
 
-/// Subtracts each particle's mean position (the centre of mass) from every row of `x`, in place.
-/// Rows are `layout.dim()` long; a no-op for systems that are not CoM-free.
-pub fn remove_com<T>(x: &mut [T], layout: Layout)
-where
-    T: Copy + Into<f64> + FromF64,
-{
-    if !layout.com_free {
-        return;
-    }
-    let (n, d) = (layout.particles, layout.spatial_dim);
-    for row in x.chunks_mut(n * d) {
-        for k in 0..d {
-            let mean = (0..n).map(|i| row[i * d + k].into()).sum::<f64>() / n as f64;
-            for i in 0..n {
-                row[i * d + k] = T::from_f64(row[i * d + k].into() - mean);
-            }
-        }
-    }
-}
-
 /// Puts configurations (rows of `x`) in the form samples are stored in: centre of mass removed
 /// for particle systems, angles wrapped into (−π, π] for torsion systems.
 pub fn canonicalise<T>(x: &mut [T], energy: &dyn Energy)
@@ -155,24 +121,27 @@ where
     remove_com(x, energy.layout());
     if energy.torus() {
         for v in x.iter_mut() {
-            *v = T::from_f64(crate::molecule::wrap_angle((*v).into()));
+            *v = T::from_f64(crate::types::wrap_angle((*v).into()));
         }
     }
 }
 
-/// Conversion back from f64 for the generic helpers here.
-pub trait FromF64 {
-    fn from_f64(v: f64) -> Self;
-}
-impl FromF64 for f32 {
-    fn from_f64(v: f64) -> Self {
-        v as f32
+/// Σₖ ∂²E/∂θₖ² by central differences of the analytic gradient (h = 1e-5 rad: truncation
+/// O(h²) ≈ 1e-10, rounding O(ε|∇E|/h) ≈ 1e-10 relative; a handful of torsions make it cheap).
+pub(crate) fn laplacian_by_differences(e: &dyn Energy, theta: &[f64]) -> f64 {
+    let h = 1e-5;
+    let n = theta.len();
+    let (mut gp, mut gm) = (vec![0.0; n], vec![0.0; n]);
+    let mut sum = 0.0;
+    for k in 0..n {
+        let (mut tp, mut tm) = (theta.to_vec(), theta.to_vec());
+        tp[k] += h;
+        tm[k] -= h;
+        e.energy_grad(&tp, &mut gp);
+        e.energy_grad(&tm, &mut gm);
+        sum += (gp[k] - gm[k]) / (2.0 * h);
     }
-}
-impl FromF64 for f64 {
-    fn from_f64(v: f64) -> Self {
-        v
-    }
+    sum
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@ pub mod csv;
 pub mod npy;
 pub mod xyz;
 
-pub use npy::{Matrix, parse_npy, read_npy, write_npy, write_npy_f64};
+pub use crate::types::Matrix;
+pub use npy::{parse_npy, read_npy, write_npy, write_npy_f64};
 
 use std::path::Path;
 

@@ -10,40 +10,7 @@ use std::path::Path;
 use npyz::{Order, WriterBuilder};
 
 use crate::error::{Error, Result};
-
-/// A row-major matrix of samples: `rows` configurations of `cols` coordinates each.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Matrix {
-    pub rows: usize,
-    pub cols: usize,
-    pub data: Vec<f32>,
-}
-
-impl Matrix {
-    /// A matrix over `data`, which must hold `rows × cols` values.
-    pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Self {
-        assert_eq!(data.len(), rows * cols, "matrix data has {} values, expected {rows} × {cols}", data.len());
-        Self { rows, cols, data }
-    }
-    /// Row `i` as a slice.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.cols..(i + 1) * self.cols]
-    }
-    /// The first `n` rows (all when `n ≥ rows`).
-    pub fn head(&self, n: usize) -> Matrix {
-        let n = n.min(self.rows);
-        Matrix::new(n, self.cols, self.data[..n * self.cols].to_vec())
-    }
-    /// The rows at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Matrix {
-        let data = indices.iter().flat_map(|&i| self.row(i).iter().copied()).collect();
-        Matrix::new(indices.len(), self.cols, data)
-    }
-    /// Position (row, column) of the first NaN or infinite value, if any.
-    pub fn first_non_finite(&self) -> Option<(usize, usize)> {
-        self.data.iter().position(|v| !v.is_finite()).map(|k| (k / self.cols, k % self.cols))
-    }
-}
+use crate::types::Matrix;
 
 /// Reads a 2-D float32 or float64 `.npy` file (float64 is narrowed to f32).
 ///

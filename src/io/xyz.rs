@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::energy::Layout;
 use crate::error::{Error, Result};
-use crate::io::Matrix;
+use crate::types::Matrix;
 
 /// Writes every row of `samples` as a frame. 2-D systems get z = 0. `energies`, when given,
 /// go into each comment line as `energy=…`, which ASE reads into `atoms.info["energy"]`.

@@ -7,7 +7,6 @@
 pub mod amber;
 pub mod butane;
 pub mod grid;
-pub mod metrics;
 pub mod pdb;
 pub mod prmtop;
 pub mod torsion;
@@ -22,29 +21,7 @@ pub use torsion::TorsionSpace;
 use crate::energy::{Energy, Layout};
 use crate::error::{Error, Result};
 
-/// Boltzmann's constant in kcal/(mol·K) (molecules.md §1).
-pub const KB_KCAL_PER_MOL_K: f64 = 0.0019872041;
-
-/// What the app and the file writers need to show a molecule in torsion coordinates.
-pub trait Molecule: Send + Sync {
-    /// Element symbols, one per atom.
-    fn elements(&self) -> Vec<&'static str>;
-    /// Atom names and residue names, one per atom (for PDB files).
-    fn atom_names(&self) -> Vec<String>;
-    fn residue_names(&self) -> Vec<String>;
-    /// Bonds of the topology (0-based atom pairs).
-    fn bonds(&self) -> Vec<(usize, usize)>;
-    /// Names of the free torsions ("phi", "psi", …), in coordinate order.
-    fn torsion_names(&self) -> Vec<String>;
-    /// Atom positions (atoms × 3, Å) for torsion values `theta` (radians).
-    fn positions(&self, theta: &[f64]) -> Vec<f64>;
-    /// Temperature in kelvin.
-    fn temperature(&self) -> f64;
-    /// k_BT in kcal/mol: the unit of the reduced energy.
-    fn kt_kcal(&self) -> f64 {
-        KB_KCAL_PER_MOL_K * self.temperature()
-    }
-}
+pub use crate::energy::{KB_KCAL_PER_MOL_K, Molecule};
 
 /// A free torsion as a scene names it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -161,7 +138,7 @@ impl Energy for AmberMolecule {
         e / kt
     }
     fn laplacian(&self, theta: &[f64]) -> f64 {
-        laplacian_by_differences(self, theta)
+        crate::energy::laplacian_by_differences(self, theta)
     }
     fn torus(&self) -> bool {
         true
@@ -171,27 +148,9 @@ impl Energy for AmberMolecule {
     }
 }
 
-/// Σₖ ∂²E/∂θₖ² by central differences of the analytic gradient (h = 1e-5 rad: truncation
-/// O(h²) ≈ 1e-10, rounding O(ε|∇E|/h) ≈ 1e-10 relative; a handful of torsions make it cheap).
-pub(crate) fn laplacian_by_differences(e: &dyn Energy, theta: &[f64]) -> f64 {
-    let h = 1e-5;
-    let n = theta.len();
-    let (mut gp, mut gm) = (vec![0.0; n], vec![0.0; n]);
-    let mut sum = 0.0;
-    for k in 0..n {
-        let (mut tp, mut tm) = (theta.to_vec(), theta.to_vec());
-        tp[k] += h;
-        tm[k] -= h;
-        e.energy_grad(&tp, &mut gp);
-        e.energy_grad(&tm, &mut gm);
-        sum += (gp[k] - gm[k]) / (2.0 * h);
-    }
-    sum
-}
-
 /// Writes torsion samples (rows of `m`, radians) as extended XYZ frames of the molecule's atoms,
 /// centred, with element symbols and the torsion values and reduced energy in each comment line.
-pub fn write_xyz(path: &Path, mol: &dyn Molecule, m: &crate::io::Matrix, energies: Option<&[f64]>) -> Result<()> {
+pub fn write_xyz(path: &Path, mol: &dyn Molecule, m: &crate::types::Matrix, energies: Option<&[f64]>) -> Result<()> {
     use std::fmt::Write as _;
     let elements = mol.elements();
     let names = mol.torsion_names();
@@ -227,12 +186,7 @@ pub fn centre(x: &mut [f64]) {
     }
 }
 
-/// Wraps an angle into (−π, π].
-pub fn wrap_angle(a: f64) -> f64 {
-    use std::f64::consts::{PI, TAU};
-    let w = a - TAU * ((a + PI) / TAU).floor();
-    if w <= -PI { w + TAU } else { w }
-}
+pub use crate::types::wrap_angle;
 
 #[cfg(test)]
 mod tests {

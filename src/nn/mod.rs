@@ -4,11 +4,14 @@
 //! Weights are drawn from the run's own seeded generator (candle's CPU generator cannot be
 //! seeded) and registered in a `VarMap`, so they save as safetensors and train with autograd.
 
+mod adam;
+mod config;
 mod egnn;
 pub mod egnn_cpu;
 mod mlp;
 mod trained;
 
+pub use config::{NetworkConfig, NetworkKind, NetworkOutput};
 pub use egnn::Egnn;
 pub use mlp::Mlp;
 pub use trained::{Inference, TrainedNet, select_device};
@@ -19,7 +22,6 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::energy::Layout;
-use crate::scene::{NetworkConfig, NetworkKind};
 
 /// A control network of either family. The EGNN also carries its fused CPU kernels
 /// ([`egnn_cpu`]), which the trainer uses instead of candle's autograd on the CPU.

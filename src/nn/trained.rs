@@ -13,8 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use super::{ControlNet, Init};
 use crate::energy::Layout;
 use crate::error::{Error, Result};
-use crate::sampler::adam::{Adam, StepOutcome};
-use crate::scene::NetworkConfig;
+use super::adam::{Adam, StepOutcome};
+use super::NetworkConfig;
 
 /// The compute device named by a scene's `device` field: "cpu", "cuda" or "cuda:N".
 pub fn select_device(name: &str) -> Result<Device> {
@@ -174,7 +174,7 @@ impl TrainedNet {
         if !path.exists() {
             return Err(Error::format(path, "no checkpoint here (was the run saved?)"));
         }
-        let tensors = crate::sampler::read_tensors(path)?;
+        let tensors = crate::sampler::state::read_tensors(path)?;
         let data = self.varmap.data().lock().expect("varmap lock");
         for (name, var) in data.iter() {
             let Some(t) = tensors.get(name) else {

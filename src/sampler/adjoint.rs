@@ -13,13 +13,31 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Advance, Counters, Epoch, Learner, LiveHyper, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, advance_epoch, row_rng};
+use super::learner::{Epoch, Learner, LiveHyper, advance_epoch};
+use super::registry::KindInfo;
+use super::state::RngState;
+use super::{Advance, Counters, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{Inference, TrainedNet};
-use crate::scene::{NetworkConfig, NetworkOutput, SamplerConfig};
+use crate::nn::{NetworkConfig, NetworkOutput};
+use super::SamplerConfig;
 use crate::sde::{NoiseSchedule, bridge_sample, euler_time, fill_normal, frames_at_uniform_times, lift, wrap_in_place, wrapped_normal};
+
+/// Adjoint Sampling in the registry.
+pub static KIND: KindInfo = KindInfo {
+    variant: "Adjoint",
+    name: "adjoint",
+    label: "Adjoint Sampling",
+    summary: "A controlled SDE from a Dirac start, trained by Reciprocal Adjoint Matching on (X₁, ∇E) pairs from a replay buffer (Havens et al. 2025); on a molecule's torsions, the torsional variant.",
+    learns: true,
+    samples_note: "raw samples (not importance-resampled)",
+    section: None,
+    accepts: |_| Ok(()),
+    build: |energy, sampler, network| Ok(Box::new(AdjointSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
+    rows: super::hyper::learner_rows,
+};
 
 /// What one outer iteration did (see [`AdjointSampler::step`]).
 #[derive(Debug, Clone, Default)]
@@ -29,9 +47,6 @@ pub struct IterationReport {
     pub skipped_steps: u64,
     pub dropped_samples: u64,
 }
-
-/// Consecutive skipped (non-finite) gradient steps after which a run counts as diverged.
-pub const DIVERGED_AFTER: u64 = 50;
 
 /// The most rows pushed through the network at once while simulating (bounds memory).
 const SIM_CHUNK: usize = 1024;
@@ -193,6 +208,9 @@ pub struct AdjointSampler {
     /// The SDE, network and buffer live in y = x / scale; samples leave as x.
     scale: f32,
     sde: ControlledSde,
+    /// The settings as they stand (live edits included).
+    cfg: SamplerConfig,
+    /// The live values the loop reads, refreshed from `cfg`.
     hyper: LiveHyper,
     net: TrainedNet,
     buffer: ReplayBuffer,
@@ -227,6 +245,7 @@ impl AdjointSampler {
             layout,
             scale: sampler.scale as f32,
             sde,
+            cfg: sampler.clone(),
             hyper,
             net,
             buffer,
@@ -331,7 +350,7 @@ impl AdjointSampler {
     /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sample_steps` steps).
     pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
-        let seed = self.sample_rng.random();
+        let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
         let paths = self.sde.simulate(&self.net.inference(true)?, vec![0.0; n * self.layout.dim()], steps, seed, 0, opts.trajectory)?;
         self.count_simulation(n, steps);
         let x = self.to_original(paths.x.clone());
@@ -398,8 +417,8 @@ impl AdjointSampler {
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.net.save_weights(&dir.join("checkpoint.safetensors"))?;
         let mut tensors: std::collections::HashMap<String, Tensor> = self.net.state("")?.into_iter().collect();
-        super::save_buffer(&mut tensors, "buffer", &self.buffer)?;
-        super::write_tensors(&tensors, &dir.join("state.safetensors"))?;
+        super::state::save_buffer(&mut tensors, "buffer", &self.buffer)?;
+        super::state::write_tensors(&tensors, &dir.join("state.safetensors"))?;
         let json = TrainState {
             counters: self.counters.clone(),
             hyper: self.hyper.clone(),
@@ -407,7 +426,7 @@ impl AdjointSampler {
             rng: RngState::of(&self.rng),
             iteration: self.epoch.clone(),
         };
-        super::write_json(&dir.join("state.json"), &json)
+        super::state::write_json(&dir.join("state.json"), &json)
     }
 
     /// Restores a run saved by [`save`](Self::save) into a sampler built from the same scene.
@@ -415,15 +434,16 @@ impl AdjointSampler {
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         self.net.load_weights(&dir.join("checkpoint.safetensors"))?;
         let state = dir.join("state.safetensors");
-        let tensors = super::read_tensors(&state)?;
+        let tensors = super::state::read_tensors(&state)?;
         let path = dir.join("state.json");
-        let js: TrainState = super::read_json(&path)?;
+        let js: TrainState = super::state::read_json(&path)?;
         js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
         self.net.load_state(&tensors, "", js.adam_step, &state)?;
         if !tensors.contains_key("buffer.a") {
             return Err(Error::format(&state, "missing 'buffer.a'"));
         }
-        let buffer = super::load_buffer(&tensors, "buffer", self.layout.dim(), js.hyper.buffer_size, &state)?;
+        let buffer = super::state::load_buffer(&tensors, "buffer", self.layout.dim(), js.hyper.buffer_size, &state)?;
+        js.hyper.apply_to(&mut self.cfg);
         self.set_hyper(js.hyper)?;
         self.buffer = buffer;
         self.rng = js.rng.restore(&path)?;
@@ -545,7 +565,7 @@ impl super::Sampler for AdjointSampler {
         Some(Ok(self.examples_at(n, t)))
     }
     fn kind(&self) -> SamplerKind {
-        SamplerKind::Adjoint
+        SamplerKind::of(&KIND)
     }
     fn energy(&self) -> &dyn Energy {
         self.energy.as_ref()
@@ -556,17 +576,18 @@ impl super::Sampler for AdjointSampler {
     fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         AdjointSampler::sample(self, n, opts)
     }
-    fn live(&self) -> LiveHyper {
-        self.hyper.clone()
+    fn config(&self) -> &SamplerConfig {
+        &self.cfg
     }
-    fn set_live(&mut self, hyper: LiveHyper) -> Result<()> {
-        AdjointSampler::set_hyper(self, hyper)
+    fn set_hyper(&mut self, key: &str, value: f64) -> Result<()> {
+        let mut cfg = self.cfg.clone();
+        super::hyper::set_live(&(KIND.rows)(), &mut cfg, key, value, self.layout.dim())?;
+        AdjointSampler::set_hyper(self, LiveHyper::from_config(&cfg))?;
+        self.cfg = cfg;
+        Ok(())
     }
     fn counters(&self) -> &Counters {
         &self.counters
-    }
-    fn reseed(&mut self, seed: u64) {
-        self.rng = ChaCha8Rng::seed_from_u64(seed);
     }
     fn save(&self, dir: &Path) -> Result<()> {
         AdjointSampler::save(self, dir)
@@ -580,7 +601,7 @@ impl super::Sampler for AdjointSampler {
 mod tests {
     use super::*;
     use crate::energy::DoubleWell;
-    use crate::scene::NetworkKind;
+    use crate::nn::NetworkKind;
 
     /// Each simulated row draws its noise from its own stream, so a simulation split into
     /// calls of any size gives the same paths bit for bit (the app and the CLI adapt their unit

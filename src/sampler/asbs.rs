@@ -17,13 +17,35 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use super::adjoint::{ControlledSde, check_sde_config, clipped_gradients, regression_loss, unusable};
-use super::{Advance, Counters, Epoch, Learner, LiveHyper, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, advance_epoch, row_rng};
+use super::learner::{Epoch, Learner, LiveHyper, advance_epoch};
+use super::registry::{KindInfo, KindSection, SectionInfo};
+use super::state::RngState;
+use super::{Advance, Counters, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::TrainedNet;
-use crate::scene::{NetworkConfig, NetworkOutput, SamplerConfig};
+use crate::nn::{NetworkConfig, NetworkOutput};
+use super::SamplerConfig;
 use crate::sde::{NoiseSchedule, bridge_between, frames_at_uniform_times};
+
+/// ASBS in the registry.
+pub static KIND: KindInfo = KindInfo {
+    variant: "Asbs",
+    name: "asbs",
+    label: "ASBS",
+    summary: "The Adjoint Schrödinger Bridge Sampler (Liu et al. 2025): paths from a harmonic prior, a learned corrector in place of Adjoint Sampling's closed form; stages of adjoint and corrector matching alternate.",
+    learns: true,
+    samples_note: "raw samples",
+    section: Some(SectionInfo::of::<AsbsConfig>()),
+    accepts: |e| if e.layout().com_free { Ok(()) } else { Err("it is implemented for particle systems (DW-4, LJ-n) only".into()) },
+    build: |energy, sampler, network| Ok(Box::new(AsbsSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
+    rows: asbs_rows,
+};
+
+fn asbs_rows() -> Vec<super::HyperRow> {
+    super::hyper::learner_rows()
+}
 
 /// ASBS settings (scene `sampler.asbs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,8 +68,9 @@ impl Default for AsbsConfig {
     }
 }
 
-impl AsbsConfig {
-    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+impl KindSection for AsbsConfig {
+    const NAME: &'static str = "asbs";
+    fn check(&self, _dim: usize) -> std::result::Result<(), (&'static str, String)> {
         if !(self.prior_scale > 0.0 && self.prior_scale.is_finite()) {
             return Err(("prior_scale", format!("must be positive (got {})", self.prior_scale)));
         }
@@ -59,7 +82,9 @@ impl AsbsConfig {
         }
         Ok(())
     }
+}
 
+impl AsbsConfig {
     /// Standard deviation of the prior per coordinate (0 for the Dirac prior).
     pub fn prior_std(&self) -> f64 {
         match self.prior {
@@ -90,7 +115,9 @@ pub struct AsbsSampler {
     energy: Box<dyn Energy>,
     layout: Layout,
     sde: ControlledSde,
-    cfg: AsbsConfig,
+    asbs: AsbsConfig,
+    /// The settings as they stand (live edits included).
+    config: SamplerConfig,
     hyper: LiveHyper,
     control: TrainedNet,
     corrector: TrainedNet,
@@ -119,7 +146,7 @@ impl AsbsSampler {
         }
         let hyper = LiveHyper::from_config(sampler);
         hyper.validate(energy.layout().dim())?;
-        sampler.asbs.check().map_err(|(f, m)| Error::Invalid(format!("asbs.{f} {m}")))?;
+        sampler.section::<AsbsConfig>().check(energy.layout().dim()).map_err(|(f, m)| Error::Invalid(format!("asbs.{f} {m}")))?;
         let layout = energy.layout();
         let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
@@ -132,7 +159,8 @@ impl AsbsSampler {
             energy,
             layout,
             sde: ControlledSde { schedule, layout, output: network.output, time_warp: sampler.time_warp, torus: false },
-            cfg: sampler.asbs.clone(),
+            asbs: sampler.section::<AsbsConfig>(),
+            config: sampler.clone(),
             control,
             corrector,
             adjoint_buffer: ReplayBuffer::new(2 * dim, hyper.buffer_size),
@@ -148,10 +176,21 @@ impl AsbsSampler {
         })
     }
 
+    /// Applies the live values the loop reads; Adam's state and the buffers' rows are kept.
+    fn apply_hyper(&mut self, hyper: LiveHyper) -> Result<()> {
+        hyper.validate(self.layout.dim())?;
+        self.control.set_learning_rate(hyper.learning_rate);
+        self.corrector.set_learning_rate(hyper.learning_rate);
+        self.adjoint_buffer.set_capacity(hyper.buffer_size);
+        self.corrector_buffer.set_capacity(hyper.buffer_size);
+        self.hyper = hyper;
+        Ok(())
+    }
+
     /// The stage of epoch number `epoch` (0-based).
     pub fn stage_of(&self, epoch: u64) -> Stage {
-        let round = (self.cfg.adjoint_epochs + self.cfg.corrector_epochs) as u64;
-        if epoch % round < self.cfg.adjoint_epochs as u64 { Stage::AdjointMatching } else { Stage::CorrectorMatching }
+        let round = (self.asbs.adjoint_epochs + self.asbs.corrector_epochs) as u64;
+        if epoch % round < self.asbs.adjoint_epochs as u64 { Stage::AdjointMatching } else { Stage::CorrectorMatching }
     }
 
     pub fn current_stage(&self) -> Stage {
@@ -161,7 +200,7 @@ impl AsbsSampler {
     /// Starting points x₀ for rows `first..first + n` of a simulation seeded `seed`.
     pub fn prior_rows(&self, n: usize, seed: u64, first: usize) -> Vec<f32> {
         let dim = self.layout.dim();
-        let std = self.cfg.prior_std() as f32;
+        let std = self.asbs.prior_std() as f32;
         let mut x = vec![0.0f32; n * dim];
         if std > 0.0 {
             for (i, row) in x.chunks_mut(dim).enumerate() {
@@ -224,7 +263,7 @@ impl AsbsSampler {
         let (seed, first) = (self.epoch.seed, self.epoch.sim_done);
         let (x0, x1) = self.simulate_pairs(n, self.hyper.sde_steps, seed, first)?;
         self.epoch.sim_done += n;
-        let far = (20.0 * (self.sde.schedule.nu1().sqrt() + self.cfg.prior_std())) as f32;
+        let far = (20.0 * (self.sde.schedule.nu1().sqrt() + self.asbs.prior_std())) as f32;
         match stage {
             Stage::AdjointMatching => {
                 let (energies, g) = clipped_gradients(self.energy.as_ref(), &x1, 1.0, self.hyper.grad_clip as f32);
@@ -298,7 +337,7 @@ impl AsbsSampler {
 
     fn sample_inner(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
-        let seed = self.sample_rng.random();
+        let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
         let x0 = self.prior_rows(n, seed, 0);
         let paths = self.sde.simulate(&self.control.inference(true)?, x0, steps, seed, 0, opts.trajectory)?;
         self.counters.samples_simulated += n as u64;
@@ -369,7 +408,7 @@ struct AsbsState {
 
 impl super::Sampler for AsbsSampler {
     fn kind(&self) -> SamplerKind {
-        SamplerKind::Asbs
+        SamplerKind::of(&KIND)
     }
     fn energy(&self) -> &dyn Energy {
         self.energy.as_ref()
@@ -380,41 +419,37 @@ impl super::Sampler for AsbsSampler {
     fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         self.sample_inner(n, opts)
     }
-    fn live(&self) -> LiveHyper {
-        self.hyper.clone()
+    fn config(&self) -> &SamplerConfig {
+        &self.config
     }
-    fn set_live(&mut self, hyper: LiveHyper) -> Result<()> {
-        hyper.validate(self.layout.dim())?;
-        self.control.set_learning_rate(hyper.learning_rate);
-        self.corrector.set_learning_rate(hyper.learning_rate);
-        self.adjoint_buffer.set_capacity(hyper.buffer_size);
-        self.corrector_buffer.set_capacity(hyper.buffer_size);
-        self.hyper = hyper;
+    fn set_hyper(&mut self, key: &str, value: f64) -> Result<()> {
+        let mut cfg = self.config.clone();
+        super::hyper::set_live(&(KIND.rows)(), &mut cfg, key, value, self.layout.dim())?;
+        self.apply_hyper(LiveHyper::from_config(&cfg))?;
+        self.asbs = cfg.section::<AsbsConfig>();
+        self.config = cfg;
         Ok(())
     }
     fn counters(&self) -> &Counters {
         &self.counters
     }
     fn stage(&self) -> Option<String> {
-        let round = (self.cfg.adjoint_epochs + self.cfg.corrector_epochs) as u64;
+        let round = (self.asbs.adjoint_epochs + self.asbs.corrector_epochs) as u64;
         let k = self.epochs % round;
         Some(match self.current_stage() {
-            Stage::AdjointMatching => format!("adjoint matching: epoch {} of {}", k + 1, self.cfg.adjoint_epochs),
-            Stage::CorrectorMatching => format!("corrector matching: epoch {} of {}", k + 1 - self.cfg.adjoint_epochs as u64, self.cfg.corrector_epochs),
+            Stage::AdjointMatching => format!("adjoint matching: epoch {} of {}", k + 1, self.asbs.adjoint_epochs),
+            Stage::CorrectorMatching => format!("corrector matching: epoch {} of {}", k + 1 - self.asbs.adjoint_epochs as u64, self.asbs.corrector_epochs),
         })
-    }
-    fn reseed(&mut self, seed: u64) {
-        self.rng = ChaCha8Rng::seed_from_u64(seed);
     }
     fn save(&self, dir: &Path) -> Result<()> {
         self.control.save_weights(&dir.join("checkpoint.safetensors"))?;
         self.corrector.save_weights(&dir.join("corrector.safetensors"))?;
         let mut tensors: HashMap<String, Tensor> = self.control.state("control.")?.into_iter().collect();
         tensors.extend(self.corrector.state("corrector.")?);
-        super::save_buffer(&mut tensors, "adjoint_buffer", &self.adjoint_buffer)?;
-        super::save_buffer(&mut tensors, "corrector_buffer", &self.corrector_buffer)?;
-        super::write_tensors(&tensors, &dir.join("state.safetensors"))?;
-        super::write_json(
+        super::state::save_buffer(&mut tensors, "adjoint_buffer", &self.adjoint_buffer)?;
+        super::state::save_buffer(&mut tensors, "corrector_buffer", &self.corrector_buffer)?;
+        super::state::write_tensors(&tensors, &dir.join("state.safetensors"))?;
+        super::state::write_json(
             &dir.join("state.json"),
             &AsbsState {
                 counters: self.counters.clone(),
@@ -432,16 +467,17 @@ impl super::Sampler for AsbsSampler {
         self.control.load_weights(&dir.join("checkpoint.safetensors"))?;
         self.corrector.load_weights(&dir.join("corrector.safetensors"))?;
         let state = dir.join("state.safetensors");
-        let tensors = super::read_tensors(&state)?;
+        let tensors = super::state::read_tensors(&state)?;
         let path = dir.join("state.json");
-        let js: AsbsState = super::read_json(&path)?;
+        let js: AsbsState = super::state::read_json(&path)?;
         js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
         self.control.load_state(&tensors, "control.", js.control_adam_step, &state)?;
         self.corrector.load_state(&tensors, "corrector.", js.corrector_adam_step, &state)?;
-        super::Sampler::set_live(self, js.hyper)?;
+        js.hyper.apply_to(&mut self.config);
+        self.apply_hyper(js.hyper)?;
         let dim = self.layout.dim();
-        self.adjoint_buffer = super::load_buffer(&tensors, "adjoint_buffer", 2 * dim, self.hyper.buffer_size, &state)?;
-        self.corrector_buffer = super::load_buffer(&tensors, "corrector_buffer", dim, self.hyper.buffer_size, &state)?;
+        self.adjoint_buffer = super::state::load_buffer(&tensors, "adjoint_buffer", 2 * dim, self.hyper.buffer_size, &state)?;
+        self.corrector_buffer = super::state::load_buffer(&tensors, "corrector_buffer", dim, self.hyper.buffer_size, &state)?;
         self.corrector_trained = js.corrector_trained;
         self.epochs = js.epochs;
         self.rng = js.rng.restore(&path)?;
@@ -456,7 +492,7 @@ mod tests {
     use super::*;
     use crate::energy::{DoubleWell, Gaussian};
     use crate::sampler::adjoint::adjoint_targets;
-    use crate::scene::NetworkKind;
+    use crate::nn::NetworkKind;
     use crate::sde::bridge_sample;
 
     /// With a Dirac prior and the exact corrector −x₁/ν(1), ASBS regresses onto exactly AS's
@@ -465,11 +501,7 @@ mod tests {
     /// rounding (1e-6 relative).
     #[test]
     fn dirac_prior_with_exact_corrector_gives_the_adjoint_sampling_targets() {
-        let cfg = SamplerConfig {
-            sde_steps: 20,
-            asbs: AsbsConfig { prior: AsbsPrior::Dirac, ..AsbsConfig::default() },
-            ..SamplerConfig::default()
-        };
+        let cfg = SamplerConfig { sde_steps: 20, ..SamplerConfig::default() }.with_section(AsbsConfig { prior: AsbsPrior::Dirac, ..AsbsConfig::default() });
         let net = NetworkConfig { layers: 2, hidden: 16, ..NetworkConfig::default() };
         let mut s = AsbsSampler::new(Box::new(DoubleWell::dw4()), &cfg, &net, Device::Cpu).unwrap();
         let (x0, x1) = s.simulate_pairs(64, 20, 11, 0).unwrap();
@@ -507,9 +539,9 @@ mod tests {
             sde_steps: 50,
             batch_size: 256,
             learning_rate: 3e-3,
-            asbs: AsbsConfig { prior_scale: s0 / (2.0f64 / 3.0).sqrt(), ..AsbsConfig::default() },
             ..SamplerConfig::default()
-        };
+        }
+        .with_section(AsbsConfig { prior_scale: s0 / (2.0f64 / 3.0).sqrt(), ..AsbsConfig::default() });
         let net = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 64, ..NetworkConfig::default() };
         let target = Gaussian { mean: vec![0.0, 0.0], std: 1.0 };
         let mut s = AsbsSampler::new(Box::new(target), &cfg, &net, Device::Cpu).unwrap();

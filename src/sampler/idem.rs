@@ -18,13 +18,52 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use super::{Advance, Counters, Epoch, Learner, LiveHyper, RngState, SampleOptions, Samples, SamplerKind, UnitSizer, advance_epoch, row_rng};
+use super::learner::{Epoch, Learner, LiveHyper, advance_epoch};
+use super::registry::{KindInfo, KindSection, SectionInfo};
+use super::state::RngState;
+use super::{Advance, Counters, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{Inference, TrainedNet};
-use crate::scene::{NetworkConfig, NetworkOutput, SamplerConfig};
+use crate::nn::{NetworkConfig, NetworkOutput};
+use super::SamplerConfig;
 use crate::sde::{NoiseSchedule, fill_normal};
+
+/// iDEM in the registry.
+pub static KIND: KindInfo = KindInfo {
+    variant: "Idem",
+    name: "idem",
+    label: "iDEM",
+    summary: "Iterated Denoising Energy Matching (Akhound-Sadegh et al. 2024): a score network regressed onto a Monte-Carlo estimate of the noised target's score, K energy evaluations per training example.",
+    learns: true,
+    samples_note: "raw samples",
+    section: Some(SectionInfo::of::<IdemConfig>()),
+    accepts: |e| if e.layout().com_free { Ok(()) } else { Err("it is implemented for particle systems (DW-4, LJ-n) only".into()) },
+    build: |energy, sampler, network| Ok(Box::new(IdemSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
+    rows: idem_rows,
+};
+
+fn idem_rows() -> Vec<super::HyperRow> {
+    use super::hyper::{Bound, HyperRow};
+    let mut rows = super::hyper::learner_rows();
+    rows.insert(
+        6,
+        HyperRow {
+            key: "mc_samples",
+            field: "idem.mc_samples",
+            label: "MC points K",
+            help: "iDEM: points of the Monte-Carlo score target per training example; each costs one energy evaluation, so a gradient step costs batch × K.",
+            bound: Bound::Count { min: 1, max: crate::limits::MAX_MC_SAMPLES, bytes_each: |dim, c| 16 * dim * c.batch_size.min(crate::limits::MAX_BATCH as usize) as u64 },
+            ui: (1.0, 10_000.0),
+            log: true,
+            live: true,
+            get: |c| c.section::<IdemConfig>().mc_samples as f64,
+            set: |c, v| c.section_mut::<IdemConfig>().mc_samples = v as usize,
+        },
+    );
+    rows
+}
 
 /// iDEM settings (scene `sampler.idem`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,8 +81,9 @@ impl Default for IdemConfig {
     }
 }
 
-impl IdemConfig {
-    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+impl KindSection for IdemConfig {
+    const NAME: &'static str = "idem";
+    fn check(&self, _dim: usize) -> std::result::Result<(), (&'static str, String)> {
         if self.mc_samples == 0 {
             return Err(("mc_samples", "must be at least 1".into()));
         }
@@ -124,7 +164,9 @@ pub struct IdemSampler {
     layout: Layout,
     ve: VeProcess,
     output: NetworkOutput,
-    cfg: IdemConfig,
+    idem: IdemConfig,
+    /// The settings as they stand (live edits included).
+    config: SamplerConfig,
     hyper: LiveHyper,
     net: TrainedNet,
     /// Clean samples (the target half of each row is unused).
@@ -148,7 +190,7 @@ impl IdemSampler {
         }
         let hyper = LiveHyper::from_config(sampler);
         hyper.validate(energy.layout().dim())?;
-        sampler.idem.check().map_err(|(f, m)| Error::Invalid(format!("idem.{f} {m}")))?;
+        sampler.section::<IdemConfig>().check(energy.layout().dim()).map_err(|(f, m)| Error::Invalid(format!("idem.{f} {m}")))?;
         let layout = energy.layout();
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
         let net = TrainedNet::new(network, layout, sampler.sigma_max, hyper.learning_rate, sampler.ema, &mut rng, &device)?;
@@ -157,7 +199,8 @@ impl IdemSampler {
             layout,
             ve: VeProcess { schedule: NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max) },
             output: network.output,
-            cfg: sampler.idem.clone(),
+            idem: sampler.section::<IdemConfig>(),
+            config: sampler.clone(),
             buffer: ReplayBuffer::new(layout.dim(), hyper.buffer_size),
             hyper,
             net,
@@ -168,6 +211,15 @@ impl IdemSampler {
             sizer: UnitSizer::new(32, 1024),
             counters: Counters::default(),
         })
+    }
+
+    /// Applies the live values the loop reads; Adam's state and the buffer's rows are kept.
+    fn apply_hyper(&mut self, hyper: LiveHyper) -> Result<()> {
+        hyper.validate(self.layout.dim())?;
+        self.net.set_learning_rate(hyper.learning_rate);
+        self.buffer.set_capacity(hyper.buffer_size);
+        self.hyper = hyper;
+        Ok(())
     }
 
     /// s = c(t) · network output: 1, or 1/√(h(t) + σ_min²) when the network outputs a scaled score.
@@ -257,8 +309,8 @@ impl IdemSampler {
         fill_normal(&mut noise, &mut self.rng);
         remove_com(&mut noise, self.layout);
         let xt: Vec<f32> = x.iter().zip(&noise).enumerate().map(|(j, (&xv, &z))| xv + h[j / dim].sqrt() as f32 * z).collect();
-        let k = self.hyper.mc_samples;
-        let score = mc_score(self.energy.as_ref(), &xt, &h, k, self.cfg.score_clip as f32, &mut self.rng);
+        let k = self.idem.mc_samples;
+        let score = mc_score(self.energy.as_ref(), &xt, &h, k, self.idem.score_clip as f32, &mut self.rng);
         self.counters.energy_evals += (bs * k) as u64;
         self.counters.network_backward += bs as u64;
         let a: Vec<f32> = score.iter().map(|v| -v).collect();
@@ -268,7 +320,7 @@ impl IdemSampler {
 
     fn sample_inner(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
-        let seed = self.sample_rng.random();
+        let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
         let inference = self.net.inference(true)?;
         let (x, path) = rayon::scope(|_| self.simulate(Some(&inference), n, steps, seed, 0, opts.trajectory))?;
         drop(inference);
@@ -310,10 +362,23 @@ impl Learner for IdemSampler {
     }
 }
 
+/// iDEM's live values as its checkpoints store them: the learners' shared ones and K.
+#[derive(Serialize, Deserialize)]
+struct IdemHyper {
+    #[serde(flatten)]
+    shared: LiveHyper,
+    #[serde(default = "default_mc_samples")]
+    mc_samples: usize,
+}
+
+fn default_mc_samples() -> usize {
+    IdemConfig::default().mc_samples
+}
+
 #[derive(Serialize, Deserialize)]
 struct IdemState {
     counters: Counters,
-    hyper: LiveHyper,
+    hyper: IdemHyper,
     adam_step: u64,
     epochs: u64,
     rng: RngState,
@@ -322,7 +387,7 @@ struct IdemState {
 
 impl super::Sampler for IdemSampler {
     fn kind(&self) -> SamplerKind {
-        SamplerKind::Idem
+        SamplerKind::of(&KIND)
     }
     fn energy(&self) -> &dyn Energy {
         self.energy.as_ref()
@@ -333,45 +398,51 @@ impl super::Sampler for IdemSampler {
     fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         self.sample_inner(n, opts)
     }
-    fn live(&self) -> LiveHyper {
-        self.hyper.clone()
+    fn config(&self) -> &SamplerConfig {
+        &self.config
     }
-    fn set_live(&mut self, hyper: LiveHyper) -> Result<()> {
-        hyper.validate(self.layout.dim())?;
-        self.net.set_learning_rate(hyper.learning_rate);
-        self.buffer.set_capacity(hyper.buffer_size);
-        self.hyper = hyper;
+    fn set_hyper(&mut self, key: &str, value: f64) -> Result<()> {
+        let mut cfg = self.config.clone();
+        super::hyper::set_live(&(KIND.rows)(), &mut cfg, key, value, self.layout.dim())?;
+        self.apply_hyper(LiveHyper::from_config(&cfg))?;
+        self.idem = cfg.section::<IdemConfig>();
+        self.config = cfg;
         Ok(())
     }
     fn counters(&self) -> &Counters {
         &self.counters
     }
     fn stage(&self) -> Option<String> {
-        Some(format!("{} energy evaluations per gradient step (K = {})", self.hyper.batch_size * self.hyper.mc_samples, self.hyper.mc_samples))
-    }
-    fn reseed(&mut self, seed: u64) {
-        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        Some(format!("{} energy evaluations per gradient step (K = {})", self.hyper.batch_size * self.idem.mc_samples, self.idem.mc_samples))
     }
     fn save(&self, dir: &Path) -> Result<()> {
         self.net.save_weights(&dir.join("checkpoint.safetensors"))?;
         let mut tensors: std::collections::HashMap<String, Tensor> = self.net.state("")?.into_iter().collect();
-        super::save_buffer(&mut tensors, "buffer", &self.buffer)?;
-        super::write_tensors(&tensors, &dir.join("state.safetensors"))?;
-        super::write_json(
+        super::state::save_buffer(&mut tensors, "buffer", &self.buffer)?;
+        super::state::write_tensors(&tensors, &dir.join("state.safetensors"))?;
+        super::state::write_json(
             &dir.join("state.json"),
-            &IdemState { counters: self.counters.clone(), hyper: self.hyper.clone(), adam_step: self.net.adam_steps(), epochs: self.epochs, rng: RngState::of(&self.rng), epoch: self.epoch.clone() },
+            &IdemState { counters: self.counters.clone(), hyper: IdemHyper { shared: self.hyper.clone(), mc_samples: self.idem.mc_samples }, adam_step: self.net.adam_steps(), epochs: self.epochs, rng: RngState::of(&self.rng), epoch: self.epoch.clone() },
         )
     }
     fn load(&mut self, dir: &Path) -> Result<()> {
         self.net.load_weights(&dir.join("checkpoint.safetensors"))?;
         let state = dir.join("state.safetensors");
-        let tensors = super::read_tensors(&state)?;
+        let tensors = super::state::read_tensors(&state)?;
         let path = dir.join("state.json");
-        let js: IdemState = super::read_json(&path)?;
-        js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
+        let js: IdemState = super::state::read_json(&path)?;
+        js.hyper.shared.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
+        let mut config = self.config.clone();
+        js.hyper.shared.apply_to(&mut config);
+        config.section_mut::<IdemConfig>().mc_samples = js.hyper.mc_samples;
+        if let Err((f, m)) = super::hyper::check_all(&(KIND.rows)(), &config, self.layout.dim()) {
+            return Err(Error::format(&path, format!("{f} {m}")));
+        }
         self.net.load_state(&tensors, "", js.adam_step, &state)?;
-        super::Sampler::set_live(self, js.hyper)?;
-        self.buffer = super::load_buffer(&tensors, "buffer", self.layout.dim(), self.hyper.buffer_size, &state)?;
+        self.apply_hyper(js.hyper.shared)?;
+        self.idem = config.section::<IdemConfig>();
+        self.config = config;
+        self.buffer = super::state::load_buffer(&tensors, "buffer", self.layout.dim(), self.hyper.buffer_size, &state)?;
         self.epochs = js.epochs;
         self.rng = js.rng.restore(&path)?;
         self.counters = js.counters;

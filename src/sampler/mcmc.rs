@@ -23,11 +23,69 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Advance, Batch, Counters, LiveHyper, Phase, RngState, SampleOptions, Samples, SamplerKind, UnitSizer};
+use super::hyper::{Bound, HyperRow};
+use super::registry::{KindInfo, KindSection, SectionInfo};
+use super::state::RngState;
+use super::{Advance, Batch, Counters, Phase, SampleOptions, Samples, SamplerKind, UnitSizer};
 use crate::energy::{Energy, canonicalise, remove_com};
 use crate::error::{Error, Result};
-use crate::io::Matrix;
-use crate::scene::SamplerConfig;
+use crate::types::Matrix;
+use super::SamplerConfig;
+
+/// MCMC as a sampler kind in the registry.
+pub static KIND: KindInfo = KindInfo {
+    variant: "Mcmc",
+    name: "mcmc",
+    label: "MCMC",
+    summary: "Hamiltonian Monte Carlo chains with parallel tempering (the reference sampler, run as a competitor): its samples are the chains' states, recorded every block of sweeps.",
+    learns: false,
+    samples_note: "samples are chain states: correlated in time and across the tempering ladder",
+    section: Some(SectionInfo::of::<McmcConfig>()),
+    accepts: |_| Ok(()),
+    build: |energy, sampler, _| Ok(Box::new(McmcSampler::new(energy, sampler)?)),
+    rows: mcmc_rows,
+};
+
+/// The chains' settings: all need a reset (new chains).
+fn mcmc_rows() -> Vec<HyperRow> {
+    use crate::limits::*;
+    fn chain(dim: u64, c: &super::SamplerConfig) -> u64 {
+        24 * dim * c.section::<McmcConfig>().replicas.min(MAX_REPLICAS as usize) as u64
+    }
+    macro_rules! row {
+        ($key:ident, $label:expr, $help:expr, $bound:expr, $ui:expr, $log:expr, $as:ty) => {
+            HyperRow {
+                key: stringify!($key),
+                field: concat!("mcmc.", stringify!($key)),
+                label: $label,
+                help: $help,
+                bound: $bound,
+                ui: $ui,
+                log: $log,
+                live: false,
+                get: |c| c.section::<McmcConfig>().$key as f64,
+                set: |c, v| c.section_mut::<McmcConfig>().$key = v as $as,
+            }
+        };
+    }
+    vec![
+        row!(chains, "chains", "Independent tempering groups, each yielding one T = 1 chain (one sample per block).", Bound::Count { min: 1, max: MAX_BATCH, bytes_each: chain }, (1.0, 4096.0), true, usize),
+        row!(replicas, "replicas", "Temperatures per group, geometric from 1 to t_max (1 = plain HMC).", Bound::Count { min: 1, max: MAX_REPLICAS, bytes_each: |dim, c| 24 * dim * c.section::<McmcConfig>().chains.min(MAX_BATCH as usize) as u64 }, (1.0, 16.0), false, usize),
+        row!(t_max, "hottest T", "The top of the tempering ladder (in units of the scene's temperature).", Bound::Closed { lo: 1.0, hi: 1e6 }, (1.0, 20.0), true, f64),
+        row!(burn_in, "burn-in sweeps", "Sweeps before recording, while the step sizes adapt (0: record from the start).", Bound::Count { min: 0, max: MAX_ITERATION_STEPS, bytes_each: |_, _| 0 }, (0.0, 20_000.0), true, usize),
+        row!(thin, "sweeps per block", "Sweeps between recorded states of a chain (one block: one sample per chain).", Bound::Count { min: 1, max: MAX_ITERATION_STEPS, bytes_each: |_, _| 0 }, (1.0, 1000.0), true, usize),
+        row!(leapfrog_steps, "leapfrog steps", "Mean leapfrog steps per HMC move; each costs one energy evaluation.", Bound::Count { min: 1, max: MAX_LEAPFROG, bytes_each: |_, _| 0 }, (1.0, 100.0), false, usize),
+        row!(step_size, "initial step size", "Leapfrog step size before adaptation.", Bound::Positive, (1e-5, 1.0), true, f64),
+        row!(target_accept, "target acceptance", "Acceptance rate the burn-in adaptation aims for.", Bound::Open { lo: 0.0, hi: 1.0 }, (0.05, 0.99), false, f64),
+    ]
+}
+
+impl KindSection for McmcConfig {
+    const NAME: &'static str = "mcmc";
+    fn check(&self, dim: usize) -> std::result::Result<(), (&'static str, String)> {
+        self.check_ranges(dim)
+    }
+}
 
 /// Settings of the reference sampler; every field has a default that suits LJ-13.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,12 +132,12 @@ impl Default for McmcConfig {
 impl McmcConfig {
     /// Checks ranges, naming the offending field.
     pub fn validate(&self, dim: usize) -> Result<()> {
-        self.check(dim).map_err(|(f, m)| Error::Invalid(format!("reference.mcmc.{f} {m}")))
+        self.check_ranges(dim).map_err(|(f, m)| Error::Invalid(format!("reference.mcmc.{f} {m}")))
     }
 
     /// Range checks: `Err((field, what is wrong))`.
     /// `dim`: the system's coordinates (for the memory a count would need).
-    pub fn check(&self, dim: usize) -> std::result::Result<(), (&'static str, String)> {
+    pub fn check_ranges(&self, dim: usize) -> std::result::Result<(), (&'static str, String)> {
         use crate::limits::*;
         let bad = |f: &'static str, why: &str| Err((f, why.to_string()));
         // A chain holds a position, a momentum and a gradient per replica (f64).
@@ -547,6 +605,11 @@ pub struct McmcSampler {
     energy: Box<dyn Energy>,
     chains: Tempering,
     cfg: McmcConfig,
+    /// The settings as built (MCMC has no live hyperparameters).
+    config: super::SamplerConfig,
+    /// What `sample` hands out before the first block ends: the chains' states when the run was
+    /// built or loaded (not where a unit of work happened to stop, which depends on timing).
+    start: (Vec<f32>, Vec<f64>),
     sizer: UnitSizer,
     counters: Counters,
     /// Sweeps per outer iteration (a "block"): `thin`, so a block yields decorrelated states.
@@ -563,11 +626,12 @@ const HISTORY_ROWS: usize = 8192;
 
 impl McmcSampler {
     pub fn new(energy: Box<dyn Energy>, sampler: &SamplerConfig) -> Result<Self> {
-        let cfg = sampler.mcmc.clone();
+        let cfg = sampler.section::<McmcConfig>();
         let chains = Tempering::new(energy.as_ref(), &cfg, sampler.seed)?;
+        let start = chains.current(energy.as_ref());
         let counters = Counters { energy_evals: chains.gradient_evals(), ..Counters::default() };
         let block = cfg.thin.max(1);
-        Ok(Self { energy, chains, cfg, sizer: UnitSizer::new(1, 1000), counters, block, block_left: 0, history: Default::default() })
+        Ok(Self { energy, chains, cfg, config: sampler.clone(), start, sizer: UnitSizer::new(1, 1000), counters, block, block_left: 0, history: Default::default() })
     }
 
     /// The chains (acceptance, swap rates, step sizes).
@@ -578,7 +642,7 @@ impl McmcSampler {
 
 impl super::Sampler for McmcSampler {
     fn kind(&self) -> SamplerKind {
-        SamplerKind::Mcmc
+        SamplerKind::of(&KIND)
     }
 
     fn energy(&self) -> &dyn Energy {
@@ -634,12 +698,15 @@ impl super::Sampler for McmcSampler {
             }
             (x, e)
         } else if !opts.fill {
-            let (x, e) = self.chains.current(self.energy.as_ref());
+            let (x, e) = &self.start;
             let n = n.min(e.len());
             (x[..n * dim].to_vec(), e[..n].to_vec())
         } else {
             let chains = self.cfg.chains;
             let mut copy = self.chains.clone();
+            if let Some(seed) = opts.seed {
+                reseed(&mut copy, seed);
+            }
             let rounds = n.div_ceil(chains);
             let before = copy.gradient_evals();
             let mut sweeps = rounds * self.cfg.thin;
@@ -668,13 +735,12 @@ impl super::Sampler for McmcSampler {
         Ok(((copy.gradient_evals() - before) as f64 * per_state, start.elapsed().as_secs_f64() * per_state))
     }
 
-    fn live(&self) -> LiveHyper {
-        LiveHyper::from_config(&SamplerConfig::default())
+    fn config(&self) -> &super::SamplerConfig {
+        &self.config
     }
 
-    fn set_live(&mut self, _hyper: LiveHyper) -> Result<()> {
-        // Nothing live: the chains' settings need a reset.
-        Ok(())
+    fn set_hyper(&mut self, key: &str, _value: f64) -> Result<()> {
+        Err(Error::Invalid(format!("MCMC has no live hyperparameters: {key} needs a reset (new chains)")))
     }
 
     fn counters(&self) -> &Counters {
@@ -689,16 +755,10 @@ impl super::Sampler for McmcSampler {
         })
     }
 
-    fn reseed(&mut self, seed: u64) {
-        for (k, g) in self.chains.groups.iter_mut().enumerate() {
-            g.rng = ChaCha8Rng::seed_from_u64(seed);
-            g.rng.set_stream(k as u64 + 1 + (1 << 32));
-        }
-    }
 
     fn save(&self, dir: &Path) -> Result<()> {
         let state = McmcState { counters: self.counters.clone(), block_left: self.block_left, chains: self.chains.save_state() };
-        super::write_json(&dir.join("state.json"), &state)
+        super::state::write_json(&dir.join("state.json"), &state)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
@@ -706,11 +766,21 @@ impl super::Sampler for McmcSampler {
         if !path.exists() {
             return Err(Error::format(&path, "no saved chains here (was the run saved?)"));
         }
-        let st: McmcState = super::read_json(&path)?;
+        let st: McmcState = super::state::read_json(&path)?;
         self.chains.load_state(self.energy.as_ref(), &st.chains, &path)?;
         self.counters = st.counters;
         self.block_left = st.block_left.min(self.block);
+        self.start = self.chains.current(self.energy.as_ref());
         Ok(())
+    }
+}
+
+/// Gives the chains' generators new streams from `seed` (a copy's continuation, drawn for
+/// `sample --seed`, differs by seed and repeats for the same one).
+fn reseed(chains: &mut Tempering, seed: u64) {
+    for (k, g) in chains.groups.iter_mut().enumerate() {
+        g.rng = ChaCha8Rng::seed_from_u64(seed);
+        g.rng.set_stream(k as u64 + 1 + (1 << 32));
     }
 }
 
@@ -760,10 +830,10 @@ mod tests {
         use crate::sampler::Sampler;
         let target = Gaussian { mean: vec![0.0, 0.0], std: 1.5 };
         let sampler_cfg = SamplerConfig {
-            kind: SamplerKind::Mcmc,
-            mcmc: McmcConfig { chains: 2000, replicas: 1, burn_in: 0, thin: 20, leapfrog_steps: 5, step_size: 0.5, prior_std: Some(1.5), ..Default::default() },
+            kind: SamplerKind::of(&KIND),
             ..SamplerConfig::default()
-        };
+        }
+        .with_section(McmcConfig { chains: 2000, replicas: 1, burn_in: 0, thin: 20, leapfrog_steps: 5, step_size: 0.5, prior_std: Some(1.5), ..Default::default() });
         let mut s = McmcSampler::new(Box::new(target), &sampler_cfg).unwrap();
         let start = s.sample(2000, SampleOptions::default()).unwrap().x;
         let mut batch = None;

@@ -5,7 +5,7 @@ use std::f64::consts::{PI, TAU};
 
 use rayon::prelude::*;
 
-use super::wrap_angle as wrap;
+use crate::types::wrap_angle as wrap;
 use crate::error::{Error, Result};
 
 /// Bins per angle of the Ramachandran histogram (FAB's convention).
@@ -59,7 +59,7 @@ pub fn torus_w2(a: &[f64], b: &[f64], dim: usize, cols: &[usize]) -> Result<f64>
             })
         })
         .collect();
-    crate::metrics::exact_ot_w2(cost, n)
+    super::exact_ot_w2(cost, n)
 }
 
 /// A named region of torsion space.

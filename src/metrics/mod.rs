@@ -1,12 +1,14 @@
 //! Sample-quality metrics as the papers compute them (science.md §6): E-W2, x-W2, eq-W2,
 //! interatomic-distance histograms with total variation, ESS, configurational temperature.
 
+pub mod torsions;
+
 use nalgebra::SMatrix;
 use rayon::prelude::*;
 
 use crate::energy::{Energy, Layout};
 use crate::error::{Error, Result};
-use crate::io::Matrix;
+use crate::types::Matrix;
 
 /// Number of bins of the pooled interatomic-distance histograms.
 pub const DIST_BINS: usize = 200;
@@ -43,7 +45,7 @@ pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, which
     let eb = energy.batch_energy(&reference.data);
     if let Some(mol) = energy.molecule() {
         // Torsions: the wrapped metrics in the same slots (molecules.md §4).
-        use crate::molecule::metrics as tm;
+        use torsions as tm;
         let names = mol.torsion_names();
         let cols = tm::ramachandran_columns(&names).map_or(vec![0], |(i, j)| vec![i, j]);
         let (a, b): (Vec<f64>, Vec<f64>) = (samples.data.iter().map(|&v| v as f64).collect(), reference.data.iter().map(|&v| v as f64).collect());
