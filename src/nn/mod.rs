@@ -104,3 +104,15 @@ pub(crate) fn tensor_finite(t: &Tensor) -> Result<bool> {
     let v: Vec<f64> = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
     Ok(v.iter().all(|x| x.is_finite()))
 }
+
+/// Reads a checkpoint's tensors (on the CPU), naming the file in errors.
+pub fn read_tensors(path: &std::path::Path) -> crate::error::Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    let bytes = crate::limits::read_bytes(path, crate::limits::DATA_FILE_BYTES)?;
+    candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
+        .map_err(|e| crate::error::Error::format(path, format!("unreadable ({})", crate::error::short(&e))))
+}
+
+/// Writes a checkpoint's tensors, naming the file in errors.
+pub fn write_tensors(tensors: &std::collections::HashMap<String, candle_core::Tensor>, path: &std::path::Path) -> crate::error::Result<()> {
+    candle_core::safetensors::save(tensors, path).map_err(|e| crate::error::Error::format(path, e.to_string()))
+}

@@ -174,7 +174,7 @@ impl TrainedNet {
         if !path.exists() {
             return Err(Error::format(path, "no checkpoint here (was the run saved?)"));
         }
-        let tensors = crate::sampler::state::read_tensors(path)?;
+        let tensors = super::read_tensors(path)?;
         let data = self.varmap.data().lock().expect("varmap lock");
         for (name, var) in data.iter() {
             let Some(t) = tensors.get(name) else {

@@ -88,14 +88,5 @@ pub fn load_buffer(
     Ok(crate::buffer::ReplayBuffer::from_ordered(width, capacity, x, a, log_w))
 }
 
-/// Reads a checkpoint's tensors (on the CPU), naming the file in errors.
-pub fn read_tensors(path: &Path) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
-    let bytes = crate::limits::read_bytes(path, crate::limits::DATA_FILE_BYTES)?;
-    candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
-        .map_err(|e| Error::format(path, format!("unreadable ({})", crate::error::short(&e))))
-}
-
-/// Writes a checkpoint's tensors, naming the file in errors.
-pub fn write_tensors(tensors: &std::collections::HashMap<String, candle_core::Tensor>, path: &Path) -> Result<()> {
-    candle_core::safetensors::save(tensors, path).map_err(|e| Error::format(path, e.to_string()))
-}
+/// Tensor files live with the networks (`nn`); re-exported for the kinds' loaders.
+pub use crate::nn::{read_tensors, write_tensors};
