@@ -38,14 +38,10 @@ pub static KIND: KindInfo = KindInfo {
     learns: true,
     samples_note: "raw samples",
     section: Some(SectionInfo::of::<AsbsConfig>()),
-    accepts: |e| if e.layout().com_free { Ok(()) } else { Err("it is implemented for particle systems (DW-4, LJ-n) only".into()) },
+    accepts: super::registry::particles_only,
     build: |energy, sampler, network| Ok(Box::new(AsbsSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
-    rows: asbs_rows,
+    rows: super::hyper::learner_rows,
 };
-
-fn asbs_rows() -> Vec<super::HyperRow> {
-    super::hyper::learner_rows()
-}
 
 /// ASBS settings (scene `sampler.asbs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

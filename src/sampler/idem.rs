@@ -39,7 +39,7 @@ pub static KIND: KindInfo = KindInfo {
     learns: true,
     samples_note: "raw samples",
     section: Some(SectionInfo::of::<IdemConfig>()),
-    accepts: |e| if e.layout().com_free { Ok(()) } else { Err("it is implemented for particle systems (DW-4, LJ-n) only".into()) },
+    accepts: super::registry::particles_only,
     build: |energy, sampler, network| Ok(Box::new(IdemSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
     rows: idem_rows,
 };

@@ -45,6 +45,12 @@ pub struct KindInfo {
     pub rows: fn() -> Vec<HyperRow>,
 }
 
+/// `KindInfo::accepts` of the kinds written for particle systems only (centre-of-mass-free
+/// layouts: DW-4, LJ-n).
+pub fn particles_only(energy: &dyn Energy) -> std::result::Result<(), String> {
+    if energy.layout().com_free { Ok(()) } else { Err("it is implemented for particle systems (DW-4, LJ-n) only".into()) }
+}
+
 /// The kind named `s` in a scene (`Adjoint`) or on the command line (`adjoint`), either case.
 pub fn find(s: &str) -> Option<&'static KindInfo> {
     let s = s.trim();
