@@ -214,7 +214,7 @@ pub struct CompareArgs {
     /// Output folder: compare.csv, summary.json, compare.png, KIND.npy.
     #[arg(long)]
     pub out: PathBuf,
-    /// Seed of every kind's run (default: each scene's own).
+    /// Seed of every kind's run (default: the seed of SCENE, as in the app's race).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Budget points per decade of energy evaluations at which each kind is judged.

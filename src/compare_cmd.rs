@@ -1,39 +1,22 @@
-//! `compare`: a fair race of sampler kinds on one scene (samplers.md §5). Each kind runs through
-//! the same driver to the same budget, is judged at log-spaced energy-evaluation budgets on the
-//! same reference rows, and leaves its final samples, a CSV, a JSON summary and a plot.
+//! `compare`: a fair race of sampler kinds on one scene (samplers.md §5), through the same race
+//! engine as the app's race view (`race`): the kinds take turns by energy evaluations up to the
+//! same budget, are judged at the same log-spaced budget points on the same reference rows, and
+//! leave their final samples, a CSV, a JSON summary and a plot.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-
 use anyhow::{Context, bail};
+use boltzmann_studio::cli::CompareArgs;
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy};
-use boltzmann_studio::run::{Budget, EvalPolicy, Evaluator, Outcome, Run, log_budgets};
-use boltzmann_studio::sampler::{self, SampleOptions, SamplerKind};
+use boltzmann_studio::race::{self, RacePoint};
+use boltzmann_studio::run::{Budget, EvalPolicy, Evaluator, Outcome, Run};
+use boltzmann_studio::sampler::{SampleOptions, SamplerKind};
 use boltzmann_studio::scene::Scene;
-use boltzmann_studio::cli::CompareArgs;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-const COLUMNS: [&str; 11] =
-    ["kind", "point", "energy_evals", "network_passes", "wall_seconds", "energy_w2", "eq_w2", "x_w2", "dist_tv", "ess", "eval_energy_evals"];
-
-
-/// One row of compare.csv.
-#[derive(Debug, Clone, Serialize)]
-struct Point {
-    point: String,
-    energy_evals: u64,
-    network_passes: u64,
-    wall_seconds: f64,
-    energy_w2: f64,
-    eq_w2: Option<f64>,
-    x_w2: f64,
-    dist_tv: f64,
-    ess: Option<f64>,
-    eval_energy_evals: u64,
-}
+type Point = RacePoint;
 
 #[derive(Debug, Serialize)]
 struct KindSummary {
@@ -68,6 +51,10 @@ struct Summary {
     threads: usize,
     reference: String,
     best_final_energy_w2: f64,
+    /// Kinds by E-W2 at the last budget point every kind passed, leader first (the app's race
+    /// table ranks the same way, `race::standings`).
+    ranking: Vec<String>,
+    ranked_at_energy_evals: Option<u64>,
     kinds: Vec<KindSummary>,
 }
 
@@ -75,10 +62,6 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     // Every check before anything is written: a bad argument leaves no folder behind.
     boltzmann_studio::limits::flag("--samples", args.samples, boltzmann_studio::limits::MAX_EVAL_SAMPLES, 8 * args.samples.min(1 << 20) as u64)?;
     let kinds: Vec<SamplerKind> = args.kinds.iter().map(|k| k.parse().map_err(|e: String| anyhow::anyhow!("--kinds: {e}"))).collect::<anyhow::Result<_>>()?;
-    let mut seen = std::collections::HashSet::new();
-    if let Some(k) = kinds.iter().find(|k| !seen.insert(**k)) {
-        bail!("--kinds: '{}' is named twice", k.name());
-    }
     // Minutes of training time (inside the sampler), so that evaluations cost no kind its turn.
     let budget = match (args.minutes, args.evals) {
         (Some(m), _) if m > 0.0 && m.is_finite() => Budget::TrainingSeconds(m * 60.0),
@@ -88,64 +71,68 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         (None, None) => bail!("say how long each kind runs: --minutes M or --evals N"),
     };
     let base = Scene::load(&args.scene)?;
-    let runs: Vec<(SamplerKind, PathBuf, Scene)> = kinds
-        .iter()
-        .map(|&k| {
-            let (p, mut s) = base.for_kind(&args.scene, k).map_err(|e| anyhow::anyhow!("--kinds: {e}"))?;
-            if let Some(seed) = args.seed {
-                s.sampler.seed = seed;
-            }
-            Ok((k, p, s))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let lanes = race::lane_scenes(&base, &args.scene, &kinds, args.seed).map_err(|e| anyhow::anyhow!("--kinds: {e}"))?;
     let reference_path = base.reference_path(&args.scene).with_context(|| format!("{} names no reference file to judge against", args.scene.display()))?;
-    let reference = read_npy(&reference_path)?;
+    let judge = race::judge(&base, &args.scene)?;
     let layout = base.energy().layout();
-    let curve = Evaluator::new(&reference, layout, base.schedule.eval_samples, 0).with_context(|| format!("{}", reference_path.display()))?;
-    let final_judge = Evaluator::new(&reference, layout, args.samples, 0).with_context(|| format!("{}", reference_path.display()))?;
+    let final_judge = Evaluator::new(&read_npy(&reference_path)?, layout, args.samples, 0).with_context(|| format!("{}", reference_path.display()))?;
     if args.out.join("summary.json").exists() {
         bail!("{} already holds a finished comparison; choose another --out", args.out.display());
     }
+    let points = race::points(args.per_decade);
+    let mut runs: Vec<Run> = lanes
+        .iter()
+        .map(|(path, scene)| {
+            let sampler = scene.build_sampler().with_context(|| format!("{} ({})", path.display(), scene.sampler.kind.name()))?;
+            Ok(race::make_lane(Run::new(sampler, None, EvalPolicy::Never, false, 1), &judge, &points)?)
+        })
+        .collect::<anyhow::Result<_>>()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let summary_path = args.out.join("summary.json");
-    let mut csv = CsvWriter::create(&args.out.join("compare.csv"), &COLUMNS)?;
-    let budgets = log_budgets(2.0, 12.0, args.per_decade);
+    let mut csv = CsvWriter::create(&args.out.join("compare.csv"), &race::COLUMNS)?;
 
-    let mut curves: Vec<(SamplerKind, Vec<Point>)> = Vec::new();
-    let mut summaries = Vec::new();
-    for (kind, path, scene) in &runs {
-        let sampler = scene.build_sampler().with_context(|| format!("{} ({})", path.display(), kind.name()))?;
-        let mut run = Run::new(sampler, Some(Evaluator::new(curve.reference(), layout, curve.len(), 0)?), EvalPolicy::AtEnergyEvals(budgets.clone()), false, 1);
-        let start = run.counters().clone();
-        let (_, len, unit) = budget.progress(&start, &start, Duration::ZERO);
-        let bar = ProgressBar::new(len);
-        bar.set_style(
-            ProgressStyle::with_template(&format!("{{prefix:>10}} [{{bar:25}}] {{pos}}/{{len}} {unit}  {{msg}}"))
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(kind.name());
-        let mut points = Vec::new();
-        let started = Instant::now();
-        let mut last_draw = Instant::now();
-        let outcome = run
-            .drive(budget, &|| false, &mut |run, tick| {
-                if let Some(e) = tick.evaluation {
-                    let p = point(&format!("{}", points.len()), &e.counters, &e.metrics, e.ess);
-                    csv.text_row(&row(*kind, &p))?;
-                    bar.set_message(format!("E-W2 {:.3} at {} evals{}", p.energy_w2, p.energy_evals, run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default()));
-                    points.push(p);
-                }
-                if last_draw.elapsed() > Duration::from_millis(300) {
-                    bar.set_position(budget.progress(run.counters(), &start, started.elapsed()).0);
-                    last_draw = Instant::now();
-                }
-                Ok(())
-            })
-            .with_context(|| format!("{} stopped", kind.label()))?;
-        if outcome == Outcome::Diverged {
-            bail!("{} diverged: {} gradient steps in a row were non-finite; lower its learning rate", kind.label(), run.skipped_in_a_row());
+    // A bar per kind; the kinds take turns, so all bars move together.
+    let bars = MultiProgress::new();
+    let starts: Vec<_> = runs.iter().map(|r| r.counters().clone()).collect();
+    let lane_bars: Vec<ProgressBar> = kinds
+        .iter()
+        .zip(&starts)
+        .map(|(kind, start)| {
+            let (_, len, unit) = budget.progress(start, start, Duration::ZERO);
+            let bar = bars.add(ProgressBar::new(len));
+            bar.set_style(
+                ProgressStyle::with_template(&format!("{{prefix:>10}} [{{bar:25}}] {{pos}}/{{len}} {unit}  {{msg}}"))
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(kind.name());
+            bar
+        })
+        .collect();
+    let mut curves: Vec<Vec<Point>> = vec![Vec::new(); kinds.len()];
+    let started = Instant::now();
+    let mut last_draw = Instant::now();
+    let (outcome, lane) = race::drive_lanes(&mut runs, budget, &|| false, &mut |lane, run, tick| {
+        if let Some(e) = tick.evaluation {
+            let p = RacePoint::of(&e);
+            csv.text_row(&p.row(kinds[lane]))?;
+            lane_bars[lane].set_message(format!("E-W2 {:.3} at {} evals{}", p.energy_w2, p.energy_evals, run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default()));
+            curves[lane].push(p);
         }
+        if last_draw.elapsed() > Duration::from_millis(300) {
+            lane_bars[lane].set_position(budget.progress(run.counters(), &starts[lane], started.elapsed()).0);
+            last_draw = Instant::now();
+        }
+        Ok(())
+    })
+    .context("the race stopped")?;
+    if let (Outcome::Diverged, Some(l)) = (outcome, lane) {
+        bail!("{} diverged: {} gradient steps in a row were non-finite; lower its learning rate", kinds[l].label(), runs[l].skipped_in_a_row());
+    }
+
+    let mut summaries = Vec::new();
+    for (((kind, (path, scene)), run), bar) in kinds.iter().zip(&lanes).zip(runs.iter_mut()).zip(&lane_bars) {
+        bar.set_position(bar.length().unwrap_or(0));
         bar.set_message(format!("drawing {} final samples", args.samples));
         let s = run.sampler.sample(args.samples, SampleOptions { weights: true, fill: true, ..SampleOptions::default() })?;
         bar.set_message("timing further samples");
@@ -154,12 +141,12 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         bar.set_message("judging the final samples (eq-W2 included)");
         let (m, _) = final_judge.judge(run.sampler.energy(), &s.x, &s.energies, final_judge.which(true)).with_context(|| format!("judging {}", kind.label()))?;
         let ess = s.log_weights.as_deref().map(boltzmann_studio::metrics::ess);
-        let last = point("final", run.counters(), &m, ess);
-        csv.text_row(&row(*kind, &last))?;
+        let last = RacePoint::new(None, run.counters(), &m, ess);
+        csv.text_row(&last.row(*kind))?;
         bar.finish_and_clear();
         let c = run.counters();
         println!(
-            "{:>8}: E-W2 {:.3}  eq-W2 {}  x-W2 {:.3}  dist-TV {:.4}  after {} energy evals, {} gradient steps, {:.0} s ({:.0} s wall)",
+            "{:>8}: E-W2 {:.3}  eq-W2 {}  x-W2 {:.3}  dist-TV {:.4}  after {} energy evals, {} gradient steps, {:.0} s of training",
             kind.name(),
             m.energy_w2,
             m.eq_w2.map_or("–".into(), |v| format!("{v:.3}")),
@@ -168,7 +155,6 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
             c.energy_evals,
             c.gradient_steps,
             c.wall_seconds,
-            started.elapsed().as_secs_f64()
         );
         summaries.push(KindSummary {
             kind: kind.name().into(),
@@ -182,8 +168,13 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
             energy_evals_per_1000_samples: draw_evals,
             note: kind.info().samples_note,
         });
-        curves.push((*kind, points));
     }
+    let standings = race::standings(&curves.iter().map(|c| c.as_slice()).collect::<Vec<_>>());
+    if let Some(st) = &standings {
+        let names: Vec<String> = st.order.iter().map(|&l| format!("{} {:.3} (at {} evals)", kinds[l].label(), st.judged[l].energy_w2, st.judged[l].energy_evals)).collect();
+        println!("ranking by E-W2 at the budget point of {} energy evals: {}", st.budget, names.join(", "));
+    }
+    let mut curves: Vec<(SamplerKind, Vec<Point>)> = kinds.iter().copied().zip(curves).collect();
     let best = summaries.iter().map(|s| s.last.energy_w2).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
     for (s, (_, pts)) in summaries.iter_mut().zip(&curves) {
         s.first_below_2x_best = pts
@@ -207,44 +198,14 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         threads: rayon::current_num_threads(),
         reference: reference_path.display().to_string(),
         best_final_energy_w2: best,
+        ranking: standings.as_ref().map(|st| st.order.iter().map(|&l| kinds[l].name().to_string()).collect()).unwrap_or_default(),
+        ranked_at_energy_evals: standings.as_ref().map(|st| st.budget),
         kinds: summaries,
     };
     // Written last: a folder with summary.json is a finished comparison.
     std::fs::write(&summary_path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("cannot write {}", summary_path.display()))?;
     println!("wrote {}/compare.csv, summary.json, compare.png and {} sample files", args.out.display(), kinds.len());
     Ok(())
-}
-
-fn point(name: &str, c: &sampler::Counters, m: &boltzmann_studio::metrics::MetricSet, ess: Option<f64>) -> Point {
-    Point {
-        point: name.into(),
-        energy_evals: c.energy_evals,
-        network_passes: c.network_forward + c.network_backward,
-        wall_seconds: c.wall_seconds,
-        energy_w2: m.energy_w2,
-        eq_w2: m.eq_w2,
-        x_w2: m.x_w2,
-        dist_tv: m.dist_tv,
-        ess,
-        eval_energy_evals: c.eval_energy_evals,
-    }
-}
-
-fn row(kind: SamplerKind, p: &Point) -> Vec<String> {
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-    vec![
-        kind.name().into(),
-        p.point.clone(),
-        p.energy_evals.to_string(),
-        p.network_passes.to_string(),
-        format!("{:.3}", p.wall_seconds),
-        format!("{}", p.energy_w2),
-        opt(p.eq_w2),
-        format!("{}", p.x_w2),
-        format!("{}", p.dist_tv),
-        opt(p.ess),
-        p.eval_energy_evals.to_string(),
-    ]
 }
 
 /// Curves handed to the plot: (kind, [(energy evals, wall seconds, E-W2)]).

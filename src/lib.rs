@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod molecule;
 pub mod nn;
 pub mod pretrained;
+pub mod race;
 pub mod run;
 pub mod sampler;
 pub mod scene;

@@ -80,6 +80,9 @@ pub struct Evaluation {
     pub samples: Samples,
     /// The run's counters when it was taken.
     pub counters: Counters,
+    /// The largest energy-evaluation budget point the run had passed, for evaluations at budget
+    /// points ([`EvalPolicy::AtEnergyEvals`]).
+    pub budget: Option<u64>,
 }
 
 /// Metrics of one batch (or evaluation) against as many reference samples.
@@ -134,6 +137,10 @@ impl Evaluator {
         &self.reference
     }
 
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
     /// Metrics of the finite rows of `x` (with their `energies`) against as many reference rows.
     pub fn judge(&self, energy: &dyn Energy, x: &[f32], energies: &[f64], which: Which) -> Result<(MetricSet, usize)> {
         let dim = self.layout.dim();
@@ -155,12 +162,13 @@ impl Evaluator {
         if with_eq && self.layout.particles > 1 && self.layout.particles <= 20 { Which::All } else { Which::SkipEq }
     }
 
-    /// Draws as many samples as the reference subset has and judges them (eq-W2 as asked).
-    pub fn evaluate(&self, sampler: &mut dyn Sampler, with_eq: bool) -> Result<Evaluation> {
-        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true, ..SampleOptions::default() })?;
+    /// Draws as many samples as the reference subset has (from a generator seeded by `seed`
+    /// when given) and judges them (eq-W2 as asked).
+    pub fn evaluate(&self, sampler: &mut dyn Sampler, with_eq: bool, seed: Option<u64>) -> Result<Evaluation> {
+        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true, seed, ..SampleOptions::default() })?;
         let (metrics, _) = self.judge(sampler.energy(), &s.x, &s.energies, self.which(with_eq))?;
         let ess = s.log_weights.as_deref().map(metrics::ess);
-        Ok(Evaluation { metrics, ess, samples: s, counters: sampler.counters().clone() })
+        Ok(Evaluation { metrics, ess, samples: s, counters: sampler.counters().clone(), budget: None })
     }
 }
 
@@ -191,6 +199,9 @@ pub struct Tick {
 pub struct Run {
     pub sampler: Box<dyn Sampler>,
     evaluator: Option<Evaluator>,
+    /// Judges the full evaluations instead of `evaluator` (a race lane's shared judge; batch
+    /// metrics keep `evaluator`).
+    judge: Option<Evaluator>,
     policy: EvalPolicy,
     /// Judge each completed batch against as many reference rows (the app's live metrics).
     live_metrics: bool,
@@ -202,13 +213,22 @@ pub struct Run {
 
 impl Run {
     pub fn new(sampler: Box<dyn Sampler>, evaluator: Option<Evaluator>, policy: EvalPolicy, live_metrics: bool, eq_every: u64) -> Self {
-        let mut run = Self { sampler, evaluator, policy, live_metrics, eq_every: eq_every.max(1), next_budget: 0, skipped_in_a_row: 0 };
+        let mut run = Self { sampler, evaluator, judge: None, policy, live_metrics, eq_every: eq_every.max(1), next_budget: 0, skipped_in_a_row: 0 };
         run.skip_passed_budgets();
         run
     }
 
     pub fn evaluator(&self) -> Option<&Evaluator> {
         self.evaluator.as_ref()
+    }
+
+    /// This run, with full evaluations by `judge` under `policy` (see [`crate::race::make_lane`]).
+    pub fn judged_by(mut self, judge: Evaluator, policy: EvalPolicy) -> Self {
+        self.judge = Some(judge);
+        self.policy = policy;
+        self.next_budget = 0;
+        self.skip_passed_budgets();
+        self
     }
 
     pub fn counters(&self) -> &Counters {
@@ -251,6 +271,9 @@ impl Run {
         if due {
             self.skip_passed_budgets();
             tick.evaluation = self.evaluate()?;
+            if let (EvalPolicy::AtEnergyEvals(points), Some(e)) = (&self.policy, &mut tick.evaluation) {
+                e.budget = self.next_budget.checked_sub(1).map(|i| points[i]);
+            }
         }
         tick.advance = advance;
         Ok(tick)
@@ -258,30 +281,20 @@ impl Run {
 
     /// Ticks until `budget` is used up, `stop()` holds or the run diverges, handing every tick to
     /// `observe` (progress bars, metrics logs, checkpoints after evaluations, snapshots): the one
-    /// loop of `train` and `compare`, with one divergence policy.
+    /// loop of `train`, and [`drive_lanes`] over one lane.
     pub fn drive(&mut self, budget: Budget, stop: &dyn Fn() -> bool, observe: &mut dyn FnMut(&mut Run, Tick) -> Result<()>) -> Result<Outcome> {
-        let started = std::time::Instant::now();
-        loop {
-            if budget.reached(self.counters(), started.elapsed()) {
-                return Ok(Outcome::Reached);
-            }
-            if stop() {
-                return Ok(Outcome::Stopped);
-            }
-            let tick = self.tick()?;
-            let diverged = tick.diverged;
-            observe(self, tick)?;
-            if diverged {
-                return Ok(Outcome::Diverged);
-            }
-        }
+        drive_lanes(std::slice::from_mut(self), budget, stop, &mut |_, run, tick| observe(run, tick)).map(|(o, _)| o)
     }
 
     /// A full evaluation now (eq-W2 left out: its alignments of thousands of pairs take
     /// minutes; `eval` computes it).
     pub fn evaluate(&mut self) -> Result<Option<Evaluation>> {
-        match &self.evaluator {
-            Some(ev) => Ok(Some(ev.evaluate(self.sampler.as_mut(), false)?)),
+        // A race lane's judgement at budget point k draws with seed k, so that what else the
+        // lane draws (the app's previews) leaves it unchanged: the app and `compare` see the
+        // same samples.
+        let seed = self.judge.as_ref().map(|_| self.next_budget as u64);
+        match self.judge.as_ref().or(self.evaluator.as_ref()) {
+            Some(ev) => Ok(Some(ev.evaluate(self.sampler.as_mut(), false, seed)?)),
             None => Ok(None),
         }
     }
@@ -307,6 +320,37 @@ impl Run {
             ess: batch.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN),
             n,
         }))
+    }
+}
+
+/// The lane that works next: the one with the fewest energy evaluations (the first on a tie)
+/// among those still `running`, so that every lane of a race has spent about the same budget at
+/// any moment.
+pub fn next_lane<'a>(lanes: impl IntoIterator<Item = (&'a Counters, bool)>) -> Option<usize> {
+    lanes.into_iter().enumerate().filter(|(_, (_, running))| *running).min_by_key(|(i, (c, _))| (c.energy_evals, *i)).map(|(i, _)| i)
+}
+
+/// The one loop: ticks the lane whose turn it is ([`next_lane`]) until every lane has used up
+/// `budget`, `stop()` holds or a lane diverges, handing every tick to `observe` with its lane.
+/// Returns why it ended and, for a divergence, which lane. One lane is a plain run (`train`);
+/// several are a race (`compare`). The budget's wall clock is shared by all lanes.
+pub fn drive_lanes(runs: &mut [Run], budget: Budget, stop: &dyn Fn() -> bool, observe: &mut dyn FnMut(usize, &mut Run, Tick) -> Result<()>) -> Result<(Outcome, Option<usize>)> {
+    let started = std::time::Instant::now();
+    loop {
+        let wall = started.elapsed();
+        let Some(lane) = next_lane(runs.iter().map(|r| (r.counters(), !budget.reached(r.counters(), wall)))) else {
+            return Ok((Outcome::Reached, None));
+        };
+        if stop() {
+            return Ok((Outcome::Stopped, None));
+        }
+        let run = &mut runs[lane];
+        let tick = run.tick()?;
+        let diverged = tick.diverged;
+        observe(lane, run, tick)?;
+        if diverged {
+            return Ok((Outcome::Diverged, Some(lane)));
+        }
     }
 }
 
@@ -425,6 +469,27 @@ mod tests {
         let mut run = Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1);
         let o = run.drive(Budget::GradientSteps(100), &|| true, &mut |_, _| Ok(())).unwrap();
         assert_eq!((o, run.counters().gradient_steps), (Outcome::Stopped, 0));
+    }
+
+    #[test]
+    fn lanes_take_turns_by_energy_evaluations_until_each_reaches_the_budget() {
+        // Lane 1 starts 30 evaluations ahead (a resumed run): lane 0 works alone until it catches
+        // up, then they alternate, the first on a tie.
+        let ahead = Box::new(Counting { counters: Counters { energy_evals: 30, ..Counters::default() }, config: SamplerConfig::default(), energy: DoubleWell2d::default(), diverge: false });
+        let mut runs = vec![Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1), Run::new(ahead, None, EvalPolicy::Never, false, 1)];
+        let mut turns = Vec::new();
+        let (o, lane) = drive_lanes(&mut runs, Budget::EnergyEvals(60), &|| false, &mut |l, _, _| {
+            turns.push(l);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((o, lane), (Outcome::Reached, None));
+        assert_eq!(turns, [0, 0, 0, 0, 1, 0, 1, 0, 1]);
+        assert_eq!(runs.iter().map(|r| r.counters().energy_evals).collect::<Vec<_>>(), [60, 60]);
+        // A diverging lane ends the race and is named.
+        let mut runs = vec![Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1), Run::new(Counting::boxed(true), None, EvalPolicy::Never, false, 1)];
+        let (o, lane) = drive_lanes(&mut runs, Budget::EnergyEvals(1_000_000), &|| false, &mut |_, _, _| Ok(())).unwrap();
+        assert_eq!((o, lane), (Outcome::Diverged, Some(1)));
     }
 
     #[test]

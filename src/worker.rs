@@ -18,7 +18,8 @@ use crate::energy::Layout;
 use crate::error::{Error, Result};
 use crate::io::read_npy;
 use crate::metrics;
-use crate::run::{DIVERGED_AFTER, EvalPolicy, Evaluator, Run as Driver};
+use crate::race::{self, RacePoint};
+use crate::run::{DIVERGED_AFTER, EvalPolicy, Evaluator, Run as Driver, next_lane};
 use crate::sampler::{self, Counters, SampleOptions, SamplerConfig, SamplerKind};
 use crate::scene::Scene;
 
@@ -131,6 +132,9 @@ pub struct LaneSnapshot {
     pub counters: Counters,
     pub stage: Option<String>,
     pub metrics: Vec<MetricPoint>,
+    /// The race's judgements of this lane at budget points since the previous snapshot (the rows
+    /// `compare` writes to compare.csv).
+    pub points: Vec<RacePoint>,
     pub samples: Option<Arc<SampleBatch>>,
     /// The lane's settings, live edits included.
     pub config: Option<Arc<SamplerConfig>>,
@@ -193,6 +197,9 @@ impl Snapshot {
             let mut m = old.metrics;
             m.append(&mut new.metrics);
             new.metrics = m;
+            let mut p = old.points;
+            p.append(&mut new.points);
+            new.points = p;
             if new.samples.is_none() {
                 new.samples = old.samples;
             }
@@ -308,6 +315,7 @@ struct Run {
 struct LaneOut {
     losses: Vec<(u64, f32)>,
     metrics: Vec<MetricPoint>,
+    points: Vec<RacePoint>,
     samples: Option<Arc<SampleBatch>>,
 }
 
@@ -579,9 +587,8 @@ impl Worker {
     /// One unit of work through the run driver: a slice of simulation, one gradient step, a
     /// block of sweeps.
     fn work(&mut self) -> Result<()> {
-        // The lane with the fewest energy evaluations works next (the first on a tie), so a
-        // race spends equal budgets; a single run is lane 0.
-        let lane = (0..self.runs.len()).min_by_key(|&i| (self.runs[i].driver.counters().energy_evals, i)).expect("busy implies a run");
+        // The race's turn order (a single run is lane 0).
+        let lane = next_lane(self.runs.iter().map(|r| (r.driver.counters(), true))).expect("busy implies a run");
         let race = self.runs.len() > 1;
         let run = &mut self.runs[lane];
         let tick = run.driver.tick().map_err(|e| if race { Error::Invalid(format!("{}: {e}", run.driver.sampler.kind().label())) } else { e })?;
@@ -591,7 +598,11 @@ impl Worker {
         let n = adv.losses.len() as u64;
         let numbered: Vec<(u64, f32)> = adv.losses.into_iter().enumerate().map(|(k, l)| (step + 1 + k as u64 - n, l)).collect();
         if race {
-            self.lane_out[lane].losses.extend_from_slice(&numbered);
+            let out = &mut self.lane_out[lane];
+            out.losses.extend_from_slice(&numbered);
+            if let Some(e) = &tick.evaluation {
+                out.points.push(RacePoint::of(e));
+            }
         }
         if lane == 0 {
             self.out.losses.extend(numbered);
@@ -693,6 +704,7 @@ impl Worker {
                     counters: r.driver.counters().clone(),
                     stage: r.driver.sampler.stage(),
                     metrics: std::mem::take(&mut out.metrics),
+                    points: std::mem::take(&mut out.points),
                     samples: out.samples.take(),
                     config: Some(Arc::new(r.driver.sampler.config().clone())),
                 })
@@ -711,19 +723,23 @@ impl Run {
         Run::with_sampler(sampler, scene, path, generation, race)
     }
 
-    /// The lanes of a race: each kind's scene for the system, all with the given scene's seed
-    /// and judged against its reference.
+    /// The lanes of a race, as `compare` makes them ([`crate::race`]): each kind's scene for the
+    /// system with the given scene's seed, judged at the same budget points on the same
+    /// reference rows (when the scene has a reference).
     fn race(scene: &Scene, path: &Path, kinds: &[SamplerKind], generation: u64) -> Result<Vec<Run>> {
         if kinds.len() < 2 {
             return Err(Error::Invalid("a race needs two kinds or more".into()));
         }
-        kinds
-            .iter()
-            .map(|&k| {
-                let (_, mut s) = scene.for_kind(path, k)?;
-                s.sampler.seed = scene.sampler.seed;
-                s.reference = scene.with_absolute_reference(path).reference;
-                Run::start(s, path.to_path_buf(), generation, kinds.to_vec())
+        let judge = scene.reference_path(path).map(|_| race::judge(scene, path)).transpose()?;
+        let points = race::points(race::PER_DECADE);
+        race::lane_scenes(scene, path, kinds, None)?
+            .into_iter()
+            .map(|(_, s)| {
+                let mut run = Run::start(s, path.to_path_buf(), generation, kinds.to_vec())?;
+                if let Some(j) = &judge {
+                    run.driver = race::make_lane(run.driver, j, &points)?;
+                }
+                Ok(run)
             })
             .collect()
     }

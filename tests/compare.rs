@@ -113,3 +113,60 @@ fn train_steps_on_mcmc_is_refused() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("--steps") && err.contains("--minutes"), "{err}");
 }
+
+/// One race engine: `compare` and the app's race (its worker) on the same scene, kinds and seed
+/// judge each kind at the same budget points on the same samples and rank the kinds alike. The
+/// judged samples are drawn with a seed per budget point, so the app's previews do not move them;
+/// both run on this machine, so the E-W2 values agree to rounding (tolerance 1e-9 relative:
+/// only the order of floating-point sums could differ between the two processes).
+#[test]
+fn compare_and_the_app_race_rank_alike() {
+    use boltzmann_studio::race::{RacePoint, standings};
+    use boltzmann_studio::sampler::SamplerKind;
+    use boltzmann_studio::worker::{Command, WorkerHandle};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("race");
+    let o = run(&["compare", "scenes/dw4.ron", "--kinds", "adjoint,mcmc", "--evals", "2000", "--samples", "200", "--seed", "0", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    let kinds = ["adjoint", "mcmc"];
+    // compare.csv's budget-point rows per kind: (budget, E-W2).
+    let cli: Vec<Vec<(u64, f64)>> = kinds
+        .iter()
+        .map(|k| csv.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>()).filter(|r| r[0] == *k && r[1] != "final").map(|r| (r[1].parse().unwrap(), r[5].parse().unwrap())).collect())
+        .collect();
+    assert!(cli.iter().all(|c| !c.is_empty()), "every kind is judged at a budget point:\n{csv}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let cli_ranking: Vec<String> = summary["ranking"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+
+    let path = repo("scenes/dw4.ron");
+    let mut scene = boltzmann_studio::scene::Scene::load(&path).unwrap();
+    scene.sampler.seed = 0;
+    let w = WorkerHandle::spawn_with(Command::Race { scene: Box::new(scene), path, kinds: kinds.iter().map(|k| SamplerKind::named(k)).collect() }, None);
+    w.send(Command::Play);
+    // Until each lane has been judged at the last budget point compare judged it at.
+    let mut app: Vec<Vec<RacePoint>> = vec![Vec::new(); 2];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while (0..2).any(|l| app[l].last().and_then(|p| p.budget) < cli[l].last().map(|c| c.0)) {
+        assert!(std::time::Instant::now() < deadline, "the app's race did not reach compare's budget points in 10 minutes: {app:?}");
+        if let Ok(s) = w.snapshots.recv_timeout(std::time::Duration::from_millis(200)) {
+            for (l, lane) in s.lanes.into_iter().enumerate() {
+                app[l].extend(lane.points);
+            }
+        }
+    }
+    w.send(Command::Pause);
+    for l in 0..2 {
+        let judged: Vec<(u64, f64)> = app[l].iter().filter(|p| p.budget <= cli[l].last().map(|c| c.0)).map(|p| (p.budget.unwrap(), p.energy_w2)).collect();
+        assert_eq!(judged.len(), cli[l].len(), "{}: the same budget points: app {judged:?}, compare {:?}", kinds[l], cli[l]);
+        for ((b, a), (cb, c)) in judged.iter().zip(&cli[l]) {
+            assert_eq!(b, cb, "{}: budget points", kinds[l]);
+            assert!((a - c).abs() <= 1e-9 * c.abs().max(1.0), "{} at {b}: app E-W2 {a}, compare {c}", kinds[l]);
+        }
+        app[l].retain(|p| p.budget <= cli[l].last().map(|c| c.0));
+    }
+    let st = standings(&[&app[0], &app[1]]).expect("both lanes judged");
+    let app_ranking: Vec<String> = st.order.iter().map(|&l| kinds[l].to_string()).collect();
+    assert_eq!(app_ranking, cli_ranking, "the app's race table ranks as compare does");
+    assert_eq!(Some(st.budget), summary["ranked_at_energy_evals"].as_u64(), "ranked at the same budget point");
+}

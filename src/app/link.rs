@@ -134,6 +134,8 @@ pub struct LaneData {
     pub counters: Counters,
     pub stage: Option<String>,
     pub metrics: Vec<MetricPoint>,
+    /// The race's judgements at budget points (compare.csv's rows for this kind).
+    pub points: Vec<crate::race::RacePoint>,
     pub samples: Option<Arc<SampleBatch>>,
     /// The lane's settings, live edits included.
     pub config: Option<Arc<SamplerConfig>>,
@@ -152,6 +154,7 @@ impl LaneData {
             self.losses = self.losses.iter().step_by(2).copied().collect();
         }
         self.metrics.extend(s.metrics);
+        self.points.extend(s.points);
         if let Some(b) = s.samples {
             self.samples = Some(b);
         }

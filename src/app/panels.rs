@@ -642,7 +642,7 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
             plots::race_metrics_plot(ui, data, settings);
             ui.strong("Race: energy histograms").on_hover_text("Energies of each kind's latest samples (lines) over the reference (filled), same bins, density-normalised");
             plots::race_energy_histogram(ui, data);
-            ui.strong("Race: budget spent").on_hover_text("Energy evaluations, gradient steps and training seconds of each kind");
+            ui.strong("Race: standings").on_hover_text("Each lane's latest judgement at a budget point, with the columns of `compare`'s compare.csv; hover a kind for what it has spent so far");
             race_table(ui, data);
             ui.separator();
             ui.label(format!("The plots below are those of the first lane ({}).", data.lanes[0].kind.label()));
@@ -804,21 +804,77 @@ fn fork_summary(ui: &mut egui::Ui, data: &RunData) {
     });
 }
 
+/// What each column of the race table (and of compare.csv) holds.
+fn race_column_help(column: &str) -> &'static str {
+    match column {
+        "kind" => "The sampler kind of the lane (hover for what it has spent so far)",
+        "point" => "The budget point of the lane's latest judgement: the largest of the log-spaced energy-evaluation budgets (4 a decade from 100) the lane had passed, as in `compare`",
+        "energy_evals" => "Energy evaluations the lane had spent when judged (the race's budget)",
+        "network_passes" => "Rows pushed through or back-propagated through the network by then",
+        "wall_seconds" => "Seconds of the lane's own training by then (evaluations not counted)",
+        "energy_w2" => "E-W2: Wasserstein-2 between the energies of fresh samples and of the reference rows (energy units, lower is better); ranks the lanes",
+        "eq_w2" => "eq-W2 (alignment-invariant W2): computed by `compare` on final samples only, so empty here",
+        "x_w2" => "x-W2: W2 between flattened coordinates (torus-W2 of the torsions for a molecule), lower is better",
+        "dist_tv" => "Total variation between interatomic-distance histograms (Ramachandran histograms for a molecule), 0 to 1",
+        "ess" => "Normalised effective sample size of the importance weights, where the kind defines them",
+        "eval_energy_evals" => "Energy evaluations spent judging (not charged to the budget)",
+        _ => "",
+    }
+}
+
+/// A CSV cell for the table: long decimals to 4 significant digits, the rest as written.
+fn short_cell(cell: &str) -> String {
+    match cell.parse::<f64>() {
+        Ok(v) if cell.contains('.') && v.is_finite() && v != 0.0 => {
+            let decimals = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+            format!("{v:.decimals$}")
+        }
+        _ => cell.to_string(),
+    }
+}
+
 fn race_table(ui: &mut egui::Ui, data: &RunData) {
-    egui::Grid::new("race_table").num_columns(5).striped(true).show(ui, |ui| {
-        for h in ["kind", "energy evals", "steps", "train s", "last E-W2"] {
-            ui.strong(h);
-        }
-        ui.end_row();
-        for (k, l) in data.lanes.iter().enumerate() {
-            ui.colored_label(plots::lane_color(k), l.kind.label()).on_hover_text(l.stage.clone().unwrap_or_else(|| "no stages".into()));
-            ui.label(format!("{}", l.counters.energy_evals));
-            ui.label(format!("{}", l.counters.gradient_steps));
-            ui.label(format!("{:.0}", l.counters.wall_seconds));
-            ui.label(l.metrics.last().map_or("–".into(), |m| format!("{:.3}", m.energy_w2)));
+    let lanes: Vec<&[crate::race::RacePoint]> = data.lanes.iter().map(|l| l.points.as_slice()).collect();
+    let standings = crate::race::standings(&lanes);
+    let rank = |k: usize| standings.as_ref().and_then(|s| s.order.iter().position(|&l| l == k)).map_or("–".to_string(), |r| (r + 1).to_string());
+    egui::ScrollArea::horizontal().id_salt("race_table_scroll").show(ui, |ui| {
+        egui::Grid::new("race_table").num_columns(crate::race::COLUMNS.len() + 1).striped(true).show(ui, |ui| {
+            ui.strong("rank").on_hover_text("Order by E-W2 at the last budget point every lane has passed (the ranking `compare` prints)");
+            for h in crate::race::COLUMNS {
+                ui.strong(h).on_hover_text(race_column_help(h));
+            }
             ui.end_row();
-        }
+            for (k, l) in data.lanes.iter().enumerate() {
+                ui.label(rank(k));
+                let spent = format!(
+                    "now: {} energy evals, {} gradient steps, {:.0} s of training{}",
+                    l.counters.energy_evals,
+                    l.counters.gradient_steps,
+                    l.counters.wall_seconds,
+                    l.stage.as_ref().map(|s| format!("; {s}")).unwrap_or_default()
+                );
+                ui.colored_label(plots::lane_color(k), l.kind.label()).on_hover_text(spent);
+                // The judgement ranked on (the same for every lane's budget), else the latest.
+                match standings.as_ref().map(|s| &s.judged[k]).or(l.points.last()) {
+                    Some(p) => {
+                        for cell in p.row(l.kind).into_iter().skip(1) {
+                            ui.label(if cell.is_empty() { "–".to_string() } else { short_cell(&cell) });
+                        }
+                    }
+                    None => {
+                        for _ in 1..crate::race::COLUMNS.len() {
+                            ui.label("–");
+                        }
+                    }
+                }
+                ui.end_row();
+            }
+        });
     });
+    match &standings {
+        Some(s) => ui.small(format!("Ranked at the budget point of {} energy evaluations (each lane by its first judgement at or past it).", s.budget)),
+        None => ui.small("Ranked once every lane has passed the first budget point (100 energy evaluations)."),
+    };
     let mut notes: Vec<(&str, &str)> = data.lanes.iter().map(|l| (l.kind.label(), l.kind.info().samples_note)).filter(|(_, n)| !n.is_empty()).collect();
     notes.dedup();
     for (label, note) in notes {

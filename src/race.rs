@@ -1,0 +1,183 @@
+//! One race of sampler kinds on one scene (samplers.md §5), for `compare` and the app's race view
+//! alike: the lanes' scenes and seed, the judge (the same reference rows for every lane), the
+//! budget points at which each lane is judged, whose turn it is (the lane with the fewest
+//! energy evaluations), the rows of compare.csv and of the race table, and the standings.
+//! The two fronts differ only in what they show; the same scene, kinds and seed rank the same.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::read_npy;
+use crate::run::{EvalPolicy, Evaluation, Evaluator, Run, log_budgets};
+pub use crate::run::{drive_lanes, next_lane};
+use crate::sampler::{Counters, SamplerKind};
+use crate::scene::Scene;
+
+/// Budget points per decade of energy evaluations (`compare --per-decade`'s default).
+pub const PER_DECADE: usize = 4;
+
+/// The energy-evaluation budgets, 10² to 10¹², at which every lane is judged.
+pub fn points(per_decade: usize) -> Vec<u64> {
+    log_budgets(2.0, 12.0, per_decade)
+}
+
+/// One lane's scene: the kind's own scene for the system (`STEM-KIND.ron` beside `path` when
+/// there is one, else the scene with `sampler.kind` switched), with the race's seed (`seed`, or
+/// the given scene's) and judged against the given scene's reference.
+pub fn lane_scenes(scene: &Scene, path: &Path, kinds: &[SamplerKind], seed: Option<u64>) -> Result<Vec<(PathBuf, Scene)>> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(k) = kinds.iter().find(|k| !seen.insert(**k)) {
+        return Err(Error::Invalid(format!("'{}' is named twice", k.name())));
+    }
+    kinds
+        .iter()
+        .map(|&k| {
+            let (p, mut s) = scene.for_kind(path, k)?;
+            s.sampler.seed = seed.unwrap_or(scene.sampler.seed);
+            s.reference = scene.with_absolute_reference(path).reference;
+            Ok((p, s))
+        })
+        .collect()
+}
+
+/// The judge: `schedule.eval_samples` rows of the scene's reference file, chosen once with seed
+/// 0, so that every lane and every budget point is judged on the same rows.
+pub fn judge(scene: &Scene, path: &Path) -> Result<Evaluator> {
+    let file = scene.reference_path(path).ok_or_else(|| Error::Invalid(format!("{} names no reference file to judge against", path.display())))?;
+    let reference = read_npy(&file)?;
+    Evaluator::new(&reference, scene.energy().layout(), scene.schedule.eval_samples, 0).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))
+}
+
+/// Makes `run` a lane: judged by a copy of `judge` each time its energy evaluations pass the next
+/// of `points` (its batch metrics, if any, keep the run's own evaluator).
+pub fn make_lane(run: Run, judge: &Evaluator, points: &[u64]) -> Result<Run> {
+    let copy = Evaluator::new(judge.reference(), judge.layout(), judge.len(), 0)?;
+    Ok(run.judged_by(copy, EvalPolicy::AtEnergyEvals(points.to_vec())))
+}
+
+/// The columns of compare.csv, and of the app's race table (which adds the rank).
+pub const COLUMNS: [&str; 11] =
+    ["kind", "point", "energy_evals", "network_passes", "wall_seconds", "energy_w2", "eq_w2", "x_w2", "dist_tv", "ess", "eval_energy_evals"];
+
+/// One judged point of a lane: a row of compare.csv and of the race table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RacePoint {
+    /// The largest budget point (energy evaluations) the lane had passed when judged; `None`
+    /// for the judgement of its final samples (compare.csv's "final").
+    pub budget: Option<u64>,
+    pub energy_evals: u64,
+    pub network_passes: u64,
+    /// Training seconds (the race's fair clock; evaluations not counted).
+    pub wall_seconds: f64,
+    pub energy_w2: f64,
+    pub eq_w2: Option<f64>,
+    pub x_w2: f64,
+    pub dist_tv: f64,
+    pub ess: Option<f64>,
+    pub eval_energy_evals: u64,
+}
+
+impl RacePoint {
+    pub fn new(budget: Option<u64>, c: &Counters, m: &crate::metrics::MetricSet, ess: Option<f64>) -> Self {
+        Self {
+            budget,
+            energy_evals: c.energy_evals,
+            network_passes: c.network_forward + c.network_backward,
+            wall_seconds: c.wall_seconds,
+            energy_w2: m.energy_w2,
+            eq_w2: m.eq_w2,
+            x_w2: m.x_w2,
+            dist_tv: m.dist_tv,
+            ess,
+            eval_energy_evals: c.eval_energy_evals,
+        }
+    }
+
+    /// The point of an evaluation at a budget point.
+    pub fn of(e: &Evaluation) -> Self {
+        Self::new(e.budget, &e.counters, &e.metrics, e.ess)
+    }
+
+    /// The row under [`COLUMNS`], as compare.csv writes it.
+    pub fn row(&self, kind: SamplerKind) -> Vec<String> {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+        vec![
+            kind.name().into(),
+            self.budget.map_or("final".to_string(), |b| b.to_string()),
+            self.energy_evals.to_string(),
+            self.network_passes.to_string(),
+            format!("{:.3}", self.wall_seconds),
+            format!("{}", self.energy_w2),
+            opt(self.eq_w2),
+            format!("{}", self.x_w2),
+            format!("{}", self.dist_tv),
+            opt(self.ess),
+            self.eval_energy_evals.to_string(),
+        ]
+    }
+}
+
+/// Who leads: lanes ordered by E-W2 (lowest first; a non-finite one last) at the latest budget
+/// point that every lane has passed, each lane judged by its first judgement at or past it. A
+/// lane's unit of work can jump several budget points (an MCMC block of sweeps), so a lane may be
+/// judged past the point; none is ranked on a budget the others have not had yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standings {
+    /// The budget point ranked on (energy evaluations).
+    pub budget: u64,
+    /// Lane indices, leader first.
+    pub order: Vec<usize>,
+    /// Each lane's judgement used (by lane index).
+    pub judged: Vec<RacePoint>,
+}
+
+/// The standings of lanes with these judgements (final ones are left out); `None` until every
+/// lane has passed the first budget point.
+pub fn standings(lanes: &[&[RacePoint]]) -> Option<Standings> {
+    let budget = lanes.iter().map(|pts| pts.iter().filter_map(|p| p.budget).max()).collect::<Option<Vec<u64>>>()?.into_iter().min()?;
+    let judged: Vec<RacePoint> = lanes.iter().map(|pts| pts.iter().find(|p| p.budget.is_some_and(|b| b >= budget)).cloned()).collect::<Option<_>>()?;
+    let w2 = |l: usize| if judged[l].energy_w2.is_finite() { judged[l].energy_w2 } else { f64::INFINITY };
+    let mut order: Vec<usize> = (0..lanes.len()).collect();
+    order.sort_by(|&a, &b| w2(a).total_cmp(&w2(b)).then(a.cmp(&b)));
+    Some(Standings { budget, order, judged })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(budget: u64, evals: u64, w2: f64) -> RacePoint {
+        RacePoint { budget: Some(budget), energy_evals: evals, network_passes: 0, wall_seconds: 0.0, energy_w2: w2, eq_w2: None, x_w2: 0.0, dist_tv: 0.0, ess: None, eval_energy_evals: 0 }
+    }
+
+    #[test]
+    fn the_lane_with_the_fewest_evaluations_works_next() {
+        let c = |e| Counters { energy_evals: e, ..Counters::default() };
+        let (a, b, z) = (c(500), c(300), c(300));
+        assert_eq!(next_lane([(&a, true), (&b, true), (&z, true)]), Some(1), "fewest, the first on a tie");
+        assert_eq!(next_lane([(&a, true), (&b, false), (&z, false)]), Some(0), "lanes at their budget wait");
+        assert_eq!(next_lane([(&a, false)]), None);
+    }
+
+    #[test]
+    fn standings_rank_at_the_last_point_every_lane_passed() {
+        // Lane 0 has passed 316 and is worse at 178; lane 1 has passed 178.
+        let l0 = [pt(100, 100, 5.0), pt(178, 180, 3.0), pt(316, 320, 0.1)];
+        let l1 = [pt(100, 120, 9.0), pt(178, 200, 2.0)];
+        let s = standings(&[&l0, &l1]).unwrap();
+        assert_eq!((s.budget, s.order), (178, vec![1, 0]));
+        // A lane whose unit jumped past points is judged by its first judgement at or past the
+        // point (here 5623 for 316); a NaN ranks last; a final judgement is not a budget point.
+        let jump = [pt(5623, 8497, f64::NAN), RacePoint { budget: None, ..pt(0, 9999, 0.0) }];
+        let s = standings(&[&l0, &jump]).unwrap();
+        assert_eq!((s.budget, s.order, s.judged[1].energy_evals), (316, vec![0, 1], 8497));
+        assert_eq!(standings(&[&l0, &[]]), None);
+    }
+
+    #[test]
+    fn points_are_log_spaced_from_a_hundred() {
+        let p = points(PER_DECADE);
+        assert_eq!(&p[..5], &[100, 178, 316, 562, 1000]);
+        assert_eq!(p.last(), Some(&1_000_000_000_000));
+    }
+}
