@@ -82,7 +82,9 @@ pub enum Command {
         /// Seed of the subsampling.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Print one JSON object {energy_w2, x_w2, eq_w2, dist_tv} instead of a table.
+        /// Print one JSON object of the system family's metrics by key (particles: energy_w2, x_w2,
+        /// eq_w2, dist_tv; plane: energy_w2, x_w2; molecules: energy_w2, torus_w2, rama_tv, rama_kl
+        /// or torsion_tv, with basin populations) instead of a table.
         #[arg(long)]
         json: bool,
         /// Skip eq-W2, whose n² alignments dominate the time for large clusters (LJ-55).

@@ -89,7 +89,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let summary_path = args.out.join("summary.json");
-    let mut csv = CsvWriter::create(&args.out.join("compare.csv"), &race::COLUMNS)?;
+    let mut csv = CsvWriter::create(&args.out.join("compare.csv"), &race::columns(boltzmann_studio::metrics::Family::of(base.energy().as_ref())))?;
 
     // A bar per kind; the kinds take turns, so all bars move together.
     let bars = MultiProgress::new();
@@ -116,7 +116,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         if let Some(e) = tick.evaluation {
             let p = RacePoint::of(&e);
             csv.text_row(&p.row(kinds[lane]))?;
-            lane_bars[lane].set_message(format!("E-W2 {:.3} at {} evals{}", p.energy_w2, p.energy_evals, run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default()));
+            lane_bars[lane].set_message(format!("E-W2 {:.3} at {} evals{}", p.energy_w2(), p.energy_evals, run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default()));
             curves[lane].push(p);
         }
         if last_draw.elapsed() > Duration::from_millis(300) {
@@ -140,18 +140,15 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         write_npy(&args.out.join(format!("{}.npy", kind.name())), &Matrix::new(args.samples, layout.dim(), s.x.clone()))?;
         bar.set_message("judging the final samples (eq-W2 included)");
         let (m, _) = final_judge.judge(run.sampler.energy(), &s.x, &s.energies, final_judge.which(true)).with_context(|| format!("judging {}", kind.label()))?;
-        let ess = s.log_weights.as_deref().map(boltzmann_studio::metrics::ess);
+        let ess = s.ess();
         let last = RacePoint::new(None, run.counters(), &m, ess);
         csv.text_row(&last.row(*kind))?;
         bar.finish_and_clear();
         let c = run.counters();
         println!(
-            "{:>8}: E-W2 {:.3}  eq-W2 {}  x-W2 {:.3}  dist-TV {:.4}  after {} energy evals, {} gradient steps, {:.0} s of training",
+            "{:>8}: {}  after {} energy evals, {} gradient steps, {:.0} s of training",
             kind.name(),
-            m.energy_w2,
-            m.eq_w2.map_or("–".into(), |v| format!("{v:.3}")),
-            m.x_w2,
-            m.dist_tv,
+            m.line(),
             c.energy_evals,
             c.gradient_steps,
             c.wall_seconds,
@@ -171,17 +168,17 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     }
     let standings = race::standings(&curves.iter().map(|c| c.as_slice()).collect::<Vec<_>>());
     if let Some(st) = &standings {
-        let names: Vec<String> = st.order.iter().map(|&l| format!("{} {:.3} (at {} evals)", kinds[l].label(), st.judged[l].energy_w2, st.judged[l].energy_evals)).collect();
+        let names: Vec<String> = st.order.iter().map(|&l| format!("{} {:.3} (at {} evals)", kinds[l].label(), st.judged[l].energy_w2(), st.judged[l].energy_evals)).collect();
         println!("ranking by E-W2 at the budget point of {} energy evals: {}", st.budget, names.join(", "));
     }
     let mut curves: Vec<(SamplerKind, Vec<Point>)> = kinds.iter().copied().zip(curves).collect();
-    let best = summaries.iter().map(|s| s.last.energy_w2).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+    let best = summaries.iter().map(|s| s.last.energy_w2()).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
     for (s, (_, pts)) in summaries.iter_mut().zip(&curves) {
         s.first_below_2x_best = pts
             .iter()
             .chain(std::iter::once(&s.last))
-            .find(|p| p.energy_w2 < 2.0 * best)
-            .map(|p| Reached { energy_evals: p.energy_evals, wall_seconds: p.wall_seconds, energy_w2: p.energy_w2 });
+            .find(|p| p.energy_w2() < 2.0 * best)
+            .map(|p| Reached { energy_evals: p.energy_evals, wall_seconds: p.wall_seconds, energy_w2: p.energy_w2() });
     }
     for (s, (_, pts)) in summaries.iter().zip(curves.iter_mut()) {
         pts.push(s.last.clone());
@@ -210,5 +207,5 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
 
 /// Curves handed to the plot: (kind, [(energy evals, wall seconds, E-W2)]).
 fn plot_series(curves: &[(SamplerKind, Vec<Point>)]) -> Vec<(String, Vec<(f64, f64, f64)>)> {
-    curves.iter().map(|(k, pts)| (k.label().to_string(), pts.iter().map(|p| (p.energy_evals as f64, p.wall_seconds, p.energy_w2)).collect())).collect()
+    curves.iter().map(|(k, pts)| (k.label().to_string(), pts.iter().map(|p| (p.energy_evals as f64, p.wall_seconds, p.energy_w2())).collect())).collect()
 }

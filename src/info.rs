@@ -45,31 +45,17 @@ pub fn describe(scene: &Scene) -> String {
             r.help
         );
     }
-    let _ = writeln!(out, "\nmetrics (against the reference samples, every {} iterations on {} samples)", scene.schedule.eval_every, scene.schedule.eval_samples);
-    for (name, what) in metric_names(scene) {
-        let _ = writeln!(out, "  {name:<10} {what}");
+    let family = crate::metrics::Family::of(scene.energy().as_ref());
+    let _ = writeln!(
+        out,
+        "\nmetrics of the {} family (against the reference samples, every {} iterations on {} samples)",
+        family.name(),
+        scene.schedule.eval_every,
+        scene.schedule.eval_samples
+    );
+    for m in family.metrics() {
+        let _ = writeln!(out, "  {:<10} {:<10} {}", m.key, m.label, m.help);
     }
+    let _ = writeln!(out, "  {:<10} {:<10} normalised effective sample size of the importance weights (empty where the kind defines none)", "ess", "ESS");
     out
-}
-
-/// The metrics a run of `scene` reports, as the metrics log names them, with what each measures
-/// for this system.
-pub fn metric_names(scene: &Scene) -> Vec<(&'static str, &'static str)> {
-    let energy = scene.energy();
-    let layout = energy.layout();
-    let mut m = vec![("energy_w2", "W2 distance between the energy histograms of samples and reference")];
-    if energy.molecule().is_some() {
-        m.push(("x_w2", "torus W2 of the (φ, ψ) angles (wrapped distances)"));
-        m.push(("dist_tv", "total variation between the Ramachandran histograms"));
-    } else if layout.particles > 1 {
-        m.push(("x_w2", "W2 of the coordinates (centre of mass removed)"));
-        if layout.particles <= 20 {
-            m.push(("eq_w2", "W2 after the best permutation and rotation of each pair"));
-        }
-        m.push(("dist_tv", "total variation between the interatomic distance histograms"));
-    } else {
-        m.push(("x_w2", "W2 of the coordinates"));
-    }
-    m.push(("ess", "normalised effective sample size of the importance weights (empty where the kind defines none)"));
-    m
 }

@@ -295,6 +295,17 @@ fn grid_reference(energy: &dyn boltzmann_studio::energy::Energy, n: usize, out: 
     Ok(())
 }
 
+/// A metric set as a table: label, value, what it measures (and `notes` by key).
+fn print_metrics(r: &metrics::MetricSet, notes: &[(&str, String)]) {
+    for (m, v) in r.iter() {
+        let note = notes.iter().find(|(k, _)| *k == m.key).map(|(_, n)| format!(" ({n})")).unwrap_or_default();
+        match v {
+            Some(v) => println!("{:<10} {v:<9.4} {}{note}", m.label, m.help),
+            None => println!("{:<10} {:<9} {}", m.label, "skipped", m.help),
+        }
+    }
+}
+
 /// Region populations of torsion samples, beside exact ones when given.
 fn print_populations(names: &[String], samples: &Matrix, exact: Option<&[(String, f64)]>) {
     let x: Vec<f64> = samples.data.iter().map(|&v| v as f64).collect();
@@ -349,14 +360,8 @@ fn eval_cmd(
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
-        println!("{} samples vs {} reference samples of {} ({:.1} s)", m, m, scene.name, start.elapsed().as_secs_f64());
-        println!("E-W2     {:.4}   energy distributions", r.energy_w2);
-        println!("x-W2     {:.4}   coordinates, no alignment", r.x_w2);
-        match r.eq_w2 {
-            Some(v) => println!("eq-W2    {v:.4}   coordinates after best permutation + rotation"),
-            None => println!("eq-W2    skipped"),
-        }
-        println!("dist-TV  {:.4}   interatomic-distance histograms", r.dist_tv);
+        println!("{} samples vs {} reference samples of {}, {} metrics ({:.1} s)", m, m, scene.name, r.family.name(), start.elapsed().as_secs_f64());
+        print_metrics(&r, &[]);
         if scene.system == boltzmann_studio::scene::System::Gmm40 {
             let covered = boltzmann_studio::energy::Gmm40::modes_covered(&a.data, 3.0);
             println!("modes    {covered}/40 hold a sample within 3 std of their mean");
@@ -371,42 +376,26 @@ fn molecule_eval(scene: &Scene, a: &Matrix, b: &Matrix, n: usize, seed: u64, jso
     use boltzmann_studio::metrics::torsions as tm;
     let energy = scene.energy();
     let mol = energy.molecule().context("a torsion system is a molecule")?;
-    let names = mol.torsion_names();
     let m = n.min(a.rows).min(b.rows).min(tm::W2_ROWS);
     // Shuffled, so that torus-W2 and E-W2 take random subsets of m rows.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let a = a.select(&sample(&mut rng, a.rows, a.rows).into_vec());
     let b = b.select(&sample(&mut rng, b.rows, b.rows).into_vec());
-    let f64s = |x: &Matrix| x.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
-    let t = tm::evaluate(&f64s(&a), &f64s(&b), a.cols, &names, bins)?;
-    let (sa, sb) = (a.select(&(0..m).collect::<Vec<_>>()), b.select(&(0..m).collect::<Vec<_>>()));
-    let e_w2 = metrics::energy_w2(&energy.batch_energy(&sa.data), &energy.batch_energy(&sb.data))?;
+    // The torsion families' metrics, as the driver computes them (with this many bins).
+    let (r, t) = metrics::evaluate_torsions(energy.as_ref(), &a, &b, bins, n)?;
     if json {
-        let v = serde_json::json!({
-            "energy_w2": e_w2,
-            "torus_w2": t.torus_w2,
-            "rama_kl": t.rama_kl,
-            "rama_tv": t.rama_tv,
-            "torsion_tv": t.torsion_tv,
-            "bins": bins,
-            "populations": t.populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-            "reference_populations": t.reference_populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-            "samples": a.rows,
-            "reference_samples": b.rows,
-        });
+        let mut v = serde_json::to_value(r)?;
+        let o = v.as_object_mut().context("a metric set is a JSON object")?;
+        o.insert("bins".into(), bins.into());
+        o.insert("populations".into(), serde_json::json!(t.populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()));
+        o.insert("reference_populations".into(), serde_json::json!(t.reference_populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()));
+        o.insert("samples".into(), a.rows.into());
+        o.insert("reference_samples".into(), b.rows.into());
         println!("{v}");
         return Ok(());
     }
     println!("{} samples vs {} reference samples of {} at {} K", a.rows, b.rows, scene.name, mol.temperature());
-    println!("E-W2      {e_w2:.4} kT   energy distributions ({m} vs {m})");
-    println!("torus-W2  {:.4} rad  wrapped angles ({m} vs {m})", t.torus_w2);
-    if let (Some(kl), Some(tv)) = (t.rama_kl, t.rama_tv) {
-        println!("rama-KL   {kl:.4}      KL(reference || samples), {bins}×{bins} bins");
-        println!("rama-TV   {tv:.4}      total variation, same bins");
-    }
-    if let Some(tv) = t.torsion_tv {
-        println!("TV        {tv:.4}      torsion histograms, {bins} bins");
-    }
+    print_metrics(&r, &[("energy_w2", format!("kT, {m} vs {m}")), ("torus_w2", format!("rad, {m} vs {m}")), ("rama_kl", format!("{bins}×{bins} bins, all rows")), ("rama_tv", format!("{bins}×{bins} bins, all rows")), ("torsion_tv", format!("{bins} bins, all rows"))]);
     for ((label, p), (_, r)) in t.populations.iter().zip(&t.reference_populations) {
         println!("{label:<13} samples {p:.4}   reference {r:.4}");
     }

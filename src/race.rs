@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::io::read_npy;
+use crate::metrics::{Family, MetricSet};
 use crate::run::{EvalPolicy, Evaluation, Evaluator, Run, log_budgets};
 pub use crate::run::{drive_lanes, next_lane};
 use crate::sampler::{Counters, SamplerKind};
@@ -55,9 +56,14 @@ pub fn make_lane(run: Run, judge: &Evaluator, points: &[u64]) -> Result<Run> {
     Ok(run.judged_by(copy, EvalPolicy::AtEnergyEvals(points.to_vec())))
 }
 
-/// The columns of compare.csv, and of the app's race table (which adds the rank).
-pub const COLUMNS: [&str; 11] =
-    ["kind", "point", "energy_evals", "network_passes", "wall_seconds", "energy_w2", "eq_w2", "x_w2", "dist_tv", "ess", "eval_energy_evals"];
+/// The columns of compare.csv, and of the app's race table (which adds the rank): the lane's
+/// budget, the metrics of the system's family, ESS and the judging cost.
+pub fn columns(family: Family) -> Vec<&'static str> {
+    let mut c = vec!["kind", "point", "energy_evals", "network_passes", "wall_seconds"];
+    c.extend(family.keys());
+    c.extend(["ess", "eval_energy_evals"]);
+    c
+}
 
 /// One judged point of a lane: a row of compare.csv and of the race table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -69,25 +75,19 @@ pub struct RacePoint {
     pub network_passes: u64,
     /// Training seconds (the race's fair clock; evaluations not counted).
     pub wall_seconds: f64,
-    pub energy_w2: f64,
-    pub eq_w2: Option<f64>,
-    pub x_w2: f64,
-    pub dist_tv: f64,
+    pub metrics: MetricSet,
     pub ess: Option<f64>,
     pub eval_energy_evals: u64,
 }
 
 impl RacePoint {
-    pub fn new(budget: Option<u64>, c: &Counters, m: &crate::metrics::MetricSet, ess: Option<f64>) -> Self {
+    pub fn new(budget: Option<u64>, c: &Counters, m: &MetricSet, ess: Option<f64>) -> Self {
         Self {
             budget,
             energy_evals: c.energy_evals,
             network_passes: c.network_forward + c.network_backward,
             wall_seconds: c.wall_seconds,
-            energy_w2: m.energy_w2,
-            eq_w2: m.eq_w2,
-            x_w2: m.x_w2,
-            dist_tv: m.dist_tv,
+            metrics: *m,
             ess,
             eval_energy_evals: c.eval_energy_evals,
         }
@@ -98,22 +98,24 @@ impl RacePoint {
         Self::new(e.budget, &e.counters, &e.metrics, e.ess)
     }
 
-    /// The row under [`COLUMNS`], as compare.csv writes it.
+    /// E-W2, which ranks the lanes.
+    pub fn energy_w2(&self) -> f64 {
+        self.metrics.energy_w2()
+    }
+
+    /// The row under [`columns`], as compare.csv writes it.
     pub fn row(&self, kind: SamplerKind) -> Vec<String> {
-        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-        vec![
+        let mut row = vec![
             kind.name().into(),
             self.budget.map_or("final".to_string(), |b| b.to_string()),
             self.energy_evals.to_string(),
             self.network_passes.to_string(),
             format!("{:.3}", self.wall_seconds),
-            format!("{}", self.energy_w2),
-            opt(self.eq_w2),
-            format!("{}", self.x_w2),
-            format!("{}", self.dist_tv),
-            opt(self.ess),
-            self.eval_energy_evals.to_string(),
-        ]
+        ];
+        row.extend(self.metrics.cells());
+        row.push(self.ess.map_or(String::new(), |v| format!("{v}")));
+        row.push(self.eval_energy_evals.to_string());
+        row
     }
 }
 
@@ -136,7 +138,7 @@ pub struct Standings {
 pub fn standings(lanes: &[&[RacePoint]]) -> Option<Standings> {
     let budget = lanes.iter().map(|pts| pts.iter().filter_map(|p| p.budget).max()).collect::<Option<Vec<u64>>>()?.into_iter().min()?;
     let judged: Vec<RacePoint> = lanes.iter().map(|pts| pts.iter().find(|p| p.budget.is_some_and(|b| b >= budget)).cloned()).collect::<Option<_>>()?;
-    let w2 = |l: usize| if judged[l].energy_w2.is_finite() { judged[l].energy_w2 } else { f64::INFINITY };
+    let w2 = |l: usize| if judged[l].energy_w2().is_finite() { judged[l].energy_w2() } else { f64::INFINITY };
     let mut order: Vec<usize> = (0..lanes.len()).collect();
     order.sort_by(|&a, &b| w2(a).total_cmp(&w2(b)).then(a.cmp(&b)));
     Some(Standings { budget, order, judged })
@@ -147,7 +149,8 @@ mod tests {
     use super::*;
 
     fn pt(budget: u64, evals: u64, w2: f64) -> RacePoint {
-        RacePoint { budget: Some(budget), energy_evals: evals, network_passes: 0, wall_seconds: 0.0, energy_w2: w2, eq_w2: None, x_w2: 0.0, dist_tv: 0.0, ess: None, eval_energy_evals: 0 }
+        let metrics = MetricSet::new(Family::Plane, &[(&crate::metrics::family::ENERGY_W2, Some(w2))]);
+        RacePoint { budget: Some(budget), energy_evals: evals, network_passes: 0, wall_seconds: 0.0, metrics, ess: None, eval_energy_evals: 0 }
     }
 
     #[test]
@@ -171,6 +174,7 @@ mod tests {
         let jump = [pt(5623, 8497, f64::NAN), RacePoint { budget: None, ..pt(0, 9999, 0.0) }];
         let s = standings(&[&l0, &jump]).unwrap();
         assert_eq!((s.budget, s.order, s.judged[1].energy_evals), (316, vec![0, 1], 8497));
+        assert_eq!(columns(Family::Plane), ["kind", "point", "energy_evals", "network_passes", "wall_seconds", "energy_w2", "x_w2", "ess", "eval_energy_evals"]);
         assert_eq!(standings(&[&l0, &[]]), None);
     }
 

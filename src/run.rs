@@ -92,10 +92,8 @@ pub struct MetricPoint {
     pub wall_seconds: f64,
     /// Energy evaluations charged to the run so far.
     pub energy_evals: u64,
-    pub energy_w2: f64,
-    pub x_w2: f64,
-    pub eq_w2: Option<f64>,
-    pub dist_tv: f64,
+    /// The batch's metrics, named by the system's family.
+    pub metrics: MetricSet,
     /// Normalised ESS of the batch's importance weights (NaN where the kind defines none).
     pub ess: f64,
     /// Samples compared.
@@ -167,7 +165,7 @@ impl Evaluator {
     pub fn evaluate(&self, sampler: &mut dyn Sampler, with_eq: bool, seed: Option<u64>) -> Result<Evaluation> {
         let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true, seed, ..SampleOptions::default() })?;
         let (metrics, _) = self.judge(sampler.energy(), &s.x, &s.energies, self.which(with_eq))?;
-        let ess = s.log_weights.as_deref().map(metrics::ess);
+        let ess = s.ess();
         Ok(Evaluation { metrics, ess, samples: s, counters: sampler.counters().clone(), budget: None })
     }
 }
@@ -313,14 +311,21 @@ impl Run {
             step: c.gradient_steps,
             wall_seconds: c.wall_seconds,
             energy_evals: c.energy_evals,
-            energy_w2: m.energy_w2,
-            x_w2: m.x_w2,
-            eq_w2: m.eq_w2,
-            dist_tv: m.dist_tv,
-            ess: batch.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN),
+            metrics: m,
+            ess: batch.ess().unwrap_or(f64::NAN),
             n,
         }))
     }
+}
+
+/// The columns of a run's metrics log — `train`'s metrics.csv and the app's metrics export —
+/// with the metrics of the system's family. (compare.csv's rows are lanes' budget points:
+/// [`crate::race::columns`], with the same metric columns.)
+pub fn log_columns(family: metrics::Family) -> Vec<&'static str> {
+    let mut c = vec!["step", "iteration", "wall_seconds", "loss", "energy_evals"];
+    c.extend(family.keys());
+    c.extend(["ess", "samples_compared"]);
+    c
 }
 
 /// The lane that works next: the one with the fewest energy evaluations (the first on a tie)

@@ -8,15 +8,12 @@ use anyhow::{Context, bail};
 use boltzmann_studio::io::csv::CsvWriter;
 use boltzmann_studio::io::{Matrix, read_npy, write_npy_f64};
 use boltzmann_studio::{checkpoint, limits, metrics};
-use boltzmann_studio::run::{Budget, EvalPolicy, Evaluation, Evaluator, Outcome, Run};
+use boltzmann_studio::metrics::Family;
+use boltzmann_studio::run::{Budget, EvalPolicy, Evaluation, Evaluator, Outcome, Run, log_columns};
 use boltzmann_studio::sampler::SampleOptions;
 use boltzmann_studio::scene::Scene;
 use boltzmann_studio::cli::{SampleArgs, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-
-/// Columns of `metrics.csv`: one row per outer iteration; metrics only at evaluation points.
-const COLUMNS: [&str; 10] =
-    ["step", "iteration", "wall_seconds", "loss", "energy_evals", "energy_w2", "x_w2", "eq_w2", "dist_tv", "ess"];
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if args.minutes.is_none() && args.steps.is_none() {
@@ -49,12 +46,29 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let writer = checkpoint::Writer::open(run_dir)?;
 
     let mut sampler = scene.build_sampler()?;
+    // metrics.csv: one row per outer iteration; metrics only at evaluation points.
+    let columns = log_columns(Family::of(sampler.energy()));
     let csv_path = run_dir.join("metrics.csv");
     let mut csv = if args.resume {
         sampler.load(&writer.current()?)?;
-        // Rows written after the checkpoint (before a kill) are written again as training goes on.
-        checkpoint::trim_metrics(&csv_path, sampler.counters().outer_iterations)?;
-        CsvWriter::append(&csv_path, COLUMNS.len())?
+        let header = std::fs::read_to_string(&csv_path).ok().and_then(|t| t.lines().next().map(str::to_string));
+        match header {
+            Some(h) if h == columns.join(",") => {
+                // Rows written after the checkpoint (before a kill) are written again as training goes on.
+                checkpoint::trim_metrics(&csv_path, sampler.counters().outer_iterations)?;
+                CsvWriter::append(&csv_path, columns.len())?
+            }
+            Some(_) => {
+                // Written before the metrics were named by family: kept beside, and the resumed
+                // run starts a new log.
+                let old = run_dir.join("metrics.before-resume.csv");
+                std::fs::rename(&csv_path, &old).with_context(|| format!("cannot move {} aside", csv_path.display()))?;
+                eprintln!("note: {} had other columns; kept as {}", csv_path.display(), old.display());
+                CsvWriter::create(&csv_path, &columns)?
+            }
+            // A run folder made from a shipped run (which carries no log).
+            None => CsvWriter::create(&csv_path, &columns)?,
+        }
     } else {
         if checkpoint::exists(run_dir) {
             bail!("{} already holds a run; pass --resume to continue it or choose another --out", run_dir.display());
@@ -62,7 +76,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         // The scene is copied with any reference path made absolute, so the run folder stands alone.
         let saved = scene.with_absolute_reference(&scene_path);
         checkpoint::write_atomic(&scene_in_run, saved.to_ron().as_bytes())?;
-        CsvWriter::create(&csv_path, &COLUMNS)?
+        CsvWriter::create(&csv_path, &columns)?
     };
     let evaluator = match &reference_path {
         Some(p) => {
@@ -130,19 +144,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             Some(c.wall_seconds),
             mean_loss,
             Some(c.energy_evals as f64),
-            None,
-            None,
-            None,
-            None,
-            None,
         ];
+        row.resize(columns.len(), None);
         let evaluated = last.as_ref().filter(|e| e.counters.outer_iterations == c.outer_iterations);
         if let Some(e) = evaluated {
-            row[5] = Some(e.metrics.energy_w2);
-            row[6] = Some(e.metrics.x_w2);
-            row[7] = e.metrics.eq_w2;
-            row[8] = Some(e.metrics.dist_tv);
-            row[9] = e.ess;
+            row.truncate(5);
+            row.extend(e.metrics.iter().map(|(_, v)| v));
+            row.extend([e.ess, run.evaluator().map(|ev| ev.len() as f64)]);
         }
         // The row first: a kill between the two leaves a row past the checkpoint, which a resume
         // cuts and writes again; the other order would lose the row for good.
@@ -158,7 +166,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             c.gradient_steps,
             loss_ema.unwrap_or(f64::NAN),
             c.energy_evals,
-            last.as_ref().map_or("–".into(), |e| format!("{:.2}", e.metrics.energy_w2)),
+            last.as_ref().map_or("–".into(), |e| format!("{:.2}", e.metrics.energy_w2())),
         ));
         Ok(())
     })?;
@@ -198,12 +206,11 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         if let Some(e) = run.evaluate()? {
             let m = &e.metrics;
             println!(
-                "final ({} samples): E-W2 {:.3}  x-W2 {:.3}  dist-TV {:.4}  ESS {}   (eq-W2: boltzmann-studio sample + eval)",
+                "final ({} samples): {}  ESS {}{}",
                 run.evaluator().map_or(0, |ev| ev.len()),
-                m.energy_w2,
-                m.x_w2,
-                m.dist_tv,
-                e.ess.map_or("n/a".into(), |v| format!("{v:.4}"))
+                m.line(),
+                e.ess.map_or("n/a".into(), |v| format!("{v:.4}")),
+                if m.family.keys().contains(&"eq_w2") { "   (eq-W2: boltzmann-studio sample + eval)" } else { "" }
             );
         }
     }

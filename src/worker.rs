@@ -77,6 +77,8 @@ pub struct RunInfo {
     pub scene: Scene,
     pub scene_path: PathBuf,
     pub layout: Layout,
+    /// Which named metrics the run reports.
+    pub family: crate::metrics::Family,
     /// Energies and pooled interatomic distances of the reference subset (empty without one).
     pub reference_energies: Vec<f64>,
     pub reference_distances: Vec<f64>,
@@ -778,7 +780,8 @@ impl Run {
         // to simulating them); eq-W2 on the scene's evaluation cadence.
         let eq_every = scene.schedule.eval_every as u64;
         let driver = Driver::new(sampler, evaluator, EvalPolicy::Never, true, eq_every);
-        let info = RunInfo { generation, scene, scene_path: path, layout, reference_energies, reference_distances, reference_torsions, torsion_names, race, fork: None };
+        let family = crate::metrics::Family::of(energy.as_ref());
+        let info = RunInfo { generation, scene, scene_path: path, layout, family, reference_energies, reference_distances, reference_torsions, torsion_names, race, fork: None };
         Ok(Run { driver, info: Arc::new(info) })
     }
 }

@@ -39,6 +39,12 @@ fn fake() -> Fake {
     Fake { app, commands, snapshots, snapshot_rx, events, scene }
 }
 
+/// DW-4's metrics: E-W2 2, x-W2 1, eq-W2 as given, dist-TV 0.1.
+fn particle_metrics(eq_w2: Option<f64>) -> boltzmann_studio::metrics::MetricSet {
+    use boltzmann_studio::metrics::family::*;
+    MetricSet::new(Family::Particles, &[(&ENERGY_W2, Some(2.0)), (&X_W2, Some(1.0)), (&EQ_W2, eq_w2), (&DIST_TV, Some(0.1))])
+}
+
 fn started(f: &Fake, generation: u64) {
     let layout = f.scene.energy().layout();
     let info = RunInfo {
@@ -46,6 +52,7 @@ fn started(f: &Fake, generation: u64) {
         scene: f.scene.clone(),
         scene_path: common::repo("scenes/dw4.ron"),
         layout,
+        family: boltzmann_studio::metrics::Family::Particles,
         reference_energies: vec![-22.0, -23.0],
         reference_distances: vec![4.0, 5.0],
         reference_torsions: Vec::new(),
@@ -69,7 +76,7 @@ fn drain(rx: &Receiver<Command>) -> Vec<Command> {
 fn snapshots_update_the_run_data() {
     let mut f = fake();
     started(&f, 1);
-    let metric = MetricPoint { step: 3, wall_seconds: 1.5, energy_evals: 64, energy_w2: 2.0, x_w2: 1.0, eq_w2: Some(0.5), dist_tv: 0.1, ess: 0.2, n: 2 };
+    let metric = MetricPoint { step: 3, wall_seconds: 1.5, energy_evals: 64, metrics: particle_metrics(Some(0.5)), ess: 0.2, n: 2 };
     f.snapshots.send(Snapshot {
         generation: 1,
         running: true,
@@ -213,7 +220,7 @@ fn a_burst_of_snapshots_does_not_pile_up() {
 fn exports_write_files_people_can_read() {
     let mut f = fake();
     started(&f, 1);
-    let metric = MetricPoint { step: 2, wall_seconds: 0.5, energy_evals: 32, energy_w2: 2.0, x_w2: 1.0, eq_w2: None, dist_tv: 0.1, ess: 0.2, n: 2 };
+    let metric = MetricPoint { step: 2, wall_seconds: 0.5, energy_evals: 32, metrics: particle_metrics(None), ess: 0.2, n: 2 };
     f.snapshots.send(Snapshot { generation: 1, losses: vec![(1, 5.0), (2, 4.0)], metrics: vec![metric], samples: Some(batch(2, 0.5)), ..Snapshot::default() });
     f.app.update();
     let data = f.app.world().resource::<RunData>();
@@ -234,9 +241,10 @@ fn exports_write_files_people_can_read() {
     boltzmann_studio::app::export::write_metrics(data, &csv).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("step,loss,wall_seconds,energy_evals,energy_w2"), "{}", lines[0]);
+    // train's metrics.csv columns (the app keeps no iteration per loss point).
+    assert_eq!(lines[0], "step,iteration,wall_seconds,loss,energy_evals,energy_w2,x_w2,eq_w2,dist_tv,ess,samples_compared");
     assert_eq!(lines.len(), 3, "header + one row per loss point:\n{text}");
-    assert!(lines[2].starts_with("2,4,0.5,32,2,"), "the metric lands on its step: {}", lines[2]);
+    assert_eq!(lines[2], "2,,0.5,4,32,2,1,,0.1,0.2,2", "the metric lands on its step");
 
     // Without samples an export is an error, not an empty file.
     f.app.world_mut().resource_mut::<RunData>().samples = None;

@@ -57,7 +57,7 @@ fn worker_trains_saves_survives_errors_and_stops_quickly() {
     let s = wait_for(&w, "25 gradient steps with samples and metrics", |s| {
         losses += s.losses.len();
         saw_samples |= s.samples.as_ref().is_some_and(|b| b.len() == 32 && b.energies.iter().all(|e| e.is_finite()));
-        saw_metrics |= s.metrics.iter().any(|m| m.energy_w2.is_finite() && m.eq_w2.is_some() && m.n == 32);
+        saw_metrics |= s.metrics.iter().any(|m| m.metrics.energy_w2().is_finite() && m.metrics.get("eq_w2").is_some() && m.n == 32);
         s.counters.gradient_steps >= 25 && saw_samples && saw_metrics
     });
     assert!(s.running);

@@ -30,26 +30,36 @@ pub fn write_samples(data: &RunData, path: &Path) -> crate::Result<()> {
 
 /// Writes the loss and metric history: one row per loss point, metrics where evaluated.
 pub fn write_metrics(data: &RunData, path: &Path) -> crate::Result<()> {
+    let Some(info) = &data.info else {
+        return Err(crate::Error::Invalid("no run yet".into()));
+    };
+    let family = info.family;
     create_parent(path)?;
-    let mut csv = CsvWriter::create(
-        path,
-        &["step", "loss", "wall_seconds", "energy_evals", "energy_w2", "x_w2", "eq_w2", "dist_tv", "ess", "samples_compared"],
-    )?;
+    // train's metrics.csv columns; the app keeps no iteration per loss point, so that one is empty.
+    let columns = crate::run::log_columns(family);
+    let mut csv = CsvWriter::create(path, &columns)?;
     let metric_columns = |m: &crate::worker::MetricPoint| {
-        [Some(m.wall_seconds), Some(m.energy_evals as f64), Some(m.energy_w2), Some(m.x_w2), m.eq_w2, Some(m.dist_tv), Some(m.ess), Some(m.n as f64)]
+        let mut v = vec![Some(m.wall_seconds), None, Some(m.energy_evals as f64)];
+        v.extend(m.metrics.iter().map(|(_, v)| v));
+        v.extend([Some(m.ess), Some(m.n as f64)]);
+        v
     };
     let mut metrics = data.metrics.iter().peekable();
     for p in &data.losses {
         let step = p[0];
-        let mut row = vec![Some(step), Some(p[1]), None, None, None, None, None, None, None, None];
+        let mut row = vec![Some(step), None, None, Some(p[1]), None];
+        row.resize(columns.len(), None);
         if let Some(m) = metrics.next_if(|m| (m.step as f64) <= step) {
-            row[2..].copy_from_slice(&metric_columns(m));
+            let c = metric_columns(m);
+            row[2] = c[0];
+            row[4..].copy_from_slice(&c[2..]);
         }
         csv.row(&row)?;
     }
     for m in metrics {
-        let mut row = vec![Some(m.step as f64), None];
-        row.extend(metric_columns(m));
+        let c = metric_columns(m);
+        let mut row = vec![Some(m.step as f64), None, c[0], None];
+        row.extend_from_slice(&c[2..]);
         csv.row(&row)?;
     }
     Ok(())

@@ -111,10 +111,10 @@ pub fn progress(data: &RunData) -> Progress {
         energy_evals: data.energy_evals(),
         iterations: data.counters.outer_iterations,
         seconds: data.counters.wall_seconds,
-        energy_w2: last.map(|m| m.energy_w2),
-        eq_w2: data.metrics.iter().rev().find_map(|m| m.eq_w2),
-        x_w2: last.map(|m| m.x_w2),
-        dist_tv: last.map(|m| m.dist_tv),
+        energy_w2: last.map(|m| m.metrics.energy_w2()),
+        eq_w2: data.metrics.iter().rev().find_map(|m| m.metrics.get("eq_w2")),
+        x_w2: last.and_then(|m| m.metrics.get("x_w2")),
+        dist_tv: last.and_then(|m| m.metrics.get("dist_tv")),
         ess: last.map(|m| m.ess),
     }
 }

@@ -808,17 +808,14 @@ fn fork_summary(ui: &mut egui::Ui, data: &RunData) {
 fn race_column_help(column: &str) -> &'static str {
     match column {
         "kind" => "The sampler kind of the lane (hover for what it has spent so far)",
-        "point" => "The budget point of the lane's latest judgement: the largest of the log-spaced energy-evaluation budgets (4 a decade from 100) the lane had passed, as in `compare`",
+        "point" => "The budget point of the judgement: the largest of the log-spaced energy-evaluation budgets (4 a decade from 100) the lane had passed, as in `compare`",
         "energy_evals" => "Energy evaluations the lane had spent when judged (the race's budget)",
         "network_passes" => "Rows pushed through or back-propagated through the network by then",
         "wall_seconds" => "Seconds of the lane's own training by then (evaluations not counted)",
-        "energy_w2" => "E-W2: Wasserstein-2 between the energies of fresh samples and of the reference rows (energy units, lower is better); ranks the lanes",
         "eq_w2" => "eq-W2 (alignment-invariant W2): computed by `compare` on final samples only, so empty here",
-        "x_w2" => "x-W2: W2 between flattened coordinates (torus-W2 of the torsions for a molecule), lower is better",
-        "dist_tv" => "Total variation between interatomic-distance histograms (Ramachandran histograms for a molecule), 0 to 1",
         "ess" => "Normalised effective sample size of the importance weights, where the kind defines them",
         "eval_energy_evals" => "Energy evaluations spent judging (not charged to the budget)",
-        _ => "",
+        key => crate::metrics::family::help_of(key).unwrap_or(""),
     }
 }
 
@@ -835,12 +832,14 @@ fn short_cell(cell: &str) -> String {
 
 fn race_table(ui: &mut egui::Ui, data: &RunData) {
     let lanes: Vec<&[crate::race::RacePoint]> = data.lanes.iter().map(|l| l.points.as_slice()).collect();
+    let Some(info) = &data.info else { return };
+    let columns = crate::race::columns(info.family);
     let standings = crate::race::standings(&lanes);
     let rank = |k: usize| standings.as_ref().and_then(|s| s.order.iter().position(|&l| l == k)).map_or("–".to_string(), |r| (r + 1).to_string());
     egui::ScrollArea::horizontal().id_salt("race_table_scroll").show(ui, |ui| {
-        egui::Grid::new("race_table").num_columns(crate::race::COLUMNS.len() + 1).striped(true).show(ui, |ui| {
+        egui::Grid::new("race_table").num_columns(columns.len() + 1).striped(true).show(ui, |ui| {
             ui.strong("rank").on_hover_text("Order by E-W2 at the last budget point every lane has passed (the ranking `compare` prints)");
-            for h in crate::race::COLUMNS {
+            for &h in &columns {
                 ui.strong(h).on_hover_text(race_column_help(h));
             }
             ui.end_row();
@@ -862,7 +861,7 @@ fn race_table(ui: &mut egui::Ui, data: &RunData) {
                         }
                     }
                     None => {
-                        for _ in 1..crate::race::COLUMNS.len() {
+                        for _ in 1..columns.len() {
                             ui.label("–");
                         }
                     }

@@ -187,17 +187,17 @@ pub fn metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettin
     };
     let log = settings.log_metrics;
     let tr = |v: f64| if log { v.max(1e-6).log10() } else { v };
-    let named = [
-        ("E-W2", series(&|m| Some(tr(m.energy_w2))), egui::Color32::from_rgb(220, 90, 90)),
-        // eq-W2 is computed on the scene's evaluation cadence only.
-        ("eq-W2", series(&|m| m.eq_w2.map(tr)), egui::Color32::from_rgb(90, 160, 230)),
-        // For a molecule's torsions the same slot holds torus-W2 (wrapped angles, radians).
-        (
-            if data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule()) { "torus-W2" } else { "x-W2" },
-            series(&|m| Some(tr(m.x_w2))),
-            egui::Color32::from_rgb(120, 200, 120),
-        ),
-    ];
+    // The family's W2 metrics (E-W2, x-W2 or torus-W2, eq-W2 on the evaluation cadence only);
+    // its total variations live on another scale, in the exported CSV.
+    const COLOURS: [egui::Color32; 3] = [egui::Color32::from_rgb(220, 90, 90), egui::Color32::from_rgb(120, 200, 120), egui::Color32::from_rgb(90, 160, 230)];
+    let family = data.metrics.first().map(|m| m.metrics.family).unwrap_or_default();
+    let named: Vec<(&str, Vec<[f64; 2]>, egui::Color32)> = family
+        .metrics()
+        .iter()
+        .filter(|m| m.key.ends_with("w2"))
+        .zip(COLOURS)
+        .map(|(metric, colour)| (metric.label, series(&|m| m.metrics.get(metric.key).map(tr)), colour))
+        .collect();
     readable(Plot::new("metrics"), false, log)
         .height(PLOT_HEIGHT)
         .x_axis_label(match (settings.wall_time, steps) {
@@ -418,8 +418,8 @@ pub fn race_metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotS
                 let pts: Vec<[f64; 2]> = lane
                     .metrics
                     .iter()
-                    .filter(|m| m.energy_evals > 0 && m.energy_w2.is_finite())
-                    .map(|m| [(m.energy_evals as f64).log10(), tr(m.energy_w2)])
+                    .filter(|m| m.energy_evals > 0 && m.metrics.energy_w2().is_finite())
+                    .map(|m| [(m.energy_evals as f64).log10(), tr(m.metrics.energy_w2())])
                     .collect();
                 let c = lane_color(k);
                 p.line(Line::new(lane.kind.label(), PlotPoints::from(pts.clone())).color(c).width(1.5));
@@ -494,7 +494,7 @@ pub fn fork_metrics_plot(ui: &mut egui::Ui, data: &RunData, settings: &PlotSetti
         .legend(Legend::default().position(Corner::RightTop))
         .show(ui, |p| {
             for (k, lane) in data.lanes.iter().enumerate().rev() {
-                let pts: Vec<[f64; 2]> = lane.metrics.iter().filter(|m| m.energy_w2.is_finite()).map(|m| [m.step as f64, tr(m.energy_w2)]).collect();
+                let pts: Vec<[f64; 2]> = lane.metrics.iter().filter(|m| m.metrics.energy_w2().is_finite()).map(|m| [m.step as f64, tr(m.metrics.energy_w2())]).collect();
                 p.line(Line::new(branch(k), PlotPoints::from(pts.clone())).color(lane_color(k)).width(1.5));
                 p.points(Points::new(branch(k), PlotPoints::from(pts)).color(lane_color(k)).radius(2.0));
             }

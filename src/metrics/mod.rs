@@ -1,7 +1,11 @@
 //! Sample-quality metrics as the papers compute them (science.md §6): E-W2, x-W2, eq-W2,
-//! interatomic-distance histograms with total variation, ESS, configurational temperature.
+//! interatomic-distance histograms with total variation, the torsion metrics, ESS,
+//! configurational temperature; [`evaluate`] computes a system family's named set of them.
 
+pub mod family;
 pub mod torsions;
+
+pub use family::{Family, Metric, MetricSet};
 
 use nalgebra::SMatrix;
 use rayon::prelude::*;
@@ -13,22 +17,6 @@ use crate::types::Matrix;
 /// Number of bins of the pooled interatomic-distance histograms.
 pub const DIST_BINS: usize = 200;
 
-/// All metrics of a sample set against a reference set of the same size.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MetricSet {
-    /// 1-D Wasserstein-2 between the energy distributions.
-    pub energy_w2: f64,
-    /// W2 on flattened CoM-free coordinates, no alignment (DEM's "x-W2"); for a molecule's
-    /// torsions, torus-W2 on (φ, ψ) (or the one torsion).
-    pub x_w2: f64,
-    /// W2 with cost after best permutation and rotation (the Adjoint Sampling table's "W2");
-    /// `None` when skipped.
-    pub eq_w2: Option<f64>,
-    /// Total variation between pooled interatomic-distance histograms (0 for non-particle
-    /// systems); for a molecule's torsions, that of the 64 × 64 Ramachandran (or 64-bin torsion) histograms.
-    pub dist_tv: f64,
-}
-
 /// Which metrics [`evaluate`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
@@ -37,32 +25,53 @@ pub enum Which {
     SkipEq,
 }
 
-/// Computes the metrics of `samples` against `reference` (both `n × dim`, equal `n`).
+/// Computes the metrics of `samples`' family against `reference` (both `n × dim`, equal `n`):
+/// the one place where metrics are computed, for the driver, `eval` and `compare` alike.
 pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, which: Which) -> Result<MetricSet> {
+    use family::*;
     let layout = energy.layout();
     check_pair(samples, reference, layout)?;
-    let ea = energy.batch_energy(&samples.data);
-    let eb = energy.batch_energy(&reference.data);
-    if let Some(mol) = energy.molecule() {
-        // Torsions: the wrapped metrics in the same slots (molecules.md §4).
-        use torsions as tm;
-        let names = mol.torsion_names();
-        let cols = tm::ramachandran_columns(&names).map_or(vec![0], |(i, j)| vec![i, j]);
-        let (a, b): (Vec<f64>, Vec<f64>) = (samples.data.iter().map(|&v| v as f64).collect(), reference.data.iter().map(|&v| v as f64).collect());
-        let d = samples.cols;
-        return Ok(MetricSet {
-            energy_w2: energy_w2(&ea, &eb)?,
-            x_w2: tm::torus_w2(&a, &b, d, &cols)?,
-            eq_w2: None,
-            dist_tv: tm::total_variation(&tm::histogram(&a, d, &cols, tm::RAMA_BINS), &tm::histogram(&b, d, &cols, tm::RAMA_BINS)),
-        });
+    let fam = Family::of(energy);
+    if matches!(fam, Family::Ramachandran | Family::OneTorsion) {
+        return Ok(evaluate_torsions(energy, samples, reference, torsions::RAMA_BINS, samples.rows)?.0);
     }
-    Ok(MetricSet {
-        energy_w2: energy_w2(&ea, &eb)?,
-        x_w2: x_w2(samples, reference, layout)?,
-        eq_w2: if which == Which::All { Some(eq_w2(samples, reference, layout)?) } else { None },
-        dist_tv: if layout.com_free { distance_tv(samples, reference, layout) } else { 0.0 },
+    let e_w2 = energy_w2(&energy.batch_energy(&samples.data), &energy.batch_energy(&reference.data))?;
+    Ok(match fam {
+        Family::Particles => MetricSet::new(
+            fam,
+            &[
+                (&ENERGY_W2, Some(e_w2)),
+                (&X_W2, Some(x_w2(samples, reference, layout)?)),
+                (&EQ_W2, if which == Which::All { Some(eq_w2(samples, reference, layout)?) } else { None }),
+                (&DIST_TV, Some(distance_tv(samples, reference, layout))),
+            ],
+        ),
+        _ => MetricSet::new(Family::Plane, &[(&ENERGY_W2, Some(e_w2)), (&X_W2, Some(x_w2(samples, reference, layout)?))]),
     })
+}
+
+/// The torsion families' metrics (molecules.md §4), for sets of any sizes: histograms (`bins`
+/// per torsion) on every row of both, E-W2 and torus-W2 on the first min(rows, `w2_rows`,
+/// [`torsions::W2_ROWS`]) of each (pass shuffled sets for random subsets). Returns the basin
+/// populations of both sets too (`eval` prints them).
+pub fn evaluate_torsions(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, bins: usize, w2_rows: usize) -> Result<(MetricSet, torsions::TorsionMetrics)> {
+    use family::*;
+    let Some(mol) = energy.molecule() else {
+        return Err(Error::Invalid("torsion metrics need a molecule".into()));
+    };
+    let dim = energy.layout().dim();
+    if samples.cols != dim || reference.cols != dim || samples.rows == 0 || reference.rows == 0 {
+        return Err(Error::Invalid(format!("torsion metrics need non-empty sets of {dim} torsions; got {}×{} and {}×{}", samples.rows, samples.cols, reference.rows, reference.cols)));
+    }
+    let w = samples.rows.min(reference.rows).min(w2_rows).min(torsions::W2_ROWS).max(1);
+    let f64s = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+    let t = torsions::evaluate(&f64s(samples), &f64s(reference), dim, &mol.torsion_names(), bins, w)?;
+    let e_w2 = energy_w2(&energy.batch_energy(&samples.data[..w * dim]), &energy.batch_energy(&reference.data[..w * dim]))?;
+    let set = match Family::of(energy) {
+        Family::Ramachandran => MetricSet::new(Family::Ramachandran, &[(&ENERGY_W2, Some(e_w2)), (&TORUS_W2, Some(t.torus_w2)), (&RAMA_TV, t.rama_tv), (&RAMA_KL, t.rama_kl)]),
+        _ => MetricSet::new(Family::OneTorsion, &[(&ENERGY_W2, Some(e_w2)), (&TORUS_W2, Some(t.torus_w2)), (&TORSION_TV, t.torsion_tv)]),
+    };
+    Ok((set, t))
 }
 
 fn check_pair(a: &Matrix, b: &Matrix, layout: Layout) -> Result<()> {

@@ -175,10 +175,10 @@ pub struct TorsionMetrics {
 pub const W2_ROWS: usize = 2000;
 
 /// Computes [`TorsionMetrics`]; `names` are the scene's torsion names. Histograms and
-/// populations use every row of both sets; torus-W2 the first min(rows, [`W2_ROWS`]) of each
+/// populations use every row of both sets; torus-W2 the first min(rows, `w2_rows`) of each
 /// (pass shuffled sets for a random subset).
 /// `bins` per torsion ([`RAMA_BINS`] by the paper's convention).
-pub fn evaluate(samples: &[f64], reference: &[f64], dim: usize, names: &[String], bins: usize) -> Result<TorsionMetrics> {
+pub fn evaluate(samples: &[f64], reference: &[f64], dim: usize, names: &[String], bins: usize, w2_rows: usize) -> Result<TorsionMetrics> {
     let (cols, rama) = match ramachandran_columns(names) {
         Some((i, j)) => (vec![i, j], true),
         None => (vec![0], false),
@@ -191,7 +191,7 @@ pub fn evaluate(samples: &[f64], reference: &[f64], dim: usize, names: &[String]
         rama_tv: rama.then_some(tv),
         torsion_tv: (!rama).then_some(tv),
         torus_w2: {
-            let n = (samples.len() / dim).min(reference.len() / dim).min(W2_ROWS);
+            let n = (samples.len() / dim).min(reference.len() / dim).min(w2_rows);
             torus_w2(&samples[..n * dim], &reference[..n * dim], dim, &cols)?
         },
         populations: populations(samples, dim, names),

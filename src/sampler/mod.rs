@@ -95,6 +95,13 @@ pub struct Samples {
     pub log_weights: Option<Vec<f64>>,
 }
 
+impl Samples {
+    /// Normalised ESS of the importance weights, where the kind defines them.
+    pub fn ess(&self) -> Option<f64> {
+        self.log_weights.as_deref().map(crate::metrics::ess)
+    }
+}
+
 /// New samples a unit of training work finished (the app shows them; the driver judges them).
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -104,6 +111,13 @@ pub struct Batch {
     pub energies: Vec<f64>,
     /// Log importance weights where the kind defines them.
     pub log_weights: Option<Vec<f64>>,
+}
+
+impl Batch {
+    /// Normalised ESS of the importance weights, where the kind defines them.
+    pub fn ess(&self) -> Option<f64> {
+        self.log_weights.as_deref().map(crate::metrics::ess)
+    }
 }
 
 /// What a sampler is doing right now.
