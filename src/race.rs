@@ -56,12 +56,13 @@ pub fn make_lane(run: Run, judge: &Evaluator, points: &[u64]) -> Result<Run> {
     Ok(run.judged_by(copy, EvalPolicy::AtEnergyEvals(points.to_vec())))
 }
 
-/// The columns of compare.csv, and of the app's race table (which adds the rank): the lane's
-/// budget, the metrics of the system's family, ESS and the judging cost.
+/// The columns of compare.csv, and of the app's race table (which adds the rank): the lane and
+/// budget point, the metrics of the system's family (E-W2 first: it ranks) and ESS, then what
+/// the lane had spent and the judging cost.
 pub fn columns(family: Family) -> Vec<&'static str> {
-    let mut c = vec!["kind", "point", "energy_evals", "network_passes", "wall_seconds"];
+    let mut c = vec!["kind", "point"];
     c.extend(family.keys());
-    c.extend(["ess", "eval_energy_evals"]);
+    c.extend(["ess", "energy_evals", "network_passes", "wall_seconds", "eval_energy_evals"]);
     c
 }
 
@@ -105,16 +106,15 @@ impl RacePoint {
 
     /// The row under [`columns`], as compare.csv writes it.
     pub fn row(&self, kind: SamplerKind) -> Vec<String> {
-        let mut row = vec![
-            kind.name().into(),
-            self.budget.map_or("final".to_string(), |b| b.to_string()),
+        let mut row = vec![kind.name().into(), self.budget.map_or("final".to_string(), |b| b.to_string())];
+        row.extend(self.metrics.cells());
+        row.extend([
+            self.ess.map_or(String::new(), |v| format!("{v}")),
             self.energy_evals.to_string(),
             self.network_passes.to_string(),
             format!("{:.3}", self.wall_seconds),
-        ];
-        row.extend(self.metrics.cells());
-        row.push(self.ess.map_or(String::new(), |v| format!("{v}")));
-        row.push(self.eval_energy_evals.to_string());
+            self.eval_energy_evals.to_string(),
+        ]);
         row
     }
 }
@@ -174,7 +174,8 @@ mod tests {
         let jump = [pt(5623, 8497, f64::NAN), RacePoint { budget: None, ..pt(0, 9999, 0.0) }];
         let s = standings(&[&l0, &jump]).unwrap();
         assert_eq!((s.budget, s.order, s.judged[1].energy_evals), (316, vec![0, 1], 8497));
-        assert_eq!(columns(Family::Plane), ["kind", "point", "energy_evals", "network_passes", "wall_seconds", "energy_w2", "x_w2", "ess", "eval_energy_evals"]);
+        assert_eq!(columns(Family::Plane), ["kind", "point", "energy_w2", "x_w2", "ess", "energy_evals", "network_passes", "wall_seconds", "eval_energy_evals"]);
+        assert_eq!(RacePoint { budget: None, ..pt(0, 7, 0.5) }.row(SamplerKind::named("mcmc")), ["mcmc", "final", "0.5", "", "", "7", "0", "0.000", "0"]);
         assert_eq!(standings(&[&l0, &[]]), None);
     }
 

@@ -18,8 +18,8 @@ use crate::sampler::{Advance, Batch, Counters, SampleOptions, Sampler, Samples};
 pub const DIVERGED_AFTER: u64 = 50;
 
 /// How long a run goes on: one type for `train` (`--minutes`: wall time, `--steps`), `compare`
-/// (`--minutes`: training time, `--evals`) and the app's scripted screenshot (`--after-steps`,
-/// `--after-evals`).
+/// (`--minutes`: training time, `--evals`), the app's worker (play: open) and its scripted
+/// screenshot (`--after-steps`, `--after-evals`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Budget {
     /// Seconds of wall-clock time since the loop started (evaluations and checkpoints included).
@@ -31,6 +31,8 @@ pub enum Budget {
     GradientSteps(u64),
     /// Energy evaluations charged to the run, in all.
     EnergyEvals(u64),
+    /// No limit: until `stop` says so (the app's play button).
+    Open,
 }
 
 impl Budget {
@@ -41,6 +43,7 @@ impl Budget {
             Budget::TrainingSeconds(s) => c.wall_seconds >= s,
             Budget::GradientSteps(n) => c.gradient_steps >= n,
             Budget::EnergyEvals(n) => c.energy_evals >= n,
+            Budget::Open => false,
         }
     }
 
@@ -52,6 +55,7 @@ impl Budget {
             Budget::TrainingSeconds(s) => (c.wall_seconds - start.wall_seconds, s - start.wall_seconds, "s"),
             Budget::GradientSteps(n) => (c.gradient_steps as f64 - start.gradient_steps as f64, n as f64 - start.gradient_steps as f64, "steps"),
             Budget::EnergyEvals(n) => (c.energy_evals as f64 - start.energy_evals as f64, n as f64 - start.energy_evals as f64, "evals"),
+            Budget::Open => (0.0, 0.0, ""),
         };
         let total = total.max(0.0);
         (done.clamp(0.0, total) as u64, total.ceil() as u64, unit)
@@ -338,21 +342,29 @@ pub fn next_lane<'a>(lanes: impl IntoIterator<Item = (&'a Counters, bool)>) -> O
 /// The one loop: ticks the lane whose turn it is ([`next_lane`]) until every lane has used up
 /// `budget`, `stop()` holds or a lane diverges, handing every tick to `observe` with its lane.
 /// Returns why it ended and, for a divergence, which lane. One lane is a plain run (`train`);
-/// several are a race (`compare`). The budget's wall clock is shared by all lanes.
-pub fn drive_lanes(runs: &mut [Run], budget: Budget, stop: &dyn Fn() -> bool, observe: &mut dyn FnMut(usize, &mut Run, Tick) -> Result<()>) -> Result<(Outcome, Option<usize>)> {
+/// several are a race (`compare`, the app's race and fork). A lane is anything that holds a
+/// [`Run`] (the app's worker keeps what it shows beside each). The budget's wall clock is shared
+/// by all lanes; an error of a race's lane names its kind.
+pub fn drive_lanes<L: std::borrow::BorrowMut<Run>>(
+    runs: &mut [L],
+    budget: Budget,
+    stop: &dyn Fn() -> bool,
+    observe: &mut dyn FnMut(usize, &mut L, Tick) -> Result<()>,
+) -> Result<(Outcome, Option<usize>)> {
     let started = std::time::Instant::now();
+    let race = runs.len() > 1;
     loop {
         let wall = started.elapsed();
-        let Some(lane) = next_lane(runs.iter().map(|r| (r.counters(), !budget.reached(r.counters(), wall)))) else {
+        let Some(lane) = next_lane(runs.iter().map(|r| (r.borrow().counters(), !budget.reached(r.borrow().counters(), wall)))) else {
             return Ok((Outcome::Reached, None));
         };
         if stop() {
             return Ok((Outcome::Stopped, None));
         }
-        let run = &mut runs[lane];
-        let tick = run.tick()?;
+        let run = runs[lane].borrow_mut();
+        let tick = run.tick().map_err(|e| if race { Error::Invalid(format!("{}: {e}", run.sampler.kind().label())) } else { e })?;
         let diverged = tick.diverged;
-        observe(lane, run, tick)?;
+        observe(lane, &mut runs[lane], tick)?;
         if diverged {
             return Ok((Outcome::Diverged, Some(lane)));
         }

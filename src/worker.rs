@@ -8,6 +8,7 @@
 //! within a fraction of a second even on a slow CPU.
 
 use std::path::{Path, PathBuf};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::io::read_npy;
 use crate::metrics;
 use crate::race::{self, RacePoint};
-use crate::run::{DIVERGED_AFTER, EvalPolicy, Evaluator, Run as Driver, next_lane};
+use crate::run::{Budget, DIVERGED_AFTER, EvalPolicy, Evaluator, Outcome, Run as Driver, drive_lanes};
 use crate::sampler::{self, Counters, SampleOptions, SamplerConfig, SamplerKind};
 use crate::scene::Scene;
 
@@ -304,12 +305,31 @@ const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(750);
 /// ... and at least this frequent while working, so that progress stays visible. Snapshots
 /// answering a command (pause, a finished step) go out at once.
 const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(2000);
+
+/// Whether an automatic snapshot is due, `elapsed` after the last, with `units` of training
+/// since and new samples waiting or not.
+fn snapshot_due(elapsed: Duration, units: u64, speed: u64, samples_waiting: bool) -> bool {
+    (elapsed >= MIN_SNAPSHOT_INTERVAL && (units >= speed || samples_waiting)) || elapsed >= MAX_SNAPSHOT_INTERVAL
+}
 /// Reference rows kept for the live histograms.
 const REFERENCE_ROWS: usize = 2000;
 
 struct Run {
     driver: Driver,
     info: Arc<RunInfo>,
+}
+
+/// A lane of the driver's loop is the run it holds.
+impl std::borrow::Borrow<Driver> for Run {
+    fn borrow(&self) -> &Driver {
+        &self.driver
+    }
+}
+
+impl std::borrow::BorrowMut<Driver> for Run {
+    fn borrow_mut(&mut self) -> &mut Driver {
+        &mut self.driver
+    }
 }
 
 /// What a lane gathered since the last snapshot.
@@ -586,51 +606,60 @@ impl Worker {
         writer.save(|d| run.driver.sampler.save(d))
     }
 
-    /// One unit of work through the run driver: a slice of simulation, one gradient step, a
-    /// block of sweeps.
+    /// Trains through the run driver's loop (the race's turn order, its divergence policy, its
+    /// budget points) until a command waits, a snapshot is due or `Step(n)` is done.
     fn work(&mut self) -> Result<()> {
-        // The race's turn order (a single run is lane 0).
-        let lane = next_lane(self.runs.iter().map(|r| (r.driver.counters(), true))).expect("busy implies a run");
         let race = self.runs.len() > 1;
-        let run = &mut self.runs[lane];
-        let tick = run.driver.tick().map_err(|e| if race { Error::Invalid(format!("{}: {e}", run.driver.sampler.kind().label())) } else { e })?;
-        let adv = tick.advance;
-        let trained = !adv.losses.is_empty() || adv.skipped > 0;
-        let step = run.driver.counters().gradient_steps;
-        let n = adv.losses.len() as u64;
-        let numbered: Vec<(u64, f32)> = adv.losses.into_iter().enumerate().map(|(k, l)| (step + 1 + k as u64 - n, l)).collect();
-        if race {
-            let out = &mut self.lane_out[lane];
-            out.losses.extend_from_slice(&numbered);
-            if let Some(e) = &tick.evaluation {
-                out.points.push(RacePoint::of(e));
-            }
-        }
-        if lane == 0 {
-            self.out.losses.extend(numbered);
-            self.out.phase = adv.phase;
-        }
-        if let Some(b) = adv.batch {
-            let ess = b.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN);
-            let batch = Arc::new(SampleBatch { x: b.x, energies: b.energies, layout: run.info.layout, ess, log_weights: b.log_weights, step });
+        // The loop holds the runs; the observer what goes out with the next snapshot.
+        let Worker { runs, lane_out, out, pending_steps, steps_since_snapshot, running, commands, last_snapshot, speed, .. } = self;
+        let stepping = !*running;
+        let pending = Cell::new(*pending_steps);
+        let since = Cell::new(*steps_since_snapshot);
+        let has_samples = Cell::new(out.samples.is_some());
+        let stop = || !commands.is_empty() || (stepping && pending.get() == 0) || snapshot_due(last_snapshot.elapsed(), since.get(), *speed, has_samples.get());
+        let (outcome, _) = drive_lanes(runs.as_mut_slice(), Budget::Open, &stop, &mut |lane, run: &mut Run, tick| {
+            let adv = tick.advance;
+            let trained = !adv.losses.is_empty() || adv.skipped > 0;
+            let step = run.driver.counters().gradient_steps;
+            let n = adv.losses.len() as u64;
+            let numbered: Vec<(u64, f32)> = adv.losses.into_iter().enumerate().map(|(k, l)| (step + 1 + k as u64 - n, l)).collect();
             if race {
-                self.lane_out[lane].samples = Some(batch.clone());
-                self.lane_out[lane].metrics.extend(tick.batch_point);
+                let o = &mut lane_out[lane];
+                o.losses.extend_from_slice(&numbered);
+                if let Some(e) = &tick.evaluation {
+                    o.points.push(RacePoint::of(e));
+                }
             }
             if lane == 0 {
-                self.out.samples = Some(batch);
-                self.out.metrics.extend(tick.batch_point);
-                let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, ..SampleOptions::default() })?;
-                self.out.trajectory = traj.trajectory.map(Arc::new);
+                out.losses.extend(numbered);
+                out.phase = adv.phase;
             }
-        }
-        // A unit without gradient steps (simulation, sweeps) counts as one step for Step(n), so
-        // that stepping an MCMC run advances too.
-        if trained || !run.driver.sampler.kind().learns() {
-            self.pending_steps = self.pending_steps.saturating_sub(1);
-            self.steps_since_snapshot += 1;
-        }
-        if tick.diverged {
+            if let Some(b) = adv.batch {
+                let ess = b.ess().unwrap_or(f64::NAN);
+                let batch = Arc::new(SampleBatch { x: b.x, energies: b.energies, layout: run.info.layout, ess, log_weights: b.log_weights, step });
+                if race {
+                    lane_out[lane].samples = Some(batch.clone());
+                    lane_out[lane].metrics.extend(tick.batch_point);
+                }
+                if lane == 0 {
+                    out.samples = Some(batch);
+                    has_samples.set(true);
+                    out.metrics.extend(tick.batch_point);
+                    let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, ..SampleOptions::default() })?;
+                    out.trajectory = traj.trajectory.map(Arc::new);
+                }
+            }
+            // A unit without gradient steps (simulation, sweeps) counts as one step for Step(n),
+            // so that stepping an MCMC run advances too.
+            if trained || !run.driver.sampler.kind().learns() {
+                pending.set(pending.get().saturating_sub(1));
+                since.set(since.get() + 1);
+            }
+            Ok(())
+        })?;
+        *pending_steps = pending.get();
+        *steps_since_snapshot = since.get();
+        if outcome == Outcome::Diverged {
             self.fail(format!(
                 "training diverged: the last {DIVERGED_AFTER} steps had a non-finite loss or gradient and were skipped \
                  (the weights were not changed); lower the learning rate or reset"
@@ -641,11 +670,7 @@ impl Worker {
 
     /// Sends the accumulated snapshot if it is due (always when `now`).
     fn snapshot(&mut self, now: bool) {
-        let elapsed = self.last_snapshot.elapsed();
-        let due = now
-            || (elapsed >= MIN_SNAPSHOT_INTERVAL && (self.steps_since_snapshot >= self.speed || self.out.samples.is_some()))
-            || elapsed >= MAX_SNAPSHOT_INTERVAL
-            || !self.busy();
+        let due = now || snapshot_due(self.last_snapshot.elapsed(), self.steps_since_snapshot, self.speed, self.out.samples.is_some()) || !self.busy();
         if !due {
             return;
         }

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::run::Budget;
+
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::window::{PrimaryWindow, RequestRedraw, WindowCloseRequested};
@@ -128,17 +130,10 @@ fn screenshot_on_request(mut actions: MessageReader<UiAction>, mut commands: Com
 #[derive(Resource)]
 pub struct Scripted {
     pub path: PathBuf,
-    pub until: Until,
+    /// Training stops once every lane has used it up (the driver's budget type).
+    pub until: Budget,
     pub hold: Duration,
     stage: Stage,
-}
-
-/// When the scripted run stops training.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Until {
-    GradientSteps(u64),
-    /// Energy evaluations of the run, or of every lane of a race.
-    EnergyEvals(u64),
 }
 
 #[derive(PartialEq, Debug)]
@@ -151,19 +146,24 @@ enum Stage {
 }
 
 impl Scripted {
-    pub fn new(path: PathBuf, until: Until, hold: Duration) -> Self {
+    pub fn new(path: PathBuf, until: Budget, hold: Duration) -> Self {
         Self { path, until, hold, stage: Stage::Start }
     }
 
     /// Whether training has gone far enough (and there is something to show).
     fn reached(&self, data: &RunData) -> bool {
         let shown = if data.racing() { data.lanes.iter().all(|l| l.samples.is_some()) } else { data.samples.is_some() };
+        // A kind that takes no gradient steps (MCMC) counts its blocks of sweeps as steps.
+        let reached = |kind: crate::sampler::SamplerKind, c: &crate::sampler::Counters| match self.until {
+            Budget::GradientSteps(n) if !kind.learns() => c.outer_iterations >= n,
+            b => b.reached(c, Duration::ZERO),
+        };
+        // A race's energy evaluations count for every lane (the budget it shares); its steps
+        // are the first lane's (an MCMC lane's blocks of sweeps cost thousands of evaluations).
         shown
             && match self.until {
-                // A kind that takes no gradient steps (MCMC) counts its blocks of sweeps.
-                Until::GradientSteps(n) if !data.kind.learns() => data.counters.outer_iterations >= n,
-                Until::GradientSteps(n) => data.counters.gradient_steps >= n,
-                Until::EnergyEvals(n) => data.energy_evals() >= n,
+                Budget::EnergyEvals(_) if data.racing() => data.lanes.iter().all(|l| reached(l.kind, &l.counters)),
+                _ => reached(data.kind, &data.counters),
             }
     }
 }

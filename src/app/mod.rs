@@ -195,8 +195,8 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
     }
     if let Some(p) = &opts.screenshot {
         let until = match opts.after_evals {
-            Some(n) => export::Until::EnergyEvals(n),
-            None => export::Until::GradientSteps(opts.after_steps),
+            Some(n) => crate::run::Budget::EnergyEvals(n),
+            None => crate::run::Budget::GradientSteps(opts.after_steps),
         };
         app.insert_resource(export::Scripted::new(p.clone(), until, std::time::Duration::from_secs_f64(if opts.hold.is_finite() { opts.hold.max(0.0) } else { 0.0 }))).add_plugins(export::scripted_plugin);
     }
