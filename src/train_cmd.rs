@@ -236,7 +236,8 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let s = sampler.sample(args.n, SampleOptions { weights: args.weights.is_some() || args.resample, fill: true, seed: Some(args.seed), ..SampleOptions::default() })?;
     bar.finish_and_clear();
     if (args.weights.is_some() || args.resample) && s.log_weights.is_none() {
-        bail!("{} defines no importance weights: --weights and --resample need a kind that weighs its samples (Adjoint Sampling)", scene.sampler.kind.label());
+        let weighing: Vec<&str> = boltzmann_studio::sampler::SamplerKind::all().filter(|k| k.info().weights).map(|k| k.label()).collect();
+        bail!("{} defines no importance weights: --weights and --resample need a kind that weighs its samples ({})", scene.sampler.kind.label(), weighing.join(", "));
     }
     let energy = scene.energy();
     let (mut m, mut energies) = (Matrix::new(args.n, energy.dim(), s.x), s.energies);

@@ -496,7 +496,7 @@ impl Worker {
             return Err(Error::Invalid(if self.runs.is_empty() { "no run to fork".into() } else { "already several lanes: keep one first".into() }));
         };
         if !run.driver.sampler.kind().learns() {
-            return Err(Error::Invalid("MCMC has no hyperparameters to fork on".into()));
+            return Err(Error::Invalid(format!("{} learns nothing: no hyperparameters to fork on", run.driver.sampler.kind().label())));
         }
         let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
         run.driver.sampler.save(dir.path())?;

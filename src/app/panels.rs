@@ -352,7 +352,9 @@ fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &Pane
             ui.label(egui::RichText::new(data.kind.label()).strong()).on_hover_text("The sampler kind of this scene (sampler.kind)");
         }
         if let Some(stage) = &data.stage {
-            ui.label(format!("— {stage}")).on_hover_text("The stage the sampler is in: ASBS alternates adjoint and corrector matching; MCMC adapts its step sizes during burn-in");
+            let help: Vec<&str> = if data.racing() { data.lanes.iter().map(|l| l.kind.info().stage_help).collect() } else { vec![data.kind.info().stage_help] };
+            let help: Vec<&str> = help.into_iter().filter(|h| !h.is_empty()).collect();
+            ui.label(format!("— {stage}")).on_hover_text(format!("The stage the sampler is in. {}", help.join("; ")));
         }
         if let Some(t) = data.info.as_ref().and_then(|i| i.scene.system.temperature()) {
             ui.separator();
@@ -520,7 +522,7 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
             let plane = data.info.as_ref().is_some_and(|i| i.layout.particles == 1 && i.layout.dim() == 2 && !i.scene.system.is_molecule());
             if plane {
                 ui.checkbox(&mut view.field, "control field").on_hover_text(
-                    "The learned field s(x, t) as arrows (length ∝ √|s|, the longest a grid cell): the SDE's drift is σ(t)²·s. Late in SDE time it points downhill, early towards where the samples will end up. Adjoint Sampling only.",
+                    "The learned field s(x, t) as arrows (length ∝ √|s|, the longest a grid cell): the SDE's drift is σ(t)²·s. Late in SDE time it points downhill, early towards where the samples will end up. Shown for kinds that learn a field they can draw.",
                 );
                 if view.field {
                     ui.horizontal(|ui| {
@@ -543,7 +545,7 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
                     ui.selectable_value(&mut view.color_by, ColorBy::Energy, "energy").on_hover_text("Dark blue = low energy (good), yellow = high; scale from the reference samples");
                     ui.selectable_value(&mut view.color_by, ColorBy::ParticleIndex, "particle").on_hover_text("One colour per particle index");
                     ui.selectable_value(&mut view.color_by, ColorBy::LogWeight, "weight").on_hover_text(
-                        "Each sample's importance weight (target density over the sampler's, per path), relative to the batch's largest, on a log scale: yellow = high weight (the sampler draws this region too rarely), dark = 10 nats lower or less (too often). Even colours mean a high ESS. Adjoint Sampling only.",
+                        "Each sample's importance weight (target density over the sampler's, per path), relative to the batch's largest, on a log scale: yellow = high weight (the sampler draws this region too rarely), dark = 10 nats lower or less (too often). Even colours mean a high ESS. Only kinds that define importance weights have them.",
                     );
                 }
             });
@@ -649,7 +651,8 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
         });
     }
     layout.section(ui, Panel::Loss, |ui| {
-        ui.strong("Loss").on_hover_text("Reciprocal Adjoint Matching loss ‖s(Xₜ, t) + ∇g(X₁)‖² per gradient step; it has a noise floor, so watch the trend");
+        let help = data.kind.info().loss_help;
+        ui.strong("Loss").on_hover_text(if help.is_empty() { "This kind learns nothing: it has no loss" } else { help });
         plots::loss_plot(ui, data, settings);
     });
     layout.section(ui, Panel::EnergyHistogram, |ui| {

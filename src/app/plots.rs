@@ -360,7 +360,7 @@ pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
 pub fn throughput_plot(ui: &mut egui::Ui, data: &RunData) {
     if !data.kind.learns() {
         // Both plots count gradient steps, which MCMC never takes.
-        ui.label(format!("MCMC takes no gradient steps: {} energy evaluations so far, {:.0} per second.", data.counters.energy_evals, data.evals_per_second));
+        ui.label(format!("{} takes no gradient steps: {} energy evaluations so far, {:.0} per second.", data.kind.label(), data.counters.energy_evals, data.evals_per_second));
         return;
     }
     let rate: Vec<[f64; 2]> = data

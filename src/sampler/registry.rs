@@ -35,6 +35,14 @@ pub struct KindInfo {
     pub learns: bool,
     /// A caveat shown beside the kind's samples wherever they are judged (empty: none).
     pub samples_note: &'static str,
+    /// What its training loss is (the app's loss plot explains it; empty for a kind that
+    /// learns nothing).
+    pub loss_help: &'static str,
+    /// What its stages are, for a kind with stages ([`Sampler::stage`]); empty: none.
+    pub stage_help: &'static str,
+    /// Whether it defines importance weights of its samples (`sample --weights`, the app's
+    /// weight colouring and reweighted histograms).
+    pub weights: bool,
     /// The kind's own settings section of `sampler` (e.g. `asbs: (...)`), if it has one.
     pub section: Option<SectionInfo>,
     /// Whether the kind can sample the system of `energy`; `Err` says why not.
