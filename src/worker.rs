@@ -178,34 +178,21 @@ impl Snapshot {
         if old.generation != self.generation {
             return;
         }
-        let mut losses = old.losses;
-        losses.append(&mut self.losses);
-        self.losses = losses;
-        let mut m = old.metrics;
-        m.append(&mut self.metrics);
-        self.metrics = m;
-        if self.samples.is_none() {
-            self.samples = old.samples;
+        /// `old`'s items, then `new`'s, in `new`.
+        fn older_first<T>(new: &mut Vec<T>, mut old: Vec<T>) {
+            old.append(new);
+            *new = old;
         }
-        if self.trajectory.is_none() {
-            self.trajectory = old.trajectory;
-        }
-        if self.field.is_none() {
-            self.field = old.field;
-        }
+        older_first(&mut self.losses, old.losses);
+        older_first(&mut self.metrics, old.metrics);
+        self.samples = self.samples.take().or(old.samples);
+        self.trajectory = self.trajectory.take().or(old.trajectory);
+        self.field = self.field.take().or(old.field);
         for (new, old) in self.lanes.iter_mut().zip(old.lanes) {
-            let mut l = old.losses;
-            l.append(&mut new.losses);
-            new.losses = l;
-            let mut m = old.metrics;
-            m.append(&mut new.metrics);
-            new.metrics = m;
-            let mut p = old.points;
-            p.append(&mut new.points);
-            new.points = p;
-            if new.samples.is_none() {
-                new.samples = old.samples;
-            }
+            older_first(&mut new.losses, old.losses);
+            older_first(&mut new.metrics, old.metrics);
+            older_first(&mut new.points, old.points);
+            new.samples = new.samples.take().or(old.samples);
         }
     }
 }
