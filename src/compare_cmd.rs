@@ -113,7 +113,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_draw = Instant::now();
     let (outcome, lane) = race::drive_lanes(&mut runs, budget, &|| false, &mut |lane, run, tick| {
-        if let Some(e) = tick.evaluation {
+        for e in tick.evaluations {
             let p = RacePoint::of(&e);
             csv.text_row(&p.row(kinds[lane]))?;
             lane_bars[lane].set_message(format!("E-W2 {:.3} at {} evals{}", p.energy_w2(), p.energy_evals, run.sampler.stage().map(|s| format!("  [{s}]")).unwrap_or_default()));

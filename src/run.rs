@@ -190,8 +190,9 @@ pub struct Tick {
     pub advance: Advance,
     /// Metrics of a batch that the unit completed (when live metrics are on).
     pub batch_point: Option<MetricPoint>,
-    /// A full evaluation that fell due.
-    pub evaluation: Option<Evaluation>,
+    /// The full evaluations that fell due: one at an iteration's cadence, or one per budget
+    /// point the unit passed.
+    pub evaluations: Vec<Evaluation>,
     /// Set on reaching [`DIVERGED_AFTER`], 2×, 3×… non-finite steps in a row: the weights are
     /// unchanged, but the run is making no progress.
     pub diverged: bool,
@@ -271,10 +272,22 @@ impl Run {
             EvalPolicy::AtEnergyEvals(points) => self.next_budget < points.len() && self.sampler.counters().energy_evals >= points[self.next_budget],
         };
         if due {
-            self.skip_passed_budgets();
-            tick.evaluation = self.evaluate()?;
-            if let (EvalPolicy::AtEnergyEvals(points), Some(e)) = (&self.policy, &mut tick.evaluation) {
-                e.budget = self.next_budget.checked_sub(1).map(|i| points[i]);
+            if let EvalPolicy::AtEnergyEvals(_) = self.policy {
+                // Every budget point the unit passed is judged (a unit can pass several: an MCMC
+                // block of sweeps, an early simulation slice), so that the points a lane is
+                // judged at do not depend on how its timing-sized units fell. The state is the
+                // same at all of them; each draws with its own seed.
+                let evals = self.sampler.counters().energy_evals;
+                while let EvalPolicy::AtEnergyEvals(points) = &self.policy {
+                    let Some(b) = points.get(self.next_budget).copied().filter(|&b| b <= evals) else { break };
+                    self.next_budget += 1;
+                    if let Some(mut e) = self.evaluate()? {
+                        e.budget = Some(b);
+                        tick.evaluations.push(e);
+                    }
+                }
+            } else {
+                tick.evaluations.extend(self.evaluate()?);
             }
         }
         tick.advance = advance;
@@ -464,7 +477,7 @@ mod tests {
         let mut evaluations = Vec::new();
         let outcome = run
             .drive(budget, &|| false, &mut |_, tick| {
-                evaluations.extend(tick.evaluation.map(|e| e.counters));
+                evaluations.extend(tick.evaluations.into_iter().map(|e| e.counters));
                 Ok(())
             })
             .unwrap();
@@ -521,6 +534,10 @@ mod tests {
         // never reached.
         let (_, _, e) = drive(Budget::GradientSteps(10), EvalPolicy::AtEnergyEvals(vec![25, 50, 1000]), false);
         assert_eq!(e.iter().map(|c| c.energy_evals).collect::<Vec<_>>(), [30, 50]);
+        // A unit that passes two points (31 and 35, both within the unit ending at 40) is judged
+        // at each of them.
+        let (_, _, e) = drive(Budget::GradientSteps(10), EvalPolicy::AtEnergyEvals(vec![31, 35, 60]), false);
+        assert_eq!(e.iter().map(|c| c.energy_evals).collect::<Vec<_>>(), [40, 40, 60]);
         // Every second iteration of 5 steps: steps 10 and 20.
         let (_, _, e) = drive(Budget::GradientSteps(20), EvalPolicy::EveryIterations(2), false);
         assert_eq!(e.iter().map(|c| c.gradient_steps).collect::<Vec<_>>(), [10, 20]);

@@ -118,7 +118,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let stopped = || stop.load(Ordering::SeqCst);
     let outcome = run.drive(budget, &stopped, &mut |run, tick| {
         iteration_losses.extend(&tick.advance.losses);
-        if let Some(e) = tick.evaluation {
+        for e in tick.evaluations {
             last = Some(e);
         }
         if !tick.advance.iteration_done {

@@ -568,7 +568,7 @@ impl Worker {
             let n = if point_cloud { scene.sampler.new_samples.clamp(1, 256) } else { scene.view.grid.max(1).pow(2) };
             // A failure here shows up again, with its message, when training starts.
             let Ok(s) = run.driver.sampler.sample(n, SampleOptions { trajectory: lane == 0, weights: true, ..SampleOptions::default() }) else { continue };
-            let ess = s.log_weights.as_deref().map(metrics::ess).unwrap_or(f64::NAN);
+            let ess = s.ess().unwrap_or(f64::NAN);
             let batch = Arc::new(SampleBatch { x: s.x, energies: s.energies, layout: run.info.layout, ess, log_weights: s.log_weights, step: 0 });
             if race {
                 self.lane_out[lane].samples = Some(batch.clone());
@@ -613,9 +613,7 @@ impl Worker {
             if race {
                 let o = &mut lane_out[lane];
                 o.losses.extend_from_slice(&numbered);
-                if let Some(e) = &tick.evaluation {
-                    o.points.push(RacePoint::of(e));
-                }
+                o.points.extend(tick.evaluations.iter().map(RacePoint::of));
             }
             if lane == 0 {
                 out.losses.extend(numbered);
