@@ -5,6 +5,7 @@
 //! point converts at the edge and spreads rows over rayon's pool.
 
 mod double_well;
+pub mod formula;
 mod gaussian;
 mod gmm;
 mod landscape;
@@ -13,6 +14,7 @@ mod molecule;
 mod pair;
 
 pub use double_well::DoubleWell;
+pub use formula::Formula;
 pub use gaussian::Gaussian;
 pub use gmm::Gmm40;
 pub use landscape::{DoubleWell2d, Landscape, MuellerBrown};
