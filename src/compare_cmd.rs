@@ -16,15 +16,13 @@ use boltzmann_studio::scene::Scene;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-type Point = RacePoint;
-
 #[derive(Debug, Serialize)]
 struct KindSummary {
     kind: String,
     scene: String,
     seed: u64,
     #[serde(rename = "final")]
-    last: Point,
+    last: RacePoint,
     gradient_steps: u64,
     train_seconds: f64,
     /// First budget point where E-W2 was below twice the best final E-W2 of all kinds.
@@ -109,7 +107,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
             bar
         })
         .collect();
-    let mut curves: Vec<Vec<Point>> = vec![Vec::new(); kinds.len()];
+    let mut curves: Vec<Vec<RacePoint>> = vec![Vec::new(); kinds.len()];
     let started = Instant::now();
     let mut last_draw = Instant::now();
     let (outcome, lane) = race::drive_lanes(&mut runs, budget, &|| false, &mut |lane, run, tick| {
@@ -171,7 +169,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         let names: Vec<String> = st.order.iter().map(|&l| format!("{} {:.3} (at {} evals)", kinds[l].label(), st.judged[l].energy_w2(), st.judged[l].energy_evals)).collect();
         println!("ranking by E-W2 at the budget point of {} energy evals: {}", st.budget, names.join(", "));
     }
-    let mut curves: Vec<(SamplerKind, Vec<Point>)> = kinds.iter().copied().zip(curves).collect();
+    let mut curves: Vec<(SamplerKind, Vec<RacePoint>)> = kinds.iter().copied().zip(curves).collect();
     let best = summaries.iter().map(|s| s.last.energy_w2()).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
     for (s, (_, pts)) in summaries.iter_mut().zip(&curves) {
         s.first_below_2x_best = pts
@@ -206,6 +204,6 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
 }
 
 /// Curves handed to the plot: (kind, [(energy evals, wall seconds, E-W2)]).
-fn plot_series(curves: &[(SamplerKind, Vec<Point>)]) -> Vec<(String, Vec<(f64, f64, f64)>)> {
+fn plot_series(curves: &[(SamplerKind, Vec<RacePoint>)]) -> Vec<(String, Vec<(f64, f64, f64)>)> {
     curves.iter().map(|(k, pts)| (k.label().to_string(), pts.iter().map(|p| (p.energy_evals as f64, p.wall_seconds, p.energy_w2())).collect())).collect()
 }

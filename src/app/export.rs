@@ -40,29 +40,24 @@ pub fn write_metrics(data: &RunData, path: &Path) -> crate::Result<()> {
     // train's metrics.csv columns; the app keeps no iteration per loss point, so that one is empty.
     let columns = crate::run::log_columns(family);
     let mut csv = CsvWriter::create(path, &columns)?;
-    let metric_columns = |m: &crate::worker::MetricPoint| {
-        let mut v = vec![Some(m.wall_seconds), None, Some(m.energy_evals as f64)];
-        v.extend(m.metrics.iter().map(|(_, v)| v));
-        v.extend([Some(m.ess), Some(m.n as f64)]);
-        v
+    let row = |step: f64, loss: Option<f64>, m: Option<&crate::worker::MetricPoint>| {
+        let mut r = vec![Some(step), None, m.map(|m| m.wall_seconds), loss, m.map(|m| m.energy_evals as f64)];
+        match m {
+            Some(m) => {
+                r.extend(m.metrics.iter().map(|(_, v)| v));
+                r.extend([Some(m.ess), Some(m.n as f64)]);
+            }
+            None => r.resize(columns.len(), None),
+        }
+        r
     };
     let mut metrics = data.metrics.iter().peekable();
     for p in &data.losses {
-        let step = p[0];
-        let mut row = vec![Some(step), None, None, Some(p[1]), None];
-        row.resize(columns.len(), None);
-        if let Some(m) = metrics.next_if(|m| (m.step as f64) <= step) {
-            let c = metric_columns(m);
-            row[2] = c[0];
-            row[4..].copy_from_slice(&c[2..]);
-        }
-        csv.row(&row)?;
+        let m = metrics.next_if(|m| (m.step as f64) <= p[0]);
+        csv.row(&row(p[0], Some(p[1]), m))?;
     }
     for m in metrics {
-        let c = metric_columns(m);
-        let mut row = vec![Some(m.step as f64), None, c[0], None];
-        row.extend_from_slice(&c[2..]);
-        csv.row(&row)?;
+        csv.row(&row(m.step as f64, None, Some(m)))?;
     }
     Ok(())
 }
