@@ -298,6 +298,7 @@ const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(2000);
 fn snapshot_due(elapsed: Duration, units: u64, speed: u64, samples_waiting: bool) -> bool {
     (elapsed >= MIN_SNAPSHOT_INTERVAL && (units >= speed || samples_waiting)) || elapsed >= MAX_SNAPSHOT_INTERVAL
 }
+
 /// Reference rows kept for the live histograms.
 const REFERENCE_ROWS: usize = 2000;
 
