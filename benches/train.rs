@@ -35,8 +35,16 @@ fn main() {
     }
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let reps = if quick { 1 } else { 3 };
-    println!("== threads: {} ==", std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
-    for (particles, layers, hidden, batch) in [(13, 3, 64, 256), (13, 5, 128, 256), (55, 3, 64, 64), (55, 5, 128, 64)] {
+    println!(
+        "== threads: {} ==",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
+    );
+    for (particles, layers, hidden, batch) in [
+        (13, 3, 64, 256),
+        (13, 5, 128, 256),
+        (55, 3, 64, 64),
+        (55, 5, 128, 64),
+    ] {
         egnn_timing(particles, layers, hidden, batch, reps);
     }
     trainer_timing(13, 3, 64, if quick { 1 } else { 3 });
@@ -56,12 +64,23 @@ fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, rep
     let varmap = VarMap::new();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let dev = Device::Cpu;
-    let cfg = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden, ..Default::default() };
+    let cfg = NetworkConfig {
+        kind: NetworkKind::Egnn,
+        layers,
+        hidden,
+        ..Default::default()
+    };
     let net = {
-        let mut init = Init { varmap: &varmap, rng: &mut rng, device: &dev };
+        let mut init = Init {
+            varmap: &varmap,
+            rng: &mut rng,
+            device: &dev,
+        };
         ControlNet::new(&cfg, layout, 1.0, &mut init).unwrap()
     };
-    let xs: Vec<f32> = (0..batch * layout.dim()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+    let xs: Vec<f32> = (0..batch * layout.dim())
+        .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
+        .collect();
     let ts: Vec<f32> = (0..batch).map(|_| rng.random::<f32>()).collect();
     let x = Tensor::from_vec(xs, (batch, layout.dim()), &dev).unwrap();
     let t = Tensor::from_vec(ts, batch, &dev).unwrap();
@@ -69,10 +88,18 @@ fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, rep
         net.forward(&x, &t).unwrap().detach();
     });
     let fb = time(reps, || {
-        let loss = net.forward(&x, &t).unwrap().sqr().unwrap().mean_all().unwrap();
+        let loss = net
+            .forward(&x, &t)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap();
         loss.backward().unwrap();
     });
-    let kernels = net.cpu_kernels().expect("EGNN on the CPU has fused kernels");
+    let kernels = net
+        .cpu_kernels()
+        .expect("EGNN on the CPU has fused kernels");
     let w = kernels.read(&varmap).unwrap();
     let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
     let tv: Vec<f32> = t.to_vec1().unwrap();
@@ -85,7 +112,10 @@ fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, rep
     let ffb = time(reps, || {
         kernels.loss_and_grad(&w, &xv, &tv, |first, out| {
             let dout = xv[first * layout.dim()..][..out.len()].to_vec();
-            (out.iter().zip(&dout).map(|(o, d)| (o * d) as f64).sum(), dout)
+            (
+                out.iter().zip(&dout).map(|(o, d)| (o * d) as f64).sum(),
+                dout,
+            )
         });
     });
     println!(
@@ -108,8 +138,19 @@ fn trainer_timing(particles: usize, layers: usize, hidden: usize, iters: usize) 
         learning_rate: 1e-3,
         ..SamplerConfig::default()
     };
-    let net = NetworkConfig { kind: NetworkKind::Egnn, layers, hidden, ..Default::default() };
-    let mut s = AdjointSampler::new(Box::new(LennardJones::new(particles)), &cfg, &net, Device::Cpu).unwrap();
+    let net = NetworkConfig {
+        kind: NetworkKind::Egnn,
+        layers,
+        hidden,
+        ..Default::default()
+    };
+    let mut s = AdjointSampler::new(
+        Box::new(LennardJones::new(particles)),
+        &cfg,
+        &net,
+        Device::Cpu,
+    )
+    .unwrap();
     s.step().unwrap();
     let t = Instant::now();
     let sim = s.sample(cfg.new_samples, SampleOptions::default()).unwrap();

@@ -10,8 +10,15 @@ use boltzmann_studio::scene::Scene;
 use boltzmann_studio::worker::{Command, WorkerHandle};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let path = PathBuf::from(args.first().map(String::as_str).unwrap_or("scenes/lj13.ron"));
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let path = PathBuf::from(
+        args.first()
+            .map(String::as_str)
+            .unwrap_or("scenes/lj13.ron"),
+    );
     let steps: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(300);
     let scene = Scene::load(&path).expect("a scene file");
     let w = WorkerHandle::spawn(scene, path.clone(), None);
@@ -19,7 +26,9 @@ fn main() {
     w.send(Command::Play);
     let (mut start, mut end) = (None, None);
     while end.is_none_or(|(_, s)| s < steps) {
-        let Ok(s) = w.snapshots.recv_timeout(Duration::from_secs(120)) else { panic!("no snapshot for 2 minutes") };
+        let Ok(s) = w.snapshots.recv_timeout(Duration::from_secs(120)) else {
+            panic!("no snapshot for 2 minutes")
+        };
         if s.running {
             let now = (Instant::now(), s.counters.gradient_steps);
             start.get_or_insert(now);

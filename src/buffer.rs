@@ -24,7 +24,15 @@ pub struct ReplayBuffer {
 impl ReplayBuffer {
     pub fn new(dim: usize, capacity: usize) -> Self {
         assert!(dim > 0 && capacity > 0);
-        Self { dim, capacity, x: Vec::new(), a: Vec::new(), log_w: Vec::new(), cdf: None, head: 0 }
+        Self {
+            dim,
+            capacity,
+            x: Vec::new(),
+            a: Vec::new(),
+            log_w: Vec::new(),
+            cdf: None,
+            head: 0,
+        }
     }
 
     /// Rows stored.
@@ -90,7 +98,10 @@ impl ReplayBuffer {
     /// towards the target, without letting a single lucky path fill every batch.
     pub fn sample_weighted(&mut self, n: usize, rng: &mut impl Rng) -> (Vec<f32>, Vec<f32>) {
         assert!(!self.is_empty(), "sampling from an empty replay buffer");
-        let cdf = self.cdf.get_or_insert_with(|| truncated_cdf(&self.log_w)).clone();
+        let cdf = self
+            .cdf
+            .get_or_insert_with(|| truncated_cdf(&self.log_w))
+            .clone();
         let total = *cdf.last().expect("a non-empty buffer");
         self.gather((0..n).map(|_| {
             let u = rng.random::<f64>() * total;
@@ -102,7 +113,11 @@ impl ReplayBuffer {
     pub fn weight_ess(&self) -> f64 {
         let w = truncated_weights(&self.log_w);
         let (s, s2) = w.iter().fold((0.0, 0.0), |(s, s2), v| (s + v, s2 + v * v));
-        if s2 > 0.0 { s * s / (w.len() as f64 * s2) } else { 0.0 }
+        if s2 > 0.0 {
+            s * s / (w.len() as f64 * s2)
+        } else {
+            0.0
+        }
     }
 
     fn gather(&self, rows: impl Iterator<Item = usize>) -> (Vec<f32>, Vec<f32>) {
@@ -122,18 +137,34 @@ impl ReplayBuffer {
         let (x, a, log_w) = self.ordered();
         let keep = log_w.len().min(capacity);
         let start = log_w.len() - keep;
-        *self = Self::from_ordered(self.dim, capacity, x[start * self.dim..].to_vec(), a[start * self.dim..].to_vec(), log_w[start..].to_vec());
+        *self = Self::from_ordered(
+            self.dim,
+            capacity,
+            x[start * self.dim..].to_vec(),
+            a[start * self.dim..].to_vec(),
+            log_w[start..].to_vec(),
+        );
     }
 
     /// Rows oldest first: (x, a, log w), for checkpoints.
     pub fn ordered(&self) -> (Vec<f32>, Vec<f32>, Vec<f64>) {
         let k = self.head * self.dim;
         let rot = |v: &Vec<f32>| [&v[k..], &v[..k]].concat();
-        (rot(&self.x), rot(&self.a), [&self.log_w[self.head..], &self.log_w[..self.head]].concat())
+        (
+            rot(&self.x),
+            rot(&self.a),
+            [&self.log_w[self.head..], &self.log_w[..self.head]].concat(),
+        )
     }
 
     /// Rebuilds a buffer from rows oldest first (as [`ordered`](Self::ordered) returns them).
-    pub fn from_ordered(dim: usize, capacity: usize, x: Vec<f32>, a: Vec<f32>, log_w: Vec<f64>) -> Self {
+    pub fn from_ordered(
+        dim: usize,
+        capacity: usize,
+        x: Vec<f32>,
+        a: Vec<f32>,
+        log_w: Vec<f64>,
+    ) -> Self {
         let mut b = Self::new(dim, capacity);
         b.push_weighted(&x, &a, &log_w);
         b
@@ -144,11 +175,18 @@ impl ReplayBuffer {
 /// weights (iterated to its fixed point, so that one weight far above the rest cannot set its
 /// own cap); all equal when none is positive.
 fn truncated_weights(log_w: &[f64]) -> Vec<f64> {
-    let max = log_w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let max = log_w
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return vec![1.0; log_w.len()];
     }
-    let mut w: Vec<f64> = log_w.iter().map(|&v| if v.is_finite() { (v - max).exp() } else { 0.0 }).collect();
+    let mut w: Vec<f64> = log_w
+        .iter()
+        .map(|&v| if v.is_finite() { (v - max).exp() } else { 0.0 })
+        .collect();
     let k = (w.len() as f64).sqrt() / w.len() as f64;
     let mut cap = f64::INFINITY;
     for _ in 0..100 {
@@ -189,7 +227,10 @@ mod tests {
         let (x, a, w) = b.ordered();
         assert_eq!(x, vec![2.0, 2.0, 3.0, 3.0, 4.0, 4.0]);
         assert_eq!(a, vec![-2.0, -2.0, -3.0, -3.0, -4.0, -4.0]);
-        assert_eq!(ReplayBuffer::from_ordered(2, 3, x.clone(), a.clone(), w.clone()).ordered(), (x, a, w));
+        assert_eq!(
+            ReplayBuffer::from_ordered(2, 3, x.clone(), a.clone(), w.clone()).ordered(),
+            (x, a, w)
+        );
         b.set_capacity(2);
         assert_eq!(b.ordered().0, vec![3.0, 3.0, 4.0, 4.0]);
     }
@@ -228,7 +269,11 @@ mod tests {
         // Binomial standard error at n = 40 000 is ≤ 0.0025; 0.01 is four of them.
         assert_eq!(frac(0.0), 0.0);
         for (v, p) in [(1.0, 0.25), (2.0, 0.5), (3.0, 0.25)] {
-            assert!((frac(v) - p).abs() < 0.01, "row {v}: {} (expected {p})", frac(v));
+            assert!(
+                (frac(v) - p).abs() < 0.01,
+                "row {v}: {} (expected {p})",
+                frac(v)
+            );
         }
         assert!((b.weight_ess() - 16.0 / 18.0).abs() < 1e-12);
     }
@@ -242,6 +287,9 @@ mod tests {
         let w = truncated_weights(&lw);
         let share = w[7] / w.iter().sum::<f64>();
         assert!(share < 0.2 && share > 0.05, "share {share}");
-        assert_eq!(truncated_weights(&[f64::NAN, f64::NEG_INFINITY]), vec![1.0, 1.0]);
+        assert_eq!(
+            truncated_weights(&[f64::NAN, f64::NEG_INFINITY]),
+            vec![1.0, 1.0]
+        );
     }
 }

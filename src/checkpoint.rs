@@ -27,7 +27,12 @@ pub const CURRENT: &str = "CURRENT";
 const GEN_PREFIX: &str = "gen-";
 const TMP_PREFIX: &str = ".tmp-";
 /// Files of a checkpoint written before generations, straight into the run folder.
-const FLAT_FILES: [&str; 4] = ["checkpoint.safetensors", "corrector.safetensors", "state.safetensors", "state.json"];
+const FLAT_FILES: [&str; 4] = [
+    "checkpoint.safetensors",
+    "corrector.safetensors",
+    "state.safetensors",
+    "state.json",
+];
 
 /// Whether `dir` holds a checkpoint (of either layout).
 pub fn exists(dir: &Path) -> bool {
@@ -48,13 +53,24 @@ fn current_in(dir: &Path) -> Result<PathBuf> {
     }
     let text = crate::limits::read_text(&pointer, 1024)?;
     let name = text.trim();
-    let valid = name.strip_prefix(GEN_PREFIX).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let valid = name
+        .strip_prefix(GEN_PREFIX)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     if !valid {
-        return Err(Error::format(&pointer, format!("names '{}', not a checkpoint generation (gen-NNNNNN)", crate::limits::excerpt(name, 40))));
+        return Err(Error::format(
+            &pointer,
+            format!(
+                "names '{}', not a checkpoint generation (gen-NNNNNN)",
+                crate::limits::excerpt(name, 40)
+            ),
+        ));
     }
     let folder = dir.join(name);
     if !folder.is_dir() {
-        return Err(Error::format(&pointer, format!("names {name}, which is not in the run folder")));
+        return Err(Error::format(
+            &pointer,
+            format!("names {name}, which is not in the run folder"),
+        ));
     }
     Ok(folder)
 }
@@ -81,7 +97,10 @@ impl Writer {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = RunLock::exclusive(dir)?;
         remove_stale(dir)?;
-        Ok(Writer { dir: dir.to_path_buf(), _lock: lock })
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
     }
 
     /// The folder holding the current checkpoint's files.
@@ -95,7 +114,13 @@ impl Writer {
         let dir = self.dir.as_path();
         remove_stale(dir)?;
         let next = match dir.join(CURRENT).exists() {
-            true => current_in(dir)?.file_name().and_then(|n| generation_number(&n.to_string_lossy())).unwrap_or(0) + 1,
+            true => {
+                current_in(dir)?
+                    .file_name()
+                    .and_then(|n| generation_number(&n.to_string_lossy()))
+                    .unwrap_or(0)
+                    + 1
+            }
             false => 1,
         };
         let name = format!("{GEN_PREFIX}{next:06}");
@@ -136,7 +161,9 @@ fn has_stale(dir: &Path) -> bool {
 /// without one, every generation (renamed into place by a first save killed before its switch).
 /// A `CURRENT` that cannot be read keeps everything but temporaries: nothing is guessed.
 fn stale_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
     enum Pointer {
         Absent,
         At(PathBuf),
@@ -153,7 +180,9 @@ fn stale_entries(dir: &Path) -> Result<Vec<PathBuf>> {
         let stale = name.starts_with(TMP_PREFIX)
             || match &pointer {
                 Pointer::Absent => generation,
-                Pointer::At(current) => (generation && *current != entry.path()) || FLAT_FILES.contains(&name.as_str()),
+                Pointer::At(current) => {
+                    (generation && *current != entry.path()) || FLAT_FILES.contains(&name.as_str())
+                }
                 Pointer::Broken => false,
             };
         if stale {
@@ -165,7 +194,11 @@ fn stale_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn remove_stale(dir: &Path) -> Result<()> {
     for p in stale_entries(dir)? {
-        let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
         r.map_err(|e| Error::io(&p, e))?;
     }
     Ok(())
@@ -173,7 +206,10 @@ fn remove_stale(dir: &Path) -> Result<()> {
 
 /// Replaces `path` with `bytes` so that a reader sees the old or the new content, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!("{TMP_PREFIX}{name}"));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     sync_file(&tmp)?;
@@ -186,14 +222,25 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Makes a folder's entries (a rename into it) durable. Some platforms cannot open a folder as
 /// a file; there the rename's durability is the file system's.
 fn sync_dir(dir: &Path) -> Result<()> {
     match std::fs::File::open(dir) {
-        Ok(f) => f.sync_all().or_else(|e| if e.kind() == std::io::ErrorKind::InvalidInput { Ok(()) } else { Err(e) }).map_err(|e| Error::io(dir, e)),
+        Ok(f) => f
+            .sync_all()
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidInput {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| Error::io(dir, e)),
         Err(_) => Ok(()),
     }
 }
@@ -213,10 +260,14 @@ impl RunLock {
 
     /// Fails at once, naming the folder, if another process holds it.
     pub fn exclusive(dir: &Path) -> Result<RunLock> {
-        let Ok(f) = std::fs::File::open(dir) else { return Ok(RunLock(None)) };
+        let Ok(f) = std::fs::File::open(dir) else {
+            return Ok(RunLock(None));
+        };
         match f.try_lock() {
             Ok(()) => Ok(RunLock(Some(f))),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::format(dir, "another process is training this run")),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(Error::format(dir, "another process is training this run"))
+            }
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(dir, e)),
         }
     }
@@ -231,7 +282,9 @@ pub fn trim_metrics(path: &Path, iterations: u64) -> Result<()> {
     }
     let text = crate::limits::read_text(path, crate::limits::DATA_FILE_BYTES)?;
     let mut lines = text.lines();
-    let Some(header) = lines.next() else { return Ok(()) };
+    let Some(header) = lines.next() else {
+        return Ok(());
+    };
     let cols = header.split(',').count();
     let col = header.split(',').position(|c| c == "iteration");
     let mut out = format!("{header}\n");
@@ -241,7 +294,9 @@ pub fn trim_metrics(path: &Path, iterations: u64) -> Result<()> {
             continue;
         }
         let keep = match col {
-            Some(c) => fields[c].parse::<f64>().is_ok_and(|it| it <= iterations as f64),
+            Some(c) => fields[c]
+                .parse::<f64>()
+                .is_ok_and(|it| it <= iterations as f64),
             None => true,
         };
         if keep {
@@ -268,7 +323,10 @@ mod tests {
     }
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     }
@@ -278,7 +336,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         assert!(!exists(d));
-        assert_eq!(current(d).unwrap(), d, "no checkpoint: the folder itself (the caller reports what is missing)");
+        assert_eq!(
+            current(d).unwrap(),
+            d,
+            "no checkpoint: the folder itself (the caller reports what is missing)"
+        );
         save(d, write_files("1")).unwrap();
         assert!(exists(d));
         assert_eq!(names(d), ["CURRENT", "gen-000001"]);
@@ -318,18 +380,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CURRENT), "../../etc\n").unwrap();
         let e = current(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("CURRENT: names '../../etc', not a checkpoint generation"), "{e}");
+        assert!(
+            e.contains("CURRENT: names '../../etc', not a checkpoint generation"),
+            "{e}"
+        );
         std::fs::write(dir.path().join(CURRENT), "gen-000007\n").unwrap();
         let e = current(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("names gen-000007, which is not in the run folder"), "{e}");
+        assert!(
+            e.contains("names gen-000007, which is not in the run folder"),
+            "{e}"
+        );
     }
 
     #[test]
     fn metrics_are_cut_back_to_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("metrics.csv");
-        std::fs::write(&p, "step,iteration,loss\n10,1,0.5\n20,2,0.4\n30,3,0.3\n40,4").unwrap();
+        std::fs::write(
+            &p,
+            "step,iteration,loss\n10,1,0.5\n20,2,0.4\n30,3,0.3\n40,4",
+        )
+        .unwrap();
         trim_metrics(&p, 2).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "step,iteration,loss\n10,1,0.5\n20,2,0.4\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "step,iteration,loss\n10,1,0.5\n20,2,0.4\n"
+        );
     }
 }

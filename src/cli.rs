@@ -225,6 +225,11 @@ pub struct CompareArgs {
     /// Final samples written per kind (and judged against as many reference rows).
     #[arg(long, default_value_t = 2000, value_parser = positive_count)]
     pub samples: usize,
+    /// Assumed milliseconds per energy evaluation (an expensive energy: DFT, an ML potential),
+    /// added to each kind's cost in compare.csv's cost columns, summary.json and the plot's
+    /// right panel. 0 (the default) counts training seconds only.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub energy_ms: f64,
 }
 
 #[cfg(feature = "app")]
@@ -240,7 +245,10 @@ pub fn positive_u64(s: &str) -> Result<u64, String> {
 }
 
 pub fn positive_count(s: &str) -> Result<usize, String> {
-    let v: i64 = s.trim().parse().map_err(|_| format!("'{s}' is not a whole number"))?;
+    let v: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))?;
     if v < 1 {
         return Err(format!("must be at least 1 (got {v})"));
     }

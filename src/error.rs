@@ -8,13 +8,21 @@ pub enum Error {
     /// Reading or writing a file failed at the OS level. (Not a `source` field: the message
     /// already says it, and anyhow's chain would print it twice.)
     #[error("{}: {cause}", path.display())]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     /// A file was read but its content is not what it must be.
     #[error("{}: {}", path.display(), quote(message))]
     Format { path: PathBuf, message: String },
     /// A scene file failed to parse or validate, with the position when known.
     #[error("{}:{line}:{col}: {}", path.display(), quote(message))]
-    Scene { path: PathBuf, line: usize, col: usize, message: String },
+    Scene {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
     /// A tensor operation failed (shapes, devices, or a backend error).
     #[error("tensor computation failed: {}", short(.0))]
     Tensor(#[from] candle_core::Error),
@@ -25,10 +33,16 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), cause: source }
+        Error::Io {
+            path: path.into(),
+            cause: source,
+        }
     }
     pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), message: message.into() }
+        Error::Format {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -39,7 +39,10 @@ pub fn grid_points(bounds: ([f64; 2], [f64; 2]), n: usize) -> Vec<[f32; 2]> {
     (0..n * n)
         .map(|k| {
             let (r, c) = (k / n, k % n);
-            [(x0 + (c as f64 + 0.5) * (x1 - x0) / n as f64) as f32, (y0 + (r as f64 + 0.5) * (y1 - y0) / n as f64) as f32]
+            [
+                (x0 + (c as f64 + 0.5) * (x1 - x0) / n as f64) as f32,
+                (y0 + (r as f64 + 0.5) * (y1 - y0) / n as f64) as f32,
+            ]
         })
         .collect()
 }
@@ -51,19 +54,42 @@ pub fn control_field(sampler: &dyn Sampler, t: f32, n: usize) -> Option<Result<C
     let points = grid_points(bounds, n);
     let x: Vec<f32> = points.iter().flat_map(|p| p.iter().copied()).collect();
     let out = sampler.control_field(&x, t)?;
-    Some(out.map(|v| ControlField { t, points, vectors: pairs(&v), examples: Vec::new() }))
+    Some(out.map(|v| ControlField {
+        t,
+        points,
+        vectors: pairs(&v),
+        examples: Vec::new(),
+    }))
 }
 
 /// The field with `m` regression examples beside it (the kinds that have them).
-pub fn control_field_with_examples(sampler: &mut dyn Sampler, t: f32, n: usize, m: usize) -> Option<Result<ControlField>> {
+pub fn control_field_with_examples(
+    sampler: &mut dyn Sampler,
+    t: f32,
+    n: usize,
+    m: usize,
+) -> Option<Result<ControlField>> {
     let mut f = match control_field(sampler, t, n)? {
         Ok(f) => f,
         Err(e) => return Some(Err(e)),
     };
     if let Some(ex) = sampler.regression_examples(m, t) {
         let result = ex.and_then(|(x, target)| {
-            let output = if x.is_empty() { Vec::new() } else { sampler.control_field(&x, t).unwrap_or(Ok(Vec::new()))? };
-            Ok(pairs(&x).into_iter().zip(pairs(&target)).zip(pairs(&output)).map(|((point, target), output)| Example { point, target, output }).collect())
+            let output = if x.is_empty() {
+                Vec::new()
+            } else {
+                sampler.control_field(&x, t).unwrap_or(Ok(Vec::new()))?
+            };
+            Ok(pairs(&x)
+                .into_iter()
+                .zip(pairs(&target))
+                .zip(pairs(&output))
+                .map(|((point, target), output)| Example {
+                    point,
+                    target,
+                    output,
+                })
+                .collect())
         });
         match result {
             Ok(examples) => f.examples = examples,

@@ -20,18 +20,41 @@ pub fn describe(scene: &Scene) -> String {
     let family = if energy.molecule().is_some() {
         format!("torsions: {} angles in radians", layout.dim())
     } else if layout.particles > 1 {
-        format!("particles: {} in {}-D ({} coordinates{})", layout.particles, layout.spatial_dim, layout.dim(), if layout.com_free { ", centre of mass removed" } else { "" })
+        format!(
+            "particles: {} in {}-D ({} coordinates{})",
+            layout.particles,
+            layout.spatial_dim,
+            layout.dim(),
+            if layout.com_free {
+                ", centre of mass removed"
+            } else {
+                ""
+            }
+        )
     } else {
         format!("plane: {} coordinates", layout.dim())
     };
     let _ = writeln!(out, "system    {} ({family})", energy.name());
-    let _ = writeln!(out, "kind      {} ({}): {}", kind.label(), kind.name(), kind.info().summary);
+    let _ = writeln!(
+        out,
+        "kind      {} ({}): {}",
+        kind.label(),
+        kind.name(),
+        kind.info().summary
+    );
     if kind.learns() {
         let n = &scene.network;
-        let _ = writeln!(out, "network   {:?}, {} layers × {} wide, output {:?}", n.kind, n.layers, n.hidden, n.output);
+        let _ = writeln!(
+            out,
+            "network   {:?}, {} layers × {} wide, output {:?}",
+            n.kind, n.layers, n.hidden, n.output
+        );
     }
     let _ = writeln!(out, "seed      {}", scene.sampler.seed);
-    let _ = writeln!(out, "\nhyperparameters (live: applies while it runs; reset: restarts the run)");
+    let _ = writeln!(
+        out,
+        "\nhyperparameters (live: applies while it runs; reset: restarts the run)"
+    );
     let rows = kind.rows();
     let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
     for r in &rows {
@@ -56,6 +79,10 @@ pub fn describe(scene: &Scene) -> String {
     for m in family.metrics() {
         let _ = writeln!(out, "  {:<10} {:<10} {}", m.key, m.label, m.help);
     }
-    let _ = writeln!(out, "  {:<10} {:<10} normalised effective sample size of the importance weights (empty where the kind defines none)", "ess", "ESS");
+    let _ = writeln!(
+        out,
+        "  {:<10} {:<10} normalised effective sample size of the importance weights (empty where the kind defines none)",
+        "ess", "ESS"
+    );
     out
 }

@@ -98,11 +98,17 @@ impl<'de> Deserialize<'de> for HyperEdit {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("hyperparameters as (key: value, ...)")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<HyperEdit, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<HyperEdit, A::Error> {
                 let mut out = BTreeMap::new();
                 while let Some(key) = m.next_key::<String>()? {
                     if sampler::hyper::any_row(&key).is_none() {
-                        return Err(serde::de::Error::custom(format!("unknown hyperparameter `{key}` (known: {})", sampler::hyper::all_keys().join(", "))));
+                        return Err(serde::de::Error::custom(format!(
+                            "unknown hyperparameter `{key}` (known: {})",
+                            sampler::hyper::all_keys().join(", ")
+                        )));
                     }
                     out.insert(key, m.next_value::<f64>()?);
                 }
@@ -130,15 +136,25 @@ impl HyperEdit {
     /// The edits the kind `kind` has rows for, as a live edit sends them.
     pub fn changes_for(&self, kind: SamplerKind) -> Vec<(String, f64)> {
         let rows = kind.rows();
-        self.0.iter().filter(|(k, _)| sampler::hyper::row(&rows, k).is_some()).map(|(k, &v)| (k.clone(), v)).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| sampler::hyper::row(&rows, k).is_some())
+            .map(|(k, &v)| (k.clone(), v))
+            .collect()
     }
 
     /// Each value against its row's bound (the memory a count would cost depends on the step's
     /// system, and is checked when the edit reaches the run).
     fn validate(&self) -> std::result::Result<(), (String, String)> {
         for (key, &v) in &self.0 {
-            let r = sampler::hyper::any_row(key).ok_or_else(|| (format!("hyper.{key}"), "is not a hyperparameter".to_string()))?;
-            r.check(v, 0, &SamplerConfig::default()).map_err(|m| (format!("hyper.{key}"), m))?;
+            let r = sampler::hyper::any_row(key).ok_or_else(|| {
+                (
+                    format!("hyper.{key}"),
+                    "is not a hyperparameter".to_string(),
+                )
+            })?;
+            r.check(v, 0, &SamplerConfig::default())
+                .map_err(|m| (format!("hyper.{key}"), m))?;
         }
         Ok(())
     }
@@ -188,12 +204,28 @@ impl Panel {
 
     /// Whether the panel lives in the left column (settings) ...
     pub fn left(self) -> bool {
-        matches!(self, Panel::Hyperparameters | Panel::RestartSettings | Panel::Race | Panel::ViewOptions | Panel::Files | Panel::Messages)
+        matches!(
+            self,
+            Panel::Hyperparameters
+                | Panel::RestartSettings
+                | Panel::Race
+                | Panel::ViewOptions
+                | Panel::Files
+                | Panel::Messages
+        )
     }
 
     /// ... or in the right one (plots).
     pub fn right(self) -> bool {
-        matches!(self, Panel::Loss | Panel::EnergyHistogram | Panel::Distances | Panel::Quality | Panel::Ess | Panel::Throughput)
+        matches!(
+            self,
+            Panel::Loss
+                | Panel::EnergyHistogram
+                | Panel::Distances
+                | Panel::Quality
+                | Panel::Ess
+                | Panel::Throughput
+        )
     }
 }
 
@@ -293,8 +325,15 @@ impl Quantity {
     }
 
     fn parse(s: &str) -> Option<Quantity> {
-        let key: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '_')).collect::<String>().to_ascii_lowercase();
-        Quantity::NAMES.iter().find(|(n, _)| *n == key).map(|&(_, q)| q)
+        let key: String = s
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '_'))
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Quantity::NAMES
+            .iter()
+            .find(|(n, _)| *n == key)
+            .map(|&(_, q)| q)
     }
 }
 
@@ -351,7 +390,9 @@ impl Progress {
 impl Condition {
     /// Whether every comparison holds (a metric not yet measured never does).
     pub fn holds(&self, p: &Progress) -> bool {
-        self.terms.iter().all(|c| p.get(c.quantity).is_some_and(|v| c.op.holds(v, c.value)))
+        self.terms
+            .iter()
+            .all(|c| p.get(c.quantity).is_some_and(|v| c.op.holds(v, c.value)))
     }
 
     /// "E-W2 < 3 (now 7.2)": what the caption says the step waits for.
@@ -365,8 +406,16 @@ impl Condition {
                     Some(v) => format!("{v:.3}"),
                     None => "not measured yet".into(),
                 };
-                let target = if c.quantity == Quantity::Ess { format!("{}%", 100.0 * c.value) } else { format!("{}", c.value) };
-                format!("{} {} {target} (now {now})", c.quantity.label(), c.op.symbol())
+                let target = if c.quantity == Quantity::Ess {
+                    format!("{}%", 100.0 * c.value)
+                } else {
+                    format!("{}", c.value)
+                };
+                format!(
+                    "{} {} {target} (now {now})",
+                    c.quantity.label(),
+                    c.op.symbol()
+                )
             })
             .collect::<Vec<_>>()
             .join(" and ")
@@ -385,7 +434,9 @@ impl std::str::FromStr for Condition {
                 Some(i) => (&original[..i], Some(i + 5)),
                 None => (original, None),
             };
-            terms.push(parse_comparison(part.trim()).map_err(|e| format!("condition \"{s}\": {e}"))?);
+            terms.push(
+                parse_comparison(part.trim()).map_err(|e| format!("condition \"{s}\": {e}"))?,
+            );
             match next {
                 Some(i) => {
                     rest = &rest[i..];
@@ -399,7 +450,8 @@ impl std::str::FromStr for Condition {
 }
 
 fn parse_comparison(s: &str) -> std::result::Result<Comparison, String> {
-    const HELP: &str = "write QUANTITY OP NUMBER, e.g. \"gradient steps >= 500\", \"E-W2 < 3\", \"ESS > 20%\"";
+    const HELP: &str =
+        "write QUANTITY OP NUMBER, e.g. \"gradient steps >= 500\", \"E-W2 < 3\", \"ESS > 20%\"";
     if s.is_empty() {
         return Err(format!("an empty comparison; {HELP}"));
     }
@@ -423,17 +475,26 @@ fn parse_comparison(s: &str) -> std::result::Result<Comparison, String> {
         Some(n) => (n.trim(), true),
         None => (number, false),
     };
-    let mut value: f64 = number.parse().map_err(|_| format!("'{number}' is not a number; {HELP}"))?;
+    let mut value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{number}' is not a number; {HELP}"))?;
     if !value.is_finite() {
         return Err(format!("'{number}' is not a finite number"));
     }
     if percent {
         if quantity != Quantity::Ess {
-            return Err(format!("only ESS is compared in percent, not {}", quantity.label()));
+            return Err(format!(
+                "only ESS is compared in percent, not {}",
+                quantity.label()
+            ));
         }
         value /= 100.0;
     }
-    Ok(Comparison { quantity, op, value })
+    Ok(Comparison {
+        quantity,
+        op,
+        value,
+    })
 }
 
 impl TryFrom<String> for Condition {
@@ -449,7 +510,11 @@ impl fmt::Display for Condition {
             .terms
             .iter()
             .map(|c| {
-                let v = if c.quantity == Quantity::Ess { format!("{}%", 100.0 * c.value) } else { format!("{}", c.value) };
+                let v = if c.quantity == Quantity::Ess {
+                    format!("{}%", 100.0 * c.value)
+                } else {
+                    format!("{}", c.value)
+                };
                 format!("{} {} {v}", c.quantity.label(), c.op.symbol())
             })
             .collect();
@@ -481,15 +546,29 @@ impl LoadedLesson {
 
     /// Parses lesson text; `path` anchors the scene files and names the file in messages.
     pub fn parse(text: &str, path: &Path) -> Result<LoadedLesson> {
-        let at = |(line, col): (usize, usize), message: String| Error::Scene { path: path.to_path_buf(), line, col, message };
+        let at = |(line, col): (usize, usize), message: String| Error::Scene {
+            path: path.to_path_buf(),
+            line,
+            col,
+            message,
+        };
         // `seed: 3` as well as `seed: Some(3)`: lessons are written by hand, by teachers.
-        let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
-        let lesson: Lesson = options.from_str(text).map_err(|e| at((e.position.line, e.position.col), e.code.to_string()))?;
+        let options = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let lesson: Lesson = options
+            .from_str(text)
+            .map_err(|e| at((e.position.line, e.position.col), e.code.to_string()))?;
         if lesson.steps.is_empty() {
-            return Err(at(crate::scene::locate_nth(text, "steps", 0), "a lesson needs at least one step".into()));
+            return Err(at(
+                crate::scene::locate_nth(text, "steps", 0),
+                "a lesson needs at least one step".into(),
+            ));
         }
         if lesson.steps[0].scene.is_none() {
-            return Err(at(crate::scene::locate_nth(text, "steps", 0), "the first step must name a scene (the lesson starts by opening it)".into()));
+            return Err(at(
+                crate::scene::locate_nth(text, "steps", 0),
+                "the first step must name a scene (the lesson starts by opening it)".into(),
+            ));
         }
         let folder = path.parent().unwrap_or(Path::new("."));
         let mut scenes = Vec::with_capacity(lesson.steps.len());
@@ -497,23 +576,39 @@ impl LoadedLesson {
         for (i, step) in lesson.steps.iter().enumerate() {
             let n = i + 1;
             if step.caption.trim().is_empty() {
-                return Err(at(crate::scene::locate_nth(text, "caption", i), format!("step {n} has no caption")));
+                return Err(at(
+                    crate::scene::locate_nth(text, "caption", i),
+                    format!("step {n} has no caption"),
+                ));
             }
-            if let Err((field, message)) = step.hyper.validate().and_then(|()| step.view.validate()) {
+            if let Err((field, message)) = step.hyper.validate().and_then(|()| step.view.validate())
+            {
                 let key = field.rsplit('.').next().unwrap_or(&field).to_string();
-                return Err(at(crate::scene::locate_nth(text, &key, 0), format!("step {n}: {field} {message}")));
+                return Err(at(
+                    crate::scene::locate_nth(text, &key, 0),
+                    format!("step {n}: {field} {message}"),
+                ));
             }
             if step.race.len() == 1 {
-                return Err(at(crate::scene::locate_nth(text, "race", 0), format!("step {n}: a race needs two kinds or more")));
+                return Err(at(
+                    crate::scene::locate_nth(text, "race", 0),
+                    format!("step {n}: a race needs two kinds or more"),
+                ));
             }
             if step.speed == Some(0) {
-                return Err(at(crate::scene::locate_nth(text, "speed", 0), format!("step {n}: speed must be at least 1")));
+                return Err(at(
+                    crate::scene::locate_nth(text, "speed", 0),
+                    format!("step {n}: speed must be at least 1"),
+                ));
             }
             match &step.scene {
                 Some(s) => {
                     let file = folder.join(s);
                     if let Err(e) = Scene::load(&file) {
-                        return Err(at(crate::scene::locate_nth(text, "scene", nth_scene), format!("step {n}: the scene {s} cannot be used: {e}")));
+                        return Err(at(
+                            crate::scene::locate_nth(text, "scene", nth_scene),
+                            format!("step {n}: the scene {s} cannot be used: {e}"),
+                        ));
                     }
                     nth_scene += 1;
                     scenes.push(Some(file));
@@ -521,7 +616,11 @@ impl LoadedLesson {
                 None => scenes.push(None),
             }
         }
-        Ok(LoadedLesson { lesson, path: path.to_path_buf(), scenes })
+        Ok(LoadedLesson {
+            lesson,
+            path: path.to_path_buf(),
+            scenes,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -536,10 +635,16 @@ impl LoadedLesson {
     pub fn setup_at(&self, i: usize) -> Setup {
         let i = i.min(self.len() - 1);
         let steps = &self.lesson.steps;
-        let restarts = |s: &Step| s.scene.is_some() || s.seed.is_some() || s.restart || !s.race.is_empty();
+        let restarts =
+            |s: &Step| s.scene.is_some() || s.seed.is_some() || s.restart || !s.race.is_empty();
         let from = (0..=i).rev().find(|&k| restarts(&steps[k])).unwrap_or(0);
-        let scene_step = (0..=from).rev().find(|&k| self.scenes[k].is_some()).unwrap_or(0);
-        let scene = self.scenes[scene_step].clone().expect("the first step names a scene (checked on load)");
+        let scene_step = (0..=from)
+            .rev()
+            .find(|&k| self.scenes[k].is_some())
+            .unwrap_or(0);
+        let scene = self.scenes[scene_step]
+            .clone()
+            .expect("the first step names a scene (checked on load)");
         let seed = (scene_step..=from).rev().find_map(|k| steps[k].seed);
         let race = steps[from].race.clone();
         Setup {
@@ -547,7 +652,11 @@ impl LoadedLesson {
             scene,
             seed,
             race,
-            hyper: steps[scene_step..=i].iter().map(|s| s.hyper.clone()).filter(|h| !h.is_empty()).collect(),
+            hyper: steps[scene_step..=i]
+                .iter()
+                .map(|s| s.hyper.clone())
+                .filter(|h| !h.is_empty())
+                .collect(),
             view: steps[..=i].iter().map(|s| s.view.clone()).collect(),
             speed: steps[..=i].iter().rev().find_map(|s| s.speed),
         }
@@ -555,12 +664,19 @@ impl LoadedLesson {
 
     /// The panels visible at step `i`: the latest `panels` at or before it, else all.
     pub fn panels_at(&self, i: usize) -> Option<&[Panel]> {
-        self.lesson.steps[..=i.min(self.len() - 1)].iter().rev().find_map(|s| s.panels.as_deref())
+        self.lesson.steps[..=i.min(self.len() - 1)]
+            .iter()
+            .rev()
+            .find_map(|s| s.panels.as_deref())
     }
 
     /// The controls locked at step `i`: the latest `locked` at or before it, else none.
     pub fn locked_at(&self, i: usize) -> &[Control] {
-        self.lesson.steps[..=i.min(self.len() - 1)].iter().rev().find_map(|s| s.locked.as_deref()).unwrap_or(&[])
+        self.lesson.steps[..=i.min(self.len() - 1)]
+            .iter()
+            .rev()
+            .find_map(|s| s.locked.as_deref())
+            .unwrap_or(&[])
     }
 }
 
@@ -569,7 +685,9 @@ pub fn list_lessons(dir: &Path) -> Vec<(PathBuf, std::result::Result<String, Str
     crate::scene::ron_files(dir)
         .into_iter()
         .map(|p| {
-            let title = LoadedLesson::load(&p).map(|l| l.lesson.title).map_err(|e| e.to_string());
+            let title = LoadedLesson::load(&p)
+                .map(|l| l.lesson.title)
+                .map_err(|e| e.to_string());
             (p, title)
         })
         .collect()
@@ -611,7 +729,13 @@ pub fn caption_blocks(caption: &str) -> Vec<Block> {
             open = true;
         }
     }
-    blocks.into_iter().map(|(bullet, text)| Block { bullet, spans: spans(&text) }).collect()
+    blocks
+        .into_iter()
+        .map(|(bullet, text)| Block {
+            bullet,
+            spans: spans(&text),
+        })
+        .collect()
 }
 
 fn spans(text: &str) -> Vec<Span> {
@@ -621,7 +745,10 @@ fn spans(text: &str) -> Vec<Span> {
     let mut rest = text;
     let flush = |out: &mut Vec<Span>, current: &mut String, style: &Span| {
         if !current.is_empty() {
-            out.push(Span { text: std::mem::take(current), ..style.clone() });
+            out.push(Span {
+                text: std::mem::take(current),
+                ..style.clone()
+            });
         }
     };
     while let Some(c) = rest.chars().next() {
@@ -664,15 +791,25 @@ mod tests {
     fn conditions_parse_and_hold() {
         let c: Condition = "gradient steps >= 500 and E-W2 < 3".parse().unwrap();
         assert_eq!(c.terms.len(), 2);
-        let mut p = Progress { gradient_steps: 499, energy_w2: Some(2.0), ..Progress::default() };
+        let mut p = Progress {
+            gradient_steps: 499,
+            energy_w2: Some(2.0),
+            ..Progress::default()
+        };
         assert!(!c.holds(&p));
         p.gradient_steps = 500;
         assert!(c.holds(&p));
         p.energy_w2 = None;
-        assert!(!c.holds(&p), "an unmeasured metric never satisfies a condition");
+        assert!(
+            !c.holds(&p),
+            "an unmeasured metric never satisfies a condition"
+        );
         let e: Condition = "ESS > 20%".parse().unwrap();
         assert_eq!(e.terms[0].value, 0.2);
-        assert!(e.holds(&Progress { ess: Some(0.25), ..Progress::default() }));
+        assert!(e.holds(&Progress {
+            ess: Some(0.25),
+            ..Progress::default()
+        }));
         assert_eq!(e.to_string(), "ESS > 20%");
         let round: Condition = c.to_string().parse().unwrap();
         assert_eq!(round, c);
@@ -694,14 +831,36 @@ mod tests {
 
     #[test]
     fn captions_have_paragraphs_bullets_and_styles() {
-        let b = caption_blocks("The **Boltzmann** density\nis *exp(−E/kT)*.\n\n- one `kT`\n- two\n  continued\n\nLast * lone star");
+        let b = caption_blocks(
+            "The **Boltzmann** density\nis *exp(−E/kT)*.\n\n- one `kT`\n- two\n  continued\n\nLast * lone star",
+        );
         assert_eq!(b.len(), 4);
         assert!(!b[0].bullet && b[1].bullet && b[2].bullet && !b[3].bullet);
-        assert_eq!(b[0].spans[1], Span { text: "Boltzmann".into(), bold: true, ..Span::default() });
+        assert_eq!(
+            b[0].spans[1],
+            Span {
+                text: "Boltzmann".into(),
+                bold: true,
+                ..Span::default()
+            }
+        );
         assert_eq!(b[0].spans[2].text, " density is ");
         assert!(b[0].spans[3].italic);
-        assert_eq!(b[1].spans[1], Span { text: "kT".into(), code: true, ..Span::default() });
+        assert_eq!(
+            b[1].spans[1],
+            Span {
+                text: "kT".into(),
+                code: true,
+                ..Span::default()
+            }
+        );
         assert_eq!(b[2].spans[0].text, "two continued");
-        assert_eq!(b[3].spans, vec![Span { text: "Last * lone star".into(), ..Span::default() }]);
+        assert_eq!(
+            b[3].spans,
+            vec![Span {
+                text: "Last * lone star".into(),
+                ..Span::default()
+            }]
+        );
     }
 }

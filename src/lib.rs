@@ -1,6 +1,9 @@
 //! Boltzmann Studio core: energies, reference MCMC, metrics, file formats and scenes.
 //! No Bevy in the core: everything but `app` (behind the `app` feature) runs headless.
 
+pub mod buffer;
+pub mod checkpoint;
+pub mod cli;
 pub mod energy;
 pub mod error;
 pub mod field;
@@ -8,9 +11,6 @@ pub mod info;
 pub mod io;
 pub mod lesson;
 pub mod limits;
-pub mod buffer;
-pub mod checkpoint;
-pub mod cli;
 pub mod metrics;
 pub mod molecule;
 pub mod nn;
@@ -20,8 +20,8 @@ pub mod run;
 pub mod sampler;
 pub mod scene;
 pub mod sde;
-pub mod types;
 pub mod session;
+pub mod types;
 pub mod view;
 pub mod worker;
 

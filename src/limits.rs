@@ -54,7 +54,10 @@ pub fn count(value: u64, max: u64, bytes_each: u64) -> std::result::Result<(), S
     let cost = if bytes_each == 0 {
         String::new()
     } else {
-        format!(", which would need at least {} of memory", human_bytes(value as f64 * bytes_each as f64))
+        format!(
+            ", which would need at least {} of memory",
+            human_bytes(value as f64 * bytes_each as f64)
+        )
     };
     Err(format!("must be at most {max} (got {value}{cost})"))
 }
@@ -78,7 +81,13 @@ pub fn human_bytes(bytes: f64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{v:.0} {}", units[0]) } else if v < 10.0 { format!("{v:.1} {}", units[u]) } else { format!("{v:.0} {}", units[u]) }
+    if u == 0 {
+        format!("{v:.0} {}", units[0])
+    } else if v < 10.0 {
+        format!("{v:.1} {}", units[u])
+    } else {
+        format!("{v:.0} {}", units[u])
+    }
 }
 
 /// Reads a whole file of at most `max` bytes. Devices, FIFOs and folders are refused before
@@ -87,7 +96,11 @@ pub fn human_bytes(bytes: f64) -> String {
 pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
-        let what = if meta.is_dir() { "a folder" } else { "not a regular file (a device, pipe or socket)" };
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, pipe or socket)"
+        };
         return Err(Error::format(path, format!("is {what}; expected a file")));
     }
     if meta.len() > max {
@@ -95,7 +108,9 @@ pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>> {
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > max {
         return Err(too_big(path, bytes.len() as u64, max));
     }
@@ -103,20 +118,35 @@ pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>> {
 }
 
 fn too_big(path: &Path, len: u64, max: u64) -> Error {
-    Error::format(path, format!("is {} long; files of this kind are limited to {}", human_bytes(len as f64), human_bytes(max as f64)))
+    Error::format(
+        path,
+        format!(
+            "is {} long; files of this kind are limited to {}",
+            human_bytes(len as f64),
+            human_bytes(max as f64)
+        ),
+    )
 }
 
 /// Reads a UTF-8 text file of at most `max` bytes, without a leading byte-order mark (editors
 /// on Windows write one; RON and JSON parsers would stop at it).
 pub fn read_text(path: &Path, max: u64) -> Result<String> {
     let bytes = read_bytes(path, max)?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").map(<[u8]>::to_vec).unwrap_or(bytes);
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .map(<[u8]>::to_vec)
+        .unwrap_or(bytes);
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(&e.as_bytes()[..at]);
         let line = text.matches('\n').count() + 1;
         let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Error::Scene { path: path.to_path_buf(), line, col, message: "is not UTF-8 text (an invalid byte here)".into() }
+        Error::Scene {
+            path: path.to_path_buf(),
+            line,
+            col,
+            message: "is not UTF-8 text (an invalid byte here)".into(),
+        }
     })
 }
 
@@ -131,9 +161,15 @@ mod tests {
         assert!(count(5, 10, 4).is_ok());
         assert_eq!(count(0, 10, 4).unwrap_err(), "must be at least 1");
         let m = count(1_000_000_000_000, MAX_BATCH, 156).unwrap_err();
-        assert_eq!(m, "must be at most 100000 (got 1000000000000, which would need at least 156 TB of memory)");
+        assert_eq!(
+            m,
+            "must be at most 100000 (got 1000000000000, which would need at least 156 TB of memory)"
+        );
         let m = count(u64::MAX, MAX_BATCH, 156).unwrap_err();
-        assert!(m.contains("18446744073709551615") && m.contains("EB"), "{m}");
+        assert!(
+            m.contains("18446744073709551615") && m.contains("EB"),
+            "{m}"
+        );
         assert!(!count(11, 10, 0).unwrap_err().contains("memory"));
     }
 
@@ -146,7 +182,9 @@ mod tests {
 
     #[test]
     fn special_and_large_files_are_refused() {
-        let e = read_bytes(Path::new("/dev/zero"), 100).unwrap_err().to_string();
+        let e = read_bytes(Path::new("/dev/zero"), 100)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/dev/zero: is not a regular file"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let e = read_bytes(dir.path(), 100).unwrap_err().to_string();
@@ -154,7 +192,10 @@ mod tests {
         let p = dir.path().join("big.ron");
         std::fs::write(&p, vec![b'x'; 2000]).unwrap();
         let e = read_text(&p, 1000).unwrap_err().to_string();
-        assert!(e.contains("2.0 KB long") && e.contains("limited to 1.0 KB"), "{e}");
+        assert!(
+            e.contains("2.0 KB long") && e.contains("limited to 1.0 KB"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -165,7 +206,10 @@ mod tests {
         assert_eq!(read_text(&p, 100).unwrap(), "Scene()");
         std::fs::write(&p, b"a\nbc\xFFd").unwrap();
         let e = read_text(&p, 100).unwrap_err().to_string();
-        assert!(e.ends_with("bom.ron:2:3: is not UTF-8 text (an invalid byte here)"), "{e}");
+        assert!(
+            e.ends_with("bom.ron:2:3: is not UTF-8 text (an invalid byte here)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,14 +12,14 @@ use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
 use boltzmann_studio::io::{Matrix, read_npy, write_npy, write_npy_f64};
-use boltzmann_studio::{limits, metrics};
 use boltzmann_studio::run::Evaluator;
 use boltzmann_studio::sampler::mcmc::sample_reference;
 use boltzmann_studio::scene::Scene;
+use boltzmann_studio::{limits, metrics};
 
-use boltzmann_studio::cli::{BIN, Cli, Command};
 #[cfg(feature = "app")]
 use boltzmann_studio::cli::{AppArgs, LessonArgs};
+use boltzmann_studio::cli::{BIN, Cli, Command};
 
 mod compare_cmd;
 mod plot;
@@ -36,11 +36,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn lesson_cmd(a: LessonArgs) -> anyhow::Result<()> {
     let lesson = boltzmann_studio::lesson::LoadedLesson::load(&a.file)?;
     if a.step > lesson.len() {
-        bail!("--step {}: the lesson {} has {} steps", a.step, a.file.display(), lesson.len());
+        bail!(
+            "--step {}: the lesson {} has {} steps",
+            a.step,
+            a.file.display(),
+            lesson.len()
+        );
     }
     if let Some(dir) = &a.screenshot_steps {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        println!("rendering {} steps of \"{}\" to {}", lesson.len() + 1 - a.step, lesson.lesson.title, dir.display());
+        println!(
+            "rendering {} steps of \"{}\" to {}",
+            lesson.len() + 1 - a.step,
+            lesson.lesson.title,
+            dir.display()
+        );
     }
     let mut opts = boltzmann_studio::app::AppOptions::new(a.file.clone());
     opts.lesson = Some(a.file);
@@ -54,20 +64,35 @@ fn lesson_cmd(a: LessonArgs) -> anyhow::Result<()> {
 #[cfg(feature = "app")]
 fn default_scene() -> PathBuf {
     let local = PathBuf::from("scenes/lj13.ron");
-    if local.exists() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/lj13.ron") }
+    if local.exists() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/lj13.ron")
+    }
 }
 
 #[cfg(feature = "app")]
 fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
-    let race: Vec<boltzmann_studio::sampler::SamplerKind> =
-        a.race.iter().map(|k| k.parse().map_err(|e: String| anyhow::anyhow!("--race: {e}"))).collect::<anyhow::Result<_>>()?;
+    let race: Vec<boltzmann_studio::sampler::SamplerKind> = a
+        .race
+        .iter()
+        .map(|k| {
+            k.parse()
+                .map_err(|e: String| anyhow::anyhow!("--race: {e}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
     if race.len() == 1 {
         bail!("--race needs two kinds or more (got {})", a.race.join(","));
     }
     let scene = a.scene.unwrap_or_else(default_scene);
     // A session file (saved from the app) reopens that state; anything else is a scene.
-    let session = match boltzmann_studio::limits::read_text(&scene, boltzmann_studio::limits::TEXT_FILE_BYTES) {
-        Ok(text) if boltzmann_studio::session::Session::is_session(&text) => Some(boltzmann_studio::session::Session::parse(&text, &scene)?),
+    let session = match boltzmann_studio::limits::read_text(
+        &scene,
+        boltzmann_studio::limits::TEXT_FILE_BYTES,
+    ) {
+        Ok(text) if boltzmann_studio::session::Session::is_session(&text) => {
+            Some(boltzmann_studio::session::Session::parse(&text, &scene)?)
+        }
         _ => None,
     };
     let mut opts = boltzmann_studio::app::AppOptions::new(scene);
@@ -91,7 +116,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind::*;
-            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
@@ -99,7 +127,11 @@ fn main() -> ExitCode {
             // that follow it (the names of missing arguments).
             let text = e.render().to_string();
             let mut lines = text.lines();
-            let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            let mut first = lines
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_string();
             for l in lines.take_while(|l| l.starts_with("  ")) {
                 first.push(' ');
                 first.push_str(l.trim());
@@ -120,7 +152,20 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "app")]
-        None => app_cmd(AppArgs { scene: None, screenshot: None, after_steps: 0, report: false, continuous: false, projector: false, hold: 0.0, trajectory_at: None, field_at: None, color_by: None, race: Vec::new(), after_evals: None }),
+        None => app_cmd(AppArgs {
+            scene: None,
+            screenshot: None,
+            after_steps: 0,
+            report: false,
+            continuous: false,
+            projector: false,
+            hold: 0.0,
+            trajectory_at: None,
+            field_at: None,
+            color_by: None,
+            race: Vec::new(),
+            after_evals: None,
+        }),
         #[cfg(not(feature = "app"))]
         None => {
             use clap::CommandFactory;
@@ -135,14 +180,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sample(args)) => train_cmd::sample(args),
         Some(Command::Compare(args)) => compare_cmd::compare(args),
         Some(Command::Info { scene }) => {
-            print!("{}", boltzmann_studio::info::describe(&Scene::load(&scene)?));
+            print!(
+                "{}",
+                boltzmann_studio::info::describe(&Scene::load(&scene)?)
+            );
             Ok(())
         }
         Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),
-        Some(Command::Reference { scene, n, out, seed, mcmc }) => reference_cmd(&scene, n, &out, seed, mcmc),
-        Some(Command::Eval { scene, samples, reference, n, seed, json, skip_eq, bins }) => {
-            eval_cmd(&scene, &samples, reference.as_deref(), n, seed, json, skip_eq, bins)
-        }
+        Some(Command::Reference {
+            scene,
+            n,
+            out,
+            seed,
+            mcmc,
+        }) => reference_cmd(&scene, n, &out, seed, mcmc),
+        Some(Command::Eval {
+            scene,
+            samples,
+            reference,
+            n,
+            seed,
+            json,
+            skip_eq,
+            bins,
+        }) => eval_cmd(
+            &scene,
+            &samples,
+            reference.as_deref(),
+            n,
+            seed,
+            json,
+            skip_eq,
+            bins,
+        ),
     }
 }
 
@@ -152,11 +222,27 @@ pub(crate) fn load_samples(path: &Path, scene: &Scene) -> anyhow::Result<Matrix>
     let dim = scene.energy().dim();
     if m.cols != dim {
         let what = if scene.system.is_molecule() {
-            format!("torsion angles in radians, {}", scene.energy().molecule().map(|m| m.torsion_names().join(", ")).unwrap_or_default())
+            format!(
+                "torsion angles in radians, {}",
+                scene
+                    .energy()
+                    .molecule()
+                    .map(|m| m.torsion_names().join(", "))
+                    .unwrap_or_default()
+            )
         } else {
-            format!("{} particles × {}-D", scene.energy().layout().particles, scene.energy().layout().spatial_dim)
+            format!(
+                "{} particles × {}-D",
+                scene.energy().layout().particles,
+                scene.energy().layout().spatial_dim
+            )
         };
-        bail!("{}: rows have {} coordinates, but {} needs {dim} ({what})", path.display(), m.cols, scene.name);
+        bail!(
+            "{}: rows have {} coordinates, but {} needs {dim} ({what})",
+            path.display(),
+            m.cols,
+            scene.name
+        );
     }
     if m.rows == 0 {
         bail!("{}: contains no samples", path.display());
@@ -189,19 +275,39 @@ fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Re
     let energy = scene.energy();
     let e = energy.batch_energy(&x.data);
     if let Some((i, v)) = e.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        bail!("{}: sample {i} has energy {v} (overlapping particles?)", input.display());
+        bail!(
+            "{}: sample {i} has energy {v} (overlapping particles?)",
+            input.display()
+        );
     }
     if let Some(mol) = energy.molecule() {
         // The sampler sees E/kT; chemists read kcal/mol.
         let kt = mol.kt_kcal();
         let s = stats(&e);
-        println!("system   {} at {} K (kT = {kt:.4} kcal/mol)", energy.name(), mol.temperature());
+        println!(
+            "system   {} at {} K (kT = {kt:.4} kcal/mol)",
+            energy.name(),
+            mol.temperature()
+        );
         println!("count    {}", e.len());
-        println!("E/kT     mean {:.3}  std {:.3}  min {:.3}  max {:.3}", s.mean, s.std, s.min, s.max);
-        println!("kcal/mol mean {:.3}  std {:.3}  min {:.3}  max {:.3}", s.mean * kt, s.std * kt, s.min * kt, s.max * kt);
+        println!(
+            "E/kT     mean {:.3}  std {:.3}  min {:.3}  max {:.3}",
+            s.mean, s.std, s.min, s.max
+        );
+        println!(
+            "kcal/mol mean {:.3}  std {:.3}  min {:.3}  max {:.3}",
+            s.mean * kt,
+            s.std * kt,
+            s.min * kt,
+            s.max * kt
+        );
         if let Some(out) = out {
             write_npy_f64(out, &[e.len()], &e)?;
-            println!("wrote {} reduced energies (E/kT) to {}", e.len(), out.display());
+            println!(
+                "wrote {} reduced energies (E/kT) to {}",
+                e.len(),
+                out.display()
+            );
         }
         return Ok(());
     }
@@ -222,7 +328,13 @@ fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Re
     Ok(())
 }
 
-fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64, force_mcmc: bool) -> anyhow::Result<()> {
+fn reference_cmd(
+    scene_path: &Path,
+    n: usize,
+    out: &Path,
+    seed: u64,
+    force_mcmc: bool,
+) -> anyhow::Result<()> {
     let scene = Scene::load(scene_path)?;
     let energy = scene.energy();
     limits::flag("--n", n, limits::MAX_DRAW, 4 * energy.dim() as u64)?;
@@ -232,9 +344,11 @@ fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64, force_mcmc:
     let cfg = &scene.reference.mcmc;
     let bar = ProgressBar::new(cfg.total_sweeps(n) as u64);
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} sweeps  {msg}  ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} sweeps  {msg}  ({elapsed}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(format!("{} reference", energy.name()));
     let start = Instant::now();
@@ -249,15 +363,28 @@ fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64, force_mcmc:
     let e = energy.batch_energy(&output.samples.data);
     let s = stats(&e);
     let t_conf = metrics::configurational_temperature(energy.as_ref(), &output.samples);
-    println!("wrote {} samples of {} to {} in {secs:.1} s", n, energy.name(), out.display());
-    println!("energy   mean {:.2}  std {:.2}  min {:.2}", s.mean, s.std, s.min);
+    println!(
+        "wrote {} samples of {} to {} in {secs:.1} s",
+        n,
+        energy.name(),
+        out.display()
+    );
+    println!(
+        "energy   mean {:.2}  std {:.2}  min {:.2}",
+        s.mean, s.std, s.min
+    );
     println!("T_conf   {t_conf:.3}");
     if let Some(mol) = energy.molecule() {
         print_populations(&mol.torsion_names(), &output.samples, None);
     }
     if !output.step_sizes.is_empty() {
         let temps = cfg.temperatures();
-        let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         println!("ladder   T = {}", fmt(&temps));
         println!("accept   {}", fmt(&output.accept));
         println!("swaps    {}", fmt(&output.swap_accept));
@@ -268,9 +395,16 @@ fn reference_cmd(scene_path: &Path, n: usize, out: &Path, seed: u64, force_mcmc:
 }
 
 /// The exact reference of one or two torsions: grid quadrature with 1° cells, and i.i.d. draws.
-fn grid_reference(energy: &dyn boltzmann_studio::energy::Energy, n: usize, out: &Path, seed: u64) -> anyhow::Result<()> {
+fn grid_reference(
+    energy: &dyn boltzmann_studio::energy::Energy,
+    n: usize,
+    out: &Path,
+    seed: u64,
+) -> anyhow::Result<()> {
     use boltzmann_studio::molecule::grid::TorsionGrid;
-    let mol = energy.molecule().context("a torsion system is a molecule")?;
+    let mol = energy
+        .molecule()
+        .context("a torsion system is a molecule")?;
     let start = Instant::now();
     let grid = TorsionGrid::compute(energy, 360)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -285,11 +419,22 @@ fn grid_reference(energy: &dyn boltzmann_studio::energy::Energy, n: usize, out: 
         grid.weights.len(),
         start.elapsed().as_secs_f64()
     );
-    println!("mean E/kT {:.4} (grid)   {:.4} kcal/mol", grid.mean_energy(), grid.mean_energy() * mol.kt_kcal());
+    println!(
+        "mean E/kT {:.4} (grid)   {:.4} kcal/mol",
+        grid.mean_energy(),
+        grid.mean_energy() * mol.kt_kcal()
+    );
     let names = mol.torsion_names();
     let exact: Vec<(String, f64)> = boltzmann_studio::metrics::torsions::region_labels(&names)
         .into_iter()
-        .map(|label| (label.to_string(), grid.probability(|t| boltzmann_studio::metrics::torsions::region(t, &names) == label)))
+        .map(|label| {
+            (
+                label.to_string(),
+                grid.probability(|t| {
+                    boltzmann_studio::metrics::torsions::region(t, &names) == label
+                }),
+            )
+        })
         .collect();
     print_populations(&names, &m, Some(&exact));
     Ok(())
@@ -298,7 +443,11 @@ fn grid_reference(energy: &dyn boltzmann_studio::energy::Energy, n: usize, out: 
 /// A metric set as a table: label, value, what it measures (and `notes` by key).
 fn print_metrics(r: &metrics::MetricSet, notes: &[(&str, String)]) {
     for (m, v) in r.iter() {
-        let note = notes.iter().find(|(k, _)| *k == m.key).map(|(_, n)| format!(" ({n})")).unwrap_or_default();
+        let note = notes
+            .iter()
+            .find(|(k, _)| *k == m.key)
+            .map(|(_, n)| format!(" ({n})"))
+            .unwrap_or_default();
         match v {
             Some(v) => println!("{:<10} {v:<9.4} {}{note}", m.label, m.help),
             None => println!("{:<10} {:<9} {}", m.label, "skipped", m.help),
@@ -329,12 +478,20 @@ fn eval_cmd(
     bins: usize,
 ) -> anyhow::Result<()> {
     // Exact optimal transport holds an n × n matrix of f64 costs.
-    limits::flag("--n", n, limits::MAX_EVAL_SAMPLES, 8 * n.min(1 << 20) as u64)?;
+    limits::flag(
+        "--n",
+        n,
+        limits::MAX_EVAL_SAMPLES,
+        8 * n.min(1 << 20) as u64,
+    )?;
     let scene = Scene::load(scene_path)?;
     let reference_path = match reference {
         Some(p) => p.to_path_buf(),
         None => scene.reference_path(scene_path).with_context(|| {
-            format!("{} names no reference file; pass --reference", scene_path.display())
+            format!(
+                "{} names no reference file; pass --reference",
+                scene_path.display()
+            )
         })?,
     };
     let a = load_samples(samples_path, &scene)?;
@@ -344,23 +501,44 @@ fn eval_cmd(
     }
     let m = n.min(a.rows).min(b.rows);
     if m < n {
-        eprintln!("note: comparing {m} samples from each set (asked for {n}; the smaller file has {m})");
+        eprintln!(
+            "note: comparing {m} samples from each set (asked for {n}; the smaller file has {m})"
+        );
     }
     let a = a.select(&sample(&mut ChaCha8Rng::seed_from_u64(seed), a.rows, m).into_vec());
     let energy = scene.energy();
-    let evaluator = Evaluator::new(&b, energy.layout(), m, seed.wrapping_add(1)).with_context(|| format!("{}", reference_path.display()))?;
-    let spinner = if json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    spinner.set_message(format!("computing metrics on {m} vs {m} samples (eq-W2 aligns {} pairs)", m * m));
+    let evaluator = Evaluator::new(&b, energy.layout(), m, seed.wrapping_add(1))
+        .with_context(|| format!("{}", reference_path.display()))?;
+    let spinner = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    spinner.set_message(format!(
+        "computing metrics on {m} vs {m} samples (eq-W2 aligns {} pairs)",
+        m * m
+    ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let start = Instant::now();
-    let what = if skip_eq { metrics::Which::SkipEq } else { metrics::Which::All };
+    let what = if skip_eq {
+        metrics::Which::SkipEq
+    } else {
+        metrics::Which::All
+    };
     // Every sample is judged, a non-finite energy included (it makes E-W2 infinite: the truth).
     let r = metrics::evaluate(energy.as_ref(), &a, evaluator.reference(), what)?;
     spinner.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
-        println!("{} samples vs {} reference samples of {}, {} metrics ({:.1} s)", m, m, scene.name, r.family.name(), start.elapsed().as_secs_f64());
+        println!(
+            "{} samples vs {} reference samples of {}, {} metrics ({:.1} s)",
+            m,
+            m,
+            scene.name,
+            r.family.name(),
+            start.elapsed().as_secs_f64()
+        );
         print_metrics(&r, &[]);
         if scene.system == boltzmann_studio::scene::System::Gmm40 {
             let covered = boltzmann_studio::energy::Gmm40::modes_covered(&a.data, 3.0);
@@ -372,10 +550,20 @@ fn eval_cmd(
 
 /// Torsion-space metrics (molecules.md §4): histograms on every sample of both sets; E-W2 (in kT)
 /// and torus-W2 on `n` of each, drawn without replacement.
-fn molecule_eval(scene: &Scene, a: &Matrix, b: &Matrix, n: usize, seed: u64, json: bool, bins: usize) -> anyhow::Result<()> {
+fn molecule_eval(
+    scene: &Scene,
+    a: &Matrix,
+    b: &Matrix,
+    n: usize,
+    seed: u64,
+    json: bool,
+    bins: usize,
+) -> anyhow::Result<()> {
     use boltzmann_studio::metrics::torsions as tm;
     let energy = scene.energy();
-    let mol = energy.molecule().context("a torsion system is a molecule")?;
+    let mol = energy
+        .molecule()
+        .context("a torsion system is a molecule")?;
     let m = n.min(a.rows).min(b.rows).min(tm::W2_ROWS);
     // Shuffled, so that torus-W2 and E-W2 take random subsets of m rows.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -387,15 +575,46 @@ fn molecule_eval(scene: &Scene, a: &Matrix, b: &Matrix, n: usize, seed: u64, jso
         let mut v = serde_json::to_value(r)?;
         let o = v.as_object_mut().context("a metric set is a JSON object")?;
         o.insert("bins".into(), bins.into());
-        o.insert("populations".into(), serde_json::json!(t.populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()));
-        o.insert("reference_populations".into(), serde_json::json!(t.reference_populations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()));
+        o.insert(
+            "populations".into(),
+            serde_json::json!(
+                t.populations
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            ),
+        );
+        o.insert(
+            "reference_populations".into(),
+            serde_json::json!(
+                t.reference_populations
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            ),
+        );
         o.insert("samples".into(), a.rows.into());
         o.insert("reference_samples".into(), b.rows.into());
         println!("{v}");
         return Ok(());
     }
-    println!("{} samples vs {} reference samples of {} at {} K", a.rows, b.rows, scene.name, mol.temperature());
-    print_metrics(&r, &[("energy_w2", format!("kT, {m} vs {m}")), ("torus_w2", format!("rad, {m} vs {m}")), ("rama_kl", format!("{bins}×{bins} bins, all rows")), ("rama_tv", format!("{bins}×{bins} bins, all rows")), ("torsion_tv", format!("{bins} bins, all rows"))]);
+    println!(
+        "{} samples vs {} reference samples of {} at {} K",
+        a.rows,
+        b.rows,
+        scene.name,
+        mol.temperature()
+    );
+    print_metrics(
+        &r,
+        &[
+            ("energy_w2", format!("kT, {m} vs {m}")),
+            ("torus_w2", format!("rad, {m} vs {m}")),
+            ("rama_kl", format!("{bins}×{bins} bins, all rows")),
+            ("rama_tv", format!("{bins}×{bins} bins, all rows")),
+            ("torsion_tv", format!("{bins} bins, all rows")),
+        ],
+    );
     for ((label, p), (_, r)) in t.populations.iter().zip(&t.reference_populations) {
         println!("{label:<13} samples {p:.4}   reference {r:.4}");
     }

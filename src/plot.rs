@@ -23,14 +23,31 @@ fn tick(v: f64) -> String {
     }
 }
 
-const COLORS: [RGBColor; 6] = [RGBColor(214, 69, 65), RGBColor(52, 120, 198), RGBColor(60, 160, 80), RGBColor(150, 90, 190), RGBColor(230, 150, 40), RGBColor(90, 90, 90)];
+const COLORS: [RGBColor; 6] = [
+    RGBColor(214, 69, 65),
+    RGBColor(52, 120, 198),
+    RGBColor(60, 160, 80),
+    RGBColor(150, 90, 190),
+    RGBColor(230, 150, 40),
+    RGBColor(90, 90, 90),
+];
 
 /// `series`: (label, [(energy evaluations, training seconds, E-W2)]).
-pub fn compare_png(path: &Path, title: &str, series: &[(String, Vec<(f64, f64, f64)>)]) -> anyhow::Result<()> {
+pub fn compare_png(
+    path: &Path,
+    title: &str,
+    cost_label: &str,
+    series: &[(String, Vec<(f64, f64, f64)>)],
+) -> anyhow::Result<()> {
     // Registering twice is harmless; the error type says only that the bytes are not a font.
-    register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| anyhow!("the bundled font is not readable"))?;
+    register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the bundled font is not readable"))?;
     let finite = |v: f64| v.is_finite() && v > 0.0;
-    let pts: Vec<&(f64, f64, f64)> = series.iter().flat_map(|(_, p)| p.iter()).filter(|p| finite(p.0) && finite(p.2)).collect();
+    let pts: Vec<&(f64, f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .filter(|p| finite(p.0) && finite(p.2))
+        .collect();
     if pts.is_empty() {
         return Err(anyhow!("no finite quality measurement to plot"));
     }
@@ -52,7 +69,10 @@ pub fn compare_png(path: &Path, title: &str, series: &[(String, Vec<(f64, f64, f
     let clamp = |v: f64| v.min(yhi);
     let root = BitMapBackend::new(path, (1400, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(&format!("{title}: sample quality against cost (lower is better)"), ("sans-serif", 24))?;
+    let root = root.titled(
+        &format!("{title}: sample quality against cost (lower is better)"),
+        ("sans-serif", 24),
+    )?;
     let (left, right) = root.split_horizontally(700);
     let mut a = ChartBuilder::on(&left)
         .margin(15)
@@ -72,23 +92,37 @@ pub fn compare_png(path: &Path, title: &str, series: &[(String, Vec<(f64, f64, f
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..shi.max(1.0) * 1.05, (ylo..yhi).log_scale())?;
     b.configure_mesh()
-        .x_desc("training time (s)")
+        .x_desc(cost_label)
         .y_desc("E-W2 (log scale)")
         .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 15))
         .draw()?;
     for (k, (label, p)) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let by_evals: Vec<(f64, f64)> = p.iter().filter(|p| finite(p.0) && finite(p.2)).map(|p| (p.0, clamp(p.2))).collect();
-        let by_time: Vec<(f64, f64)> = p.iter().filter(|p| p.1.is_finite() && finite(p.2)).map(|p| (p.1, clamp(p.2))).collect();
+        let by_evals: Vec<(f64, f64)> = p
+            .iter()
+            .filter(|p| finite(p.0) && finite(p.2))
+            .map(|p| (p.0, clamp(p.2)))
+            .collect();
+        let by_time: Vec<(f64, f64)> = p
+            .iter()
+            .filter(|p| p.1.is_finite() && finite(p.2))
+            .map(|p| (p.1, clamp(p.2)))
+            .collect();
         a.draw_series(LineSeries::new(by_evals.clone(), color.stroke_width(2)))?
             .label(label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         a.draw_series(by_evals.iter().map(|&c| Circle::new(c, 3, color.filled())))?;
         b.draw_series(LineSeries::new(by_time.clone(), color.stroke_width(2)))?;
         b.draw_series(by_time.iter().map(|&c| Circle::new(c, 3, color.filled())))?;
     }
-    a.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 15)).draw()?;
+    a.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -26,13 +26,23 @@ pub struct Quality {
 /// The pretrained folder of a scene file (`scenes/x.ron` → `assets/pretrained/x/`), if one ships.
 pub fn dir_for(scene_path: &Path) -> Option<PathBuf> {
     let stem = scene_path.file_stem()?;
-    let dir = scene_path.parent()?.parent().unwrap_or(Path::new(".")).join("assets/pretrained").join(stem);
+    let dir = scene_path
+        .parent()?
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("assets/pretrained")
+        .join(stem);
     dir.join("scene.ron").is_file().then_some(dir)
 }
 
 /// Every pretrained folder under `root` (`assets/pretrained`), sorted.
 pub fn list(root: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(root).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("scene.ron").is_file()).collect();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("scene.ron").is_file())
+        .collect();
     out.sort();
     out
 }
@@ -42,5 +52,10 @@ pub fn quality(dir: &Path) -> Result<Quality> {
     let text = crate::limits::read_text(&path, crate::limits::TEXT_FILE_BYTES)?;
     ron::Options::default()
         .from_str(&text)
-        .map_err(|e| Error::Scene { path: path.clone(), line: e.position.line, col: e.position.col, message: e.code.to_string() })
+        .map_err(|e| Error::Scene {
+            path: path.clone(),
+            line: e.position.line,
+            col: e.position.col,
+            message: e.code.to_string(),
+        })
 }

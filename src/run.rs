@@ -49,12 +49,29 @@ impl Budget {
 
     /// For a progress bar: (done, total, unit), counted from the counters `start` the loop began
     /// with (a resumed run's bar starts empty).
-    pub fn progress(&self, c: &Counters, start: &Counters, wall: std::time::Duration) -> (u64, u64, &'static str) {
+    pub fn progress(
+        &self,
+        c: &Counters,
+        start: &Counters,
+        wall: std::time::Duration,
+    ) -> (u64, u64, &'static str) {
         let (done, total, unit) = match *self {
             Budget::WallSeconds(s) => (wall.as_secs_f64(), s, "s"),
-            Budget::TrainingSeconds(s) => (c.wall_seconds - start.wall_seconds, s - start.wall_seconds, "s"),
-            Budget::GradientSteps(n) => (c.gradient_steps as f64 - start.gradient_steps as f64, n as f64 - start.gradient_steps as f64, "steps"),
-            Budget::EnergyEvals(n) => (c.energy_evals as f64 - start.energy_evals as f64, n as f64 - start.energy_evals as f64, "evals"),
+            Budget::TrainingSeconds(s) => (
+                c.wall_seconds - start.wall_seconds,
+                s - start.wall_seconds,
+                "s",
+            ),
+            Budget::GradientSteps(n) => (
+                c.gradient_steps as f64 - start.gradient_steps as f64,
+                n as f64 - start.gradient_steps as f64,
+                "steps",
+            ),
+            Budget::EnergyEvals(n) => (
+                c.energy_evals as f64 - start.energy_evals as f64,
+                n as f64 - start.energy_evals as f64,
+                "evals",
+            ),
             Budget::Open => (0.0, 0.0, ""),
         };
         let total = total.max(0.0);
@@ -87,7 +104,25 @@ pub struct Evaluation {
     /// The largest energy-evaluation budget point the run had passed, for evaluations at budget
     /// points ([`EvalPolicy::AtEnergyEvals`]).
     pub budget: Option<u64>,
+    /// What 1000 further samples would cost once training stops (race lanes only; measured once
+    /// per lane, see [`Further`]).
+    pub further: Option<Further>,
 }
+
+/// The amortised cost of 1000 further samples from a sampler as it is (samplers.md §1): the
+/// energy evaluations a draw needs (none for a learned kind; MCMC's chains must keep moving) and
+/// its seconds. A race measures it once per lane, at its first judgement, from a draw of
+/// [`FURTHER_PROBE`] samples scaled to 1000: it depends on the kind and the system, not on how
+/// far training has gone.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Further {
+    pub energy_evals: f64,
+    pub seconds: f64,
+}
+
+/// Samples drawn to time a lane's further samples (a quarter of the 1000 it is scaled to: a
+/// learned LJ-13 draw of 1000 takes tens of seconds on a laptop core).
+pub const FURTHER_PROBE: usize = 256;
 
 /// Metrics of one batch (or evaluation) against as many reference samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,11 +154,18 @@ impl Evaluator {
             return Err(Error::Invalid("the reference set is empty".into()));
         }
         if reference.cols != layout.dim() {
-            return Err(Error::Invalid(format!("reference rows have {} coordinates, the system has {}", reference.cols, layout.dim())));
+            return Err(Error::Invalid(format!(
+                "reference rows have {} coordinates, the system has {}",
+                reference.cols,
+                layout.dim()
+            )));
         }
         let n = n.min(reference.rows);
         let idx = sample(&mut ChaCha8Rng::seed_from_u64(seed), reference.rows, n).into_vec();
-        Ok(Self { reference: reference.select(&idx), layout })
+        Ok(Self {
+            reference: reference.select(&idx),
+            layout,
+        })
     }
 
     /// Reference rows used.
@@ -144,33 +186,75 @@ impl Evaluator {
     }
 
     /// Metrics of the finite rows of `x` (with their `energies`) against as many reference rows.
-    pub fn judge(&self, energy: &dyn Energy, x: &[f32], energies: &[f64], which: Which) -> Result<(MetricSet, usize)> {
+    pub fn judge(
+        &self,
+        energy: &dyn Energy,
+        x: &[f32],
+        energies: &[f64],
+        which: Which,
+    ) -> Result<(MetricSet, usize)> {
         let dim = self.layout.dim();
-        let finite: Vec<usize> = (0..energies.len()).filter(|&i| energies[i].is_finite()).collect();
+        let finite: Vec<usize> = (0..energies.len())
+            .filter(|&i| energies[i].is_finite())
+            .collect();
         let n = finite.len().min(self.reference.rows);
         if n == 0 {
-            return Err(Error::Invalid("no sample with a finite energy to judge".into()));
+            return Err(Error::Invalid(
+                "no sample with a finite energy to judge".into(),
+            ));
         }
         let mut rows = Vec::with_capacity(n * dim);
         for &i in &finite[..n] {
             rows.extend_from_slice(&x[i * dim..(i + 1) * dim]);
         }
-        Ok((metrics::evaluate(energy, &Matrix::new(n, dim, rows), &self.reference.head(n), which)?, n))
+        Ok((
+            metrics::evaluate(
+                energy,
+                &Matrix::new(n, dim, rows),
+                &self.reference.head(n),
+                which,
+            )?,
+            n,
+        ))
     }
 
     /// eq-W2 when asked, and only for small systems: its n² alignments of n-particle clusters
     /// cost O(particles³) each.
     pub fn which(&self, with_eq: bool) -> Which {
-        if with_eq && self.layout.particles > 1 && self.layout.particles <= 20 { Which::All } else { Which::SkipEq }
+        if with_eq && self.layout.particles > 1 && self.layout.particles <= 20 {
+            Which::All
+        } else {
+            Which::SkipEq
+        }
     }
 
     /// Draws as many samples as the reference subset has (from a generator seeded by `seed`
     /// when given) and judges them (eq-W2 as asked).
-    pub fn evaluate(&self, sampler: &mut dyn Sampler, with_eq: bool, seed: Option<u64>) -> Result<Evaluation> {
-        let s = sampler.sample(self.reference.rows, SampleOptions { trajectory: true, weights: true, seed, ..SampleOptions::default() })?;
+    pub fn evaluate(
+        &self,
+        sampler: &mut dyn Sampler,
+        with_eq: bool,
+        seed: Option<u64>,
+    ) -> Result<Evaluation> {
+        let s = sampler.sample(
+            self.reference.rows,
+            SampleOptions {
+                trajectory: true,
+                weights: true,
+                seed,
+                ..SampleOptions::default()
+            },
+        )?;
         let (metrics, _) = self.judge(sampler.energy(), &s.x, &s.energies, self.which(with_eq))?;
         let ess = s.ess();
-        Ok(Evaluation { metrics, ess, samples: s, counters: sampler.counters().clone(), budget: None })
+        Ok(Evaluation {
+            metrics,
+            ess,
+            samples: s,
+            counters: sampler.counters().clone(),
+            budget: None,
+            further: None,
+        })
     }
 }
 
@@ -212,11 +296,29 @@ pub struct Run {
     eq_every: u64,
     next_budget: usize,
     skipped_in_a_row: u64,
+    /// A race lane's cost of further samples, measured at its first judgement.
+    further: Option<Further>,
 }
 
 impl Run {
-    pub fn new(sampler: Box<dyn Sampler>, evaluator: Option<Evaluator>, policy: EvalPolicy, live_metrics: bool, eq_every: u64) -> Self {
-        let mut run = Self { sampler, evaluator, judge: None, policy, live_metrics, eq_every: eq_every.max(1), next_budget: 0, skipped_in_a_row: 0 };
+    pub fn new(
+        sampler: Box<dyn Sampler>,
+        evaluator: Option<Evaluator>,
+        policy: EvalPolicy,
+        live_metrics: bool,
+        eq_every: u64,
+    ) -> Self {
+        let mut run = Self {
+            sampler,
+            evaluator,
+            judge: None,
+            policy,
+            live_metrics,
+            eq_every: eq_every.max(1),
+            next_budget: 0,
+            skipped_in_a_row: 0,
+            further: None,
+        };
         run.skip_passed_budgets();
         run
     }
@@ -261,15 +363,22 @@ impl Run {
             self.skipped_in_a_row = 0;
         }
         self.skipped_in_a_row += advance.skipped;
-        tick.diverged = advance.skipped > 0 && self.skipped_in_a_row >= DIVERGED_AFTER && self.skipped_in_a_row % DIVERGED_AFTER < advance.skipped;
+        tick.diverged = advance.skipped > 0
+            && self.skipped_in_a_row >= DIVERGED_AFTER
+            && self.skipped_in_a_row % DIVERGED_AFTER < advance.skipped;
         if let (Some(batch), true) = (&advance.batch, self.live_metrics) {
             tick.batch_point = self.judge_batch(batch)?;
         }
         let iterations = self.sampler.counters().outer_iterations;
         let due = match &self.policy {
             EvalPolicy::Never => false,
-            EvalPolicy::EveryIterations(k) => advance.iteration_done && iterations % (*k).max(1) == 0,
-            EvalPolicy::AtEnergyEvals(points) => self.next_budget < points.len() && self.sampler.counters().energy_evals >= points[self.next_budget],
+            EvalPolicy::EveryIterations(k) => {
+                advance.iteration_done && iterations % (*k).max(1) == 0
+            }
+            EvalPolicy::AtEnergyEvals(points) => {
+                self.next_budget < points.len()
+                    && self.sampler.counters().energy_evals >= points[self.next_budget]
+            }
         };
         if due {
             if let EvalPolicy::AtEnergyEvals(_) = self.policy {
@@ -279,10 +388,17 @@ impl Run {
                 // same at all of them; each draws with its own seed.
                 let evals = self.sampler.counters().energy_evals;
                 while let EvalPolicy::AtEnergyEvals(points) = &self.policy {
-                    let Some(b) = points.get(self.next_budget).copied().filter(|&b| b <= evals) else { break };
+                    let Some(b) = points
+                        .get(self.next_budget)
+                        .copied()
+                        .filter(|&b| b <= evals)
+                    else {
+                        break;
+                    };
                     self.next_budget += 1;
                     if let Some(mut e) = self.evaluate()? {
                         e.budget = Some(b);
+                        e.further = Some(self.further()?);
                         tick.evaluations.push(e);
                     }
                 }
@@ -297,8 +413,19 @@ impl Run {
     /// Ticks until `budget` is used up, `stop()` holds or the run diverges, handing every tick to
     /// `observe` (progress bars, metrics logs, checkpoints after evaluations, snapshots): the one
     /// loop of `train`, and [`drive_lanes`] over one lane.
-    pub fn drive(&mut self, budget: Budget, stop: &dyn Fn() -> bool, observe: &mut dyn FnMut(&mut Run, Tick) -> Result<()>) -> Result<Outcome> {
-        drive_lanes(std::slice::from_mut(self), budget, stop, &mut |_, run, tick| observe(run, tick)).map(|(o, _)| o)
+    pub fn drive(
+        &mut self,
+        budget: Budget,
+        stop: &dyn Fn() -> bool,
+        observe: &mut dyn FnMut(&mut Run, Tick) -> Result<()>,
+    ) -> Result<Outcome> {
+        drive_lanes(
+            std::slice::from_mut(self),
+            budget,
+            stop,
+            &mut |_, run, tick| observe(run, tick),
+        )
+        .map(|(o, _)| o)
     }
 
     /// A full evaluation now (eq-W2 left out: its alignments of thousands of pairs take
@@ -314,8 +441,23 @@ impl Run {
         }
     }
 
+    /// What 1000 further samples cost (measured on the first call, then kept).
+    pub fn further(&mut self) -> Result<Further> {
+        if self.further.is_none() {
+            let (evals, seconds) = self.sampler.draw_cost(FURTHER_PROBE)?;
+            let scale = 1000.0 / FURTHER_PROBE as f64;
+            self.further = Some(Further {
+                energy_evals: evals * scale,
+                seconds: seconds * scale,
+            });
+        }
+        Ok(self.further.expect("just measured"))
+    }
+
     fn judge_batch(&self, batch: &Batch) -> Result<Option<MetricPoint>> {
-        let Some(ev) = &self.evaluator else { return Ok(None) };
+        let Some(ev) = &self.evaluator else {
+            return Ok(None);
+        };
         if !batch.energies.iter().any(|e| e.is_finite()) {
             return Ok(None);
         }
@@ -323,7 +465,12 @@ impl Run {
         // eq-W2 follows the scene's cadence (counted in completed iterations, so a loaded
         // checkpoint keeps it).
         let with_eq = c.outer_iterations % self.eq_every == 0;
-        let (m, n) = ev.judge(self.sampler.energy(), &batch.x, &batch.energies, ev.which(with_eq))?;
+        let (m, n) = ev.judge(
+            self.sampler.energy(),
+            &batch.x,
+            &batch.energies,
+            ev.which(with_eq),
+        )?;
         Ok(Some(MetricPoint {
             step: c.gradient_steps,
             wall_seconds: c.wall_seconds,
@@ -349,7 +496,12 @@ pub fn log_columns(family: metrics::Family) -> Vec<&'static str> {
 /// among those still `running`, so that every lane of a race has spent about the same budget at
 /// any moment.
 pub fn next_lane<'a>(lanes: impl IntoIterator<Item = (&'a Counters, bool)>) -> Option<usize> {
-    lanes.into_iter().enumerate().filter(|(_, (_, running))| *running).min_by_key(|(i, (c, _))| (c.energy_evals, *i)).map(|(i, _)| i)
+    lanes
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, running))| *running)
+        .min_by_key(|(i, (c, _))| (c.energy_evals, *i))
+        .map(|(i, _)| i)
 }
 
 /// The one loop: ticks the lane whose turn it is ([`next_lane`]) until every lane has used up
@@ -368,14 +520,25 @@ pub fn drive_lanes<L: std::borrow::BorrowMut<Run>>(
     let race = runs.len() > 1;
     loop {
         let wall = started.elapsed();
-        let Some(lane) = next_lane(runs.iter().map(|r| (r.borrow().counters(), !budget.reached(r.borrow().counters(), wall)))) else {
+        let Some(lane) = next_lane(runs.iter().map(|r| {
+            (
+                r.borrow().counters(),
+                !budget.reached(r.borrow().counters(), wall),
+            )
+        })) else {
             return Ok((Outcome::Reached, None));
         };
         if stop() {
             return Ok((Outcome::Stopped, None));
         }
         let run = runs[lane].borrow_mut();
-        let tick = run.tick().map_err(|e| if race { Error::Invalid(format!("{}: {e}", run.sampler.kind().label())) } else { e })?;
+        let tick = run.tick().map_err(|e| {
+            if race {
+                Error::Invalid(format!("{}: {e}", run.sampler.kind().label()))
+            } else {
+                e
+            }
+        })?;
         let diverged = tick.diverged;
         observe(lane, &mut runs[lane], tick)?;
         if diverged {
@@ -417,7 +580,12 @@ mod tests {
 
     impl Counting {
         fn boxed(diverge: bool) -> Box<dyn Sampler> {
-            Box::new(Counting { counters: Counters::default(), config: SamplerConfig::default(), energy: DoubleWell2d::default(), diverge })
+            Box::new(Counting {
+                counters: Counters::default(),
+                config: SamplerConfig::default(),
+                energy: DoubleWell2d::default(),
+                diverge,
+            })
         }
     }
 
@@ -449,7 +617,12 @@ mod tests {
         fn sample(&mut self, n: usize, _: SampleOptions) -> Result<Samples> {
             let x = vec![0.5f32; 2 * n];
             let energies = self.energy.batch_energy(&x);
-            Ok(Samples { x, energies, trajectory: None, log_weights: None })
+            Ok(Samples {
+                x,
+                energies,
+                trajectory: None,
+                log_weights: None,
+            })
         }
         fn config(&self) -> &SamplerConfig {
             &self.config
@@ -469,11 +642,27 @@ mod tests {
     }
 
     fn evaluator() -> Evaluator {
-        Evaluator::new(&Matrix::new(4, 2, vec![0.0; 8]), DoubleWell2d::default().layout(), 4, 0).unwrap()
+        Evaluator::new(
+            &Matrix::new(4, 2, vec![0.0; 8]),
+            DoubleWell2d::default().layout(),
+            4,
+            0,
+        )
+        .unwrap()
     }
 
-    fn drive(budget: Budget, policy: EvalPolicy, diverge: bool) -> (Outcome, Counters, Vec<Counters>) {
-        let mut run = Run::new(Counting::boxed(diverge), Some(evaluator()), policy, false, 1);
+    fn drive(
+        budget: Budget,
+        policy: EvalPolicy,
+        diverge: bool,
+    ) -> (Outcome, Counters, Vec<Counters>) {
+        let mut run = Run::new(
+            Counting::boxed(diverge),
+            Some(evaluator()),
+            policy,
+            false,
+            1,
+        );
         let mut evaluations = Vec::new();
         let outcome = run
             .drive(budget, &|| false, &mut |_, tick| {
@@ -497,7 +686,9 @@ mod tests {
         assert_eq!((o, c.gradient_steps), (Outcome::Reached, 0));
         // A stop request ends the loop before the next unit.
         let mut run = Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1);
-        let o = run.drive(Budget::GradientSteps(100), &|| true, &mut |_, _| Ok(())).unwrap();
+        let o = run
+            .drive(Budget::GradientSteps(100), &|| true, &mut |_, _| Ok(()))
+            .unwrap();
         assert_eq!((o, run.counters().gradient_steps), (Outcome::Stopped, 0));
     }
 
@@ -505,51 +696,122 @@ mod tests {
     fn lanes_take_turns_by_energy_evaluations_until_each_reaches_the_budget() {
         // Lane 1 starts 30 evaluations ahead (a resumed run): lane 0 works alone until it catches
         // up, then they alternate, the first on a tie.
-        let ahead = Box::new(Counting { counters: Counters { energy_evals: 30, ..Counters::default() }, config: SamplerConfig::default(), energy: DoubleWell2d::default(), diverge: false });
-        let mut runs = vec![Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1), Run::new(ahead, None, EvalPolicy::Never, false, 1)];
+        let ahead = Box::new(Counting {
+            counters: Counters {
+                energy_evals: 30,
+                ..Counters::default()
+            },
+            config: SamplerConfig::default(),
+            energy: DoubleWell2d::default(),
+            diverge: false,
+        });
+        let mut runs = vec![
+            Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1),
+            Run::new(ahead, None, EvalPolicy::Never, false, 1),
+        ];
         let mut turns = Vec::new();
-        let (o, lane) = drive_lanes(&mut runs, Budget::EnergyEvals(60), &|| false, &mut |l, _, _| {
-            turns.push(l);
-            Ok(())
-        })
+        let (o, lane) = drive_lanes(
+            &mut runs,
+            Budget::EnergyEvals(60),
+            &|| false,
+            &mut |l, _, _| {
+                turns.push(l);
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!((o, lane), (Outcome::Reached, None));
         assert_eq!(turns, [0, 0, 0, 0, 1, 0, 1, 0, 1]);
-        assert_eq!(runs.iter().map(|r| r.counters().energy_evals).collect::<Vec<_>>(), [60, 60]);
+        assert_eq!(
+            runs.iter()
+                .map(|r| r.counters().energy_evals)
+                .collect::<Vec<_>>(),
+            [60, 60]
+        );
         // A diverging lane ends the race and is named.
-        let mut runs = vec![Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1), Run::new(Counting::boxed(true), None, EvalPolicy::Never, false, 1)];
-        let (o, lane) = drive_lanes(&mut runs, Budget::EnergyEvals(1_000_000), &|| false, &mut |_, _, _| Ok(())).unwrap();
+        let mut runs = vec![
+            Run::new(Counting::boxed(false), None, EvalPolicy::Never, false, 1),
+            Run::new(Counting::boxed(true), None, EvalPolicy::Never, false, 1),
+        ];
+        let (o, lane) = drive_lanes(
+            &mut runs,
+            Budget::EnergyEvals(1_000_000),
+            &|| false,
+            &mut |_, _, _| Ok(()),
+        )
+        .unwrap();
         assert_eq!((o, lane), (Outcome::Diverged, Some(1)));
     }
 
     #[test]
     fn a_run_of_non_finite_steps_is_diverged_after_the_limit() {
         let (o, c, _) = drive(Budget::GradientSteps(1), EvalPolicy::Never, true);
-        assert_eq!((o, c.skipped_steps, c.gradient_steps), (Outcome::Diverged, DIVERGED_AFTER, 0));
+        assert_eq!(
+            (o, c.skipped_steps, c.gradient_steps),
+            (Outcome::Diverged, DIVERGED_AFTER, 0)
+        );
     }
 
     #[test]
     fn evaluations_fall_at_their_points() {
         // Budgets 25 and 50 energy evaluations: the first units at or past them (30, 50); 1000 is
         // never reached.
-        let (_, _, e) = drive(Budget::GradientSteps(10), EvalPolicy::AtEnergyEvals(vec![25, 50, 1000]), false);
-        assert_eq!(e.iter().map(|c| c.energy_evals).collect::<Vec<_>>(), [30, 50]);
+        let (_, _, e) = drive(
+            Budget::GradientSteps(10),
+            EvalPolicy::AtEnergyEvals(vec![25, 50, 1000]),
+            false,
+        );
+        assert_eq!(
+            e.iter().map(|c| c.energy_evals).collect::<Vec<_>>(),
+            [30, 50]
+        );
         // A unit that passes two points (31 and 35, both within the unit ending at 40) is judged
         // at each of them.
-        let (_, _, e) = drive(Budget::GradientSteps(10), EvalPolicy::AtEnergyEvals(vec![31, 35, 60]), false);
-        assert_eq!(e.iter().map(|c| c.energy_evals).collect::<Vec<_>>(), [40, 40, 60]);
+        let (_, _, e) = drive(
+            Budget::GradientSteps(10),
+            EvalPolicy::AtEnergyEvals(vec![31, 35, 60]),
+            false,
+        );
+        assert_eq!(
+            e.iter().map(|c| c.energy_evals).collect::<Vec<_>>(),
+            [40, 40, 60]
+        );
         // Every second iteration of 5 steps: steps 10 and 20.
-        let (_, _, e) = drive(Budget::GradientSteps(20), EvalPolicy::EveryIterations(2), false);
-        assert_eq!(e.iter().map(|c| c.gradient_steps).collect::<Vec<_>>(), [10, 20]);
+        let (_, _, e) = drive(
+            Budget::GradientSteps(20),
+            EvalPolicy::EveryIterations(2),
+            false,
+        );
+        assert_eq!(
+            e.iter().map(|c| c.gradient_steps).collect::<Vec<_>>(),
+            [10, 20]
+        );
     }
 
     #[test]
     fn progress_counts_from_where_the_loop_began() {
-        let start = Counters { gradient_steps: 100, energy_evals: 1000, ..Counters::default() };
-        let now = Counters { gradient_steps: 150, energy_evals: 1500, ..Counters::default() };
-        assert_eq!(Budget::GradientSteps(200).progress(&now, &start, std::time::Duration::ZERO), (50, 100, "steps"));
-        assert_eq!(Budget::EnergyEvals(1200).progress(&now, &start, std::time::Duration::ZERO), (200, 200, "evals"));
-        assert_eq!(Budget::WallSeconds(60.0).progress(&now, &start, std::time::Duration::from_secs(90)), (60, 60, "s"));
+        let start = Counters {
+            gradient_steps: 100,
+            energy_evals: 1000,
+            ..Counters::default()
+        };
+        let now = Counters {
+            gradient_steps: 150,
+            energy_evals: 1500,
+            ..Counters::default()
+        };
+        assert_eq!(
+            Budget::GradientSteps(200).progress(&now, &start, std::time::Duration::ZERO),
+            (50, 100, "steps")
+        );
+        assert_eq!(
+            Budget::EnergyEvals(1200).progress(&now, &start, std::time::Duration::ZERO),
+            (200, 200, "evals")
+        );
+        assert_eq!(
+            Budget::WallSeconds(60.0).progress(&now, &start, std::time::Duration::from_secs(90)),
+            (60, 60, "s")
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub struct Scene {
     pub system: System,
     /// Which sampler, and its hyperparameters (each kind's own section read through the
     /// registry).
-    #[serde(deserialize_with = "crate::sampler::config::read", serialize_with = "crate::sampler::config::write")]
+    #[serde(
+        deserialize_with = "crate::sampler::config::read",
+        serialize_with = "crate::sampler::config::write"
+    )]
     pub sampler: SamplerConfig,
     /// The control network.
     pub network: NetworkConfig,
@@ -101,14 +104,24 @@ fn default_temperature() -> f64 {
 
 impl PartialEq for MoleculeSystem {
     fn eq(&self, o: &Self) -> bool {
-        (&self.topology, &self.structure, &self.torsions, self.temperature) == (&o.topology, &o.structure, &o.torsions, o.temperature)
+        (
+            &self.topology,
+            &self.structure,
+            &self.torsions,
+            self.temperature,
+        ) == (&o.topology, &o.structure, &o.torsions, o.temperature)
     }
 }
 
 impl MoleculeSystem {
     /// Loads the molecule (paths as they stand: absolute once a scene has been loaded).
     pub fn load(&self) -> std::result::Result<AmberMolecule, LoadError> {
-        AmberMolecule::load(Path::new(&self.topology), Path::new(&self.structure), &self.torsions, self.temperature)
+        AmberMolecule::load(
+            Path::new(&self.topology),
+            Path::new(&self.structure),
+            &self.torsions,
+            self.temperature,
+        )
     }
 }
 
@@ -131,7 +144,9 @@ impl System {
             System::Molecule(ref m) => match &m.loaded {
                 Some(loaded) => Box::new(AmberMolecule::clone(loaded)),
                 // Only a scene built in code, not loaded from a file, gets here.
-                None => Box::new(m.load().unwrap_or_else(|e| panic!("molecule {} could not be loaded: {e:?}", m.topology))),
+                None => Box::new(m.load().unwrap_or_else(|e| {
+                    panic!("molecule {} could not be loaded: {e:?}", m.topology)
+                })),
             },
         }
     }
@@ -172,7 +187,10 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self { eval_every: 10, eval_samples: 2000 }
+        Self {
+            eval_every: 10,
+            eval_samples: 2000,
+        }
     }
 }
 
@@ -188,7 +206,10 @@ pub struct ReferenceConfig {
 
 impl Default for ReferenceConfig {
     fn default() -> Self {
-        Self { file: None, mcmc: McmcConfig::default() }
+        Self {
+            file: None,
+            mcmc: McmcConfig::default(),
+        }
     }
 }
 
@@ -206,7 +227,11 @@ pub struct ViewConfig {
 
 impl Default for ViewConfig {
     fn default() -> Self {
-        Self { grid: 3, bond_cutoff: 1.3, particle_radius: 0.35 }
+        Self {
+            grid: 3,
+            bond_cutoff: 1.3,
+            particle_radius: 0.35,
+        }
     }
 }
 
@@ -219,23 +244,34 @@ impl Scene {
 
     /// Parses and validates scene text; `path` is used in messages only.
     pub fn parse(text: &str, path: &Path) -> Result<Scene> {
-        let mut scene: Scene = ron::Options::default().from_str(text).map_err(|e| Error::Scene {
-            path: path.to_path_buf(),
-            line: e.position.line,
-            col: e.position.col,
-            message: e.code.to_string(),
-        })?;
+        let mut scene: Scene =
+            ron::Options::default()
+                .from_str(text)
+                .map_err(|e| Error::Scene {
+                    path: path.to_path_buf(),
+                    line: e.position.line,
+                    col: e.position.col,
+                    message: e.code.to_string(),
+                })?;
         scene.load_molecule(text, path)?;
         // The default name is LJ-13's, the default system's: a DW-4 scene without a name must
         // not be shown as LJ-13.
         let default_name = Scene::default().name;
-        if scene.name == default_name && scene.system != System::default() && !text.contains(&format!("\"{default_name}\"")) {
+        if scene.name == default_name
+            && scene.system != System::default()
+            && !text.contains(&format!("\"{default_name}\""))
+        {
             scene.name = scene.system.energy().name();
             scene.description = String::new();
         }
         scene.validate().map_err(|(field, message)| {
             let (line, col) = locate_field(text, &field);
-            Error::Scene { path: path.to_path_buf(), line, col, message: format!("{field} {message}") }
+            Error::Scene {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message: format!("{field} {message}"),
+            }
         })?;
         Ok(scene)
     }
@@ -244,24 +280,43 @@ impl Scene {
     /// folder's copy of the scene stands alone) and loads it; errors point at the scene's field
     /// and carry the file's own position.
     fn load_molecule(&mut self, text: &str, path: &Path) -> Result<()> {
-        let System::Molecule(m) = &mut self.system else { return Ok(()) };
+        let System::Molecule(m) = &mut self.system else {
+            return Ok(());
+        };
         let at = |key: &str, message: String| {
             let (line, col) = locate(text, key);
-            Error::Scene { path: path.to_path_buf(), line, col, message }
+            Error::Scene {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message,
+            }
         };
         let folder = path.parent().unwrap_or(Path::new("."));
         for file in [&mut m.topology, &mut m.structure] {
             let p = Path::new(file.as_str());
             if p.is_relative() {
                 let joined = folder.join(p);
-                *file = std::path::absolute(&joined).unwrap_or(joined).display().to_string();
+                *file = std::path::absolute(&joined)
+                    .unwrap_or(joined)
+                    .display()
+                    .to_string();
             }
         }
         if !(m.temperature.is_finite() && (1.0..=10_000.0).contains(&m.temperature)) {
-            return Err(at("temperature", format!("system.temperature must be between 1 and 10000 K (got {})", m.temperature)));
+            return Err(at(
+                "temperature",
+                format!(
+                    "system.temperature must be between 1 and 10000 K (got {})",
+                    m.temperature
+                ),
+            ));
         }
         if m.torsions.is_empty() {
-            return Err(at("torsions", "system.torsions must name at least one free torsion".into()));
+            return Err(at(
+                "torsions",
+                "system.torsions must name at least one free torsion".into(),
+            ));
         }
         match m.load() {
             Ok(loaded) => {
@@ -269,21 +324,33 @@ impl Scene {
                 Ok(())
             }
             Err(LoadError::File(e)) => {
-                let key = if e.to_string().starts_with(&m.structure) { "structure" } else { "topology" };
+                let key = if e.to_string().starts_with(&m.structure) {
+                    "structure"
+                } else {
+                    "topology"
+                };
                 Err(at(key, format!("system.{key}: {e}")))
             }
-            Err(LoadError::Mismatch(message)) => Err(at("structure", format!("system.structure: {message}"))),
+            Err(LoadError::Mismatch(message)) => {
+                Err(at("structure", format!("system.structure: {message}")))
+            }
             Err(LoadError::Torsion { index, message }) => {
                 let (line, col) = locate_nth(text, "atoms", index);
                 let name = &m.torsions[index].name;
-                Err(Error::Scene { path: path.to_path_buf(), line, col, message: format!("system.torsions[{index}] ({name}): {message}") })
+                Err(Error::Scene {
+                    path: path.to_path_buf(),
+                    line,
+                    col,
+                    message: format!("system.torsions[{index}] ({name}): {message}"),
+                })
             }
         }
     }
 
     /// The scene as pretty RON (what `train` writes into its run folder).
     pub fn to_ron(&self) -> String {
-        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default()).expect("a Scene always serialises")
+        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())
+            .expect("a Scene always serialises")
     }
 
     /// The scene to run `kind` on this scene's system (read from `path`): this scene if it is of
@@ -296,7 +363,10 @@ impl Scene {
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         // A sibling of the base scene: "dw4-asbs.ron" serves "dw4.ron" and "dw4-mcmc.ron" alike.
-        let base = stem.rsplit_once('-').filter(|(_, k)| k.parse::<SamplerKind>().is_ok()).map_or(stem, |(b, _)| b);
+        let base = stem
+            .rsplit_once('-')
+            .filter(|(_, k)| k.parse::<SamplerKind>().is_ok())
+            .map_or(stem, |(b, _)| b);
         let sibling = path.with_file_name(format!("{base}-{}.ron", kind.name()));
         let plain = path.with_file_name(format!("{base}.ron"));
         for candidate in [sibling, plain] {
@@ -327,7 +397,11 @@ impl Scene {
     pub fn reference_path(&self, scene_path: &Path) -> Option<PathBuf> {
         let file = self.reference.file.as_ref()?;
         let p = Path::new(file);
-        Some(if p.is_absolute() { p.to_path_buf() } else { scene_path.parent().unwrap_or(Path::new(".")).join(p) })
+        Some(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            scene_path.parent().unwrap_or(Path::new(".")).join(p)
+        })
     }
 
     /// A copy whose reference file is an absolute path, so that a run folder written with it
@@ -345,39 +419,82 @@ impl Scene {
         let err = |f: &str, m: String| Err((f.to_string(), m));
         if let System::LennardJones { particles } = self.system {
             if !(2..=1000).contains(&particles) {
-                return err("system.particles", format!("must be between 2 and 1000 (got {particles})"));
+                return err(
+                    "system.particles",
+                    format!("must be between 2 and 1000 (got {particles})"),
+                );
             }
         }
         if let System::Butane { temperature } = self.system {
             if !(temperature.is_finite() && (1.0..=10_000.0).contains(&temperature)) {
-                return err("system.temperature", format!("must be between 1 and 10000 K (got {temperature})"));
+                return err(
+                    "system.temperature",
+                    format!("must be between 1 and 10000 K (got {temperature})"),
+                );
             }
         }
         if let System::MuellerBrown { temperature } = self.system {
             if !(temperature.is_finite() && (0.1..=10_000.0).contains(&temperature)) {
-                return err("system.temperature", format!("must be between 0.1 and 10000 in the potential's units (got {temperature})"));
+                return err(
+                    "system.temperature",
+                    format!(
+                        "must be between 0.1 and 10000 in the potential's units (got {temperature})"
+                    ),
+                );
             }
         }
         let s = &self.sampler;
         if !(s.sigma_min > 0.0 && s.sigma_min < s.sigma_max && s.sigma_max.is_finite()) {
-            return err("sampler.sigma_min", format!("must satisfy 0 < sigma_min < sigma_max (got {} and {})", s.sigma_min, s.sigma_max));
+            return err(
+                "sampler.sigma_min",
+                format!(
+                    "must satisfy 0 < sigma_min < sigma_max (got {} and {})",
+                    s.sigma_min, s.sigma_max
+                ),
+            );
         }
         // Beyond these the schedule's variances under- or overflow in f32 (the SDE's arithmetic).
         if !(1e-6..=1e3).contains(&s.sigma_min) {
-            return err("sampler.sigma_min", format!("must be between 1e-6 and 1000 (got {})", s.sigma_min));
+            return err(
+                "sampler.sigma_min",
+                format!("must be between 1e-6 and 1000 (got {})", s.sigma_min),
+            );
         }
         if s.sigma_max > 1e3 {
-            return err("sampler.sigma_max", format!("must be at most 1000 (got {})", s.sigma_max));
+            return err(
+                "sampler.sigma_max",
+                format!("must be at most 1000 (got {})", s.sigma_max),
+            );
         }
         let layout = self.system.energy().layout();
         let (dim, pairs) = (layout.dim(), (layout.particles * layout.particles) as u64);
         let hidden = self.network.hidden.min(crate::limits::MAX_HIDDEN as usize) as u64;
         for (name, v, max, bytes) in [
             // An EGNN layer keeps a message of `hidden` values per particle pair for backprop.
-            ("network.layers", self.network.layers, crate::limits::MAX_LAYERS, 4 * hidden * pairs),
-            ("network.hidden", self.network.hidden, crate::limits::MAX_HIDDEN, 4 * hidden),
-            ("schedule.eval_every", self.schedule.eval_every, crate::limits::MAX_ITERATION_STEPS, 0),
-            ("schedule.eval_samples", self.schedule.eval_samples, crate::limits::MAX_EVAL_SAMPLES, 8 * self.schedule.eval_samples.min(1 << 20) as u64),
+            (
+                "network.layers",
+                self.network.layers,
+                crate::limits::MAX_LAYERS,
+                4 * hidden * pairs,
+            ),
+            (
+                "network.hidden",
+                self.network.hidden,
+                crate::limits::MAX_HIDDEN,
+                4 * hidden,
+            ),
+            (
+                "schedule.eval_every",
+                self.schedule.eval_every,
+                crate::limits::MAX_ITERATION_STEPS,
+                0,
+            ),
+            (
+                "schedule.eval_samples",
+                self.schedule.eval_samples,
+                crate::limits::MAX_EVAL_SAMPLES,
+                8 * self.schedule.eval_samples.min(1 << 20) as u64,
+            ),
             ("view.grid", self.view.grid, crate::limits::MAX_VIEW_GRID, 0),
         ] {
             if let Err(m) = crate::limits::count_usize(v, max, bytes) {
@@ -388,30 +505,50 @@ impl Scene {
         let mut seen = std::collections::HashSet::new();
         for r in crate::sampler::KINDS.iter().flat_map(|k| (k.rows)()) {
             if seen.insert(r.key) {
-                r.check((r.get)(s), dim, s).map_err(|m| (format!("sampler.{}", r.field), m))?;
+                r.check((r.get)(s), dim, s)
+                    .map_err(|m| (format!("sampler.{}", r.field), m))?;
             }
         }
         if !(0.0..1.0).contains(&s.ema) {
             return err("sampler.ema", format!("must be in [0, 1) (got {})", s.ema));
         }
         if !(0.25..=8.0).contains(&s.time_warp) {
-            return err("sampler.time_warp", format!("must be between 0.25 and 8 (got {})", s.time_warp));
+            return err(
+                "sampler.time_warp",
+                format!("must be between 0.25 and 8 (got {})", s.time_warp),
+            );
         }
         if !(s.scale > 0.0 && s.scale.is_finite()) {
-            return err("sampler.scale", format!("must be positive (got {})", s.scale));
+            return err(
+                "sampler.scale",
+                format!("must be positive (got {})", s.scale),
+            );
         }
         if !(self.view.bond_cutoff >= 0.0 && self.view.particle_radius > 0.0) {
-            return err("view.bond_cutoff", "and view.particle_radius must be non-negative and positive".into());
+            return err(
+                "view.bond_cutoff",
+                "and view.particle_radius must be non-negative and positive".into(),
+            );
         }
         let torus = self.system.is_molecule();
         if torus != (self.network.kind == NetworkKind::TorusMlp) && s.kind.learns() {
             return err(
                 "network.kind",
-                if torus { "must be TorusMlp for a molecule's torsions (periodic inputs)".into() } else { "TorusMlp is for molecules' torsions only".into() },
+                if torus {
+                    "must be TorusMlp for a molecule's torsions (periodic inputs)".into()
+                } else {
+                    "TorusMlp is for molecules' torsions only".into()
+                },
             );
         }
         if torus && s.scale != 1.0 {
-            return err("sampler.scale", format!("must be 1 for torsions, which are angles in radians (got {})", s.scale));
+            return err(
+                "sampler.scale",
+                format!(
+                    "must be 1 for torsions, which are angles in radians (got {})",
+                    s.scale
+                ),
+            );
         }
         if let Err(e) = crate::nn::select_device(&s.device) {
             return err("sampler.device", e.to_string());
@@ -421,9 +558,17 @@ impl Scene {
                 (info.check)(section, dim).map_err(|(f, m)| (format!("sampler.{name}.{f}"), m))?;
             }
         }
-        self.reference.mcmc.check_ranges(dim).map_err(|(f, m)| (format!("reference.mcmc.{f}"), m))?;
+        self.reference
+            .mcmc
+            .check_ranges(dim)
+            .map_err(|(f, m)| (format!("reference.mcmc.{f}"), m))?;
         if let Err(e) = crate::sampler::check_system(s.kind, self.system.energy().as_ref()) {
-            return err("sampler.kind", e.to_string().trim_start_matches("sampler.kind ").to_string());
+            return err(
+                "sampler.kind",
+                e.to_string()
+                    .trim_start_matches("sampler.kind ")
+                    .to_string(),
+            );
         }
         Ok(())
     }
@@ -431,8 +576,12 @@ impl Scene {
 
 /// The `*.ron` files directly in `dir`, sorted (none if it cannot be read): scenes, lessons.
 pub fn ron_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> =
-        std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "ron")).collect();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+        .collect();
     out.sort();
     out
 }
@@ -447,16 +596,22 @@ fn locate(text: &str, key: &str) -> (usize, usize) {
 /// before it, so that `kind:` is found inside `network:` and not in `sampler:`. Falls back to the
 /// first occurrence of the last key.
 fn locate_field(text: &str, field: &str) -> (usize, usize) {
-    let keys: Vec<&str> = field.split('.').map(|k| k.split('[').next().unwrap_or(k)).collect();
+    let keys: Vec<&str> = field
+        .split('.')
+        .map(|k| k.split('[').next().unwrap_or(k))
+        .collect();
     let mut from = 0;
     for key in &keys {
         let pattern = format!("{key}:");
-        let found = text[from..].match_indices(&pattern).map(|(i, _)| from + i).find(|&i| {
-            i == 0 || {
-                let b = text.as_bytes()[i - 1];
-                !b.is_ascii_alphanumeric() && b != b'_'
-            }
-        });
+        let found = text[from..]
+            .match_indices(&pattern)
+            .map(|(i, _)| from + i)
+            .find(|&i| {
+                i == 0 || {
+                    let b = text.as_bytes()[i - 1];
+                    !b.is_ascii_alphanumeric() && b != b'_'
+                }
+            });
         match found {
             Some(i) => from = i,
             None => return locate(text, keys.last().copied().unwrap_or(field)),
@@ -474,7 +629,9 @@ pub(crate) fn locate_nth(text: &str, key: &str, n: usize) -> (usize, usize) {
         let mut from = 0;
         while let Some(off) = line[from..].find(&format!("{key}:")) {
             let c = from + off;
-            let boundary = c == 0 || !line.as_bytes()[c - 1].is_ascii_alphanumeric() && line.as_bytes()[c - 1] != b'_';
+            let boundary = c == 0
+                || !line.as_bytes()[c - 1].is_ascii_alphanumeric()
+                    && line.as_bytes()[c - 1] != b'_';
             if boundary {
                 found.push((i + 1, c + 1));
             }
@@ -496,28 +653,44 @@ mod tests {
     fn empty_scene_is_all_defaults() {
         assert_eq!(parse("()").unwrap(), Scene::default());
         assert_eq!(parse("Scene()").unwrap(), Scene::default());
-        assert_eq!(parse("(system: DoubleWell4)").unwrap().name, "DW-4", "named after its system");
-        assert_eq!(parse("(name: \"mine\", system: DoubleWell4)").unwrap().name, "mine");
+        assert_eq!(
+            parse("(system: DoubleWell4)").unwrap().name,
+            "DW-4",
+            "named after its system"
+        );
+        assert_eq!(
+            parse("(name: \"mine\", system: DoubleWell4)").unwrap().name,
+            "mine"
+        );
     }
 
     #[test]
     fn round_trips_through_ron() {
-        let s = Scene { system: System::DoubleWell4, ..Default::default() };
+        let s = Scene {
+            system: System::DoubleWell4,
+            ..Default::default()
+        };
         assert_eq!(parse(&s.to_ron()).unwrap(), s);
     }
 
     #[test]
     fn unknown_field_names_line_and_column() {
-        let e = parse("(\n  name: \"x\",\n  sampler: (sigma_mni: 0.1),\n)").unwrap_err().to_string();
+        let e = parse("(\n  name: \"x\",\n  sampler: (sigma_mni: 0.1),\n)")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("test.ron:3:"), "{e}");
         assert!(e.contains("sigma_mni"), "{e}");
     }
 
     #[test]
     fn invalid_value_names_field_and_position() {
-        let e = parse("(\n  sampler: (\n    batch_size: 0,\n  ),\n)").unwrap_err().to_string();
+        let e = parse("(\n  sampler: (\n    batch_size: 0,\n  ),\n)")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "test.ron:3:5: sampler.batch_size must be at least 1");
-        let e = parse("(reference: (mcmc: (t_max: 0.5)))").unwrap_err().to_string();
+        let e = parse("(reference: (mcmc: (t_max: 0.5)))")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("reference.mcmc.t_max must be"), "{e}");
     }
 
@@ -540,19 +713,42 @@ mod tests {
         let ok = Scene::parse(&scene("kind: Adjoint", "kind: TorusMlp", 300.0), &path).unwrap();
         assert_eq!(ok.system.temperature(), Some(300.0));
         assert!(ok.energy().torus());
-        let e = Scene::parse(&scene("kind: Adjoint", "kind: Mlp", 300.0), &path).unwrap_err().to_string();
-        assert!(e.contains("test.ron:9:13: network.kind must be TorusMlp"), "{e}");
-        let e = Scene::parse(&scene("kind: Adjoint, scale: 2.0", "kind: TorusMlp", 300.0), &path).unwrap_err().to_string();
+        let e = Scene::parse(&scene("kind: Adjoint", "kind: Mlp", 300.0), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test.ron:9:13: network.kind must be TorusMlp"),
+            "{e}"
+        );
+        let e = Scene::parse(
+            &scene("kind: Adjoint, scale: 2.0", "kind: TorusMlp", 300.0),
+            &path,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("sampler.scale must be 1 for torsions"), "{e}");
-        let e = Scene::parse(&scene("kind: Adjoint", "kind: TorusMlp", 0.5), &path).unwrap_err().to_string();
-        assert!(e.contains("test.ron:6:5: system.temperature must be between 1 and 10000 K"), "{e}");
-        let e = Scene::parse(&scene("kind: Asbs", "kind: TorusMlp", 300.0), &path).unwrap_err().to_string();
-        assert!(e.contains("sampler.kind") && e.contains("kinds that can: Adjoint, Mcmc"), "{e}");
+        let e = Scene::parse(&scene("kind: Adjoint", "kind: TorusMlp", 0.5), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test.ron:6:5: system.temperature must be between 1 and 10000 K"),
+            "{e}"
+        );
+        let e = Scene::parse(&scene("kind: Asbs", "kind: TorusMlp", 300.0), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sampler.kind") && e.contains("kinds that can: Adjoint, Mcmc"),
+            "{e}"
+        );
     }
 
     #[test]
     fn reference_path_is_relative_to_scene() {
         let s = parse("(reference: (file: Some(\"../assets/r.npy\")))").unwrap();
-        assert_eq!(s.reference_path(Path::new("scenes/a.ron")).unwrap(), Path::new("scenes/../assets/r.npy"));
+        assert_eq!(
+            s.reference_path(Path::new("scenes/a.ron")).unwrap(),
+            Path::new("scenes/../assets/r.npy")
+        );
     }
 }

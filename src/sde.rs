@@ -18,8 +18,14 @@ pub struct NoiseSchedule {
 
 impl NoiseSchedule {
     pub fn new(sigma_min: f64, sigma_max: f64) -> Self {
-        assert!(0.0 < sigma_min && sigma_min < sigma_max, "need 0 < σ_min < σ_max");
-        Self { sigma_min, sigma_max }
+        assert!(
+            0.0 < sigma_min && sigma_min < sigma_max,
+            "need 0 < σ_min < σ_max"
+        );
+        Self {
+            sigma_min,
+            sigma_max,
+        }
     }
 
     fn ln_r(&self) -> f64 {
@@ -64,7 +70,11 @@ pub fn frames_at_uniform_times(frames: Vec<Vec<f32>>, warp: f64) -> Vec<Vec<f32>
             let k = ((steps as f64 * tau.powf(1.0 / warp)).floor() as usize).min(steps - 1);
             let (t0, t1) = (euler_time(k, steps, warp), euler_time(k + 1, steps, warp));
             let w = (((tau - t0) / (t1 - t0)).clamp(0.0, 1.0)) as f32;
-            frames[k].iter().zip(&frames[k + 1]).map(|(&a, &b)| a + w * (b - a)).collect()
+            frames[k]
+                .iter()
+                .zip(&frames[k + 1])
+                .map(|(&a, &b)| a + w * (b - a))
+                .collect()
         })
         .collect()
 }
@@ -79,7 +89,13 @@ pub fn fill_normal(out: &mut [f32], rng: &mut impl Rng) {
 /// Draws X_t of the base process's bridge from X₀ = 0 to X₁ = `x1` (rows × dim) at per-row
 /// times `t`: X_t = κ x₁ + sqrt(ν(1) κ (1 − κ)) ξ, κ = ν(t)/ν(1). The noise ξ is projected onto
 /// the CoM-free subspace for particle systems, where the process lives.
-pub fn bridge_sample(schedule: &NoiseSchedule, layout: Layout, x1: &[f32], t: &[f32], rng: &mut impl Rng) -> Vec<f32> {
+pub fn bridge_sample(
+    schedule: &NoiseSchedule,
+    layout: Layout,
+    x1: &[f32],
+    t: &[f32],
+    rng: &mut impl Rng,
+) -> Vec<f32> {
     let dim = layout.dim();
     assert_eq!(x1.len(), t.len() * dim);
     let mut noise = vec![0.0f32; x1.len()];
@@ -116,7 +132,9 @@ fn windings(nu: f64) -> i64 {
 pub fn wrapped_normal(y: f64, nu: f64) -> (f64, f64) {
     let kmax = windings(nu);
     let tau = std::f64::consts::TAU;
-    let m = (-kmax..=kmax).map(|k| -(y + tau * k as f64).powi(2) / (2.0 * nu)).fold(f64::NEG_INFINITY, f64::max);
+    let m = (-kmax..=kmax)
+        .map(|k| -(y + tau * k as f64).powi(2) / (2.0 * nu))
+        .fold(f64::NEG_INFINITY, f64::max);
     let (mut w, mut wz) = (0.0, 0.0);
     for k in -kmax..=kmax {
         let z = y + tau * k as f64;
@@ -134,7 +152,9 @@ pub fn lift(y: f32, nu: f64, rng: &mut impl Rng) -> f32 {
     let kmax = windings(nu);
     let tau = std::f64::consts::TAU;
     let y = y as f64;
-    let logs: Vec<f64> = (-kmax..=kmax).map(|k| -(y + tau * k as f64).powi(2) / (2.0 * nu)).collect();
+    let logs: Vec<f64> = (-kmax..=kmax)
+        .map(|k| -(y + tau * k as f64).powi(2) / (2.0 * nu))
+        .collect();
     let m = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let w: Vec<f64> = logs.iter().map(|l| (l - m).exp()).collect();
     let mut u = rng.random::<f64>() * w.iter().sum::<f64>();
@@ -150,7 +170,14 @@ pub fn lift(y: f32, nu: f64, rng: &mut impl Rng) -> f32 {
 /// The base bridge between rows `x0` and `x1` (ASBS, whose paths start from a prior):
 /// X_t = (1 − κ) x₀ + κ x₁ + sqrt(ν(1) κ (1 − κ)) ξ. With x₀ = 0 it is [`bridge_sample`], draw
 /// for draw.
-pub fn bridge_between(schedule: &NoiseSchedule, layout: Layout, x0: &[f32], x1: &[f32], t: &[f32], rng: &mut impl Rng) -> Vec<f32> {
+pub fn bridge_between(
+    schedule: &NoiseSchedule,
+    layout: Layout,
+    x0: &[f32],
+    x1: &[f32],
+    t: &[f32],
+    rng: &mut impl Rng,
+) -> Vec<f32> {
     let mut out = bridge_sample(schedule, layout, x1, t, rng);
     let dim = layout.dim();
     let nu1 = schedule.nu1();
@@ -174,11 +201,17 @@ mod tests {
     #[test]
     fn frames_are_reread_at_uniform_times() {
         let (steps, warp) = (50, 2.0);
-        let frames: Vec<Vec<f32>> = (0..=steps).map(|k| vec![euler_time(k, steps, warp) as f32, -1.0]).collect();
+        let frames: Vec<Vec<f32>> = (0..=steps)
+            .map(|k| vec![euler_time(k, steps, warp) as f32, -1.0])
+            .collect();
         let out = frames_at_uniform_times(frames.clone(), warp);
         assert_eq!(out.len(), steps + 1);
         for (j, f) in out.iter().enumerate() {
-            assert!((f[0] - j as f32 / steps as f32).abs() < 1e-6, "frame {j}: {}", f[0]);
+            assert!(
+                (f[0] - j as f32 / steps as f32).abs() < 1e-6,
+                "frame {j}: {}",
+                f[0]
+            );
             assert_eq!(f[1], -1.0);
         }
         assert_eq!(frames_at_uniform_times(frames.clone(), 1.0), frames);
@@ -209,7 +242,16 @@ mod tests {
         use std::f64::consts::PI;
         for nu in [0.05, 1.0, 9.0] {
             let m = 10_000;
-            let total: f64 = (0..m).map(|i| wrapped_normal(-PI + (i as f64 + 0.5) * 2.0 * PI / m as f64, nu).0.exp() * 2.0 * PI / m as f64).sum();
+            let total: f64 = (0..m)
+                .map(|i| {
+                    wrapped_normal(-PI + (i as f64 + 0.5) * 2.0 * PI / m as f64, nu)
+                        .0
+                        .exp()
+                        * 2.0
+                        * PI
+                        / m as f64
+                })
+                .sum();
             assert!((total - 1.0).abs() < 1e-9, "ν = {nu}: ∫ = {total}");
             for y in [-3.0, -0.4, 1.1, 3.1] {
                 let h = 1e-6;
@@ -249,7 +291,11 @@ mod tests {
     #[test]
     fn bridge_has_the_right_moments() {
         let s = NoiseSchedule::new(1e-3, 2.0);
-        let layout = Layout { particles: 1, spatial_dim: 1, com_free: false };
+        let layout = Layout {
+            particles: 1,
+            spatial_dim: 1,
+            com_free: false,
+        };
         let n = 20_000;
         let x1 = vec![1.5f32; n];
         let t = vec![0.1f32; n];

@@ -44,11 +44,21 @@ pub struct LessonPlace {
 impl Session {
     pub fn new(scene: &Scene, scene_path: &Path) -> Session {
         let absolute = std::path::absolute(scene_path).unwrap_or_else(|_| scene_path.to_path_buf());
-        Session { scene: scene.with_absolute_reference(scene_path), scene_path: absolute, race: Vec::new(), speed: 10, view: ViewEdit::default(), projector: false, lesson: None }
+        Session {
+            scene: scene.with_absolute_reference(scene_path),
+            scene_path: absolute,
+            race: Vec::new(),
+            speed: 10,
+            view: ViewEdit::default(),
+            projector: false,
+            lesson: None,
+        }
     }
 
     pub fn to_ron(&self) -> String {
-        let text = ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default().struct_names(true)).expect("a Session always serialises");
+        let text =
+            ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default().struct_names(true))
+                .expect("a Session always serialises");
         format!("// Boltzmann Studio session: reopen with `boltzmann-studio app FILE`.\n{text}\n")
     }
 
@@ -68,10 +78,16 @@ impl Session {
     pub fn parse(text: &str, path: &Path) -> Result<Session> {
         let mut s: Session = ron::Options::default()
             .from_str(text)
-            .map_err(|e| Error::Scene { path: path.to_path_buf(), line: e.position.line, col: e.position.col, message: e.code.to_string() })?;
+            .map_err(|e| Error::Scene {
+                path: path.to_path_buf(),
+                line: e.position.line,
+                col: e.position.col,
+                message: e.code.to_string(),
+            })?;
         // Validation and a molecule's loading live in Scene::parse; its positions would be those
         // of the re-written scene, so errors name the session and the scene's problem only.
-        s.scene = Scene::parse(&s.scene.to_ron(), &s.scene_path).map_err(|e| Error::format(path, format!("its scene: {e}")))?;
+        s.scene = Scene::parse(&s.scene.to_ron(), &s.scene_path)
+            .map_err(|e| Error::format(path, format!("its scene: {e}")))?;
         if let Err((field, message)) = s.view.validate() {
             return Err(Error::format(path, format!("{field} {message}")));
         }
@@ -83,6 +99,9 @@ impl Session {
 
     /// Whether a file holds a session rather than a scene (its first item is `Session(`).
     pub fn is_session(text: &str) -> bool {
-        text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("//")).is_some_and(|l| l.starts_with("Session("))
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("//"))
+            .is_some_and(|l| l.starts_with("Session("))
     }
 }

@@ -13,7 +13,12 @@ pub struct Matrix {
 impl Matrix {
     /// A matrix over `data`, which must hold `rows × cols` values.
     pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Self {
-        assert_eq!(data.len(), rows * cols, "matrix data has {} values, expected {rows} × {cols}", data.len());
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "matrix data has {} values, expected {rows} × {cols}",
+            data.len()
+        );
         Self { rows, cols, data }
     }
     /// Row `i` as a slice.
@@ -27,12 +32,18 @@ impl Matrix {
     }
     /// The rows at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> Matrix {
-        let data = indices.iter().flat_map(|&i| self.row(i).iter().copied()).collect();
+        let data = indices
+            .iter()
+            .flat_map(|&i| self.row(i).iter().copied())
+            .collect();
         Matrix::new(indices.len(), self.cols, data)
     }
     /// Position (row, column) of the first NaN or infinite value, if any.
     pub fn first_non_finite(&self) -> Option<(usize, usize)> {
-        self.data.iter().position(|v| !v.is_finite()).map(|k| (k / self.cols, k % self.cols))
+        self.data
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|k| (k / self.cols, k % self.cols))
     }
 }
 

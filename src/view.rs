@@ -52,7 +52,10 @@ impl ViewEdit {
         for (name, v) in [("time", self.time), ("field_t", self.field_t)] {
             if let Some(t) = v {
                 if !(0.0..=1.0).contains(&t) {
-                    return Err((format!("view.{name}"), format!("must be an SDE time between 0 and 1 (got {t})")));
+                    return Err((
+                        format!("view.{name}"),
+                        format!("must be an SDE time between 0 and 1 (got {t})"),
+                    ));
                 }
             }
         }

@@ -7,20 +7,24 @@
 //! step or a few dozen simulated samples — so that commands, pause and shutdown take effect
 //! within a fraction of a second even on a slow CPU.
 
-use std::path::{Path, PathBuf};
 use std::cell::Cell;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded, unbounded};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded, unbounded,
+};
 
 use crate::energy::Layout;
 use crate::error::{Error, Result};
 use crate::io::read_npy;
 use crate::metrics;
 use crate::race::{self, RacePoint};
-use crate::run::{Budget, DIVERGED_AFTER, EvalPolicy, Evaluator, Outcome, Run as Driver, drive_lanes};
+use crate::run::{
+    Budget, DIVERGED_AFTER, EvalPolicy, Evaluator, Outcome, Run as Driver, drive_lanes,
+};
 use crate::sampler::{self, Counters, SampleOptions, SamplerConfig, SamplerKind};
 use crate::scene::Scene;
 
@@ -35,13 +39,23 @@ pub enum Command {
     /// Train this many gradient steps, then pause (simulation happens when it is due).
     Step(u64),
     /// Start a new run of `scene` (read from `path`, which anchors its reference file).
-    Reset { scene: Box<Scene>, path: PathBuf },
+    Reset {
+        scene: Box<Scene>,
+        path: PathBuf,
+    },
     /// Start a race of sampler kinds on `scene`'s system (see [`Scene::for_kind`]): they train
     /// in turn, the one with the fewest energy evaluations next, so their budgets stay equal.
-    Race { scene: Box<Scene>, path: PathBuf, kinds: Vec<SamplerKind> },
+    Race {
+        scene: Box<Scene>,
+        path: PathBuf,
+        kinds: Vec<SamplerKind>,
+    },
     /// Live hyperparameters of one lane (0 for a single run), as (row key, value); Adam's
     /// moments and the buffer are kept. Rows the lane's kind does not have are refused.
-    SetHyper { lane: usize, changes: Vec<(String, f64)> },
+    SetHyper {
+        lane: usize,
+        changes: Vec<(String, f64)>,
+    },
     /// Gradient steps between snapshots.
     SetSpeed(u64),
     /// Write a run folder (weights, optimizer, buffer, scene) that `sample` and `--resume` read.
@@ -208,7 +222,13 @@ pub struct SnapshotSender {
 /// A one-slot snapshot channel.
 pub fn snapshot_channel() -> (SnapshotSender, Receiver<Snapshot>) {
     let (tx, rx) = bounded(1);
-    (SnapshotSender { tx, reclaim: rx.clone() }, rx)
+    (
+        SnapshotSender {
+            tx,
+            reclaim: rx.clone(),
+        },
+        rx,
+    )
 }
 
 impl SnapshotSender {
@@ -243,7 +263,13 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Starts the training thread on `scene` (paused).
     pub fn spawn(scene: Scene, path: PathBuf, waker: Option<Waker>) -> Self {
-        Self::spawn_with(Command::Reset { scene: Box::new(scene), path }, waker)
+        Self::spawn_with(
+            Command::Reset {
+                scene: Box::new(scene),
+                path,
+            },
+            waker,
+        )
     }
 
     /// Starts the training thread with `first` (a reset or a race) as its first command.
@@ -256,12 +282,26 @@ impl WorkerHandle {
             .name("trainer".into())
             .spawn(move || Worker::new(cmd_rx, snap_tx, event_tx, waker).run())
             .expect("cannot start the training thread");
-        Self { commands, snapshots, events, thread: Some(thread) }
+        Self {
+            commands,
+            snapshots,
+            events,
+            thread: Some(thread),
+        }
     }
 
     /// A handle over channels someone else serves (tests use it as a fake worker).
-    pub fn from_channels(commands: Sender<Command>, snapshots: Receiver<Snapshot>, events: Receiver<Event>) -> Self {
-        Self { commands, snapshots, events, thread: None }
+    pub fn from_channels(
+        commands: Sender<Command>,
+        snapshots: Receiver<Snapshot>,
+        events: Receiver<Event>,
+    ) -> Self {
+        Self {
+            commands,
+            snapshots,
+            events,
+            thread: None,
+        }
     }
 
     pub fn send(&self, c: Command) {
@@ -296,7 +336,8 @@ const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(2000);
 /// Whether an automatic snapshot is due, `elapsed` after the last, with `units` of training
 /// since and new samples waiting or not.
 fn snapshot_due(elapsed: Duration, units: u64, speed: u64, samples_waiting: bool) -> bool {
-    (elapsed >= MIN_SNAPSHOT_INTERVAL && (units >= speed || samples_waiting)) || elapsed >= MAX_SNAPSHOT_INTERVAL
+    (elapsed >= MIN_SNAPSHOT_INTERVAL && (units >= speed || samples_waiting))
+        || elapsed >= MAX_SNAPSHOT_INTERVAL
 }
 
 /// Reference rows kept for the live histograms.
@@ -352,7 +393,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(commands: Receiver<Command>, snapshots: SnapshotSender, events: Sender<Event>, waker: Option<Waker>) -> Self {
+    fn new(
+        commands: Receiver<Command>,
+        snapshots: SnapshotSender,
+        events: Sender<Event>,
+        waker: Option<Waker>,
+    ) -> Self {
         Self {
             commands,
             snapshots,
@@ -439,21 +485,29 @@ impl Worker {
             Command::ShowField(t) => self.field_t = t.map(|t| t.clamp(0.0, 1.0)),
             Command::SetHyper { lane, changes } => {
                 let errors: Vec<String> = match self.runs.get_mut(lane) {
-                    Some(run) => changes.iter().filter_map(|(k, v)| run.driver.sampler.set_hyper(k, *v).err()).map(|e| e.to_string()).collect(),
+                    Some(run) => changes
+                        .iter()
+                        .filter_map(|(k, v)| run.driver.sampler.set_hyper(k, *v).err())
+                        .map(|e| e.to_string())
+                        .collect(),
                     None => vec![format!("there is no lane {lane}")],
                 };
                 for e in errors {
                     self.fail(format!("hyperparameters not applied: {e}"));
                 }
             }
-            Command::Reset { scene, path } => match Run::start(*scene, path, self.generation + 1, Vec::new()) {
-                Ok(run) => self.install(vec![run]),
-                Err(e) => self.fail(format!("cannot start the scene: {e}")),
-            },
-            Command::Race { scene, path, kinds } => match Run::race(&scene, &path, &kinds, self.generation + 1) {
-                Ok(runs) => self.install(runs),
-                Err(e) => self.fail(format!("cannot start the race: {e}")),
-            },
+            Command::Reset { scene, path } => {
+                match Run::start(*scene, path, self.generation + 1, Vec::new()) {
+                    Ok(run) => self.install(vec![run]),
+                    Err(e) => self.fail(format!("cannot start the scene: {e}")),
+                }
+            }
+            Command::Race { scene, path, kinds } => {
+                match Run::race(&scene, &path, &kinds, self.generation + 1) {
+                    Ok(runs) => self.install(runs),
+                    Err(e) => self.fail(format!("cannot start the race: {e}")),
+                }
+            }
             Command::SaveCheckpoint(dir) => match self.save(&dir) {
                 Ok(()) => self.done(format!("checkpoint saved to {}", dir.display()), dir),
                 Err(e) => self.fail(format!("cannot save the checkpoint: {e}")),
@@ -481,10 +535,17 @@ impl Worker {
     /// included) and sets the copy's hyperparameters; both continue as lanes.
     fn fork(&mut self, edits: Vec<(String, f64)>) -> Result<()> {
         let [run] = self.runs.as_slice() else {
-            return Err(Error::Invalid(if self.runs.is_empty() { "no run to fork".into() } else { "already several lanes: keep one first".into() }));
+            return Err(Error::Invalid(if self.runs.is_empty() {
+                "no run to fork".into()
+            } else {
+                "already several lanes: keep one first".into()
+            }));
         };
         if !run.driver.sampler.kind().learns() {
-            return Err(Error::Invalid(format!("{} learns nothing: no hyperparameters to fork on", run.driver.sampler.kind().label())));
+            return Err(Error::Invalid(format!(
+                "{} learns nothing: no hyperparameters to fork on",
+                run.driver.sampler.kind().label()
+            )));
         }
         let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
         run.driver.sampler.save(dir.path())?;
@@ -498,13 +559,22 @@ impl Worker {
         let generation = self.generation + 1;
         let step = run.driver.counters().gradient_steps;
         let kind = run.driver.sampler.kind();
-        let fork = ForkInfo { step, changes: sampler::hyper::changes(&kind.rows(), &before, sampler.config()) };
+        let fork = ForkInfo {
+            step,
+            changes: sampler::hyper::changes(&kind.rows(), &before, sampler.config()),
+        };
         let mut shared = (*info).clone();
         shared.generation = generation;
         shared.race = vec![kind, kind];
         shared.fork = Some(fork);
         // The checkpoint carries the counters too: both branches' curves share one axis.
-        let mut b = Run::with_sampler(sampler, shared.scene.clone(), shared.scene_path.clone(), generation, shared.race.clone())?;
+        let mut b = Run::with_sampler(
+            sampler,
+            shared.scene.clone(),
+            shared.scene_path.clone(),
+            generation,
+            shared.race.clone(),
+        )?;
         let shared = Arc::new(shared);
         b.info = shared.clone();
         self.runs[0].info = shared.clone();
@@ -513,7 +583,10 @@ impl Worker {
         self.running = false;
         self.pending_steps = 0;
         self.rate_mark = None;
-        self.out = Snapshot { generation, ..Snapshot::default() };
+        self.out = Snapshot {
+            generation,
+            ..Snapshot::default()
+        };
         self.lane_out = self.runs.iter().map(|_| LaneOut::default()).collect();
         let _ = self.events.send(Event::Started(shared));
         self.wake();
@@ -547,7 +620,10 @@ impl Worker {
         self.running = false;
         self.pending_steps = 0;
         self.rate_mark = None;
-        self.out = Snapshot { generation: self.generation, ..Snapshot::default() };
+        self.out = Snapshot {
+            generation: self.generation,
+            ..Snapshot::default()
+        };
         let _ = self.events.send(Event::Started(runs[0].info.clone()));
         self.lane_out = runs.iter().map(|_| LaneOut::default()).collect();
         self.runs = runs;
@@ -566,11 +642,31 @@ impl Worker {
             }
             let scene = &run.info.scene;
             let point_cloud = run.info.layout.particles == 1 && !scene.system.is_molecule();
-            let n = if point_cloud { scene.sampler.new_samples.clamp(1, 256) } else { scene.view.grid.max(1).pow(2) };
+            let n = if point_cloud {
+                scene.sampler.new_samples.clamp(1, 256)
+            } else {
+                scene.view.grid.max(1).pow(2)
+            };
             // A failure here shows up again, with its message, when training starts.
-            let Ok(s) = run.driver.sampler.sample(n, SampleOptions { trajectory: lane == 0, weights: true, ..SampleOptions::default() }) else { continue };
+            let Ok(s) = run.driver.sampler.sample(
+                n,
+                SampleOptions {
+                    trajectory: lane == 0,
+                    weights: true,
+                    ..SampleOptions::default()
+                },
+            ) else {
+                continue;
+            };
             let ess = s.ess().unwrap_or(f64::NAN);
-            let batch = Arc::new(SampleBatch { x: s.x, energies: s.energies, layout: run.info.layout, ess, log_weights: s.log_weights, step: 0 });
+            let batch = Arc::new(SampleBatch {
+                x: s.x,
+                energies: s.energies,
+                layout: run.info.layout,
+                ess,
+                log_weights: s.log_weights,
+                step: 0,
+            });
             if race {
                 self.lane_out[lane].samples = Some(batch.clone());
             }
@@ -585,7 +681,11 @@ impl Worker {
         let run = match self.runs.as_slice() {
             [run] => run,
             [] => return Err(Error::Invalid("no run to save".into())),
-            _ => return Err(Error::Invalid("a race has several runs: save one kind's run by opening its scene".into())),
+            _ => {
+                return Err(Error::Invalid(
+                    "a race has several runs: save one kind's run by opening its scene".into(),
+                ));
+            }
         };
         // The same code as `train`'s checkpoints: a kill mid-save leaves the previous one whole.
         let writer = crate::checkpoint::Writer::open(dir)?;
@@ -599,50 +699,93 @@ impl Worker {
     fn work(&mut self) -> Result<()> {
         let race = self.runs.len() > 1;
         // The loop holds the runs; the observer what goes out with the next snapshot.
-        let Worker { runs, lane_out, out, pending_steps, steps_since_snapshot, running, commands, last_snapshot, speed, .. } = self;
+        let Worker {
+            runs,
+            lane_out,
+            out,
+            pending_steps,
+            steps_since_snapshot,
+            running,
+            commands,
+            last_snapshot,
+            speed,
+            ..
+        } = self;
         let stepping = !*running;
         let pending = Cell::new(*pending_steps);
         let since = Cell::new(*steps_since_snapshot);
         let has_samples = Cell::new(out.samples.is_some());
-        let stop = || !commands.is_empty() || (stepping && pending.get() == 0) || snapshot_due(last_snapshot.elapsed(), since.get(), *speed, has_samples.get());
-        let (outcome, _) = drive_lanes(runs.as_mut_slice(), Budget::Open, &stop, &mut |lane, run: &mut Run, tick| {
-            let adv = tick.advance;
-            let trained = !adv.losses.is_empty() || adv.skipped > 0;
-            let step = run.driver.counters().gradient_steps;
-            let n = adv.losses.len() as u64;
-            let numbered: Vec<(u64, f32)> = adv.losses.into_iter().enumerate().map(|(k, l)| (step + 1 + k as u64 - n, l)).collect();
-            if race {
-                let o = &mut lane_out[lane];
-                o.losses.extend_from_slice(&numbered);
-                o.points.extend(tick.evaluations.iter().map(RacePoint::of));
-            }
-            if lane == 0 {
-                out.losses.extend(numbered);
-                out.phase = adv.phase;
-            }
-            if let Some(b) = adv.batch {
-                let ess = b.ess().unwrap_or(f64::NAN);
-                let batch = Arc::new(SampleBatch { x: b.x, energies: b.energies, layout: run.info.layout, ess, log_weights: b.log_weights, step });
+        let stop = || {
+            !commands.is_empty()
+                || (stepping && pending.get() == 0)
+                || snapshot_due(
+                    last_snapshot.elapsed(),
+                    since.get(),
+                    *speed,
+                    has_samples.get(),
+                )
+        };
+        let (outcome, _) = drive_lanes(
+            runs.as_mut_slice(),
+            Budget::Open,
+            &stop,
+            &mut |lane, run: &mut Run, tick| {
+                let adv = tick.advance;
+                let trained = !adv.losses.is_empty() || adv.skipped > 0;
+                let step = run.driver.counters().gradient_steps;
+                let n = adv.losses.len() as u64;
+                let numbered: Vec<(u64, f32)> = adv
+                    .losses
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, l)| (step + 1 + k as u64 - n, l))
+                    .collect();
                 if race {
-                    lane_out[lane].samples = Some(batch.clone());
-                    lane_out[lane].metrics.extend(tick.batch_point);
+                    let o = &mut lane_out[lane];
+                    o.losses.extend_from_slice(&numbered);
+                    o.points.extend(tick.evaluations.iter().map(RacePoint::of));
                 }
                 if lane == 0 {
-                    out.samples = Some(batch);
-                    has_samples.set(true);
-                    out.metrics.extend(tick.batch_point);
-                    let traj = run.driver.sampler.sample(1, SampleOptions { trajectory: true, ..SampleOptions::default() })?;
-                    out.trajectory = traj.trajectory.map(Arc::new);
+                    out.losses.extend(numbered);
+                    out.phase = adv.phase;
                 }
-            }
-            // A unit without gradient steps (simulation, sweeps) counts as one step for Step(n),
-            // so that stepping an MCMC run advances too.
-            if trained || !run.driver.sampler.kind().learns() {
-                pending.set(pending.get().saturating_sub(1));
-                since.set(since.get() + 1);
-            }
-            Ok(())
-        })?;
+                if let Some(b) = adv.batch {
+                    let ess = b.ess().unwrap_or(f64::NAN);
+                    let batch = Arc::new(SampleBatch {
+                        x: b.x,
+                        energies: b.energies,
+                        layout: run.info.layout,
+                        ess,
+                        log_weights: b.log_weights,
+                        step,
+                    });
+                    if race {
+                        lane_out[lane].samples = Some(batch.clone());
+                        lane_out[lane].metrics.extend(tick.batch_point);
+                    }
+                    if lane == 0 {
+                        out.samples = Some(batch);
+                        has_samples.set(true);
+                        out.metrics.extend(tick.batch_point);
+                        let traj = run.driver.sampler.sample(
+                            1,
+                            SampleOptions {
+                                trajectory: true,
+                                ..SampleOptions::default()
+                            },
+                        )?;
+                        out.trajectory = traj.trajectory.map(Arc::new);
+                    }
+                }
+                // A unit without gradient steps (simulation, sweeps) counts as one step for Step(n),
+                // so that stepping an MCMC run advances too.
+                if trained || !run.driver.sampler.kind().learns() {
+                    pending.set(pending.get().saturating_sub(1));
+                    since.set(since.get() + 1);
+                }
+                Ok(())
+            },
+        )?;
         *pending_steps = pending.get();
         *steps_since_snapshot = since.get();
         if outcome == Outcome::Diverged {
@@ -656,7 +799,13 @@ impl Worker {
 
     /// Sends the accumulated snapshot if it is due (always when `now`).
     fn snapshot(&mut self, now: bool) {
-        let due = now || snapshot_due(self.last_snapshot.elapsed(), self.steps_since_snapshot, self.speed, self.out.samples.is_some()) || !self.busy();
+        let due =
+            now || snapshot_due(
+                self.last_snapshot.elapsed(),
+                self.steps_since_snapshot,
+                self.speed,
+                self.out.samples.is_some(),
+            ) || !self.busy();
         if !due {
             return;
         }
@@ -702,7 +851,12 @@ impl Worker {
         if let Some(t) = self.field_t {
             // A failed evaluation just leaves the previous field on screen.
             let sampler = self.runs[0].driver.sampler.as_mut();
-            if let Some(Ok(f)) = crate::field::control_field_with_examples(sampler, t, crate::field::FIELD_GRID, crate::field::EXAMPLES) {
+            if let Some(Ok(f)) = crate::field::control_field_with_examples(
+                sampler,
+                t,
+                crate::field::FIELD_GRID,
+                crate::field::EXAMPLES,
+            ) {
                 snap.field = Some(Arc::new(f));
             }
         }
@@ -739,11 +893,19 @@ impl Run {
     /// The lanes of a race, as `compare` makes them ([`crate::race`]): each kind's scene for the
     /// system with the given scene's seed, judged at the same budget points on the same
     /// reference rows (when the scene has a reference).
-    fn race(scene: &Scene, path: &Path, kinds: &[SamplerKind], generation: u64) -> Result<Vec<Run>> {
+    fn race(
+        scene: &Scene,
+        path: &Path,
+        kinds: &[SamplerKind],
+        generation: u64,
+    ) -> Result<Vec<Run>> {
         if kinds.len() < 2 {
             return Err(Error::Invalid("a race needs two kinds or more".into()));
         }
-        let judge = scene.reference_path(path).map(|_| race::judge(scene, path)).transpose()?;
+        let judge = scene
+            .reference_path(path)
+            .map(|_| race::judge(scene, path))
+            .transpose()?;
         let points = race::points(race::PER_DECADE);
         race::lane_scenes(scene, path, kinds, None)?
             .into_iter()
@@ -765,20 +927,36 @@ impl Run {
         Run::with_sampler(sampler, scene, path, generation, Vec::new())
     }
 
-    fn with_sampler(sampler: Box<dyn sampler::Sampler>, scene: Scene, path: PathBuf, generation: u64, race: Vec<SamplerKind>) -> Result<Run> {
+    fn with_sampler(
+        sampler: Box<dyn sampler::Sampler>,
+        scene: Scene,
+        path: PathBuf,
+        generation: u64,
+        race: Vec<SamplerKind>,
+    ) -> Result<Run> {
         let energy = scene.energy();
         let layout = energy.layout();
         let evaluator = match scene.reference_path(&path) {
             Some(p) => {
                 let m = read_npy(&p)?;
-                Some(Evaluator::new(&m, layout, REFERENCE_ROWS, 0).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?)
+                Some(
+                    Evaluator::new(&m, layout, REFERENCE_ROWS, 0)
+                        .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?,
+                )
             }
             None => None,
         };
         let (reference_energies, reference_distances) = match &evaluator {
             Some(ev) => {
                 let m = ev.reference();
-                (energy.batch_energy(&m.data), if layout.particles > 1 { metrics::interatomic_distances(m, layout) } else { Vec::new() })
+                (
+                    energy.batch_energy(&m.data),
+                    if layout.particles > 1 {
+                        metrics::interatomic_distances(m, layout)
+                    } else {
+                        Vec::new()
+                    },
+                )
             }
             None => (Vec::new(), Vec::new()),
         };
@@ -786,13 +964,31 @@ impl Run {
             (Some(ev), true) => ev.reference().data.clone(),
             _ => Vec::new(),
         };
-        let torsion_names = energy.molecule().map(|m| m.torsion_names()).unwrap_or_default();
+        let torsion_names = energy
+            .molecule()
+            .map(|m| m.torsion_names())
+            .unwrap_or_default();
         // Live metrics judge each iteration's new samples (E-W2, x-W2 and dist-TV are cheap next
         // to simulating them); eq-W2 on the scene's evaluation cadence.
         let eq_every = scene.schedule.eval_every as u64;
         let driver = Driver::new(sampler, evaluator, EvalPolicy::Never, true, eq_every);
         let family = crate::metrics::Family::of(energy.as_ref());
-        let info = RunInfo { generation, scene, scene_path: path, layout, family, reference_energies, reference_distances, reference_torsions, torsion_names, race, fork: None };
-        Ok(Run { driver, info: Arc::new(info) })
+        let info = RunInfo {
+            generation,
+            scene,
+            scene_path: path,
+            layout,
+            family,
+            reference_energies,
+            reference_distances,
+            reference_torsions,
+            torsion_names,
+            race,
+            fork: None,
+        };
+        Ok(Run {
+            driver,
+            info: Arc::new(info),
+        })
     }
 }

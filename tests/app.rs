@@ -11,9 +11,14 @@ use std::sync::Arc;
 use bevy::prelude::*;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use boltzmann_studio::app::link::{self, KeyboardFree, Link, MAX_LOSS_POINTS, RunData, SceneEdit, UiAction};
+use boltzmann_studio::app::link::{
+    self, KeyboardFree, Link, MAX_LOSS_POINTS, RunData, SceneEdit, UiAction,
+};
 use boltzmann_studio::scene::Scene;
-use boltzmann_studio::worker::{Command, Event, MetricPoint, RunInfo, SampleBatch, Snapshot, SnapshotSender, WorkerHandle, snapshot_channel};
+use boltzmann_studio::worker::{
+    Command, Event, MetricPoint, RunInfo, SampleBatch, Snapshot, SnapshotSender, WorkerHandle,
+    snapshot_channel,
+};
 
 struct Fake {
     app: App,
@@ -33,16 +38,39 @@ fn fake() -> Fake {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .init_resource::<ButtonInput<KeyCode>>()
-        .insert_resource(Link(WorkerHandle::from_channels(cmd_tx, snapshot_rx.clone(), event_rx)))
-        .insert_resource(SceneEdit { scene: scene.clone(), path, speed: 10 })
+        .insert_resource(Link(WorkerHandle::from_channels(
+            cmd_tx,
+            snapshot_rx.clone(),
+            event_rx,
+        )))
+        .insert_resource(SceneEdit {
+            scene: scene.clone(),
+            path,
+            speed: 10,
+        })
         .add_plugins(link::plugin);
-    Fake { app, commands, snapshots, snapshot_rx, events, scene }
+    Fake {
+        app,
+        commands,
+        snapshots,
+        snapshot_rx,
+        events,
+        scene,
+    }
 }
 
 /// DW-4's metrics: E-W2 2, x-W2 1, eq-W2 as given, dist-TV 0.1.
 fn particle_metrics(eq_w2: Option<f64>) -> boltzmann_studio::metrics::MetricSet {
     use boltzmann_studio::metrics::family::*;
-    MetricSet::new(Family::Particles, &[(&ENERGY_W2, Some(2.0)), (&X_W2, Some(1.0)), (&EQ_W2, eq_w2), (&DIST_TV, Some(0.1))])
+    MetricSet::new(
+        Family::Particles,
+        &[
+            (&ENERGY_W2, Some(2.0)),
+            (&X_W2, Some(1.0)),
+            (&EQ_W2, eq_w2),
+            (&DIST_TV, Some(0.1)),
+        ],
+    )
 }
 
 fn started(f: &Fake, generation: u64) {
@@ -64,8 +92,19 @@ fn started(f: &Fake, generation: u64) {
 }
 
 fn batch(step: u64, value: f32) -> Arc<SampleBatch> {
-    let layout = boltzmann_studio::energy::Layout { particles: 4, spatial_dim: 2, com_free: true };
-    Arc::new(SampleBatch { x: vec![value; 16], energies: vec![value as f64; 2], layout, ess: 0.5, log_weights: None, step })
+    let layout = boltzmann_studio::energy::Layout {
+        particles: 4,
+        spatial_dim: 2,
+        com_free: true,
+    };
+    Arc::new(SampleBatch {
+        x: vec![value; 16],
+        energies: vec![value as f64; 2],
+        layout,
+        ess: 0.5,
+        log_weights: None,
+        step,
+    })
 }
 
 fn drain(rx: &Receiver<Command>) -> Vec<Command> {
@@ -76,7 +115,14 @@ fn drain(rx: &Receiver<Command>) -> Vec<Command> {
 fn snapshots_update_the_run_data() {
     let mut f = fake();
     started(&f, 1);
-    let metric = MetricPoint { step: 3, wall_seconds: 1.5, energy_evals: 64, metrics: particle_metrics(Some(0.5)), ess: 0.2, n: 2 };
+    let metric = MetricPoint {
+        step: 3,
+        wall_seconds: 1.5,
+        energy_evals: 64,
+        metrics: particle_metrics(Some(0.5)),
+        ess: 0.2,
+        n: 2,
+    };
     f.snapshots.send(Snapshot {
         generation: 1,
         running: true,
@@ -96,7 +142,11 @@ fn snapshots_update_the_run_data() {
     assert_eq!(data.trajectory.as_ref().unwrap().len(), 2);
 
     // A snapshot of a run that was replaced is ignored; a new run clears the history.
-    f.snapshots.send(Snapshot { generation: 7, losses: vec![(9, 1.0)], ..Snapshot::default() });
+    f.snapshots.send(Snapshot {
+        generation: 7,
+        losses: vec![(9, 1.0)],
+        ..Snapshot::default()
+    });
     f.app.update();
     assert_eq!(f.app.world().resource::<RunData>().losses.len(), 3);
     started(&f, 2);
@@ -106,10 +156,16 @@ fn snapshots_update_the_run_data() {
     assert_eq!(data.info.as_ref().unwrap().generation, 2);
 
     // Errors from the worker become visible notices.
-    f.events.send(Event::Error("training stopped: boom".into())).unwrap();
+    f.events
+        .send(Event::Error("training stopped: boom".into()))
+        .unwrap();
     f.app.update();
     let data = f.app.world().resource::<RunData>();
-    assert!(data.notices.last().is_some_and(|n| n.error && n.text.contains("boom")));
+    assert!(
+        data.notices
+            .last()
+            .is_some_and(|n| n.error && n.text.contains("boom"))
+    );
 }
 
 #[test]
@@ -117,14 +173,24 @@ fn ui_actions_become_commands() {
     let mut f = fake();
     started(&f, 1);
     f.app.update();
-    for a in [UiAction::Play, UiAction::SetSpeed(5), UiAction::Step, UiAction::Pause, UiAction::Reset] {
+    for a in [
+        UiAction::Play,
+        UiAction::SetSpeed(5),
+        UiAction::Step,
+        UiAction::Pause,
+        UiAction::Reset,
+    ] {
         f.app.world_mut().write_message(a);
     }
     f.app.update();
     let got = drain(&f.commands);
     assert!(matches!(got[0], Command::Play));
     assert!(matches!(got[1], Command::SetSpeed(5)));
-    assert!(matches!(got[2], Command::Step(5)), "Step uses the speed setting: {:?}", got[2]);
+    assert!(
+        matches!(got[2], Command::Step(5)),
+        "Step uses the speed setting: {:?}",
+        got[2]
+    );
     assert!(matches!(got[3], Command::Pause));
     match &got[4] {
         Command::Reset { scene, .. } => assert_eq!(scene.name, "DW-4"),
@@ -133,7 +199,12 @@ fn ui_actions_become_commands() {
     assert_eq!(got.len(), 5);
 
     // The seed edited in the panel goes with the next reset.
-    f.app.world_mut().resource_mut::<SceneEdit>().scene.sampler.seed = 42;
+    f.app
+        .world_mut()
+        .resource_mut::<SceneEdit>()
+        .scene
+        .sampler
+        .seed = 42;
     f.app.world_mut().write_message(UiAction::Reset);
     f.app.update();
     match drain(&f.commands).as_slice() {
@@ -142,11 +213,17 @@ fn ui_actions_become_commands() {
     }
 
     // A scene that cannot be read is reported and sends nothing.
-    f.app.world_mut().write_message(UiAction::OpenScene(common::repo("tests/no-such-scene.ron")));
+    f.app
+        .world_mut()
+        .write_message(UiAction::OpenScene(common::repo("tests/no-such-scene.ron")));
     f.app.update();
     assert!(drain(&f.commands).is_empty());
     let data = f.app.world().resource::<RunData>();
-    assert!(data.notices.last().is_some_and(|n| n.error && n.text.contains("no-such-scene.ron")));
+    assert!(
+        data.notices
+            .last()
+            .is_some_and(|n| n.error && n.text.contains("no-such-scene.ron"))
+    );
 }
 
 #[test]
@@ -162,17 +239,30 @@ fn shortcuts_send_commands_unless_typing() {
     };
     press(&mut f, KeyCode::Space);
     f.app.update();
-    assert!(matches!(drain(&f.commands).as_slice(), [Command::Play]), "Space plays when paused");
-    f.snapshots.send(Snapshot { generation: 1, running: true, ..Snapshot::default() });
+    assert!(
+        matches!(drain(&f.commands).as_slice(), [Command::Play]),
+        "Space plays when paused"
+    );
+    f.snapshots.send(Snapshot {
+        generation: 1,
+        running: true,
+        ..Snapshot::default()
+    });
     press(&mut f, KeyCode::Space);
     f.app.update();
-    assert!(matches!(drain(&f.commands).as_slice(), [Command::Pause]), "Space pauses when running");
+    assert!(
+        matches!(drain(&f.commands).as_slice(), [Command::Pause]),
+        "Space pauses when running"
+    );
     press(&mut f, KeyCode::KeyN);
     f.app.update();
     assert!(matches!(drain(&f.commands).as_slice(), [Command::Step(10)]));
     press(&mut f, KeyCode::KeyR);
     f.app.update();
-    assert!(matches!(drain(&f.commands).as_slice(), [Command::Reset { .. }]));
+    assert!(matches!(
+        drain(&f.commands).as_slice(),
+        [Command::Reset { .. }]
+    ));
     // While a text field has the keyboard, keys are text, not shortcuts.
     f.app.world_mut().resource_mut::<KeyboardFree>().0 = false;
     press(&mut f, KeyCode::KeyR);
@@ -194,25 +284,48 @@ fn a_burst_of_snapshots_does_not_pile_up() {
             samples: Some(batch(i, i as f32)),
             ..Snapshot::default()
         });
-        assert!(f.snapshot_rx.len() <= 1, "snapshots queue up: {}", f.snapshot_rx.len());
+        assert!(
+            f.snapshot_rx.len() <= 1,
+            "snapshots queue up: {}",
+            f.snapshot_rx.len()
+        );
     }
     f.app.update();
     let data = f.app.world().resource::<RunData>();
     assert_eq!(data.snapshots, 1, "one merged snapshot reaches the UI");
-    assert_eq!(data.samples.as_ref().unwrap().step, 999, "the newest samples win");
-    assert_eq!(data.losses.len(), 2000, "loss history is merged, not dropped");
+    assert_eq!(
+        data.samples.as_ref().unwrap().step,
+        999,
+        "the newest samples win"
+    );
+    assert_eq!(
+        data.losses.len(),
+        2000,
+        "loss history is merged, not dropped"
+    );
     assert_eq!(data.losses.last().unwrap()[0], 1999.0);
 
     // A long run: the plotted loss history is thinned, so memory stays bounded.
     for i in 0..60u64 {
         let losses = (0..1000).map(|k| (10_000 + i * 1000 + k, 1.0)).collect();
-        f.snapshots.send(Snapshot { generation: 1, losses, ..Snapshot::default() });
+        f.snapshots.send(Snapshot {
+            generation: 1,
+            losses,
+            ..Snapshot::default()
+        });
         f.app.update();
     }
     let data = f.app.world().resource::<RunData>();
-    assert!(data.losses.len() <= MAX_LOSS_POINTS, "{} loss points kept", data.losses.len());
+    assert!(
+        data.losses.len() <= MAX_LOSS_POINTS,
+        "{} loss points kept",
+        data.losses.len()
+    );
     assert!(data.losses.len() > MAX_LOSS_POINTS / 4);
-    assert!(data.losses.windows(2).all(|w| w[0][0] < w[1][0]), "thinning keeps the order");
+    assert!(
+        data.losses.windows(2).all(|w| w[0][0] < w[1][0]),
+        "thinning keeps the order"
+    );
 }
 
 /// The export buttons' writers: samples as .npy and extended XYZ, history as CSV.
@@ -220,8 +333,21 @@ fn a_burst_of_snapshots_does_not_pile_up() {
 fn exports_write_files_people_can_read() {
     let mut f = fake();
     started(&f, 1);
-    let metric = MetricPoint { step: 2, wall_seconds: 0.5, energy_evals: 32, metrics: particle_metrics(None), ess: 0.2, n: 2 };
-    f.snapshots.send(Snapshot { generation: 1, losses: vec![(1, 5.0), (2, 4.0)], metrics: vec![metric], samples: Some(batch(2, 0.5)), ..Snapshot::default() });
+    let metric = MetricPoint {
+        step: 2,
+        wall_seconds: 0.5,
+        energy_evals: 32,
+        metrics: particle_metrics(None),
+        ess: 0.2,
+        n: 2,
+    };
+    f.snapshots.send(Snapshot {
+        generation: 1,
+        losses: vec![(1, 5.0), (2, 4.0)],
+        metrics: vec![metric],
+        samples: Some(batch(2, 0.5)),
+        ..Snapshot::default()
+    });
     f.app.update();
     let data = f.app.world().resource::<RunData>();
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +360,11 @@ fn exports_write_files_people_can_read() {
     let xyz = dir.path().join("s.xyz");
     boltzmann_studio::app::export::write_samples(data, &xyz).unwrap();
     let text = std::fs::read_to_string(&xyz).unwrap();
-    assert_eq!(text.lines().filter(|l| l.trim() == "4").count(), 2, "two frames of 4 particles:\n{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.trim() == "4").count(),
+        2,
+        "two frames of 4 particles:\n{text}"
+    );
     assert!(text.contains("energy="));
 
     let csv = dir.path().join("m.csv");
@@ -242,13 +372,23 @@ fn exports_write_files_people_can_read() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     // train's metrics.csv columns (the app keeps no iteration per loss point).
-    assert_eq!(lines[0], "step,iteration,wall_seconds,loss,energy_evals,energy_w2,x_w2,eq_w2,dist_tv,ess,samples_compared");
+    assert_eq!(
+        lines[0],
+        "step,iteration,wall_seconds,loss,energy_evals,energy_w2,x_w2,eq_w2,dist_tv,ess,samples_compared"
+    );
     assert_eq!(lines.len(), 3, "header + one row per loss point:\n{text}");
-    assert_eq!(lines[2], "2,,0.5,4,32,2,1,,0.1,0.2,2", "the metric lands on its step");
+    assert_eq!(
+        lines[2], "2,,0.5,4,32,2,1,,0.1,0.2,2",
+        "the metric lands on its step"
+    );
 
     // Without samples an export is an error, not an empty file.
     f.app.world_mut().resource_mut::<RunData>().samples = None;
-    let err = boltzmann_studio::app::export::write_samples(f.app.world().resource::<RunData>(), &dir.path().join("none.npy")).unwrap_err();
+    let err = boltzmann_studio::app::export::write_samples(
+        f.app.world().resource::<RunData>(),
+        &dir.path().join("none.npy"),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no samples"));
 }
 
@@ -284,44 +424,107 @@ fn a_lesson_sets_up_its_steps_advances_on_conditions_and_survives_a_broken_step(
     let lesson = LoadedLesson::load(&dir.path().join("l.ron")).unwrap();
     let mut f = fake_with_lessons();
     started(&f, 1);
-    f.app.world_mut().resource_mut::<LessonState>().open(lesson, 0);
+    f.app
+        .world_mut()
+        .resource_mut::<LessonState>()
+        .open(lesson, 0);
     f.app.update();
 
     // Step 1 restarts on its scene with its seed and learning rate, paused.
     let got = drain(&f.commands);
-    let Command::Reset { scene: s, .. } = &got[0] else { panic!("expected a reset, got {got:?}") };
+    let Command::Reset { scene: s, .. } = &got[0] else {
+        panic!("expected a reset, got {got:?}")
+    };
     assert_eq!(s.sampler.seed, 7);
     assert_eq!(s.sampler.learning_rate, 0.005);
     assert!(matches!(got.last(), Some(Command::Pause)));
     // Reset is locked in this step: the action is refused with a notice.
-    assert_eq!(f.app.world().resource::<link::Locked>().0, vec![Control::Reset]);
+    assert_eq!(
+        f.app.world().resource::<link::Locked>().0,
+        vec![Control::Reset]
+    );
     f.app.world_mut().write_message(UiAction::Reset);
     f.app.update();
-    assert!(drain(&f.commands).is_empty(), "a locked control sends nothing");
-    assert!(f.app.world().resource::<RunData>().notices.last().unwrap().text.contains("locked"));
+    assert!(
+        drain(&f.commands).is_empty(),
+        "a locked control sends nothing"
+    );
+    assert!(
+        f.app
+            .world()
+            .resource::<RunData>()
+            .notices
+            .last()
+            .unwrap()
+            .text
+            .contains("locked")
+    );
 
     // The right-arrow action moves on; step 2 plays and waits for 100 gradient steps.
     started(&f, 2);
     f.app.world_mut().write_message(UiAction::NextStep);
     f.app.update();
     f.app.update();
-    assert!(drain(&f.commands).iter().any(|c| matches!(c, Command::Play)));
-    assert_eq!(f.app.world().resource::<boltzmann_studio::app::particles::ViewSettings>().show, boltzmann_studio::view::Show::Trajectory);
-    let counters = |n| boltzmann_studio::sampler::Counters { gradient_steps: n, ..Default::default() };
-    f.snapshots.send(Snapshot { generation: 2, running: true, counters: counters(50), ..Snapshot::default() });
+    assert!(
+        drain(&f.commands)
+            .iter()
+            .any(|c| matches!(c, Command::Play))
+    );
+    assert_eq!(
+        f.app
+            .world()
+            .resource::<boltzmann_studio::app::particles::ViewSettings>()
+            .show,
+        boltzmann_studio::view::Show::Trajectory
+    );
+    let counters = |n| boltzmann_studio::sampler::Counters {
+        gradient_steps: n,
+        ..Default::default()
+    };
+    f.snapshots.send(Snapshot {
+        generation: 2,
+        running: true,
+        counters: counters(50),
+        ..Snapshot::default()
+    });
     f.app.update();
-    assert_eq!(f.app.world().resource::<LessonState>().step, 1, "not yet: 50 < 100");
+    assert_eq!(
+        f.app.world().resource::<LessonState>().step,
+        1,
+        "not yet: 50 < 100"
+    );
     // Step 3's scene disappears before it is reached: a notice, and the lesson goes on.
     std::fs::remove_file(&scene).unwrap();
-    f.snapshots.send(Snapshot { generation: 2, running: true, counters: counters(120), ..Snapshot::default() });
+    f.snapshots.send(Snapshot {
+        generation: 2,
+        running: true,
+        counters: counters(120),
+        ..Snapshot::default()
+    });
     f.app.update();
     f.app.update();
     let state = f.app.world().resource::<LessonState>();
     assert_eq!(state.step, 2, "the condition held: on to step 3");
-    assert!(state.broken.as_deref().is_some_and(|b| b.contains("dw.ron")), "{:?}", state.broken);
+    assert!(
+        state
+            .broken
+            .as_deref()
+            .is_some_and(|b| b.contains("dw.ron")),
+        "{:?}",
+        state.broken
+    );
     let data = f.app.world().resource::<RunData>();
-    assert!(data.notices.last().is_some_and(|n| n.error && n.text.contains("the lesson goes on")));
-    assert!(!drain(&f.commands).iter().any(|c| matches!(c, Command::Reset { .. })), "a broken step restarts nothing");
+    assert!(
+        data.notices
+            .last()
+            .is_some_and(|n| n.error && n.text.contains("the lesson goes on"))
+    );
+    assert!(
+        !drain(&f.commands)
+            .iter()
+            .any(|c| matches!(c, Command::Reset { .. })),
+        "a broken step restarts nothing"
+    );
     f.app.world_mut().write_message(UiAction::NextStep);
     f.app.update();
     let state = f.app.world().resource::<LessonState>();
@@ -343,7 +546,11 @@ fn a_saved_session_reopens_the_same_run() {
     app.add_plugins(MinimalPlugins)
         .init_resource::<ButtonInput<KeyCode>>()
         .insert_resource(Link(WorkerHandle::spawn(scene.clone(), path.clone(), None)))
-        .insert_resource(SceneEdit { scene: scene.clone(), path: path.clone(), speed: 10 })
+        .insert_resource(SceneEdit {
+            scene: scene.clone(),
+            path: path.clone(),
+            speed: 10,
+        })
         .init_resource::<boltzmann_studio::app::particles::ViewSettings>()
         .init_resource::<projector::Projector>()
         .add_plugins((link::plugin, lesson_view::plugin, sessions::plugin));
@@ -357,26 +564,50 @@ fn a_saved_session_reopens_the_same_run() {
     };
     run_until(&mut app, "the run to start", &|d| d.config.is_some());
     // Live edits before training, as a user makes them in the panel.
-    app.world_mut().write_message(UiAction::SetHyper { lane: 0, changes: vec![("learning_rate".into(), 0.004), ("batch_size".into(), 128.0)] });
+    app.world_mut().write_message(UiAction::SetHyper {
+        lane: 0,
+        changes: vec![
+            ("learning_rate".into(), 0.004),
+            ("batch_size".into(), 128.0),
+        ],
+    });
     app.world_mut().write_message(UiAction::SetSpeed(100));
     app.world_mut().write_message(UiAction::Step);
-    run_until(&mut app, "100 gradient steps", &|d| d.losses.len() >= 100 && !d.running);
+    run_until(&mut app, "100 gradient steps", &|d| {
+        d.losses.len() >= 100 && !d.running
+    });
     let first: Vec<[f64; 2]> = app.world().resource::<RunData>().losses[..100].to_vec();
-    app.world_mut().resource_mut::<boltzmann_studio::app::particles::ViewSettings>().color_by = boltzmann_studio::view::ColorBy::LogWeight;
+    app.world_mut()
+        .resource_mut::<boltzmann_studio::app::particles::ViewSettings>()
+        .color_by = boltzmann_studio::view::ColorBy::LogWeight;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("session.ron");
-    app.world_mut().write_message(UiAction::SaveSession(file.clone()));
+    app.world_mut()
+        .write_message(UiAction::SaveSession(file.clone()));
     app.update();
-    assert!(app.world().resource::<RunData>().notices.last().is_some_and(|n| !n.error && n.text.contains("session saved")));
+    assert!(
+        app.world()
+            .resource::<RunData>()
+            .notices
+            .last()
+            .is_some_and(|n| !n.error && n.text.contains("session saved"))
+    );
     drop(app);
 
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(Session::is_session(&text), "{text}");
     let s = Session::load(&file).unwrap();
     assert_eq!(s.scene.sampler.seed, 11);
-    assert_eq!((s.scene.sampler.learning_rate, s.scene.sampler.batch_size), (0.004, 128), "the live hyperparameters are kept");
+    assert_eq!(
+        (s.scene.sampler.learning_rate, s.scene.sampler.batch_size),
+        (0.004, 128),
+        "the live hyperparameters are kept"
+    );
     assert_eq!(s.speed, 100);
-    assert_eq!(s.view.color_by, Some(boltzmann_studio::view::ColorBy::LogWeight));
+    assert_eq!(
+        s.view.color_by,
+        Some(boltzmann_studio::view::ColorBy::LogWeight)
+    );
     assert_eq!(s.scene_path, std::path::absolute(&path).unwrap());
 
     // Reopened: the same first 100 losses.
@@ -385,12 +616,22 @@ fn a_saved_session_reopens_the_same_run() {
     let mut again = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while again.len() < 100 {
-        assert!(std::time::Instant::now() < deadline, "timed out replaying the session");
-        if let Ok(snap) = w.snapshots.recv_timeout(std::time::Duration::from_millis(200)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out replaying the session"
+        );
+        if let Ok(snap) = w
+            .snapshots
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
             again.extend(snap.losses.iter().map(|&(k, l)| [k as f64, l as f64]));
         }
     }
-    assert_eq!(again[..100], first[..], "same seed, same hyperparameters: the same losses");
+    assert_eq!(
+        again[..100],
+        first[..],
+        "same seed, same hyperparameters: the same losses"
+    );
 }
 
 /// The help window lists every key the app answers to (it is built from `KEYS`; this checks
@@ -410,7 +651,10 @@ fn keyboard_help_lists_every_key() {
                 n => n.strip_prefix("Key").unwrap_or(n).to_string(),
             };
             let name = format!("{prefix}{name}");
-            assert!(text.split([' ', '/']).any(|w| w == name) || text.contains(&name), "the help does not list {name}: {text}");
+            assert!(
+                text.split([' ', '/']).any(|w| w == name) || text.contains(&name),
+                "the help does not list {name}: {text}"
+            );
         }
     }
 }
@@ -427,7 +671,14 @@ fn every_character_a_lesson_shows_can_be_drawn() {
     let _ = ctx.run_ui(egui::RawInput::default(), |_| {});
     // The characters of every face in the proportional family's fallback chain (`has_glyph`
     // reports the last fallback's characters as missing).
-    let known: std::collections::BTreeSet<char> = ctx.fonts_mut(|f| f.fonts.font(&egui::FontFamily::Proportional).characters().keys().copied().collect());
+    let known: std::collections::BTreeSet<char> = ctx.fonts_mut(|f| {
+        f.fonts
+            .font(&egui::FontFamily::Proportional)
+            .characters()
+            .keys()
+            .copied()
+            .collect()
+    });
     let mut missing = Vec::new();
     let mut check = |where_: String, text: &str| {
         for c in text.chars().filter(|c| !c.is_whitespace()) {
@@ -440,19 +691,33 @@ fn every_character_a_lesson_shows_can_be_drawn() {
     for entry in std::fs::read_dir(common::repo("src/app")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim_start().starts_with("//"))
+        {
             let code = line.split(" // ").next().unwrap_or(line);
-            check(format!("{}:{}", path.display(), n + 1), &code.chars().filter(|c| !c.is_ascii()).collect::<String>());
+            check(
+                format!("{}:{}", path.display(), n + 1),
+                &code.chars().filter(|c| !c.is_ascii()).collect::<String>(),
+            );
         }
     }
     for (path, _) in list_lessons(&common::repo("lessons")) {
         let l = LoadedLesson::load(&path).unwrap();
         check(format!("{} title", path.display()), &l.lesson.title);
         for (i, s) in l.lesson.steps.iter().enumerate() {
-            check(format!("{} step {}", path.display(), i + 1), &format!("{} {}", s.title, s.caption));
+            check(
+                format!("{} step {}", path.display(), i + 1),
+                &format!("{} {}", s.title, s.caption),
+            );
         }
     }
-    assert!(missing.is_empty(), "glyphs egui cannot draw:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "glyphs egui cannot draw:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// Regression: a lesson's live edit was reverted by the next touch of the panel (the panel kept
@@ -472,14 +737,30 @@ fn the_panel_follows_edits_made_elsewhere() {
     cfg.learning_rate = 0.0042;
     data.config = Some(Arc::new(cfg.clone()));
     state.sync_hyper(&data);
-    assert_eq!(state.hyper().unwrap().learning_rate, 0.0042, "the panel shows the lesson's value");
+    assert_eq!(
+        state.hyper().unwrap().learning_rate,
+        0.0042,
+        "the panel shows the lesson's value"
+    );
     // A touch of another row sends that row alone.
-    f.app.world_mut().write_message(UiAction::SetHyper { lane: 0, changes: vec![("batch_size".into(), 64.0)] });
+    f.app.world_mut().write_message(UiAction::SetHyper {
+        lane: 0,
+        changes: vec![("batch_size".into(), 64.0)],
+    });
     f.app.update();
     let sent: Vec<Command> = f.commands.try_iter().collect();
     assert!(
         sent.iter().any(|c| matches!(c, Command::SetHyper { lane: 0, changes } if changes == &vec![("batch_size".to_string(), 64.0)])),
         "{sent:?}"
     );
-    assert_eq!(f.app.world().resource::<SceneEdit>().scene.sampler.batch_size, 64, "a single run's edit is also the next reset's");
+    assert_eq!(
+        f.app
+            .world()
+            .resource::<SceneEdit>()
+            .scene
+            .sampler
+            .batch_size,
+        64,
+        "a single run's edit is also the next reset's"
+    );
 }

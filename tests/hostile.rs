@@ -11,7 +11,15 @@ use std::process::Command;
 /// killed, exit 137, and fails the check), with RUST_BACKTRACE set as a developer's shell has it.
 fn hostile(args: &[&str]) -> (i32, String) {
     let o = Command::new("timeout")
-        .args(["-s", "KILL", "120", "sh", "-c", "ulimit -v 4194304; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_boltzmann-studio")])
+        .args([
+            "-s",
+            "KILL",
+            "120",
+            "sh",
+            "-c",
+            "ulimit -v 4194304; exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_boltzmann-studio"),
+        ])
         .args(args)
         .current_dir(common::repo("."))
         .env("RUST_BACKTRACE", "1")
@@ -24,10 +32,23 @@ fn hostile(args: &[&str]) -> (i32, String) {
 #[track_caller]
 fn refused(args: &[&str], want: &str) {
     let (code, err) = hostile(args);
-    assert!(code == 1 || code == 2, "{args:?}: exit {code}, stderr:\n{}", common::excerpt(&err));
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line on stderr, got:\n{}", common::excerpt(&err));
+    assert!(
+        code == 1 || code == 2,
+        "{args:?}: exit {code}, stderr:\n{}",
+        common::excerpt(&err)
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line on stderr, got:\n{}",
+        common::excerpt(&err)
+    );
     assert!(err.contains(want), "{args:?}: expected '{want}' in: {err}");
-    assert!(err.len() < 1000, "{args:?}: a short message, got {} bytes", err.len());
+    assert!(
+        err.len() < 1000,
+        "{args:?}: a short message, got {} bytes",
+        err.len()
+    );
 }
 
 /// A DW-4 scene small enough to train in a second, with its reference given by absolute path.
@@ -53,22 +74,73 @@ fn scene_sizes_are_bounded_at_their_fields() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let cases: [(&str, &str, &str); 12] = [
-        ("batch_size: 16", "batch_size: 1000000000000", "sampler.batch_size must be at most 100000 (got 1000000000000, which would need at least"),
-        ("batch_size: 16", "batch_size: 18446744073709551615", "sampler.batch_size must be at most 100000"),
-        ("new_samples: 16", "new_samples: 1000000000000", "sampler.new_samples must be at most 100000"),
-        ("hidden: 8", "hidden: 1000000000", "network.hidden must be at most 4096"),
-        ("layers: 1", "layers: 1000000000", "network.layers must be at most 64"),
-        ("sde_steps: 10", "sde_steps: 1000000000000", "sampler.sde_steps must be at most 100000"),
-        ("sde_steps: 10", "sde_steps: 10, sample_steps: Some(1000000000000)", "sampler.sample_steps must be at most 100000"),
-        ("chains: 4", "chains: 1000000000000", "reference.mcmc.chains must be at most 100000"),
-        ("eval_samples: 100", "eval_samples: 1000000000000", "schedule.eval_samples must be at most 5000"),
-        ("grid: 2", "grid: 1000000000", "view.grid must be at most 12"),
-        ("sde_steps: 10", "sde_steps: 10, sigma_min: 1e-300, sigma_max: 1e300", "sampler.sigma_min must be between 1e-6 and 1000"),
-        ("sde_steps: 10", "sde_steps: 10, sigma_min: 1e-3, sigma_max: 1e300", "sampler.sigma_max must be at most 1000"),
+        (
+            "batch_size: 16",
+            "batch_size: 1000000000000",
+            "sampler.batch_size must be at most 100000 (got 1000000000000, which would need at least",
+        ),
+        (
+            "batch_size: 16",
+            "batch_size: 18446744073709551615",
+            "sampler.batch_size must be at most 100000",
+        ),
+        (
+            "new_samples: 16",
+            "new_samples: 1000000000000",
+            "sampler.new_samples must be at most 100000",
+        ),
+        (
+            "hidden: 8",
+            "hidden: 1000000000",
+            "network.hidden must be at most 4096",
+        ),
+        (
+            "layers: 1",
+            "layers: 1000000000",
+            "network.layers must be at most 64",
+        ),
+        (
+            "sde_steps: 10",
+            "sde_steps: 1000000000000",
+            "sampler.sde_steps must be at most 100000",
+        ),
+        (
+            "sde_steps: 10",
+            "sde_steps: 10, sample_steps: Some(1000000000000)",
+            "sampler.sample_steps must be at most 100000",
+        ),
+        (
+            "chains: 4",
+            "chains: 1000000000000",
+            "reference.mcmc.chains must be at most 100000",
+        ),
+        (
+            "eval_samples: 100",
+            "eval_samples: 1000000000000",
+            "schedule.eval_samples must be at most 5000",
+        ),
+        (
+            "grid: 2",
+            "grid: 1000000000",
+            "view.grid must be at most 12",
+        ),
+        (
+            "sde_steps: 10",
+            "sde_steps: 10, sigma_min: 1e-300, sigma_max: 1e300",
+            "sampler.sigma_min must be between 1e-6 and 1000",
+        ),
+        (
+            "sde_steps: 10",
+            "sde_steps: 10, sigma_min: 1e-3, sigma_max: 1e300",
+            "sampler.sigma_max must be at most 1000",
+        ),
     ];
     for (from, to, want) in cases {
         let scene = tiny_scene(dir.path(), |t| t.replacen(from, to, 1));
-        refused(&["train", s(&scene), "--out", s(&out), "--steps", "1"], want);
+        refused(
+            &["train", s(&scene), "--out", s(&out), "--steps", "1"],
+            want,
+        );
     }
     assert!(!out.exists(), "a refused scene leaves no run folder");
 }
@@ -82,14 +154,79 @@ fn npy_shapes_are_checked_and_special_files_refused() {
     let bad = dir.path().join("overflow.npy");
     std::fs::write(&bad, bytes).unwrap();
     let out = dir.path().join("e.npy");
-    refused(&["eval", "scenes/dw4.ron", "--samples", s(&bad)], "more data than any file holds");
-    refused(&["energy", "scenes/dw4.ron", "--input", s(&bad), "--out", s(&out)], "more data than any file holds");
-    refused(&["train", "/dev/zero", "--out", s(&dir.path().join("r")), "--steps", "1"], "/dev/zero: is not a regular file");
-    refused(&["energy", "scenes/dw4.ron", "--input", "/dev/zero", "--out", s(&out)], "/dev/zero: is not a regular file");
-    refused(&["eval", "scenes/dw4.ron", "--samples", "assets/reference/dw4.npy", "--reference", "/dev/zero"], "/dev/zero: is not a regular file");
-    refused(&["eval", "scenes/dw4.ron", "--samples", "assets/reference/dw4.npy", "--reference", "/tmp"], "/tmp: is a folder");
-    let big = tiny_scene(dir.path(), |t| t.replacen("Scene(", &format!("// {}\nScene(", "x".repeat(17 << 20)), 1));
-    refused(&["train", s(&big), "--out", s(&dir.path().join("r")), "--steps", "1"], "limited to 17 MB");
+    refused(
+        &["eval", "scenes/dw4.ron", "--samples", s(&bad)],
+        "more data than any file holds",
+    );
+    refused(
+        &[
+            "energy",
+            "scenes/dw4.ron",
+            "--input",
+            s(&bad),
+            "--out",
+            s(&out),
+        ],
+        "more data than any file holds",
+    );
+    refused(
+        &[
+            "train",
+            "/dev/zero",
+            "--out",
+            s(&dir.path().join("r")),
+            "--steps",
+            "1",
+        ],
+        "/dev/zero: is not a regular file",
+    );
+    refused(
+        &[
+            "energy",
+            "scenes/dw4.ron",
+            "--input",
+            "/dev/zero",
+            "--out",
+            s(&out),
+        ],
+        "/dev/zero: is not a regular file",
+    );
+    refused(
+        &[
+            "eval",
+            "scenes/dw4.ron",
+            "--samples",
+            "assets/reference/dw4.npy",
+            "--reference",
+            "/dev/zero",
+        ],
+        "/dev/zero: is not a regular file",
+    );
+    refused(
+        &[
+            "eval",
+            "scenes/dw4.ron",
+            "--samples",
+            "assets/reference/dw4.npy",
+            "--reference",
+            "/tmp",
+        ],
+        "/tmp: is a folder",
+    );
+    let big = tiny_scene(dir.path(), |t| {
+        t.replacen("Scene(", &format!("// {}\nScene(", "x".repeat(17 << 20)), 1)
+    });
+    refused(
+        &[
+            "train",
+            s(&big),
+            "--out",
+            s(&dir.path().join("r")),
+            "--steps",
+            "1",
+        ],
+        "limited to 17 MB",
+    );
 }
 
 /// Found 2 (flags) and 7: counts on the command line, negative numbers, a byte-order mark, and a
@@ -97,14 +234,68 @@ fn npy_shapes_are_checked_and_special_files_refused() {
 #[test]
 fn flags_and_small_ones() {
     let dir = tempfile::tempdir().unwrap();
-    refused(&["train", "scenes/dw4.ron", "--out", s(&dir.path().join("r")), "--minutes", "-1"], "--minutes must be a positive number (got -1)");
-    refused(&["train", "scenes/dw4.ron", "--out", s(&dir.path().join("r")), "--steps", "-1"], "must be at least 1 (got -1)");
-    refused(&["eval", "scenes/dw4.ron", "--samples", "assets/reference/dw4.npy", "--n", "1000000000000"], "--n must be at most 5000");
+    refused(
+        &[
+            "train",
+            "scenes/dw4.ron",
+            "--out",
+            s(&dir.path().join("r")),
+            "--minutes",
+            "-1",
+        ],
+        "--minutes must be a positive number (got -1)",
+    );
+    refused(
+        &[
+            "train",
+            "scenes/dw4.ron",
+            "--out",
+            s(&dir.path().join("r")),
+            "--steps",
+            "-1",
+        ],
+        "must be at least 1 (got -1)",
+    );
+    refused(
+        &[
+            "eval",
+            "scenes/dw4.ron",
+            "--samples",
+            "assets/reference/dw4.npy",
+            "--n",
+            "1000000000000",
+        ],
+        "--n must be at most 5000",
+    );
     let bom = tiny_scene(dir.path(), |t| format!("\u{feff}{t}"));
-    let (code, err) = hostile(&["eval", s(&bom), "--samples", "assets/reference/dw4.npy", "--n", "50", "--skip-eq"]);
+    let (code, err) = hostile(&[
+        "eval",
+        s(&bom),
+        "--samples",
+        "assets/reference/dw4.npy",
+        "--n",
+        "50",
+        "--skip-eq",
+    ]);
     assert_eq!(code, 0, "a scene with a byte-order mark reads: {err}");
-    let long = tiny_scene(dir.path(), |t| t.replacen("system: DoubleWell4", &format!("system: {}", "A".repeat(5 << 20)), 1));
-    refused(&["train", s(&long), "--out", s(&dir.path().join("r")), "--steps", "1"], "characters)");
+    let long = tiny_scene(dir.path(), |t| {
+        t.replacen(
+            "system: DoubleWell4",
+            &format!("system: {}", "A".repeat(5 << 20)),
+            1,
+        )
+    });
+    refused(
+        &[
+            "train",
+            s(&long),
+            "--out",
+            s(&dir.path().join("r")),
+            "--steps",
+            "1",
+        ],
+        "characters)",
+    );
 }
 
 /// Found 2 (run state) and 6: a run folder edited by hand, or left by a diverged run.
@@ -118,8 +309,15 @@ fn run_folders_with_bad_state_are_refused() {
     assert!(o.status.success(), "{}", common::stderr(&o));
     let npy = dir.path().join("x.npy");
     let sample = |run: &Path| hostile(&["sample", s(run), "--n", "10", "--out", s(&npy)]);
-    assert_eq!(sample(&run).0, 0, "the run samples before it is tampered with");
-    refused(&["sample", s(&run), "--n", "1000000000000", "--out", s(&npy)], "--n must be at most 1000000");
+    assert_eq!(
+        sample(&run).0,
+        0,
+        "the run samples before it is tampered with"
+    );
+    refused(
+        &["sample", s(&run), "--n", "1000000000000", "--out", s(&npy)],
+        "--n must be at most 1000000",
+    );
 
     let copy = |name: &str| {
         let d = dir.path().join(name);
@@ -131,26 +329,70 @@ fn run_folders_with_bad_state_are_refused() {
     let state = common::checkpoint(&huge).join("state.json");
     let js = std::fs::read_to_string(&state).unwrap();
     assert!(js.contains("\"sde_steps\": 10"), "{js}");
-    std::fs::write(&state, js.replacen("\"sde_steps\": 10", "\"sde_steps\": 1000000000000", 1)).unwrap();
-    refused(&["sample", s(&huge), "--n", "10", "--out", s(&npy)], "state.json: sde_steps must be at most 100000");
-    refused(&["train", s(&scene), "--out", s(&huge), "--resume", "--steps", "4"], "state.json: sde_steps must be at most 100000");
+    std::fs::write(
+        &state,
+        js.replacen("\"sde_steps\": 10", "\"sde_steps\": 1000000000000", 1),
+    )
+    .unwrap();
+    refused(
+        &["sample", s(&huge), "--n", "10", "--out", s(&npy)],
+        "state.json: sde_steps must be at most 100000",
+    );
+    refused(
+        &[
+            "train",
+            s(&scene),
+            "--out",
+            s(&huge),
+            "--resume",
+            "--steps",
+            "4",
+        ],
+        "state.json: sde_steps must be at most 100000",
+    );
 
     let rewrite = |d: &Path, file: &str, f: &dyn Fn(&str, Tensor) -> Tensor| {
         let p = common::checkpoint(d).join(file);
         let tensors = candle_core::safetensors::load(&p, &Device::Cpu).unwrap();
-        let out: std::collections::HashMap<String, Tensor> = tensors.into_iter().map(|(k, v)| (k.clone(), f(&k, v))).collect();
+        let out: std::collections::HashMap<String, Tensor> = tensors
+            .into_iter()
+            .map(|(k, v)| (k.clone(), f(&k, v)))
+            .collect();
         candle_core::safetensors::save(&out, &p).unwrap();
     };
     // All-NaN weights: sample wrote an all-NaN .npy and exit 0.
     let nan = copy("nan");
-    rewrite(&nan, "checkpoint.safetensors", &|_, t| (t.zeros_like().unwrap() * f64::NAN).unwrap());
-    refused(&["sample", s(&nan), "--n", "10", "--out", s(&npy)], "hold NaN or infinite values");
+    rewrite(&nan, "checkpoint.safetensors", &|_, t| {
+        (t.zeros_like().unwrap() * f64::NAN).unwrap()
+    });
+    refused(
+        &["sample", s(&nan), "--n", "10", "--out", s(&npy)],
+        "hold NaN or infinite values",
+    );
     // A tensor of another shape: a 30-line candle backtrace with RUST_BACKTRACE set.
     let shape = copy("shape");
-    rewrite(&shape, "checkpoint.safetensors", &|_, t| Tensor::zeros(3, t.dtype(), &Device::Cpu).unwrap());
-    refused(&["sample", s(&shape), "--n", "10", "--out", s(&npy)], "checkpoint.safetensors: not a checkpoint of this scene's network");
+    rewrite(&shape, "checkpoint.safetensors", &|_, t| {
+        Tensor::zeros(3, t.dtype(), &Device::Cpu).unwrap()
+    });
+    refused(
+        &["sample", s(&shape), "--n", "10", "--out", s(&npy)],
+        "checkpoint.safetensors: not a checkpoint of this scene's network",
+    );
     // Another dtype in the state: the error named no file.
     let dtype = copy("dtype");
-    rewrite(&dtype, "state.safetensors", &|_, t| t.to_dtype(DType::F64).unwrap());
-    refused(&["train", s(&scene), "--out", s(&dtype), "--resume", "--steps", "4"], "state.safetensors");
+    rewrite(&dtype, "state.safetensors", &|_, t| {
+        t.to_dtype(DType::F64).unwrap()
+    });
+    refused(
+        &[
+            "train",
+            s(&scene),
+            "--out",
+            s(&dtype),
+            "--resume",
+            "--steps",
+            "4",
+        ],
+        "state.safetensors",
+    );
 }

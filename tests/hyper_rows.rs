@@ -15,7 +15,15 @@ fn tiny(kind: SamplerKind) -> Scene {
 }
 
 fn dw4_kinds() -> Vec<SamplerKind> {
-    SamplerKind::all().filter(|k| boltzmann_studio::sampler::check_system(*k, &boltzmann_studio::energy::DoubleWell::dw4()).is_ok()).collect()
+    SamplerKind::all()
+        .filter(|k| {
+            boltzmann_studio::sampler::check_system(
+                *k,
+                &boltzmann_studio::energy::DoubleWell::dw4(),
+            )
+            .is_ok()
+        })
+        .collect()
 }
 
 #[test]
@@ -29,17 +37,36 @@ fn every_kind_is_registered_once_with_consistent_rows() {
         assert_eq!(a.info().variant.parse::<SamplerKind>().unwrap(), *a);
         let rows = a.rows();
         for (j, r) in rows.iter().enumerate() {
-            assert!(rows[j + 1..].iter().all(|s| s.key != r.key), "{a:?}: row {} twice", r.key);
-            assert!(!r.help.is_empty() && !r.label.is_empty(), "{a:?}: row {} has no help", r.key);
+            assert!(
+                rows[j + 1..].iter().all(|s| s.key != r.key),
+                "{a:?}: row {} twice",
+                r.key
+            );
+            assert!(
+                !r.help.is_empty() && !r.label.is_empty(),
+                "{a:?}: row {} has no help",
+                r.key
+            );
             // A key two kinds share means the same row everywhere (lessons name rows by key).
             let shared = hyper::any_row(r.key).unwrap();
-            assert_eq!((shared.field, shared.live, shared.label), (r.field, r.live, r.label), "{a:?}: {}", r.key);
+            assert_eq!(
+                (shared.field, shared.live, shared.label),
+                (r.field, r.live, r.label),
+                "{a:?}: {}",
+                r.key
+            );
             // The row's default value passes its own bound.
             let cfg = tiny(*a).sampler;
-            r.check((r.get)(&cfg), 2, &cfg).unwrap_or_else(|m| panic!("{a:?}: {} {m}", r.key));
+            r.check((r.get)(&cfg), 2, &cfg)
+                .unwrap_or_else(|m| panic!("{a:?}: {} {m}", r.key));
         }
     }
-    assert!("nope".parse::<SamplerKind>().unwrap_err().contains("known: adjoint"));
+    assert!(
+        "nope"
+            .parse::<SamplerKind>()
+            .unwrap_err()
+            .contains("known: adjoint")
+    );
 }
 
 /// Regression: `buffer_size` applied live but the panel listed it under "needs a reset". The
@@ -48,7 +75,9 @@ fn every_kind_is_registered_once_with_consistent_rows() {
 #[test]
 fn buffer_size_is_a_live_row_that_a_running_sampler_takes() {
     for kind in dw4_kinds().into_iter().filter(|k| k.learns()) {
-        let r = hyper::row(&kind.rows(), "buffer_size").copied().unwrap_or_else(|| panic!("{kind:?} has no buffer_size row"));
+        let r = hyper::row(&kind.rows(), "buffer_size")
+            .copied()
+            .unwrap_or_else(|| panic!("{kind:?} has no buffer_size row"));
         assert!(r.live, "{kind:?}");
         let mut s = tiny(kind).build_sampler().unwrap();
         s.advance().unwrap();
@@ -57,7 +86,10 @@ fn buffer_size_is_a_live_row_that_a_running_sampler_takes() {
         s.advance().unwrap();
         // A reset-only row is refused while running, with its name.
         let e = s.set_hyper("sigma_max", 3.0).unwrap_err().to_string();
-        assert!(e.contains("sigma_max") && e.contains("reset"), "{kind:?}: {e}");
+        assert!(
+            e.contains("sigma_max") && e.contains("reset"),
+            "{kind:?}: {e}"
+        );
     }
 }
 
@@ -69,10 +101,28 @@ fn a_sample_seed_repeats_and_two_seeds_differ() {
     for kind in dw4_kinds() {
         let mut s = tiny(kind).build_sampler().unwrap();
         s.advance().unwrap();
-        let draw = |s: &mut Box<dyn boltzmann_studio::sampler::Sampler>, seed| s.sample(16, SampleOptions { fill: true, seed: Some(seed), ..SampleOptions::default() }).unwrap().x;
+        let draw = |s: &mut Box<dyn boltzmann_studio::sampler::Sampler>, seed| {
+            s.sample(
+                16,
+                SampleOptions {
+                    fill: true,
+                    seed: Some(seed),
+                    ..SampleOptions::default()
+                },
+            )
+            .unwrap()
+            .x
+        };
         let a = draw(&mut s, 1);
         // Unseeded draws in between must not matter.
-        s.sample(16, SampleOptions { fill: true, ..SampleOptions::default() }).unwrap();
+        s.sample(
+            16,
+            SampleOptions {
+                fill: true,
+                ..SampleOptions::default()
+            },
+        )
+        .unwrap();
         let again = draw(&mut s, 1);
         let b = draw(&mut s, 2);
         assert_eq!(a, again, "{kind:?}: the same seed repeats");

@@ -38,7 +38,11 @@ fn imports(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
         }
     };
     // Comments do not import: drop `//` tails (doc links name modules freely).
-    let code: String = text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut rest = code.as_str();
     while let Some(i) = rest.find("crate::") {
         rest = &rest[i + "crate::".len()..];
@@ -48,7 +52,10 @@ fn imports(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
                 add(part.trim().split("::").next().unwrap_or("").trim());
             }
         } else {
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             add(&name);
         }
     }
@@ -57,7 +64,12 @@ fn imports(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
 
 fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     // Depth-first search with colours; the stack holds the current path.
-    fn visit(n: &str, g: &BTreeMap<String, BTreeSet<String>>, colour: &mut BTreeMap<String, u8>, stack: &mut Vec<String>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        colour: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
         colour.insert(n.to_string(), 1);
         stack.push(n.to_string());
         for m in g.get(n).into_iter().flatten() {
@@ -100,13 +112,22 @@ fn core_graph() -> BTreeMap<String, BTreeSet<String>> {
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     let modules: BTreeSet<String> = lib
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("pub mod ").or_else(|| l.trim().strip_prefix("mod ")))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("pub mod ")
+                .or_else(|| l.trim().strip_prefix("mod "))
+        })
         .map(|m| m.trim_end_matches(';').trim().to_string())
         .filter(|m| m != "app")
         .collect();
-    let mut graph: BTreeMap<String, BTreeSet<String>> = modules.iter().map(|m| (m.clone(), BTreeSet::new())).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = modules
+        .iter()
+        .map(|m| (m.clone(), BTreeSet::new()))
+        .collect();
     for f in files {
-        let Some(m) = module_of(&src, &f) else { continue };
+        let Some(m) = module_of(&src, &f) else {
+            continue;
+        };
         if !modules.contains(&m) {
             continue;
         }
@@ -127,17 +148,38 @@ fn the_core_has_no_import_cycle() {
     let graph = core_graph();
     assert!(graph.len() > 10, "read the core's modules: {graph:?}");
     if let Some(cycle) = find_cycle(&graph) {
-        let edges: Vec<String> = graph.iter().map(|(k, v)| format!("  {k} -> {}", v.iter().cloned().collect::<Vec<_>>().join(", "))).collect();
-        panic!("import cycle among the core's modules: {}\n{}", cycle.join(" -> "), edges.join("\n"));
+        let edges: Vec<String> = graph
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "  {k} -> {}",
+                    v.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
+        panic!(
+            "import cycle among the core's modules: {}\n{}",
+            cycle.join(" -> "),
+            edges.join("\n")
+        );
     }
 }
 
 /// The reader itself: a planted cycle is found, grouped imports are split, comments ignored.
 #[test]
 fn the_cycle_reader_finds_planted_cycles() {
-    let modules: BTreeSet<String> = ["a", "b", "c", "error"].iter().map(|s| s.to_string()).collect();
-    let got = imports("use crate::{a::X, b};\n// crate::c in a comment\nfn f() -> crate::Result<()> { Ok(()) }", &modules);
-    assert_eq!(got, ["a", "b", "error"].iter().map(|s| s.to_string()).collect());
+    let modules: BTreeSet<String> = ["a", "b", "c", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let got = imports(
+        "use crate::{a::X, b};\n// crate::c in a comment\nfn f() -> crate::Result<()> { Ok(()) }",
+        &modules,
+    );
+    assert_eq!(
+        got,
+        ["a", "b", "error"].iter().map(|s| s.to_string()).collect()
+    );
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     g.insert("a".into(), ["b".to_string()].into());
     g.insert("b".into(), ["c".to_string()].into());

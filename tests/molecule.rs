@@ -12,7 +12,8 @@ const PRMTOP: &str = "assets/molecules/alanine-dipeptide.prmtop";
 const PDB: &str = "assets/molecules/alanine-dipeptide.pdb";
 
 fn fixture() -> Value {
-    let text = std::fs::read_to_string("tests/fixtures/molecules/alanine-dipeptide-openmm.json").unwrap();
+    let text =
+        std::fs::read_to_string("tests/fixtures/molecules/alanine-dipeptide-openmm.json").unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -25,7 +26,14 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn molecule(torsions: &[[usize; 4]]) -> AmberMolecule {
-    let specs: Vec<TorsionSpec> = torsions.iter().enumerate().map(|(i, &atoms)| TorsionSpec { name: format!("t{i}"), atoms }).collect();
+    let specs: Vec<TorsionSpec> = torsions
+        .iter()
+        .enumerate()
+        .map(|(i, &atoms)| TorsionSpec {
+            name: format!("t{i}"),
+            atoms,
+        })
+        .collect();
     match AmberMolecule::load(Path::new(PRMTOP), Path::new(PDB), &specs, 300.0) {
         Ok(m) => m,
         Err(e) => panic!("{e:?}"),
@@ -33,10 +41,20 @@ fn molecule(torsions: &[[usize; 4]]) -> AmberMolecule {
 }
 
 fn fixture_torsions(f: &Value) -> Vec<[usize; 4]> {
-    f["torsions"].as_array().unwrap().iter().map(|t| {
-        let v: Vec<usize> = t.as_array().unwrap().iter().map(|a| a.as_u64().unwrap() as usize).collect();
-        [v[0], v[1], v[2], v[3]]
-    }).collect()
+    f["torsions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let v: Vec<usize> = t
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_u64().unwrap() as usize)
+                .collect();
+            [v[0], v[1], v[2], v[3]]
+        })
+        .collect()
 }
 
 /// Energies to 1e-4 relative (of max(|E|, 1 kcal/mol)) and forces to 1e-4 relative in norm.
@@ -48,7 +66,10 @@ fn energies_and_forces_match_openmm() {
     let mol = molecule(&fixture_torsions(&f));
     let ff = mol.force_field();
     let configs = f["configurations"].as_array().unwrap();
-    assert!(configs.len() >= 21, "the fixture has the shipped structure and at least 20 random ones");
+    assert!(
+        configs.len() >= 21,
+        "the fixture has the shipped structure and at least 20 random ones"
+    );
     let mut worst_e = 0.0f64;
     let mut worst_f = 0.0f64;
     for (c, conf) in configs.iter().enumerate() {
@@ -58,28 +79,66 @@ fn energies_and_forces_match_openmm() {
         let mut g = vec![0.0; x.len()];
         let terms = ff.terms_grad(&x, &mut g);
         let rel_e = (terms.total() - want_e).abs() / want_e.abs().max(1.0);
-        let diff: f64 = g.iter().zip(&want_f).map(|(g, f)| (-g - f).powi(2)).sum::<f64>().sqrt();
+        let diff: f64 = g
+            .iter()
+            .zip(&want_f)
+            .map(|(g, f)| (-g - f).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let norm: f64 = want_f.iter().map(|f| f * f).sum::<f64>().sqrt();
         let rel_f = diff / norm;
-        assert!(rel_e < 1e-4, "configuration {c}: E = {} against OpenMM's {want_e}", terms.total());
-        assert!(rel_f < 1e-4, "configuration {c}: |F − F_openmm| / |F_openmm| = {rel_f:e}");
+        assert!(
+            rel_e < 1e-4,
+            "configuration {c}: E = {} against OpenMM's {want_e}",
+            terms.total()
+        );
+        assert!(
+            rel_f < 1e-4,
+            "configuration {c}: |F − F_openmm| / |F_openmm| = {rel_f:e}"
+        );
         // Term by term, tightly, so that a mismatch says where: the same terms in double
         // precision agree to 1e-7 relative (the Coulomb constant is given to 9 digits).
         let t = &conf["terms"];
         // The non-bonded term is a small difference of large parts: its scale is |LJ| + |Coulomb|.
         let nb_scale = terms.lennard_jones.abs() + terms.coulomb.abs();
         for (ours, theirs, scale, name) in [
-            (terms.bond, t["HarmonicBondForce"].as_f64().unwrap(), terms.bond.abs(), "bonds"),
-            (terms.angle, t["HarmonicAngleForce"].as_f64().unwrap(), terms.angle.abs(), "angles"),
-            (terms.torsion, t["PeriodicTorsionForce"].as_f64().unwrap(), terms.torsion.abs(), "torsions"),
-            (terms.lennard_jones + terms.coulomb, t["NonbondedForce"].as_f64().unwrap(), nb_scale, "non-bonded"),
+            (
+                terms.bond,
+                t["HarmonicBondForce"].as_f64().unwrap(),
+                terms.bond.abs(),
+                "bonds",
+            ),
+            (
+                terms.angle,
+                t["HarmonicAngleForce"].as_f64().unwrap(),
+                terms.angle.abs(),
+                "angles",
+            ),
+            (
+                terms.torsion,
+                t["PeriodicTorsionForce"].as_f64().unwrap(),
+                terms.torsion.abs(),
+                "torsions",
+            ),
+            (
+                terms.lennard_jones + terms.coulomb,
+                t["NonbondedForce"].as_f64().unwrap(),
+                nb_scale,
+                "non-bonded",
+            ),
         ] {
-            assert!((ours - theirs).abs() < 1e-7 * scale.max(1.0), "configuration {c}, {name}: {ours} against {theirs}");
+            assert!(
+                (ours - theirs).abs() < 1e-7 * scale.max(1.0),
+                "configuration {c}, {name}: {ours} against {theirs}"
+            );
         }
         worst_e = worst_e.max(rel_e);
         worst_f = worst_f.max(rel_f);
     }
-    eprintln!("{} configurations: worst relative energy error {worst_e:.1e}, force error {worst_f:.1e}", configs.len());
+    eprintln!(
+        "{} configurations: worst relative energy error {worst_e:.1e}, force error {worst_f:.1e}",
+        configs.len()
+    );
 }
 
 /// The fixture's configurations were made by its own rotation code from the same torsion values:
@@ -93,7 +152,11 @@ fn torsion_map_reproduces_the_fixture_positions() {
         let theta = floats(&conf["torsions"]);
         let want = floats(&conf["positions"]);
         let got = Molecule::positions(&mol, &theta);
-        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(err < 1e-6, "configuration {c}: positions differ by {err} Å");
         let back = mol.space().angles(&got);
         for (a, b) in back.iter().zip(&theta) {
@@ -119,7 +182,11 @@ fn torsion_gradient_matches_finite_differences() {
             tp[k] += h;
             tm[k] -= h;
             let fd = (mol.energy(&tp) - mol.energy(&tm)) / (2.0 * h);
-            assert!((g[k] - fd).abs() < 1e-5 * fd.abs().max(1.0), "torsion {k}: {} against {fd}", g[k]);
+            assert!(
+                (g[k] - fd).abs() < 1e-5 * fd.abs().max(1.0),
+                "torsion {k}: {} against {fd}",
+                g[k]
+            );
         }
     }
 }

@@ -13,8 +13,22 @@ use boltzmann_studio::sampler::SamplerKind;
 use boltzmann_studio::scene::Scene;
 use proptest::prelude::*;
 
-const HOSTILE: [&str; 14] =
-    ["0", "-1", "1", "1000000000000", "18446744073709551615", "18446744073709551616", "1e300", "-1e300", "1e-300", "NaN", "inf", "4611686018427387904", "0.5", "65536"];
+const HOSTILE: [&str; 14] = [
+    "0",
+    "-1",
+    "1",
+    "1000000000000",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1e300",
+    "-1e300",
+    "1e-300",
+    "NaN",
+    "inf",
+    "4611686018427387904",
+    "0.5",
+    "65536",
+];
 
 /// Byte ranges of the numbers in `text` (digits, with a leading sign, '.', exponent).
 fn numbers(text: &str) -> Vec<(usize, usize)> {
@@ -22,10 +36,15 @@ fn numbers(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let starts = b[i].is_ascii_digit() && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+        let starts = b[i].is_ascii_digit()
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
         if starts {
             let mut j = i;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'.' || ((b[j] == b'-' || b[j] == b'+') && matches!(b[j - 1], b'e' | b'E'))) {
+            while j < b.len()
+                && (b[j].is_ascii_alphanumeric()
+                    || b[j] == b'.'
+                    || ((b[j] == b'-' || b[j] == b'+') && matches!(b[j - 1], b'e' | b'E')))
+            {
                 j += 1;
             }
             out.push((if i > 0 && b[i - 1] == b'-' { i - 1 } else { i }, j));
@@ -52,14 +71,25 @@ fn read(path: &str) -> String {
 }
 
 fn files(dir: &str) -> Vec<(String, String)> {
-    boltzmann_studio::scene::ron_files(&common::repo(dir)).into_iter().map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap())).collect()
+    boltzmann_studio::scene::ron_files(&common::repo(dir))
+        .into_iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect()
 }
 
 #[track_caller]
 fn one_line<T>(r: Result<T, boltzmann_studio::Error>) {
     if let Err(e) = r {
         let m = e.to_string();
-        assert!(!m.contains('\n') && m.len() < 1200, "error is not one short line: {m}");
+        assert!(
+            !m.contains('\n') && m.len() < 1200,
+            "error is not one short line: {m}"
+        );
     }
 }
 
@@ -161,6 +191,9 @@ proptest! {
 
 #[test]
 fn mutation_replaces_one_number() {
-    assert_eq!(numbers("a: 12, b: -3.5e-2, c1: 7"), [(3, 5), (10, 17), (23, 24)]);
+    assert_eq!(
+        numbers("a: 12, b: -3.5e-2, c1: 7"),
+        [(3, 5), (10, 17), (23, 24)]
+    );
     assert_eq!(mutate("a: 12, b: -3.5e-2", 1, "NaN"), "a: 12, b: NaN");
 }

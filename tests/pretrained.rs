@@ -14,7 +14,10 @@ use boltzmann_studio::worker::{Command, Event, WorkerHandle};
 
 fn pretrained_dirs() -> Vec<std::path::PathBuf> {
     let dirs = pretrained::list(&common::repo("assets/pretrained"));
-    assert!(!dirs.is_empty(), "pretrained runs ship in assets/pretrained");
+    assert!(
+        !dirs.is_empty(),
+        "pretrained runs ship in assets/pretrained"
+    );
     dirs
 }
 
@@ -23,14 +26,31 @@ fn each_pretrained_run_belongs_to_a_scene_and_loads_in_the_worker() {
     for dir in pretrained_dirs() {
         let stem = dir.file_name().unwrap().to_string_lossy().into_owned();
         let scene_path = common::repo(&format!("scenes/{stem}.ron"));
-        assert_eq!(pretrained::dir_for(&scene_path).as_deref(), Some(dir.as_path()), "the picker finds {stem}'s run");
+        assert_eq!(
+            pretrained::dir_for(&scene_path).as_deref(),
+            Some(dir.as_path()),
+            "the picker finds {stem}'s run"
+        );
         let scene = Scene::load(&scene_path).unwrap();
-        let run_scene = Scene::load(&dir.join("scene.ron")).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let run_scene =
+            Scene::load(&dir.join("scene.ron")).unwrap_or_else(|e| panic!("{stem}: {e}"));
         // The same system (a molecule's file paths differ: the run's are relative to its folder).
         let (a, b) = (run_scene.energy(), scene.energy());
-        assert!(a.name() == b.name() && a.layout() == b.layout(), "{stem}: the run is of {}, the scene of {}", a.name(), b.name());
-        assert_eq!(run_scene.system.temperature(), scene.system.temperature(), "{stem}: temperature");
-        assert_eq!(run_scene.sampler.kind, scene.sampler.kind, "{stem}: sampler kind");
+        assert!(
+            a.name() == b.name() && a.layout() == b.layout(),
+            "{stem}: the run is of {}, the scene of {}",
+            a.name(),
+            b.name()
+        );
+        assert_eq!(
+            run_scene.system.temperature(),
+            scene.system.temperature(),
+            "{stem}: temperature"
+        );
+        assert_eq!(
+            run_scene.sampler.kind, scene.sampler.kind,
+            "{stem}: sampler kind"
+        );
         // As in the app, the button loads the run into a worker that is running something else:
         // here the run's own scene (LJ-55's full-size scene would first draw its untrained preview
         // through 1000 SDE steps of a 5×128 network, minutes on a CPU).
@@ -43,7 +63,10 @@ fn each_pretrained_run_belongs_to_a_scene_and_loads_in_the_worker() {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(600);
         let mut loaded = false;
-        while let Ok(e) = w.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(e) = w
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             match e {
                 Event::Done { message, .. } if message.contains("checkpoint loaded") => {
                     // Shown with a failure (and under --nocapture): how close CI came.
@@ -55,7 +78,11 @@ fn each_pretrained_run_belongs_to_a_scene_and_loads_in_the_worker() {
                 _ => {}
             }
         }
-        assert!(loaded, "{stem}: the worker did not report the pretrained run loaded within {:.0?}", start.elapsed());
+        assert!(
+            loaded,
+            "{stem}: the worker did not report the pretrained run loaded within {:.0?}",
+            start.elapsed()
+        );
     }
 }
 
@@ -79,21 +106,64 @@ fn each_pretrained_run_draws_its_fingerprint() {
         let stem = dir.file_name().unwrap().to_string_lossy().into_owned();
         let scene = Scene::load(&dir.join("scene.ron")).unwrap();
         let mut sampler = scene.build_sampler().unwrap();
-        sampler.load(&boltzmann_studio::checkpoint::current(&dir).unwrap()).unwrap();
-        let s = sampler.sample(FINGERPRINT_SAMPLES, SampleOptions { fill: true, seed: Some(0), ..SampleOptions::default() }).unwrap();
-        let finite: Vec<f64> = s.energies.iter().copied().filter(|e| e.is_finite()).collect();
+        sampler
+            .load(&boltzmann_studio::checkpoint::current(&dir).unwrap())
+            .unwrap();
+        let s = sampler
+            .sample(
+                FINGERPRINT_SAMPLES,
+                SampleOptions {
+                    fill: true,
+                    seed: Some(0),
+                    ..SampleOptions::default()
+                },
+            )
+            .unwrap();
+        let finite: Vec<f64> = s
+            .energies
+            .iter()
+            .copied()
+            .filter(|e| e.is_finite())
+            .collect();
         let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
         let file = dir.join("fingerprint.ron");
         if update {
-            let text = format!("// tests/pretrained.rs: mean energy of {FINGERPRINT_SAMPLES} samples drawn with seed 0 (finite ones: {}).\n(samples: {FINGERPRINT_SAMPLES}, seed: 0, mean_energy: {mean:?}, finite: {})\n", finite.len(), finite.len());
+            let text = format!(
+                "// tests/pretrained.rs: mean energy of {FINGERPRINT_SAMPLES} samples drawn with seed 0 (finite ones: {}).\n(samples: {FINGERPRINT_SAMPLES}, seed: 0, mean_energy: {mean:?}, finite: {})\n",
+                finite.len(),
+                finite.len()
+            );
             std::fs::write(&file, text).unwrap();
             continue;
         }
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{stem}: {} ({e}): run .ci/pretrained-quality --update", file.display()));
-        let want: Fingerprint = ron::from_str(text.lines().filter(|l| !l.starts_with("//")).collect::<String>().as_str()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        println!("{stem}: mean energy {mean:.6} (fingerprint {:.6}), {} finite", want.mean_energy, finite.len());
-        assert_eq!((want.samples, want.seed, want.finite), (FINGERPRINT_SAMPLES, 0, finite.len()), "{stem}: samples, seed and finite count");
-        assert!((mean - want.mean_energy).abs() <= 0.01 * want.mean_energy.abs() + 0.01, "{stem}: mean energy {mean} against the fingerprint's {}", want.mean_energy);
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+            panic!(
+                "{stem}: {} ({e}): run .ci/pretrained-quality --update",
+                file.display()
+            )
+        });
+        let want: Fingerprint = ron::from_str(
+            text.lines()
+                .filter(|l| !l.starts_with("//"))
+                .collect::<String>()
+                .as_str(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        println!(
+            "{stem}: mean energy {mean:.6} (fingerprint {:.6}), {} finite",
+            want.mean_energy,
+            finite.len()
+        );
+        assert_eq!(
+            (want.samples, want.seed, want.finite),
+            (FINGERPRINT_SAMPLES, 0, finite.len()),
+            "{stem}: samples, seed and finite count"
+        );
+        assert!(
+            (mean - want.mean_energy).abs() <= 0.01 * want.mean_energy.abs() + 0.01,
+            "{stem}: mean energy {mean} against the fingerprint's {}",
+            want.mean_energy
+        );
     }
 }
 

@@ -30,14 +30,27 @@ fn random_rows(m: &Matrix, n: usize, seed: u64) -> Matrix {
 fn check_reference_sampler(name: &str, max_energy_w2: f64) {
     let (scene, reference) = scene(name);
     let energy = scene.energy();
-    let out = sample_reference(energy.as_ref(), &scene.reference.mcmc, 2000, 11, &mut |_| {}).unwrap();
+    let out = sample_reference(
+        energy.as_ref(),
+        &scene.reference.mcmc,
+        2000,
+        11,
+        &mut |_| {},
+    )
+    .unwrap();
     let ours = energy.batch_energy(&out.samples.data);
     let theirs = energy.batch_energy(&random_rows(&reference, 2000, 12).data);
     let w2 = energy_w2(&ours, &theirs).unwrap();
     let t = configurational_temperature(energy.as_ref(), &out.samples);
     println!("{name}: E-W2 {w2:.3}, T_conf {t:.4}");
-    assert!(w2 <= max_energy_w2, "{name}: E-W2 {w2:.3} > {max_energy_w2}");
-    assert!((0.97..=1.03).contains(&t), "{name}: configurational temperature {t:.4}");
+    assert!(
+        w2 <= max_energy_w2,
+        "{name}: E-W2 {w2:.3} > {max_energy_w2}"
+    );
+    assert!(
+        (0.97..=1.03).contains(&t),
+        "{name}: configurational temperature {t:.4}"
+    );
 }
 
 #[test]
@@ -60,13 +73,22 @@ fn half_vs_half_reference_sits_at_the_published_floors() {
         let (scene, reference) = scene(name);
         let layout = scene.energy().layout();
         let idx = sample(&mut ChaCha8Rng::seed_from_u64(3), reference.rows, 2000).into_vec();
-        let (a, b) = (reference.select(&idx[..1000]), reference.select(&idx[1000..]));
+        let (a, b) = (
+            reference.select(&idx[..1000]),
+            reference.select(&idx[1000..]),
+        );
         let energy = scene.energy();
         let ew2 = energy_w2(&energy.batch_energy(&a.data), &energy.batch_energy(&b.data)).unwrap();
         let xw2 = x_w2(&a, &b, layout).unwrap();
         println!("{name}: half vs half E-W2 {ew2:.3}, x-W2 {xw2:.3}");
-        assert!((0.4 * e_floor..=1.6 * e_floor).contains(&ew2), "{name}: E-W2 floor {ew2:.3} vs ≈{e_floor}");
-        assert!((xw2 - x_floor).abs() <= 0.2 * x_floor, "{name}: x-W2 floor {xw2:.3} vs ≈{x_floor}");
+        assert!(
+            (0.4 * e_floor..=1.6 * e_floor).contains(&ew2),
+            "{name}: E-W2 floor {ew2:.3} vs ≈{e_floor}"
+        );
+        assert!(
+            (xw2 - x_floor).abs() <= 0.2 * x_floor,
+            "{name}: x-W2 floor {xw2:.3} vs ≈{x_floor}"
+        );
     }
 }
 
@@ -81,13 +103,30 @@ fn lj55_reference_runs_agree_across_seeds() {
     let energy = scene.energy();
     let runs: Vec<Matrix> = [21, 22]
         .iter()
-        .map(|&seed| sample_reference(energy.as_ref(), &scene.reference.mcmc, 2000, seed, &mut |_| {}).unwrap().samples)
+        .map(|&seed| {
+            sample_reference(
+                energy.as_ref(),
+                &scene.reference.mcmc,
+                2000,
+                seed,
+                &mut |_| {},
+            )
+            .unwrap()
+            .samples
+        })
         .collect();
     for r in &runs {
         let t = configurational_temperature(energy.as_ref(), r);
-        assert!((0.97..=1.03).contains(&t), "configurational temperature {t:.4}");
+        assert!(
+            (0.97..=1.03).contains(&t),
+            "configurational temperature {t:.4}"
+        );
     }
-    let w2 = energy_w2(&energy.batch_energy(&runs[0].data), &energy.batch_energy(&runs[1].data)).unwrap();
+    let w2 = energy_w2(
+        &energy.batch_energy(&runs[0].data),
+        &energy.batch_energy(&runs[1].data),
+    )
+    .unwrap();
     println!("LJ-55 seed vs seed E-W2 {w2:.3}");
     assert!(w2 <= 2.0, "E-W2 between seeds {w2:.3}");
     assert!(Path::new(&path).exists());

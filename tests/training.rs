@@ -8,7 +8,10 @@ use boltzmann_studio::sde::NoiseSchedule;
 use candle_core::Device;
 
 fn gaussian_setup(seed: u64) -> (Gaussian, SamplerConfig, NetworkConfig) {
-    let target = Gaussian { mean: vec![1.0, -0.5], std: 0.5 };
+    let target = Gaussian {
+        mean: vec![1.0, -0.5],
+        std: 0.5,
+    };
     let cfg = SamplerConfig {
         sigma_min: 1e-2,
         sigma_max: 2.0,
@@ -26,7 +29,12 @@ fn gaussian_setup(seed: u64) -> (Gaussian, SamplerConfig, NetworkConfig) {
         seed,
         ..SamplerConfig::default()
     };
-    let net = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 64, ..Default::default() };
+    let net = NetworkConfig {
+        kind: NetworkKind::Mlp,
+        layers: 2,
+        hidden: 64,
+        ..Default::default()
+    };
     (target, cfg, net)
 }
 
@@ -58,8 +66,18 @@ fn learns_the_closed_form_control_of_a_gaussian() {
 #[test]
 fn learns_the_closed_form_control_when_the_network_outputs_the_control() {
     let (target, cfg, net) = gaussian_setup(0);
-    let cfg = SamplerConfig { sample_steps: Some(200), ..cfg };
-    closed_form_check(target, cfg, NetworkConfig { output: NetworkOutput::Control, ..net });
+    let cfg = SamplerConfig {
+        sample_steps: Some(200),
+        ..cfg
+    };
+    closed_form_check(
+        target,
+        cfg,
+        NetworkConfig {
+            output: NetworkOutput::Control,
+            ..net
+        },
+    );
 }
 
 /// The same on a warped Euler grid (t_k = (k/N)²): each step adds the base variance of its own
@@ -67,8 +85,18 @@ fn learns_the_closed_form_control_when_the_network_outputs_the_control() {
 #[test]
 fn learns_the_closed_form_control_on_a_warped_time_grid() {
     let (target, cfg, net) = gaussian_setup(0);
-    let cfg = SamplerConfig { time_warp: 2.0, ..cfg };
-    closed_form_check(target, cfg, NetworkConfig { output: NetworkOutput::Control, ..net });
+    let cfg = SamplerConfig {
+        time_warp: 2.0,
+        ..cfg
+    };
+    closed_form_check(
+        target,
+        cfg,
+        NetworkConfig {
+            output: NetworkOutput::Control,
+            ..net
+        },
+    );
 }
 
 fn closed_form_check(target: Gaussian, cfg: SamplerConfig, net: NetworkConfig) {
@@ -79,7 +107,10 @@ fn closed_form_check(target: Gaussian, cfg: SamplerConfig, net: NetworkConfig) {
     }
     assert_eq!(s.counters.gradient_steps, 2000);
     assert_eq!(s.counters.energy_evals, 40 * 256);
-    assert_eq!(s.counters.dropped_samples, 0, "healthy samples are never taken for blown-up ones");
+    assert_eq!(
+        s.counters.dropped_samples, 0,
+        "healthy samples are never taken for blown-up ones"
+    );
 
     // Control at bridge points X_t = κx₁ + sqrt(ν₁κ(1−κ))ξ with x₁ from the target.
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
@@ -112,12 +143,25 @@ fn closed_form_check(target: Gaussian, cfg: SamplerConfig, net: NetworkConfig) {
         assert!(rel < 0.15, "t = {t}: control error {rel:.3}");
     }
 
-    let out = s.sample(4000, SampleOptions { trajectory: true, weights: true, fill: true, seed: None }).unwrap();
+    let out = s
+        .sample(
+            4000,
+            SampleOptions {
+                trajectory: true,
+                weights: true,
+                fill: true,
+                seed: None,
+            },
+        )
+        .unwrap();
     for c in 0..2 {
         let v: Vec<f64> = out.x.iter().skip(c).step_by(2).map(|&x| x as f64).collect();
         let mean = v.iter().sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
-        println!("coordinate {c}: mean {mean:.3} (want {}), var {var:.3} (want 0.25)", target.mean[c]);
+        println!(
+            "coordinate {c}: mean {mean:.3} (want {}), var {var:.3} (want 0.25)",
+            target.mean[c]
+        );
         assert!((mean - target.mean[c]).abs() < 0.12, "mean {mean}");
         assert!((var / 0.25 - 1.0).abs() < 0.15, "var {var}");
     }
@@ -138,23 +182,53 @@ fn closed_form_check(target: Gaussian, cfg: SamplerConfig, net: NetworkConfig) {
 #[test]
 fn rescaled_coordinates_give_scaled_samples() {
     let (target, cfg, net) = gaussian_setup(3);
-    let wide = Gaussian { mean: target.mean.iter().map(|m| m * 10.0).collect(), std: target.std * 10.0 };
+    let wide = Gaussian {
+        mean: target.mean.iter().map(|m| m * 10.0).collect(),
+        std: target.std * 10.0,
+    };
     let run = |t: Gaussian, scale: f64| {
-        let mut s = AdjointSampler::new(Box::new(t), &SamplerConfig { scale, ..cfg.clone() }, &net, Device::Cpu).unwrap();
+        let mut s = AdjointSampler::new(
+            Box::new(t),
+            &SamplerConfig {
+                scale,
+                ..cfg.clone()
+            },
+            &net,
+            Device::Cpu,
+        )
+        .unwrap();
         for _ in 0..3 {
             s.step().unwrap();
         }
-        s.sample(500, SampleOptions { trajectory: true, weights: true, fill: true, seed: None }).unwrap()
+        s.sample(
+            500,
+            SampleOptions {
+                trajectory: true,
+                weights: true,
+                fill: true,
+                seed: None,
+            },
+        )
+        .unwrap()
     };
     let (a, b) = (run(target, 1.0), run(wide, 10.0));
-    let mean = |v: &[f32], c: usize| v.iter().skip(c).step_by(2).map(|&x| x as f64).sum::<f64>() / 500.0;
+    let mean =
+        |v: &[f32], c: usize| v.iter().skip(c).step_by(2).map(|&x| x as f64).sum::<f64>() / 500.0;
     for c in 0..2 {
         let (ma, mb) = (mean(&a.x, c), mean(&b.x, c));
-        assert!((mb - 10.0 * ma).abs() < 1e-3 * (10.0 * ma).abs().max(1.0), "coordinate {c}: {mb} vs 10 × {ma}");
+        assert!(
+            (mb - 10.0 * ma).abs() < 1e-3 * (10.0 * ma).abs().max(1.0),
+            "coordinate {c}: {mb} vs 10 × {ma}"
+        );
     }
-    let last = |s: &boltzmann_studio::sampler::Samples| s.trajectory.as_ref().unwrap().last().unwrap().clone();
+    let last = |s: &boltzmann_studio::sampler::Samples| {
+        s.trajectory.as_ref().unwrap().last().unwrap().clone()
+    };
     for (p, q) in last(&a).iter().zip(last(&b)) {
-        assert!((q - 10.0 * p).abs() < 1e-2, "trajectory frames are in the system's coordinates");
+        assert!(
+            (q - 10.0 * p).abs() < 1e-2,
+            "trajectory frames are in the system's coordinates"
+        );
     }
     // Energies are those of the system (E of the wide Gaussian at 10x equals E at x up to the
     // log normaliser, which the Gaussian energy leaves out), so they agree too.
@@ -175,8 +249,11 @@ fn runs_are_reproducible_and_resume_exactly() {
         cfg.train_steps = 5;
         cfg.ema = ema;
         let run = |iters: usize| {
-            let mut s = AdjointSampler::new(Box::new(target.clone()), &cfg, &net, Device::Cpu).unwrap();
-            (0..iters).flat_map(|_| s.step().unwrap().losses).collect::<Vec<f32>>()
+            let mut s =
+                AdjointSampler::new(Box::new(target.clone()), &cfg, &net, Device::Cpu).unwrap();
+            (0..iters)
+                .flat_map(|_| s.step().unwrap().losses)
+                .collect::<Vec<f32>>()
         };
         let straight = run(4);
         assert_eq!(straight, run(4));
@@ -193,13 +270,27 @@ fn runs_are_reproducible_and_resume_exactly() {
         assert_eq!(straight, resumed, "ema {ema}");
 
         let (_, other, _) = gaussian_setup(8);
-        let mut c = AdjointSampler::new(Box::new(target.clone()), &SamplerConfig { train_steps: 5, ema, ..other }, &net, Device::Cpu).unwrap();
+        let mut c = AdjointSampler::new(
+            Box::new(target.clone()),
+            &SamplerConfig {
+                train_steps: 5,
+                ema,
+                ..other
+            },
+            &net,
+            Device::Cpu,
+        )
+        .unwrap();
         assert_ne!(c.step().unwrap().losses, straight[..5].to_vec());
         first_runs.push(straight);
     }
     // The first iteration simulates with the initial weights either way; later ones differ.
     assert_eq!(first_runs[0][..5], first_runs[1][..5]);
-    assert_ne!(first_runs[0][5..], first_runs[1][5..], "the average is what simulates");
+    assert_ne!(
+        first_runs[0][5..],
+        first_runs[1][5..],
+        "the average is what simulates"
+    );
 }
 
 /// An energy that is NaN on half of space: those samples are dropped and counted, the weights
@@ -250,7 +341,10 @@ fn missing_or_corrupt_checkpoint_is_a_clear_error() {
     let mut s = AdjointSampler::new(Box::new(target), &cfg, &net, Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let e = s.load(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("checkpoint.safetensors") && e.contains("no checkpoint"), "{e}");
+    assert!(
+        e.contains("checkpoint.safetensors") && e.contains("no checkpoint"),
+        "{e}"
+    );
     std::fs::write(dir.path().join("checkpoint.safetensors"), b"garbage").unwrap();
     let e = s.load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("checkpoint.safetensors"), "{e}");
@@ -260,9 +354,27 @@ fn missing_or_corrupt_checkpoint_is_a_clear_error() {
 /// from sqrt at the zero self-distance, would skip them all) and the loss is finite.
 #[test]
 fn egnn_training_steps_are_applied() {
-    let cfg = SamplerConfig { sde_steps: 20, batch_size: 32, new_samples: 32, train_steps: 5, learning_rate: 1e-3, ..SamplerConfig::default() };
-    let net = NetworkConfig { kind: NetworkKind::Egnn, layers: 2, hidden: 16, ..Default::default() };
-    let mut s = AdjointSampler::new(Box::new(boltzmann_studio::energy::DoubleWell::dw4()), &cfg, &net, Device::Cpu).unwrap();
+    let cfg = SamplerConfig {
+        sde_steps: 20,
+        batch_size: 32,
+        new_samples: 32,
+        train_steps: 5,
+        learning_rate: 1e-3,
+        ..SamplerConfig::default()
+    };
+    let net = NetworkConfig {
+        kind: NetworkKind::Egnn,
+        layers: 2,
+        hidden: 16,
+        ..Default::default()
+    };
+    let mut s = AdjointSampler::new(
+        Box::new(boltzmann_studio::energy::DoubleWell::dw4()),
+        &cfg,
+        &net,
+        Device::Cpu,
+    )
+    .unwrap();
     let r = s.step().unwrap();
     assert_eq!(r.skipped_steps, 0);
     assert_eq!(r.losses.len(), 5);
@@ -275,20 +387,49 @@ fn egnn_training_steps_are_applied() {
 #[test]
 fn configs_built_in_code_are_checked() {
     for (cfg, field) in [
-        (SamplerConfig { time_warp: 0.0, ..gaussian_setup(1).1 }, "time_warp"),
-        (SamplerConfig { time_warp: f64::NAN, ..gaussian_setup(1).1 }, "time_warp"),
-        (SamplerConfig { sigma_min: 3.0, ..gaussian_setup(1).1 }, "sigma_min"),
-        (SamplerConfig { ema: 1.0, ..gaussian_setup(1).1 }, "ema"),
+        (
+            SamplerConfig {
+                time_warp: 0.0,
+                ..gaussian_setup(1).1
+            },
+            "time_warp",
+        ),
+        (
+            SamplerConfig {
+                time_warp: f64::NAN,
+                ..gaussian_setup(1).1
+            },
+            "time_warp",
+        ),
+        (
+            SamplerConfig {
+                sigma_min: 3.0,
+                ..gaussian_setup(1).1
+            },
+            "sigma_min",
+        ),
+        (
+            SamplerConfig {
+                ema: 1.0,
+                ..gaussian_setup(1).1
+            },
+            "ema",
+        ),
     ] {
         let (target, _, net) = gaussian_setup(1);
-        let e = AdjointSampler::new(Box::new(target), &cfg, &net, Device::Cpu).err().expect("a bad config was accepted").to_string();
+        let e = AdjointSampler::new(Box::new(target), &cfg, &net, Device::Cpu)
+            .err()
+            .expect("a bad config was accepted")
+            .to_string();
         assert!(e.contains(field), "{field}: {e}");
     }
 }
 
 /// Butane's trans fraction (|φ| > 120°) by quadrature over 3600 cells of exp(−E/kT).
 fn butane_trans_exact(energy: &dyn Energy) -> f64 {
-    let phi: Vec<f32> = (0..3600).map(|k| ((k as f64 + 0.5) / 10.0 - 180.0).to_radians() as f32).collect();
+    let phi: Vec<f32> = (0..3600)
+        .map(|k| ((k as f64 + 0.5) / 10.0 - 180.0).to_radians() as f32)
+        .collect();
     let e = energy.batch_energy(&phi);
     let emin = e.iter().copied().fold(f64::INFINITY, f64::min);
     let (mut z, mut trans) = (0.0, 0.0);
@@ -305,10 +446,18 @@ fn butane_trans_exact(energy: &dyn Energy) -> f64 {
 /// Trains the butane scene for `iterations` outer iterations and returns the trans fraction of
 /// 4000 samples (drawn on the scene's 1000-step grid).
 fn butane_trans_after(reweight: bool, iterations: usize) -> f64 {
-    let scene = boltzmann_studio::scene::Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/butane.ron")).unwrap();
+    let scene = boltzmann_studio::scene::Scene::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/butane.ron"),
+    )
+    .unwrap();
     // Without the scene's output average: the reweighting alone is under test.
-    let cfg = SamplerConfig { reweight_buffer: reweight, ema: 0.0, ..scene.sampler.clone() };
-    let mut s = AdjointSampler::new(scene.system.energy(), &cfg, &scene.network, Device::Cpu).unwrap();
+    let cfg = SamplerConfig {
+        reweight_buffer: reweight,
+        ema: 0.0,
+        ..scene.sampler.clone()
+    };
+    let mut s =
+        AdjointSampler::new(scene.system.energy(), &cfg, &scene.network, Device::Cpu).unwrap();
     for _ in 0..iterations {
         s.step().unwrap();
     }
@@ -327,11 +476,17 @@ fn butane_trans_after(reweight: bool, iterations: usize) -> f64 {
 /// is printed (seed 0 here: weighted 0.572, uniform 0.466).
 #[test]
 fn a_reweighted_buffer_moves_butanes_mode_weights_towards_the_exact_ones() {
-    let scene = boltzmann_studio::scene::Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/butane.ron")).unwrap();
+    let scene = boltzmann_studio::scene::Scene::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/butane.ron"),
+    )
+    .unwrap();
     let exact = butane_trans_exact(scene.system.energy().as_ref());
     assert!((exact - 0.6627).abs() < 0.001, "quadrature {exact}");
     let one_thread = |reweight: bool| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         pool.install(|| butane_trans_after(reweight, 100))
     };
     let (weighted, uniform) = std::thread::scope(|s| {
@@ -340,8 +495,13 @@ fn a_reweighted_buffer_moves_butanes_mode_weights_towards_the_exact_ones() {
         (w.join().unwrap(), u.join().unwrap())
     });
     let (dw, du) = ((weighted - exact).abs(), (uniform - exact).abs());
-    eprintln!("butane trans after 5000 steps: weighted draws {weighted:.3}, uniform draws {uniform:.3}, exact {exact:.4}");
-    assert!(dw + 0.04 < du, "weighted draws: trans {weighted:.3}, uniform draws: {uniform:.3}, exact {exact:.4}");
+    eprintln!(
+        "butane trans after 5000 steps: weighted draws {weighted:.3}, uniform draws {uniform:.3}, exact {exact:.4}"
+    );
+    assert!(
+        dw + 0.04 < du,
+        "weighted draws: trans {weighted:.3}, uniform draws: {uniform:.3}, exact {exact:.4}"
+    );
 }
 
 /// The control field the app draws: on the 2-D double well, after 2000 Adam steps, late in SDE
@@ -351,14 +511,25 @@ fn a_reweighted_buffer_moves_butanes_mode_weights_towards_the_exact_ones() {
 /// slightly towards the origin.
 #[test]
 fn the_control_field_points_downhill_on_the_double_well() {
-    let scene = boltzmann_studio::scene::Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/double_well_2d.ron")).unwrap();
+    let scene = boltzmann_studio::scene::Scene::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/double_well_2d.ron"),
+    )
+    .unwrap();
     let energy = scene.system.energy();
-    let mut s = AdjointSampler::new(scene.system.energy(), &scene.sampler, &scene.network, Device::Cpu).unwrap();
+    let mut s = AdjointSampler::new(
+        scene.system.energy(),
+        &scene.sampler,
+        &scene.network,
+        Device::Cpu,
+    )
+    .unwrap();
     for _ in 0..40 {
         s.step().unwrap();
     }
     let n = boltzmann_studio::field::FIELD_GRID;
-    let f = boltzmann_studio::field::control_field(&s, 0.9, n).expect("a plane system with a learned field").unwrap();
+    let f = boltzmann_studio::field::control_field(&s, 0.9, n)
+        .expect("a plane system with a learned field")
+        .unwrap();
     assert_eq!(f.points.len(), n * n);
     let (mut outer, mut downhill) = (0, 0);
     for (k, (p, v)) in f.points.iter().zip(&f.vectors).enumerate() {
@@ -369,13 +540,17 @@ fn the_control_field_points_downhill_on_the_double_well() {
         let mut g = [0.0; 2];
         energy.energy_grad(&[p[0] as f64, p[1] as f64], &mut g);
         let (gx, gy) = (-g[0], -g[1]);
-        let cos = (gx * v[0] as f64 + gy * v[1] as f64) / (gx.hypot(gy) * (v[0] as f64).hypot(v[1] as f64)).max(1e-12);
+        let cos = (gx * v[0] as f64 + gy * v[1] as f64)
+            / (gx.hypot(gy) * (v[0] as f64).hypot(v[1] as f64)).max(1e-12);
         outer += 1;
         if cos > 0.7 {
             downhill += 1;
         }
     }
-    assert!(downhill as f64 >= 0.9 * outer as f64, "{downhill} of {outer} outer arrows point downhill");
+    assert!(
+        downhill as f64 >= 0.9 * outer as f64,
+        "{downhill} of {outer} outer arrows point downhill"
+    );
 }
 
 /// The control-field API the app draws (`field::control_field`, a grid over the plane) against
@@ -393,26 +568,34 @@ fn the_control_field_api_matches_the_closed_form_on_a_gaussian() {
         s.step().unwrap();
     }
     for t in [0.6f32, 0.9] {
-        let f = boltzmann_studio::field::control_field(&s, t, 25).expect("a Gaussian in the plane has a field").unwrap();
+        let f = boltzmann_studio::field::control_field(&s, t, 25)
+            .expect("a Gaussian in the plane has a field")
+            .unwrap();
         let k = sched.nu(t as f64) / sched.nu1();
         // The bridge's marginal at t: mean κμ, std sqrt(κ²s² + ν₁κ(1−κ)).
         let spread = (k * k * target.std.powi(2) + sched.nu1() * k * (1.0 - k)).sqrt();
         let (mut err, mut norm, mut used) = (0.0, 0.0, 0);
         for (p, v) in f.points.iter().zip(&f.vectors) {
-            let d = ((p[0] as f64 - k * target.mean[0]).powi(2) + (p[1] as f64 - k * target.mean[1]).powi(2)).sqrt();
+            let d = ((p[0] as f64 - k * target.mean[0]).powi(2)
+                + (p[1] as f64 - k * target.mean[1]).powi(2))
+            .sqrt();
             if d > 1.5 * spread {
                 continue;
             }
             used += 1;
             for c in 0..2 {
-                let want = optimal_control(&sched, target.mean[c], target.std, p[c] as f64, t as f64);
+                let want =
+                    optimal_control(&sched, target.mean[c], target.std, p[c] as f64, t as f64);
                 err += (v[c] as f64 - want).powi(2);
                 norm += want * want;
             }
         }
         let rel = (err / norm).sqrt();
         println!("field at t = {t}: {used} grid points, relative RMS error {rel:.3}");
-        assert!(used >= 20, "too few grid points in the typical region: {used}");
+        assert!(
+            used >= 20,
+            "too few grid points in the typical region: {used}"
+        );
         assert!(rel < 0.1, "t = {t}: field error {rel:.3}");
     }
 }
@@ -423,8 +606,19 @@ fn the_control_field_api_matches_the_closed_form_on_a_gaussian() {
 /// never changes training (the display stream): the losses after match a run that drew none.
 #[test]
 fn regression_examples_agree_with_the_field_and_leave_training_alone() {
-    let scene = boltzmann_studio::scene::Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/double_well_2d.ron")).unwrap();
-    let make = || AdjointSampler::new(scene.system.energy(), &scene.sampler, &scene.network, Device::Cpu).unwrap();
+    let scene = boltzmann_studio::scene::Scene::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/double_well_2d.ron"),
+    )
+    .unwrap();
+    let make = || {
+        AdjointSampler::new(
+            scene.system.energy(),
+            &scene.sampler,
+            &scene.network,
+            Device::Cpu,
+        )
+        .unwrap()
+    };
     let (mut a, mut b) = (make(), make());
     for _ in 0..40 {
         a.step().unwrap();
@@ -443,7 +637,10 @@ fn regression_examples_agree_with_the_field_and_leave_training_alone() {
         .collect();
     let mean = cos.iter().sum::<f64>() / cos.len() as f64;
     println!("mean cosine between target and field at the examples: {mean:.3}");
-    assert!(mean > 0.5, "the field does not follow its targets: mean cosine {mean:.3}");
+    assert!(
+        mean > 0.5,
+        "the field does not follow its targets: mean cosine {mean:.3}"
+    );
     let after_a: Vec<f32> = (0..3).flat_map(|_| a.step().unwrap().losses).collect();
     let after_b: Vec<f32> = (0..3).flat_map(|_| b.step().unwrap().losses).collect();
     assert_eq!(after_a, after_b, "drawing examples changed training");

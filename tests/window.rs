@@ -24,7 +24,11 @@ fn shot(scene: &str, extra: &[&str]) -> image::RgbImage {
         .output()
         .expect("xvfb-run must be installed for the window test (apt-get install xvfb mesa-vulkan-drivers libvulkan1)");
     let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
-    assert!(out.status.success(), "app exited with {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "app exited with {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
     // "window closed: exited N ms after the close request, worker joined": the trainer must not
     // hold the exit up (the requirement is 2 s; measured 0.1-0.6 s here).
     let ms: f64 = stdout
@@ -33,18 +37,29 @@ fn shot(scene: &str, extra: &[&str]) -> image::RgbImage {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("the run ends by closing the window: {stdout}"));
-    assert!(ms < 2000.0, "{scene}: exit took {ms} ms after the close request");
+    assert!(
+        ms < 2000.0,
+        "{scene}: exit took {ms} ms after the close request"
+    );
     image::open(&png).expect("a readable PNG").to_rgb8()
 }
 
 /// A real picture: the window's size, many colours, and a 3D view that is not empty.
 fn check(img: &image::RgbImage, scene: &str) {
-    assert_eq!((img.width(), img.height()), (1600, 900), "{scene}: window size");
+    assert_eq!(
+        (img.width(), img.height()),
+        (1600, 900),
+        "{scene}: window size"
+    );
     let mut colours = std::collections::HashSet::new();
     for p in img.pixels() {
         colours.insert(p.0);
     }
-    assert!(colours.len() > 500, "{scene}: only {} distinct colours: a flat or blank picture", colours.len());
+    assert!(
+        colours.len() > 500,
+        "{scene}: only {} distinct colours: a flat or blank picture",
+        colours.len()
+    );
     // The middle of the window is the 3D view: spheres must be there, not only background.
     let mut middle = std::collections::HashSet::new();
     for y in 200..700 {
@@ -52,7 +67,11 @@ fn check(img: &image::RgbImage, scene: &str) {
             middle.insert(img.get_pixel(x, y).0);
         }
     }
-    assert!(middle.len() > 50, "{scene}: the 3D view shows {} colours: nothing drawn", middle.len());
+    assert!(
+        middle.len() > 50,
+        "{scene}: the 3D view shows {} colours: nothing drawn",
+        middle.len()
+    );
 }
 
 #[test]
@@ -68,7 +87,10 @@ fn window_screenshots_of_dw4_and_lj13() {
 /// the 3D view both hold spheres.
 #[test]
 fn window_screenshot_of_a_race() {
-    let img = shot("scenes/dw4.ron", &["--race", "adjoint,mcmc", "--after-evals", "5000"]);
+    let img = shot(
+        "scenes/dw4.ron",
+        &["--race", "adjoint,mcmc", "--after-evals", "5000"],
+    );
     check(&img, "race");
     for (name, xs) in [("left lane", 330..800), ("right lane", 800..1130)] {
         let mut colours = std::collections::HashSet::new();
@@ -77,7 +99,11 @@ fn window_screenshot_of_a_race() {
                 colours.insert(img.get_pixel(x, y).0);
             }
         }
-        assert!(colours.len() > 30, "race: the {name} shows {} colours: nothing drawn", colours.len());
+        assert!(
+            colours.len() > 30,
+            "race: the {name} shows {} colours: nothing drawn",
+            colours.len()
+        );
     }
 }
 
@@ -103,7 +129,10 @@ fn window_screenshot_of_alanine_dipeptide() {
     }
     // Nine molecules with three O and two N each: thousands of pixels; 200 is far below that and
     // far above stray antialiasing.
-    assert!(red > 200 && blue > 200, "alanine dipeptide: {red} red and {blue} blue pixels in the 3D view: no atoms drawn");
+    assert!(
+        red > 200 && blue > 200,
+        "alanine dipeptide: {red} red and {blue} blue pixels in the 3D view: no atoms drawn"
+    );
 }
 
 /// Renders the one step of a small lesson with `lesson FILE --screenshot-steps DIR` (adding
@@ -124,7 +153,13 @@ fn lesson_shot(extra: &[&str]) -> image::RgbImage {
     .unwrap();
     let out_dir = dir.path().join("shots");
     let out = Command::new("xvfb-run")
-        .args(["-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "lesson"])
+        .args([
+            "-a",
+            "-s",
+            "-screen 0 1600x900x24",
+            env!("CARGO_BIN_EXE_boltzmann-studio"),
+            "lesson",
+        ])
         .arg(&lesson)
         .arg("--screenshot-steps")
         .arg(&out_dir)
@@ -133,22 +168,52 @@ fn lesson_shot(extra: &[&str]) -> image::RgbImage {
         .output()
         .expect("xvfb-run runs");
     let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
-    assert!(out.status.success(), "lesson exited with {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "lesson exited with {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
     assert!(stdout.contains("lesson pictures: 1"), "{stdout}");
-    image::open(out_dir.join("step-01.png")).expect("a readable PNG").to_rgb8()
+    image::open(out_dir.join("step-01.png"))
+        .expect("a readable PNG")
+        .to_rgb8()
 }
 
 /// The caption box (found by its own fill colour) and, inside it, the height in pixels of the
 /// tallest run of rows holding text or buttons: a line of text.
 fn caption_text_height(img: &image::RgbImage, fill: [u8; 3]) -> (u32, u32) {
     let is_fill = |p: &image::Rgb<u8>| p.0.iter().zip(fill).all(|(a, b)| a.abs_diff(b) <= 2);
-    let rows: Vec<u32> = (0..img.height()).filter(|&y| (0..img.width()).filter(|&x| is_fill(img.get_pixel(x, y))).count() >= 200).collect();
-    let cols: Vec<u32> = (0..img.width()).filter(|&x| (0..img.height()).filter(|&y| is_fill(img.get_pixel(x, y))).count() >= 30).collect();
-    let (Some(&top), Some(&bottom), Some(&left), Some(&right)) = (rows.first(), rows.last(), cols.first(), cols.last()) else {
+    let rows: Vec<u32> = (0..img.height())
+        .filter(|&y| {
+            (0..img.width())
+                .filter(|&x| is_fill(img.get_pixel(x, y)))
+                .count()
+                >= 200
+        })
+        .collect();
+    let cols: Vec<u32> = (0..img.width())
+        .filter(|&x| {
+            (0..img.height())
+                .filter(|&y| is_fill(img.get_pixel(x, y)))
+                .count()
+                >= 30
+        })
+        .collect();
+    let (Some(&top), Some(&bottom), Some(&left), Some(&right)) =
+        (rows.first(), rows.last(), cols.first(), cols.last())
+    else {
         return (0, 0);
     };
     let text_row = |y: u32| {
-        (left + 4..right.saturating_sub(4)).any(|x| img.get_pixel(x, y).0.iter().zip(fill).map(|(a, b)| a.abs_diff(b) as u32).sum::<u32>() > 150)
+        (left + 4..right.saturating_sub(4)).any(|x| {
+            img.get_pixel(x, y)
+                .0
+                .iter()
+                .zip(fill)
+                .map(|(a, b)| a.abs_diff(b) as u32)
+                .sum::<u32>()
+                > 150
+        })
     };
     let (mut best, mut run) = (0, 0);
     for y in top + 4..bottom.saturating_sub(4) {
@@ -165,17 +230,38 @@ fn window_lesson_caption_in_projector_mode_is_twice_as_large() {
     use boltzmann_studio::app::lesson_view::{CAPTION_FILL, CAPTION_FILL_PROJECTOR};
     let normal = lesson_shot(&[]);
     check(&normal, "lesson step");
-    let (box_n, text_n) = caption_text_height(&normal, CAPTION_FILL.to_array()[..3].try_into().unwrap());
+    let (box_n, text_n) =
+        caption_text_height(&normal, CAPTION_FILL.to_array()[..3].try_into().unwrap());
     let projector = lesson_shot(&["--projector"]);
     check(&projector, "lesson step, projector mode");
-    let (box_p, text_p) = caption_text_height(&projector, CAPTION_FILL_PROJECTOR.to_array()[..3].try_into().unwrap());
-    println!("caption box {box_n} px, text line {text_n} px; projector: box {box_p} px, text line {text_p} px");
-    assert!(box_n >= 40 && text_n >= 8, "normal mode: no caption found (box {box_n} px, text {text_n} px)");
-    assert!(box_p >= 80, "projector mode: no caption found (box {box_p} px)");
-    assert!(text_p as f64 >= 1.6 * text_n as f64, "projector text {text_p} px is not about twice {text_n} px");
+    let (box_p, text_p) = caption_text_height(
+        &projector,
+        CAPTION_FILL_PROJECTOR.to_array()[..3].try_into().unwrap(),
+    );
+    println!(
+        "caption box {box_n} px, text line {text_n} px; projector: box {box_p} px, text line {text_p} px"
+    );
+    assert!(
+        box_n >= 40 && text_n >= 8,
+        "normal mode: no caption found (box {box_n} px, text {text_n} px)"
+    );
+    assert!(
+        box_p >= 80,
+        "projector mode: no caption found (box {box_p} px)"
+    );
+    assert!(
+        text_p as f64 >= 1.6 * text_n as f64,
+        "projector text {text_p} px is not about twice {text_n} px"
+    );
     // High contrast: the projector picture is mostly light.
-    let light = projector.pixels().filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600).count();
-    assert!(light as f64 > 0.3 * (1600.0 * 900.0), "projector mode is light: {light} light pixels");
+    let light = projector
+        .pixels()
+        .filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600)
+        .count();
+    assert!(
+        light as f64 > 0.3 * (1600.0 * 900.0),
+        "projector mode is light: {light} light pixels"
+    );
 }
 
 /// A saved session opens in the window like a scene (`app SESSION`), in its projector mode.
@@ -192,8 +278,14 @@ fn window_opens_a_saved_session() {
     s.save(&file).unwrap();
     let img = shot(file.to_str().unwrap(), &["--after-steps", "50"]);
     check(&img, "a session");
-    let light = img.pixels().filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600).count();
-    assert!(light as f64 > 0.3 * (1600.0 * 900.0), "the session's projector mode is on: {light} light pixels");
+    let light = img
+        .pixels()
+        .filter(|p| p.0.iter().map(|&c| c as u32).sum::<u32>() > 600)
+        .count();
+    assert!(
+        light as f64 > 0.3 * (1600.0 * 900.0),
+        "the session's projector mode is on: {light} light pixels"
+    );
 }
 
 /// Found by a hostile user (issue 17): a scripted run whose scene cannot start (its reference
@@ -203,13 +295,25 @@ fn window_opens_a_saved_session() {
 fn window_scripted_run_that_cannot_start_exits_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let scene = dir.path().join("scene.ron");
-    let text = std::fs::read_to_string(common::repo("scenes/dw4.ron")).unwrap().replace("../assets/reference/dw4.npy", "missing.npy");
+    let text = std::fs::read_to_string(common::repo("scenes/dw4.ron"))
+        .unwrap()
+        .replace("../assets/reference/dw4.npy", "missing.npy");
     assert!(text.contains("missing.npy"));
     std::fs::write(&scene, text).unwrap();
     let png = dir.path().join("shot.png");
     let start = std::time::Instant::now();
     let out = Command::new("timeout")
-        .args(["-s", "KILL", "120", "xvfb-run", "-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "app"])
+        .args([
+            "-s",
+            "KILL",
+            "120",
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 1600x900x24",
+            env!("CARGO_BIN_EXE_boltzmann-studio"),
+            "app",
+        ])
         .arg(&scene)
         .arg("--screenshot")
         .arg(&png)
@@ -218,8 +322,18 @@ fn window_scripted_run_that_cannot_start_exits_with_the_reason() {
         .output()
         .expect("timeout and xvfb-run run");
     let err = common::stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "exit status after {:.0?}; stderr:\n{}", start.elapsed(), common::excerpt(&err));
-    assert!(err.contains("boltzmann-studio: error:") && err.contains("missing.npy"), "{}", common::excerpt(&err));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status after {:.0?}; stderr:\n{}",
+        start.elapsed(),
+        common::excerpt(&err)
+    );
+    assert!(
+        err.contains("boltzmann-studio: error:") && err.contains("missing.npy"),
+        "{}",
+        common::excerpt(&err)
+    );
     assert!(!png.exists(), "no picture of a run that never started");
 }
 
@@ -233,7 +347,15 @@ fn window_closes_on_sigterm_with_the_report() {
     use std::io::{BufRead, BufReader, Read};
     let mut child = Command::new("sh")
         .args(["-c", "trap '' INT; exec xvfb-run \"$@\"", "sh"])
-        .args(["-a", "-s", "-screen 0 1600x900x24", env!("CARGO_BIN_EXE_boltzmann-studio"), "app", "scenes/dw4.ron", "--report"])
+        .args([
+            "-a",
+            "-s",
+            "-screen 0 1600x900x24",
+            env!("CARGO_BIN_EXE_boltzmann-studio"),
+            "app",
+            "scenes/dw4.ron",
+            "--report",
+        ])
         .current_dir(common::repo("."))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -255,7 +377,16 @@ fn window_closes_on_sigterm_with_the_report() {
     });
     let opened = rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok();
     let signalled = opened
-        && Command::new("pkill").args(["-TERM", "-x", "-P", &child.id().to_string(), "boltzmann-studi"]).status().is_ok_and(|s| s.success());
+        && Command::new("pkill")
+            .args([
+                "-TERM",
+                "-x",
+                "-P",
+                &child.id().to_string(),
+                "boltzmann-studi",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
     if !signalled {
         let _ = child.kill();
     }
@@ -271,10 +402,32 @@ fn window_closes_on_sigterm_with_the_report() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let err = reader.join().unwrap();
-    assert!(opened && signalled, "the window never opened (or the app was gone): {}", common::excerpt(&err));
-    assert_eq!(status.code(), Some(130), "exit after SIGTERM ({:.1?}); stderr:\n{}", start.elapsed(), common::excerpt(&err));
-    assert!(err.contains("interrupted: window closed"), "{}", common::excerpt(&err));
-    assert!(out.contains("report: training running:"), "the frame report is printed on the way out: {out}");
+    assert!(
+        opened && signalled,
+        "the window never opened (or the app was gone): {}",
+        common::excerpt(&err)
+    );
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit after SIGTERM ({:.1?}); stderr:\n{}",
+        start.elapsed(),
+        common::excerpt(&err)
+    );
+    assert!(
+        err.contains("interrupted: window closed"),
+        "{}",
+        common::excerpt(&err)
+    );
+    assert!(
+        out.contains("report: training running:"),
+        "the frame report is printed on the way out: {out}"
+    );
 }

@@ -35,7 +35,12 @@ pub struct HomeView {
 
 impl Default for HomeView {
     fn default() -> Self {
-        Self { focus: Vec3::ZERO, extent: 10.0, yaw: 0.0, pitch: 0.0 }
+        Self {
+            focus: Vec3::ZERO,
+            extent: 10.0,
+            yaw: 0.0,
+            pitch: 0.0,
+        }
     }
 }
 
@@ -44,17 +49,29 @@ impl HomeView {
     /// the vertical field of view is Bevy's default π/4.
     pub fn orbit(&self, aspect: f32) -> Orbit {
         let tan = (std::f32::consts::FRAC_PI_4 / 2.0).tan() * aspect.clamp(0.2, 1.0);
-        Orbit { focus: self.focus, radius: 1.1 * self.extent / tan + self.extent, yaw: self.yaw, pitch: self.pitch }
+        Orbit {
+            focus: self.focus,
+            radius: 1.1 * self.extent / tan + self.extent,
+            yaw: self.yaw,
+            pitch: self.pitch,
+        }
     }
 }
 
 fn aspect(camera: &Camera) -> f32 {
-    camera.logical_viewport_size().map(|s| s.x / s.y.max(1.0)).unwrap_or(16.0 / 9.0)
+    camera
+        .logical_viewport_size()
+        .map(|s| s.x / s.y.max(1.0))
+        .unwrap_or(16.0 / 9.0)
 }
 
 impl Orbit {
     pub fn transform(&self) -> Transform {
-        let dir = Vec3::new(self.pitch.cos() * self.yaw.sin(), self.pitch.sin(), self.pitch.cos() * self.yaw.cos());
+        let dir = Vec3::new(
+            self.pitch.cos() * self.yaw.sin(),
+            self.pitch.sin(),
+            self.pitch.cos() * self.yaw.cos(),
+        );
         Transform::from_translation(self.focus + dir * self.radius).looking_at(self.focus, Vec3::Y)
     }
 }
@@ -62,10 +79,22 @@ impl Orbit {
 pub fn plugin(app: &mut App) {
     app.init_resource::<HomeView>()
         .add_systems(Startup, spawn)
-        .add_systems(Update, (mouse.run_if(not(egui_wants_any_pointer_input)), frame_on_request, apply).chain());
+        .add_systems(
+            Update,
+            (
+                mouse.run_if(not(egui_wants_any_pointer_input)),
+                frame_on_request,
+                apply,
+            )
+                .chain(),
+        );
 }
 
-fn spawn(mut commands: Commands, home: Res<HomeView>, mut egui_settings: ResMut<EguiGlobalSettings>) {
+fn spawn(
+    mut commands: Commands,
+    home: Res<HomeView>,
+    mut egui_settings: ResMut<EguiGlobalSettings>,
+) {
     // egui gets its own camera over the whole window; the 3D camera's viewport is the space the
     // panels leave free (with one camera, egui would shrink into that viewport too).
     egui_settings.auto_create_primary_context = false;
@@ -76,7 +105,10 @@ fn spawn(mut commands: Commands, home: Res<HomeView>, mut egui_settings: ResMut<
         RenderLayers::none(),
         Camera {
             order: 1,
-            output_mode: CameraOutputMode::Write { blend_state: Some(BlendState::ALPHA_BLENDING), clear_color: ClearColorConfig::None },
+            output_mode: CameraOutputMode::Write {
+                blend_state: Some(BlendState::ALPHA_BLENDING),
+                clear_color: ClearColorConfig::None,
+            },
             clear_color: ClearColorConfig::Custom(Color::NONE),
             ..default()
         },
@@ -89,9 +121,18 @@ fn spawn(mut commands: Commands, home: Res<HomeView>, mut egui_settings: ResMut<
         home.orbit(16.0 / 9.0),
         home.orbit(16.0 / 9.0).transform(),
         // Lit from the camera side so that the spheres' shading reads as depth.
-        children![(DirectionalLight { illuminance: 4000.0, ..default() }, Transform::from_xyz(0.3, 0.5, 1.0).looking_at(Vec3::ZERO, Vec3::Y))],
+        children![(
+            DirectionalLight {
+                illuminance: 4000.0,
+                ..default()
+            },
+            Transform::from_xyz(0.3, 0.5, 1.0).looking_at(Vec3::ZERO, Vec3::Y)
+        )],
     ));
-    commands.insert_resource(GlobalAmbientLight { brightness: 600.0, ..default() });
+    commands.insert_resource(GlobalAmbientLight {
+        brightness: 600.0,
+        ..default()
+    });
 }
 
 fn mouse(
@@ -108,7 +149,9 @@ fn mouse(
         orbit.yaw -= d.x * 0.008;
         orbit.pitch = (orbit.pitch + d.y * 0.008).clamp(-1.5, 1.5);
     }
-    if (buttons.pressed(MouseButton::Right) || buttons.pressed(MouseButton::Middle)) && d != Vec2::ZERO {
+    if (buttons.pressed(MouseButton::Right) || buttons.pressed(MouseButton::Middle))
+        && d != Vec2::ZERO
+    {
         let t = orbit.transform();
         let scale = orbit.radius * 0.0015;
         let shift = (-t.right() * d.x + t.up() * d.y) * scale;
@@ -131,7 +174,12 @@ fn mouse(
 }
 
 /// F, a new scene, or a viewport change the first time it is known frames the view.
-fn frame_on_request(mut actions: MessageReader<UiAction>, home: Res<HomeView>, camera: Single<(&mut Orbit, &Camera)>, mut last_aspect: Local<f32>) {
+fn frame_on_request(
+    mut actions: MessageReader<UiAction>,
+    home: Res<HomeView>,
+    camera: Single<(&mut Orbit, &Camera)>,
+    mut last_aspect: Local<f32>,
+) {
     let (mut orbit, cam) = camera.into_inner();
     let a = aspect(cam);
     let framed = actions.read().any(|a| *a == UiAction::FrameView);

@@ -11,8 +11,8 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::window::{PrimaryWindow, RequestRedraw, WindowCloseRequested};
 
 use super::link::{Link, RunData, UiAction};
-use crate::io::csv::CsvWriter;
 use crate::io::Matrix;
+use crate::io::csv::CsvWriter;
 use crate::worker::Command;
 
 pub fn plugin(app: &mut App) {
@@ -22,12 +22,20 @@ pub fn plugin(app: &mut App) {
 /// Writes the current samples (.xyz or .npy by extension).
 pub fn write_samples(data: &RunData, path: &Path) -> crate::Result<()> {
     let (Some(info), Some(b)) = (&data.info, &data.samples) else {
-        return Err(crate::Error::Invalid("no samples yet: press play first".into()));
+        return Err(crate::Error::Invalid(
+            "no samples yet: press play first".into(),
+        ));
     };
     create_parent(path)?;
     let m = Matrix::new(b.len(), b.layout.dim(), b.x.clone());
     let energy = info.scene.energy();
-    crate::io::write_samples(path, energy.as_ref(), info.scene.system.species(), &m, Some(&b.energies))
+    crate::io::write_samples(
+        path,
+        energy.as_ref(),
+        info.scene.system.species(),
+        &m,
+        Some(&b.energies),
+    )
 }
 
 /// Writes the loss and metric history: one row per loss point, metrics where evaluated.
@@ -41,7 +49,13 @@ pub fn write_metrics(data: &RunData, path: &Path) -> crate::Result<()> {
     let columns = crate::run::log_columns(family);
     let mut csv = CsvWriter::create(path, &columns)?;
     let row = |step: f64, loss: Option<f64>, m: Option<&crate::worker::MetricPoint>| {
-        let mut r = vec![Some(step), None, m.map(|m| m.wall_seconds), loss, m.map(|m| m.energy_evals as f64)];
+        let mut r = vec![
+            Some(step),
+            None,
+            m.map(|m| m.wall_seconds),
+            loss,
+            m.map(|m| m.energy_evals as f64),
+        ];
         match m {
             Some(m) => {
                 r.extend(m.metrics.iter().map(|(_, v)| v));
@@ -64,13 +78,18 @@ pub fn write_metrics(data: &RunData, path: &Path) -> crate::Result<()> {
 
 fn create_parent(path: &Path) -> crate::Result<()> {
     match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => std::fs::create_dir_all(d).map_err(|e| crate::Error::io(d, e)),
+        Some(d) if !d.as_os_str().is_empty() => {
+            std::fs::create_dir_all(d).map_err(|e| crate::Error::io(d, e))
+        }
         _ => Ok(()),
     }
 }
 
 fn shown(path: &Path) -> String {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 fn export(mut actions: MessageReader<UiAction>, mut data: ResMut<RunData>) {
@@ -89,26 +108,41 @@ fn export(mut actions: MessageReader<UiAction>, mut data: ResMut<RunData>) {
 
 /// Saves a PNG of the whole window; `then_exit` ends the app once it is on disk.
 pub fn take_screenshot(commands: &mut Commands, path: PathBuf, then_exit: bool) {
-    commands.spawn(Screenshot::primary_window()).observe(move |shot: On<ScreenshotCaptured>, mut data: ResMut<RunData>, mut exit: MessageWriter<AppExit>, mut commands: Commands, link: Res<Link>| {
-        let result = create_parent(&path).map_err(|e| e.to_string()).and_then(|()| {
-            let img = shot.image.clone().try_into_dynamic().map_err(|e| e.to_string())?;
-            img.to_rgb8().save(&path).map_err(|e| e.to_string())
-        });
-        match result {
-            Ok(()) => data.notice(false, format!("screenshot written to {}", shown(&path))),
-            Err(e) => data.notice(true, format!("cannot write the screenshot {}: {e}", path.display())),
-        }
-        if then_exit {
-            if data.notices.last().is_some_and(|n| n.error) {
-                exit.write(AppExit::error());
-            } else {
-                // Leave the way a user does, by closing the window, and with training running
-                // again, so that the exit path is tested where it is hardest.
-                link.0.send(Command::Play);
-                commands.insert_resource(CloseRequested(Instant::now() + CLOSE_DELAY));
+    commands.spawn(Screenshot::primary_window()).observe(
+        move |shot: On<ScreenshotCaptured>,
+              mut data: ResMut<RunData>,
+              mut exit: MessageWriter<AppExit>,
+              mut commands: Commands,
+              link: Res<Link>| {
+            let result = create_parent(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    let img = shot
+                        .image
+                        .clone()
+                        .try_into_dynamic()
+                        .map_err(|e| e.to_string())?;
+                    img.to_rgb8().save(&path).map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(()) => data.notice(false, format!("screenshot written to {}", shown(&path))),
+                Err(e) => data.notice(
+                    true,
+                    format!("cannot write the screenshot {}: {e}", path.display()),
+                ),
             }
-        }
-    });
+            if then_exit {
+                if data.notices.last().is_some_and(|n| n.error) {
+                    exit.write(AppExit::error());
+                } else {
+                    // Leave the way a user does, by closing the window, and with training running
+                    // again, so that the exit path is tested where it is hardest.
+                    link.0.send(Command::Play);
+                    commands.insert_resource(CloseRequested(Instant::now() + CLOSE_DELAY));
+                }
+            }
+        },
+    );
 }
 
 fn screenshot_on_request(mut actions: MessageReader<UiAction>, mut commands: Commands) {
@@ -142,22 +176,34 @@ enum Stage {
 
 impl Scripted {
     pub fn new(path: PathBuf, until: Budget, hold: Duration) -> Self {
-        Self { path, until, hold, stage: Stage::Start }
+        Self {
+            path,
+            until,
+            hold,
+            stage: Stage::Start,
+        }
     }
 
     /// Whether training has gone far enough (and there is something to show).
     fn reached(&self, data: &RunData) -> bool {
-        let shown = if data.racing() { data.lanes.iter().all(|l| l.samples.is_some()) } else { data.samples.is_some() };
-        // A kind that takes no gradient steps (MCMC) counts its blocks of sweeps as steps.
-        let reached = |kind: crate::sampler::SamplerKind, c: &crate::sampler::Counters| match self.until {
-            Budget::GradientSteps(n) if !kind.learns() => c.outer_iterations >= n,
-            b => b.reached(c, Duration::ZERO),
+        let shown = if data.racing() {
+            data.lanes.iter().all(|l| l.samples.is_some())
+        } else {
+            data.samples.is_some()
         };
+        // A kind that takes no gradient steps (MCMC) counts its blocks of sweeps as steps.
+        let reached =
+            |kind: crate::sampler::SamplerKind, c: &crate::sampler::Counters| match self.until {
+                Budget::GradientSteps(n) if !kind.learns() => c.outer_iterations >= n,
+                b => b.reached(c, Duration::ZERO),
+            };
         // A race's energy evaluations count for every lane (the budget it shares); its steps
         // are the first lane's (an MCMC lane's blocks of sweeps cost thousands of evaluations).
         shown
             && match self.until {
-                Budget::EnergyEvals(_) if data.racing() => data.lanes.iter().all(|l| reached(l.kind, &l.counters)),
+                Budget::EnergyEvals(_) if data.racing() => {
+                    data.lanes.iter().all(|l| reached(l.kind, &l.counters))
+                }
                 _ => reached(data.kind, &data.counters),
             }
     }
@@ -275,14 +321,20 @@ pub struct FrameReport {
 }
 
 pub fn report_plugin(app: &mut App) {
-    app.init_resource::<FrameReport>().add_systems(Last, record_frame).add_systems(PostUpdate, print_report_on_exit);
+    app.init_resource::<FrameReport>()
+        .add_systems(Last, record_frame)
+        .add_systems(PostUpdate, print_report_on_exit);
 }
 
 fn record_frame(mut r: ResMut<FrameReport>, data: Res<RunData>) {
     let now = Instant::now();
     if let Some(t) = r.last {
         let ms = (now - t).as_secs_f64() * 1e3;
-        if data.running { r.running.push(ms) } else { r.paused.push(ms) }
+        if data.running {
+            r.running.push(ms)
+        } else {
+            r.paused.push(ms)
+        }
     }
     r.last = Some(now);
     if data.running {
@@ -302,17 +354,36 @@ fn quantiles(v: &[f64]) -> String {
     if f.is_empty() {
         "no frames".into()
     } else {
-        format!("{} frames, median {:.1} ms, p95 {:.1} ms, max {:.1} ms, {stalls} over 1 s", f.len(), q(0.5), q(0.95), f[f.len() - 1])
+        format!(
+            "{} frames, median {:.1} ms, p95 {:.1} ms, max {:.1} ms, {stalls} over 1 s",
+            f.len(),
+            q(0.5),
+            q(0.95),
+            f[f.len() - 1]
+        )
     }
 }
 
-fn print_report_on_exit(mut exits: MessageReader<AppExit>, mut closes: MessageReader<WindowCloseRequested>, r: Res<FrameReport>) {
+fn print_report_on_exit(
+    mut exits: MessageReader<AppExit>,
+    mut closes: MessageReader<WindowCloseRequested>,
+    r: Res<FrameReport>,
+) {
     if exits.read().next().is_none() && closes.read().next().is_none() {
         return;
     }
     let rate = match (r.start, r.end) {
-        (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => format!("{:.2} gradient steps/s ({} steps in {:.1} s)", (s1 - s0) as f64 / (t1 - t0).as_secs_f64(), s1 - s0, (t1 - t0).as_secs_f64()),
+        (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => format!(
+            "{:.2} gradient steps/s ({} steps in {:.1} s)",
+            (s1 - s0) as f64 / (t1 - t0).as_secs_f64(),
+            s1 - s0,
+            (t1 - t0).as_secs_f64()
+        ),
         _ => "no training".into(),
     };
-    println!("report: training running: {}; paused: {}; throughput with the window open: {rate}", quantiles(&r.running), quantiles(&r.paused));
+    println!(
+        "report: training running: {}; paused: {}; throughput with the window open: {rate}",
+        quantiles(&r.running),
+        quantiles(&r.paused)
+    );
 }

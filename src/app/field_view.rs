@@ -10,7 +10,13 @@ use super::particles::{Placement, ViewSettings};
 use crate::worker::Command;
 
 /// Asks the worker for the field at the chosen time (or for none), whenever that changes.
-pub(super) fn request(time: Res<Time>, mut settings: ResMut<ViewSettings>, link: Res<Link>, mut asked: Local<Option<Option<f32>>>, mut redraw: MessageWriter<RequestRedraw>) {
+pub(super) fn request(
+    time: Res<Time>,
+    mut settings: ResMut<ViewSettings>,
+    link: Res<Link>,
+    mut asked: Local<Option<Option<f32>>>,
+    mut redraw: MessageWriter<RequestRedraw>,
+) {
     if settings.field && settings.field_animate {
         settings.field_t = (settings.field_t + time.delta_secs().min(0.1) / 4.0) % 1.0;
         redraw.write(RequestRedraw);
@@ -26,14 +32,26 @@ pub(super) fn request(time: Res<Time>, mut settings: ResMut<ViewSettings>, link:
 
 /// Arrows at the grid points, their lengths ∝ √|s| so that the weak field between the wells
 /// stays visible beside the strong one at the edges; the longest reaches most of a grid cell.
-pub(super) fn draw(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placement>, mut gizmos: Gizmos) {
+pub(super) fn draw(
+    data: Res<RunData>,
+    settings: Res<ViewSettings>,
+    placement: Res<Placement>,
+    mut gizmos: Gizmos,
+) {
     if !settings.field {
         return;
     }
     let Some(f) = &data.field else { return };
-    let Some(([x0, x1], _)) = placement.plane else { return };
+    let Some(([x0, x1], _)) = placement.plane else {
+        return;
+    };
     let cell = ((x1 - x0) as f32 / crate::field::FIELD_GRID as f32) * placement.scale;
-    let longest = f.vectors.iter().map(|v| Vec2::from(*v).length()).filter(|l| l.is_finite()).fold(0.0f32, f32::max);
+    let longest = f
+        .vectors
+        .iter()
+        .map(|v| Vec2::from(*v).length())
+        .filter(|l| l.is_finite())
+        .fold(0.0f32, f32::max);
     if longest <= 0.0 {
         return;
     }
@@ -44,9 +62,12 @@ pub(super) fn draw(data: Res<RunData>, settings: Res<ViewSettings>, placement: R
         if !v.is_finite() {
             continue;
         }
-        let from = at + (Vec3::new(p[0], p[1], 0.0) - placement.origin) * placement.scale + Vec3::Z * 0.05;
+        let from =
+            at + (Vec3::new(p[0], p[1], 0.0) - placement.origin) * placement.scale + Vec3::Z * 0.05;
         let d = v / v.length().max(1e-12) * (v.length() / longest).sqrt() * 0.9 * cell;
-        gizmos.arrow(from, from + d.extend(0.0), colour).with_tip_length(0.25 * cell);
+        gizmos
+            .arrow(from, from + d.extend(0.0), colour)
+            .with_tip_length(0.25 * cell);
     }
     if !settings.field_examples {
         return;
@@ -62,9 +83,19 @@ pub(super) fn draw(data: Res<RunData>, settings: Res<ViewSettings>, placement: R
         v / v.length() * (v.length() / longest).sqrt().min(1.6) * 0.9 * cell
     };
     for e in &f.examples {
-        let from = at + (Vec3::new(e.point[0], e.point[1], 0.0) - placement.origin) * placement.scale + Vec3::Z * 0.08;
-        gizmos.sphere(Isometry3d::from_translation(from), 0.08 * cell, target_colour);
-        gizmos.arrow(from, from + arrow(e.target).extend(0.0), target_colour).with_tip_length(0.2 * cell);
-        gizmos.arrow(from, from + arrow(e.output).extend(0.0), colour).with_tip_length(0.2 * cell);
+        let from = at
+            + (Vec3::new(e.point[0], e.point[1], 0.0) - placement.origin) * placement.scale
+            + Vec3::Z * 0.08;
+        gizmos.sphere(
+            Isometry3d::from_translation(from),
+            0.08 * cell,
+            target_colour,
+        );
+        gizmos
+            .arrow(from, from + arrow(e.target).extend(0.0), target_colour)
+            .with_tip_length(0.2 * cell);
+        gizmos
+            .arrow(from, from + arrow(e.output).extend(0.0), colour)
+            .with_tip_length(0.2 * cell);
     }
 }

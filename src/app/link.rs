@@ -9,7 +9,9 @@ use bevy::prelude::*;
 
 use crate::sampler::{Counters, SamplerConfig, SamplerKind};
 use crate::scene::Scene;
-use crate::worker::{Command, Event, LaneSnapshot, MetricPoint, Phase, RunInfo, SampleBatch, Snapshot, WorkerHandle};
+use crate::worker::{
+    Command, Event, LaneSnapshot, MetricPoint, Phase, RunInfo, SampleBatch, Snapshot, WorkerHandle,
+};
 
 /// What a user asked for, from a button, a field or a key. Panels and shortcuts write these;
 /// [`dispatch`] turns them into worker commands, other plugins react to their own.
@@ -29,7 +31,10 @@ pub enum UiAction {
     /// Back to a single run of the current scene.
     EndRace,
     /// Live hyperparameters of one lane (0 for a single run), as (row key, value).
-    SetHyper { lane: usize, changes: Vec<(String, f64)> },
+    SetHyper {
+        lane: usize,
+        changes: Vec<(String, f64)>,
+    },
     SetSpeed(u64),
     SaveCheckpoint(PathBuf),
     LoadCheckpoint(PathBuf),
@@ -58,10 +63,17 @@ impl UiAction {
     pub fn control(&self) -> Option<crate::lesson::Control> {
         use crate::lesson::Control;
         match self {
-            UiAction::Play | UiAction::Pause | UiAction::TogglePlay | UiAction::Step => Some(Control::Play),
-            UiAction::Reset | UiAction::StartRace(_) | UiAction::EndRace | UiAction::LoadCheckpoint(_) => Some(Control::Reset),
+            UiAction::Play | UiAction::Pause | UiAction::TogglePlay | UiAction::Step => {
+                Some(Control::Play)
+            }
+            UiAction::Reset
+            | UiAction::StartRace(_)
+            | UiAction::EndRace
+            | UiAction::LoadCheckpoint(_) => Some(Control::Reset),
             UiAction::OpenScene(_) => Some(Control::ScenePicker),
-            UiAction::SetHyper { .. } | UiAction::Fork(_) | UiAction::KeepLane(_) => Some(Control::Hyperparameters),
+            UiAction::SetHyper { .. } | UiAction::Fork(_) | UiAction::KeepLane(_) => {
+                Some(Control::Hyperparameters)
+            }
             UiAction::SetSpeed(_) => Some(Control::Speed),
             _ => None,
         }
@@ -149,7 +161,8 @@ impl LaneData {
         }
         self.counters = s.counters;
         self.stage = s.stage;
-        self.losses.extend(s.losses.into_iter().map(|(k, l)| [k as f64, l as f64]));
+        self.losses
+            .extend(s.losses.into_iter().map(|(k, l)| [k as f64, l as f64]));
         if self.losses.len() > MAX_LOSS_POINTS {
             self.losses = self.losses.iter().step_by(2).copied().collect();
         }
@@ -167,7 +180,10 @@ const MAX_NOTICES: usize = 50;
 
 impl RunData {
     pub fn notice(&mut self, error: bool, text: impl Into<String>) {
-        self.notices.push(Notice { error, text: text.into() });
+        self.notices.push(Notice {
+            error,
+            text: text.into(),
+        });
         if self.notices.len() > MAX_NOTICES {
             self.notices.remove(0);
         }
@@ -176,10 +192,38 @@ impl RunData {
     fn start(&mut self, info: Arc<RunInfo>) {
         let notices = std::mem::take(&mut self.notices);
         // The branches of a fork share the history up to the fork: each lane starts with it.
-        let (losses, metrics) = if info.fork.is_some() { (std::mem::take(&mut self.losses), std::mem::take(&mut self.metrics)) } else { (Vec::new(), Vec::new()) };
-        let lanes = info.race.iter().map(|&kind| LaneData { kind, losses: losses.clone(), metrics: metrics.clone(), ..LaneData::default() }).collect();
-        let stride = if info.fork.is_some() { self.loss_stride.max(1) } else { 1 };
-        *self = RunData { info: Some(info), notices, loss_stride: stride, lanes, losses, metrics, ..RunData::default() };
+        let (losses, metrics) = if info.fork.is_some() {
+            (
+                std::mem::take(&mut self.losses),
+                std::mem::take(&mut self.metrics),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let lanes = info
+            .race
+            .iter()
+            .map(|&kind| LaneData {
+                kind,
+                losses: losses.clone(),
+                metrics: metrics.clone(),
+                ..LaneData::default()
+            })
+            .collect();
+        let stride = if info.fork.is_some() {
+            self.loss_stride.max(1)
+        } else {
+            1
+        };
+        *self = RunData {
+            info: Some(info),
+            notices,
+            loss_stride: stride,
+            lanes,
+            losses,
+            metrics,
+            ..RunData::default()
+        };
     }
 
     /// Whether the lanes are the branches of a fork.
@@ -241,12 +285,24 @@ impl RunData {
 
     /// The latest samples of lane `lane` of a race, or of the run when not racing.
     pub fn lane_samples(&self, lane: usize) -> Option<&SampleBatch> {
-        if self.racing() { self.lanes.get(lane).and_then(|l| l.samples.as_deref()) } else { self.samples.as_deref() }
+        if self.racing() {
+            self.lanes.get(lane).and_then(|l| l.samples.as_deref())
+        } else {
+            self.samples.as_deref()
+        }
     }
 
     /// Energy evaluations of the run, or of the race's slowest lane.
     pub fn energy_evals(&self) -> u64 {
-        if self.racing() { self.lanes.iter().map(|l| l.counters.energy_evals).min().unwrap_or(0) } else { self.counters.energy_evals }
+        if self.racing() {
+            self.lanes
+                .iter()
+                .map(|l| l.counters.energy_evals)
+                .min()
+                .unwrap_or(0)
+        } else {
+            self.counters.energy_evals
+        }
     }
 }
 
@@ -256,8 +312,16 @@ pub fn lane_name(info: &RunInfo, lane: usize, kind: SamplerKind) -> String {
         None => kind.label().to_string(),
         Some(_) if lane == 0 => "A: as it was".to_string(),
         Some(f) => {
-            let changes: Vec<String> = f.changes.iter().map(|(n, _, b)| format!("{n} {b}")).collect();
-            if changes.is_empty() { "B: same settings".to_string() } else { format!("B: {}", changes.join(", ")) }
+            let changes: Vec<String> = f
+                .changes
+                .iter()
+                .map(|(n, _, b)| format!("{n} {b}"))
+                .collect();
+            if changes.is_empty() {
+                "B: same settings".to_string()
+            } else {
+                format!("B: {}", changes.join(", "))
+            }
         }
     }
 }
@@ -298,14 +362,23 @@ pub fn poll(link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEd
 /// both read it, so the help cannot miss one. (Mouse gestures are listed in the help too.)
 pub const KEYS: [(&str, &str); 9] = [
     ("Space", "play / pause training"),
-    ("N", "one step (the speed setting's number of gradient steps)"),
+    (
+        "N",
+        "one step (the speed setting's number of gradient steps)",
+    ),
     ("R", "reset: fresh weights with the seed and settings shown"),
     ("F or double-click", "frame the view"),
     ("H or F1", "this help"),
-    ("P", "projector mode: high contrast, twice as large, panels hidden unless a lesson shows them"),
+    (
+        "P",
+        "projector mode: high contrast, twice as large, panels hidden unless a lesson shows them",
+    ),
     ("Right arrow / Page Down", "lesson: next step"),
     ("Left arrow / Page Up", "lesson: previous step"),
-    ("Ctrl+S", "save the session (scene, seed, hyperparameters, view, lesson step) to sessions/"),
+    (
+        "Ctrl+S",
+        "save the session (scene, seed, hyperparameters, view, lesson step) to sessions/",
+    ),
 ];
 
 /// The key bindings; [`KEYS`] describes them.
@@ -330,7 +403,11 @@ pub fn bindings(ctrl: bool) -> Vec<(KeyCode, UiAction)> {
 
 /// Turns key presses into actions (not while a text field has the keyboard). An empty
 /// `SaveSession` path means "a new file in sessions/".
-pub fn shortcuts(keys: Res<ButtonInput<KeyCode>>, free: Res<KeyboardFree>, mut out: MessageWriter<UiAction>) {
+pub fn shortcuts(
+    keys: Res<ButtonInput<KeyCode>>,
+    free: Res<KeyboardFree>,
+    mut out: MessageWriter<UiAction>,
+) {
     if !free.0 {
         return;
     }
@@ -343,7 +420,13 @@ pub fn shortcuts(keys: Res<ButtonInput<KeyCode>>, free: Res<KeyboardFree>, mut o
 }
 
 /// Turns actions into worker commands.
-pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEdit>, locked: Res<Locked>) {
+pub fn dispatch(
+    mut actions: MessageReader<UiAction>,
+    link: Res<Link>,
+    mut data: ResMut<RunData>,
+    mut edit: ResMut<SceneEdit>,
+    locked: Res<Locked>,
+) {
     for a in actions.read() {
         if let Some(c) = a.control().filter(|c| locked.0.contains(c)) {
             data.notice(false, format!("{c:?} is locked by the lesson in this step"));
@@ -356,13 +439,25 @@ pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data:
             UiAction::TogglePlay => Command::Play,
             UiAction::Step => Command::Step(edit.speed),
             // A race restarts as a race (same kinds, the seed shown).
-            UiAction::Reset if data.racing() => {
-                Command::Race { scene: Box::new(edit.scene.clone()), path: edit.path.clone(), kinds: data.lanes.iter().map(|l| l.kind).collect() }
-            }
-            UiAction::Reset | UiAction::EndRace => Command::Reset { scene: Box::new(edit.scene.clone()), path: edit.path.clone() },
-            UiAction::StartRace(kinds) => Command::Race { scene: Box::new(edit.scene.clone()), path: edit.path.clone(), kinds: kinds.clone() },
+            UiAction::Reset if data.racing() => Command::Race {
+                scene: Box::new(edit.scene.clone()),
+                path: edit.path.clone(),
+                kinds: data.lanes.iter().map(|l| l.kind).collect(),
+            },
+            UiAction::Reset | UiAction::EndRace => Command::Reset {
+                scene: Box::new(edit.scene.clone()),
+                path: edit.path.clone(),
+            },
+            UiAction::StartRace(kinds) => Command::Race {
+                scene: Box::new(edit.scene.clone()),
+                path: edit.path.clone(),
+                kinds: kinds.clone(),
+            },
             UiAction::OpenScene(p) => match Scene::load(p) {
-                Ok(scene) => Command::Reset { scene: Box::new(scene), path: p.clone() },
+                Ok(scene) => Command::Reset {
+                    scene: Box::new(scene),
+                    path: p.clone(),
+                },
                 // The error names the file and position; shown like any other failure.
                 Err(e) => {
                     data.notice(true, e.to_string());
@@ -378,7 +473,10 @@ pub fn dispatch(mut actions: MessageReader<UiAction>, link: Res<Link>, mut data:
                         }
                     }
                 }
-                Command::SetHyper { lane: *lane, changes: changes.clone() }
+                Command::SetHyper {
+                    lane: *lane,
+                    changes: changes.clone(),
+                }
             }
             UiAction::SetSpeed(n) => {
                 edit.speed = *n;

@@ -130,36 +130,61 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
             .build()
             .disable::<TerminalCtrlCHandlerPlugin>()
             .set(WindowPlugin {
-                primary_window: Some(Window { title: "Boltzmann Studio".into(), resolution: (1600, 900).into(), ..default() }),
+                primary_window: Some(Window {
+                    title: "Boltzmann Studio".into(),
+                    resolution: (1600, 900).into(),
+                    ..default()
+                }),
                 ..default()
             })
             // Two cores are shared with the trainer: Bevy's pools get few threads.
-            .set(TaskPoolPlugin { task_pool_options: TaskPoolOptions::with_num_threads(2) }),
+            .set(TaskPoolPlugin {
+                task_pool_options: TaskPoolOptions::with_num_threads(2),
+            }),
     )
     .add_plugins(EguiPlugin::default())
     .add_systems(Update, TerminalCtrlCHandlerPlugin::exit_on_flag)
     .insert_resource(ClearColor(Color::srgb(0.08, 0.09, 0.11)))
     // Redraw on input and when the worker wakes the loop with new data, not continuously:
     // software rendering would otherwise take the trainer's CPU.
-    .insert_resource(if opts.continuous { WinitSettings::continuous() } else { WinitSettings::desktop_app() });
-
-    let waker: Option<Waker> = app.world().get_resource::<EventLoopProxyWrapper>().map(|p| {
-        let proxy = Mutex::new((**p).clone());
-        Arc::new(move || {
-            if let Ok(p) = proxy.lock() {
-                // The loop may already be gone while shutting down; nothing to wake then.
-                let _ = p.send_event(WinitUserEvent::WakeUp);
-            }
-        }) as Waker
-    });
-    let first = if race.is_empty() {
-        crate::worker::Command::Reset { scene: Box::new(scene.clone()), path: opts.scene.clone() }
+    .insert_resource(if opts.continuous {
+        WinitSettings::continuous()
     } else {
-        crate::worker::Command::Race { scene: Box::new(scene.clone()), path: opts.scene.clone(), kinds: race }
+        WinitSettings::desktop_app()
+    });
+
+    let waker: Option<Waker> = app
+        .world()
+        .get_resource::<EventLoopProxyWrapper>()
+        .map(|p| {
+            let proxy = Mutex::new((**p).clone());
+            Arc::new(move || {
+                if let Ok(p) = proxy.lock() {
+                    // The loop may already be gone while shutting down; nothing to wake then.
+                    let _ = p.send_event(WinitUserEvent::WakeUp);
+                }
+            }) as Waker
+        });
+    let first = if race.is_empty() {
+        crate::worker::Command::Reset {
+            scene: Box::new(scene.clone()),
+            path: opts.scene.clone(),
+        }
+    } else {
+        crate::worker::Command::Race {
+            scene: Box::new(scene.clone()),
+            path: opts.scene.clone(),
+            kinds: race,
+        }
     };
     let handle = WorkerHandle::spawn_with(first, waker);
     let speed = session.as_ref().map_or(DEFAULT_SPEED, |s| s.speed);
-    app.insert_resource(Link(handle)).insert_resource(SceneEdit { scene, path: opts.scene.clone(), speed });
+    app.insert_resource(Link(handle))
+        .insert_resource(SceneEdit {
+            scene,
+            path: opts.scene.clone(),
+            speed,
+        });
     let mut view = particles::ViewSettings::default();
     let mut lesson_state = lesson_view::LessonState::default();
     let mut projector = opts.projector;
@@ -176,12 +201,22 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
     if let Some(l) = lesson {
         lesson_state.open(l, opts.lesson_step);
     }
-    app.insert_resource(lesson_state).insert_resource(projector::Projector(projector)).insert_resource(ClearColor(projector::clear_color(projector)));
+    app.insert_resource(lesson_state)
+        .insert_resource(projector::Projector(projector))
+        .insert_resource(ClearColor(projector::clear_color(projector)));
     if let Some(t) = opts.trajectory_at {
-        view = particles::ViewSettings { show: particles::Show::Trajectory, time: t, ..view };
+        view = particles::ViewSettings {
+            show: particles::Show::Trajectory,
+            time: t,
+            ..view
+        };
     }
     if let Some(t) = opts.field_at {
-        view = particles::ViewSettings { field: true, field_t: t, ..view };
+        view = particles::ViewSettings {
+            field: true,
+            field_t: t,
+            ..view
+        };
     }
     view.color_by = match opts.color_by.as_deref() {
         Some("particle") => particles::ColorBy::ParticleIndex,
@@ -189,30 +224,64 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
         _ => view.color_by,
     };
     app.insert_resource(view);
-    app.add_plugins((link::plugin, camera::plugin, particles::plugin, panels::plugin, export::plugin, lesson_view::plugin, projector::plugin, sessions::plugin));
+    app.add_plugins((
+        link::plugin,
+        camera::plugin,
+        particles::plugin,
+        panels::plugin,
+        export::plugin,
+        lesson_view::plugin,
+        projector::plugin,
+        sessions::plugin,
+    ));
     if let Some(dir) = &opts.screenshot_steps {
-        app.insert_resource(lesson_view::ScriptedLesson::new(dir.clone(), std::time::Duration::from_secs(900))).add_plugins(lesson_view::scripted_plugin);
+        app.insert_resource(lesson_view::ScriptedLesson::new(
+            dir.clone(),
+            std::time::Duration::from_secs(900),
+        ))
+        .add_plugins(lesson_view::scripted_plugin);
     }
     if let Some(p) = &opts.screenshot {
         let until = match opts.after_evals {
             Some(n) => crate::run::Budget::EnergyEvals(n),
             None => crate::run::Budget::GradientSteps(opts.after_steps),
         };
-        app.insert_resource(export::Scripted::new(p.clone(), until, std::time::Duration::from_secs_f64(if opts.hold.is_finite() { opts.hold.max(0.0) } else { 0.0 }))).add_plugins(export::scripted_plugin);
+        app.insert_resource(export::Scripted::new(
+            p.clone(),
+            until,
+            std::time::Duration::from_secs_f64(if opts.hold.is_finite() {
+                opts.hold.max(0.0)
+            } else {
+                0.0
+            }),
+        ))
+        .add_plugins(export::scripted_plugin);
     }
     if opts.report {
         app.add_plugins(export::report_plugin);
     }
-    app.world().resource::<Link>().0.send(crate::worker::Command::SetSpeed(speed));
+    app.world()
+        .resource::<Link>()
+        .0
+        .send(crate::worker::Command::SetSpeed(speed));
 
     // Bevy's runner consumes the app: the world, and with it the worker handle (whose drop
     // stops and joins the training thread), is gone when this returns.
     let exit = app.run();
     if let Some(t) = export::CLOSE_REQUESTED_AT.get() {
-        println!("window closed: exited {:.0} ms after the close request, worker joined", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "window closed: exited {:.0} ms after the close request, worker joined",
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
     if let Some(dir) = &opts.screenshot_steps {
-        let n = std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("step-")).count()).unwrap_or(0);
+        let n = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+                    .count()
+            })
+            .unwrap_or(0);
         println!("lesson pictures: {n} in {}", dir.display());
     }
     if export::REASON_GIVEN.load(std::sync::atomic::Ordering::SeqCst) {
@@ -227,11 +296,14 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
         std::process::exit(INTERRUPTED.into());
     }
     if let Some(p) = &opts.screenshot {
-        let meta = std::fs::metadata(p).with_context(|| format!("the screenshot {} was not written", p.display()))?;
+        let meta = std::fs::metadata(p)
+            .with_context(|| format!("the screenshot {} was not written", p.display()))?;
         println!("screenshot: {} ({} bytes)", p.display(), meta.len());
     }
     match exit {
         AppExit::Success => Ok(()),
-        AppExit::Error(code) => bail!("the app stopped with an error (code {code}); see the messages above"),
+        AppExit::Error(code) => {
+            bail!("the app stopped with an error (code {code}); see the messages above")
+        }
     }
 }

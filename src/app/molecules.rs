@@ -11,7 +11,9 @@ use std::sync::Arc;
 use bevy::prelude::*;
 
 use super::link::RunData;
-use super::particles::{ColorBy, Placement, RunView, Show, ViewSettings, cell_center, index_color, trajectory_frame};
+use super::particles::{
+    ColorBy, Placement, RunView, Show, ViewSettings, cell_center, index_color, trajectory_frame,
+};
 use crate::energy::Energy;
 use crate::worker::RunInfo;
 
@@ -32,7 +34,10 @@ impl MoleculeModel {
         let mol = self.energy.as_ref()?.molecule()?;
         let t: Vec<f64> = theta.iter().map(|&v| v as f64).collect();
         let x = mol.positions(&t);
-        let p: Vec<Vec3> = x.chunks_exact(3).map(|c| Vec3::new(c[0] as f32, c[1] as f32, c[2] as f32)).collect();
+        let p: Vec<Vec3> = x
+            .chunks_exact(3)
+            .map(|c| Vec3::new(c[0] as f32, c[1] as f32, c[2] as f32))
+            .collect();
         let mean = p.iter().copied().sum::<Vec3>() / p.len().max(1) as f32;
         Some(p.into_iter().map(|v| v - mean).collect())
     }
@@ -86,7 +91,10 @@ pub(super) fn rebuild(
     if model.info.as_ref().is_some_and(|m| Arc::ptr_eq(m, info)) {
         return;
     }
-    *model = MoleculeModel { info: Some(info.clone()), ..default() };
+    *model = MoleculeModel {
+        info: Some(info.clone()),
+        ..default()
+    };
     if !info.scene.system.is_molecule() {
         return;
     }
@@ -94,24 +102,54 @@ pub(super) fn rebuild(
     let Some(mol) = energy.molecule() else { return };
     let elements = mol.elements();
     let bonds = mol.bonds();
-    let ball = meshes.add(Sphere::new(1.0).mesh().ico(3).expect("subdivision 3 is valid"));
+    let ball = meshes.add(
+        Sphere::new(1.0)
+            .mesh()
+            .ico(3)
+            .expect("subdivision 3 is valid"),
+    );
     let stick = meshes.add(Cylinder::new(STICK, 1.0));
-    let stick_mat = materials.add(StandardMaterial { base_color: Color::srgb(0.62, 0.64, 0.68), perceptual_roughness: 0.6, ..default() });
+    let stick_mat = materials.add(StandardMaterial {
+        base_color: Color::srgb(0.62, 0.64, 0.68),
+        perceptual_roughness: 0.6,
+        ..default()
+    });
     let styles: Vec<(Handle<StandardMaterial>, f32)> = elements
         .iter()
         .map(|e| {
             let (c, r) = element_style(e);
-            (materials.add(StandardMaterial { base_color: c, perceptual_roughness: 0.45, ..default() }), r)
+            (
+                materials.add(StandardMaterial {
+                    base_color: c,
+                    perceptual_roughness: 0.45,
+                    ..default()
+                }),
+                r,
+            )
         })
         .collect();
     let cells = info.scene.view.grid.max(1).pow(2);
     for lane in 0..placement.lanes.max(1) {
         for cell in 0..cells {
             for (index, (mat, r)) in styles.iter().enumerate() {
-                commands.spawn((Mesh3d(ball.clone()), MeshMaterial3d(mat.clone()), Transform::from_scale(Vec3::splat(*r)), Visibility::Hidden, Atom { lane, cell, index }, RunView));
+                commands.spawn((
+                    Mesh3d(ball.clone()),
+                    MeshMaterial3d(mat.clone()),
+                    Transform::from_scale(Vec3::splat(*r)),
+                    Visibility::Hidden,
+                    Atom { lane, cell, index },
+                    RunView,
+                ));
             }
             for bond in 0..bonds.len() {
-                commands.spawn((Mesh3d(stick.clone()), MeshMaterial3d(stick_mat.clone()), Transform::default(), Visibility::Hidden, Stick { lane, cell, bond }, RunView));
+                commands.spawn((
+                    Mesh3d(stick.clone()),
+                    MeshMaterial3d(stick_mat.clone()),
+                    Transform::default(),
+                    Visibility::Hidden,
+                    Stick { lane, cell, bond },
+                    RunView,
+                ));
             }
         }
     }
@@ -125,7 +163,10 @@ pub(super) fn rebuild(
 /// molecule's centre over a few conformers (all torsions at 0°, 60°, …, 300°), plus a ball.
 pub(super) fn extent(info: &RunInfo) -> f32 {
     let dim = info.layout.dim();
-    let model = MoleculeModel { energy: Some(info.scene.energy()), ..default() };
+    let model = MoleculeModel {
+        energy: Some(info.scene.energy()),
+        ..default()
+    };
     let reach = (0..6)
         .filter_map(|k| model.positions(&vec![k as f32 * std::f32::consts::FRAC_PI_3; dim]))
         .flat_map(|p| p.into_iter().map(|v| v.length()))
@@ -137,7 +178,11 @@ pub(super) fn extent(info: &RunInfo) -> f32 {
 fn stick_between(a: Vec3, b: Vec3) -> Transform {
     let d = b - a;
     let len = d.length().max(1e-6);
-    Transform { translation: (a + b) / 2.0, rotation: Quat::from_rotation_arc(Vec3::Y, d / len), scale: Vec3::new(1.0, len, 1.0) }
+    Transform {
+        translation: (a + b) / 2.0,
+        rotation: Quat::from_rotation_arc(Vec3::Y, d / len),
+        scale: Vec3::new(1.0, len, 1.0),
+    }
 }
 
 /// Moves atoms and sticks to the current samples (or the trajectory frame at the scrubber).
@@ -155,7 +200,8 @@ pub(super) fn place(
     mut shown_by: Local<Option<ColorBy>>,
 ) {
     let Some(info) = &placement.info else { return };
-    if model.energy.is_none() || !(data.is_changed() || settings.is_changed() || model.is_changed()) {
+    if model.energy.is_none() || !(data.is_changed() || settings.is_changed() || model.is_changed())
+    {
         return;
     }
     let g = info.scene.view.grid.max(1);
@@ -165,16 +211,24 @@ pub(super) fn place(
     let cells = g * g;
     let mut at: Vec<Option<(Vec3, Vec<Vec3>)>> = vec![None; lanes * cells];
     if trajectory {
-        if let Some(f) = data.trajectory.as_deref().and_then(|t| trajectory_frame(t, settings.time)) {
+        if let Some(f) = data
+            .trajectory
+            .as_deref()
+            .and_then(|t| trajectory_frame(t, settings.time))
+        {
             at[0] = model.positions(f).map(|p| (Vec3::ZERO, p));
         }
     } else {
         for (lane, slot) in at.chunks_mut(cells).enumerate() {
-            let Some(b) = data.lane_samples(lane) else { continue };
+            let Some(b) = data.lane_samples(lane) else {
+                continue;
+            };
             let dim = b.layout.dim();
             for (cell, s) in slot.iter_mut().enumerate().take(b.len()) {
                 let centre = placement.lane_center(lane) + cell_center(cell, g, placement.spacing);
-                *s = model.positions(&b.x[cell * dim..(cell + 1) * dim]).map(|p| (centre, p));
+                *s = model
+                    .positions(&b.x[cell * dim..(cell + 1) * dim])
+                    .map(|p| (centre, p));
             }
         }
     }
@@ -202,7 +256,13 @@ pub(super) fn place(
         *shown_by = Some(settings.color_by);
         if index_mats.len() < model.atoms {
             let have = index_mats.len();
-            index_mats.extend((have..model.atoms).map(|i| materials.add(StandardMaterial { base_color: index_color(i), perceptual_roughness: 0.45, ..default() })));
+            index_mats.extend((have..model.atoms).map(|i| {
+                materials.add(StandardMaterial {
+                    base_color: index_color(i),
+                    perceptual_roughness: 0.45,
+                    ..default()
+                })
+            }));
         }
         for (a, mut m) in &mut atom_mats {
             let h = match settings.color_by {
@@ -230,24 +290,43 @@ pub(super) fn paths(
     if settings.show != Show::Trajectory || model.energy.is_none() {
         return;
     }
-    let Some(traj) = data.trajectory.as_ref() else { return };
+    let Some(traj) = data.trajectory.as_ref() else {
+        return;
+    };
     if traj.is_empty() {
         return;
     }
     let key = std::sync::Arc::as_ptr(traj) as usize;
     if cached.as_ref().is_none_or(|(k, _)| *k != key) || model.is_changed() {
-        *cached = Some((key, traj.iter().filter_map(|f| model.positions(f)).collect()));
-        *heavy = model.energy.as_ref().and_then(|e| e.molecule()).map(|m| m.elements().iter().map(|e| *e != "H").collect()).unwrap_or_default();
+        *cached = Some((
+            key,
+            traj.iter().filter_map(|f| model.positions(f)).collect(),
+        ));
+        *heavy = model
+            .energy
+            .as_ref()
+            .and_then(|e| e.molecule())
+            .map(|m| m.elements().iter().map(|e| *e != "H").collect())
+            .unwrap_or_default();
     }
-    let Some((_, frames)) = cached.as_ref() else { return };
-    let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len() - 1) as f32).round() as usize).min(frames.len().saturating_sub(1));
+    let Some((_, frames)) = cached.as_ref() else {
+        return;
+    };
+    let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len() - 1) as f32).round() as usize)
+        .min(frames.len().saturating_sub(1));
     let (c, _) = element_style("C");
     for atom in 0..model.atoms {
         if !heavy.get(atom).copied().unwrap_or(true) {
             continue;
         }
-        let colour = c.with_alpha(0.55).mix(&Color::srgba(0.95, 0.75, 0.3, 0.55), atom as f32 / model.atoms.max(1) as f32);
-        gizmos.linestrip(frames[..=upto].iter().filter_map(|f| f.get(atom).copied()), colour);
+        let colour = c.with_alpha(0.55).mix(
+            &Color::srgba(0.95, 0.75, 0.3, 0.55),
+            atom as f32 / model.atoms.max(1) as f32,
+        );
+        gizmos.linestrip(
+            frames[..=upto].iter().filter_map(|f| f.get(atom).copied()),
+            colour,
+        );
     }
 }
 
@@ -260,7 +339,10 @@ mod tests {
         let (a, b) = (Vec3::new(1.0, 2.0, 3.0), Vec3::new(2.0, 0.5, 3.5));
         let t = stick_between(a, b);
         // The unit cylinder's ends are at y = ±0.5.
-        let (p, q) = (t.transform_point(Vec3::new(0.0, 0.5, 0.0)), t.transform_point(Vec3::new(0.0, -0.5, 0.0)));
+        let (p, q) = (
+            t.transform_point(Vec3::new(0.0, 0.5, 0.0)),
+            t.transform_point(Vec3::new(0.0, -0.5, 0.0)),
+        );
         assert!(p.distance(b) < 1e-5 && q.distance(a) < 1e-5, "{p} {q}");
         // The radius is not stretched.
         let side = t.transform_point(Vec3::new(STICK, 0.0, 0.0)) - t.translation;
@@ -269,7 +351,10 @@ mod tests {
 
     #[test]
     fn elements_have_distinct_colours() {
-        let c: Vec<Color> = ["H", "C", "N", "O"].iter().map(|e| element_style(e).0).collect();
+        let c: Vec<Color> = ["H", "C", "N", "O"]
+            .iter()
+            .map(|e| element_style(e).0)
+            .collect();
         for i in 0..c.len() {
             for j in i + 1..c.len() {
                 assert_ne!(c[i], c[j]);

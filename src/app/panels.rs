@@ -11,11 +11,13 @@ use bevy::window::PrimaryWindow;
 use bevy_egui::{EguiContexts, EguiInput, EguiPreUpdateSet, EguiPrimaryContextPass, egui};
 
 use super::lesson_view::{self, LessonState};
-use super::link::{KeyboardFree, KEYS, RunData, SceneEdit, UiAction};
+use super::link::{KEYS, KeyboardFree, RunData, SceneEdit, UiAction};
+use super::particles::{
+    ColorBy, EnergyScale, LaneLabels, SCALE_STEPS, Show, ViewSettings, viridis,
+};
+use super::plots::{self, HistogramCache, PlotSettings};
 use super::projector::Projector;
 use crate::lesson::{Control, Panel};
-use super::particles::{ColorBy, EnergyScale, LaneLabels, SCALE_STEPS, Show, ViewSettings, viridis};
-use super::plots::{self, HistogramCache, PlotSettings};
 use crate::sampler::{HyperRow, SamplerConfig, SamplerKind};
 use crate::scene::{NetworkKind, Scene};
 use crate::worker::Phase;
@@ -50,8 +52,19 @@ impl PanelState {
     /// other lane of a race — shows at once and the next touch of the panel does not send stale
     /// values back.
     pub fn sync_hyper(&mut self, data: &RunData) {
-        let current = if data.racing() { data.lanes.get(self.hyper_lane).and_then(|l| l.config.clone()) } else { data.config.clone() };
-        if let Some(c) = current.filter(|c| !self.hyper_synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, c))) {
+        let current = if data.racing() {
+            data.lanes
+                .get(self.hyper_lane)
+                .and_then(|l| l.config.clone())
+        } else {
+            data.config.clone()
+        };
+        if let Some(c) = current.filter(|c| {
+            !self
+                .hyper_synced
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, c))
+        }) {
             self.hyper = Some((*c).clone());
             self.hyper_synced = Some(c);
         }
@@ -83,7 +96,12 @@ impl Layout<'_> {
         }
         let r = ui.scope(add).response.rect;
         if self.lesson.point_at() == Some(p) {
-            ui.painter().rect_stroke(r.expand(3.0), 4.0, egui::Stroke::new(3.0, HIGHLIGHT), egui::StrokeKind::Outside);
+            ui.painter().rect_stroke(
+                r.expand(3.0),
+                4.0,
+                egui::Stroke::new(3.0, HIGHLIGHT),
+                egui::StrokeKind::Outside,
+            );
         }
     }
 }
@@ -96,14 +114,22 @@ pub fn plugin(app: &mut App) {
         .init_resource::<PlotSettings>()
         .init_resource::<HistogramCache>()
         .add_systems(Update, toggle_help)
-        .add_systems(PreUpdate, drop_unchanged_modifiers.after(EguiPreUpdateSet::ProcessInput).before(EguiPreUpdateSet::BeginPass))
+        .add_systems(
+            PreUpdate,
+            drop_unchanged_modifiers
+                .after(EguiPreUpdateSet::ProcessInput)
+                .before(EguiPreUpdateSet::BeginPass),
+        )
         .add_systems(EguiPrimaryContextPass, ui);
 }
 
 /// bevy_egui 0.42 reports the modifier keys to egui every frame, and egui repaints immediately
 /// on any input event: the app would redraw continuously and take the trainer's CPU. Only real
 /// changes of the modifiers are passed on.
-fn drop_unchanged_modifiers(mut inputs: Query<&mut EguiInput>, mut last: Local<Option<egui::Modifiers>>) {
+fn drop_unchanged_modifiers(
+    mut inputs: Query<&mut EguiInput>,
+    mut last: Local<Option<egui::Modifiers>>,
+) {
     for mut input in &mut inputs {
         input.events.retain(|e| match e {
             egui::Event::ModifiersChanged(m) if Some(*m) == *last => false,
@@ -131,7 +157,10 @@ pub fn list_scenes(dir: &Path) -> Vec<(PathBuf, String, String)> {
         .map(|p| match Scene::load(&p) {
             Ok(s) => (p, s.name, s.description),
             Err(e) => {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 (p, name, format!("cannot be read: {e}"))
             }
         })
@@ -156,16 +185,27 @@ pub fn ui(
     lesson_state: Res<LessonState>,
     projector: Res<Projector>,
 ) -> Result {
-    let layout = Layout { lesson: &lesson_state, projector: projector.0 };
+    let layout = Layout {
+        lesson: &lesson_state,
+        projector: projector.0,
+    };
     let ctx = contexts.ctx_mut()?.clone();
     // The picker lists the folder of the scene the app was opened on; a loaded checkpoint (whose
     // scene.ron lives in its run folder) does not change it.
     if state.scenes_dir.is_none() {
-        let dir = edit.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let dir = edit
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         state.scenes = list_scenes(&dir);
         state.scenes_dir = Some(dir);
     }
-    if let Some(info) = data.info.as_ref().filter(|i| i.generation != state.race_generation) {
+    if let Some(info) = data
+        .info
+        .as_ref()
+        .filter(|i| i.generation != state.race_generation)
+    {
         state.race_generation = info.generation;
         state.hyper_lane = 0;
         if !info.race.is_empty() {
@@ -175,16 +215,30 @@ pub fn ui(
     state.sync_hyper(&data);
     plots::refresh_histograms(&data, &mut cache, view.reweighted);
     if state.lessons.is_none() {
-        state.lessons = Some(crate::lesson::list_lessons(&lesson_view::lessons_dir(&edit.path)));
+        state.lessons = Some(crate::lesson::list_lessons(&lesson_view::lessons_dir(
+            &edit.path,
+        )));
     }
 
     let mut root = egui::Ui::new(
         ctx.clone(),
         "root".into(),
-        egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()),
+        egui::UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
     );
-    let top = egui::Panel::top("controls").show(&mut root, |ui| top_bar(ui, &data, &mut edit, &state, &layout, &mut actions)).response.rect.height();
-    let bottom = egui::Panel::bottom("status").show(&mut root, |ui| status_bar(ui, &data)).response.rect.height();
+    let top = egui::Panel::top("controls")
+        .show(&mut root, |ui| {
+            top_bar(ui, &data, &mut edit, &state, &layout, &mut actions)
+        })
+        .response
+        .rect
+        .height();
+    let bottom = egui::Panel::bottom("status")
+        .show(&mut root, |ui| status_bar(ui, &data))
+        .response
+        .rect
+        .height();
     // Projector mode has its own panel ids, so that its narrower default widths apply.
     let p = if layout.projector { "_projector" } else { "" };
     let left = if Panel::ALL.iter().any(|&q| q.left() && layout.shows(q)) {
@@ -193,7 +247,17 @@ pub fn ui(
             .default_size(if layout.projector { 220.0 } else { 300.0 })
             .min_size(if layout.projector { 200.0 } else { 260.0 })
             .show(&mut root, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| left_panel(ui, &mut data, &mut edit, &mut state, &mut view, &layout, &mut actions));
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    left_panel(
+                        ui,
+                        &mut data,
+                        &mut edit,
+                        &mut state,
+                        &mut view,
+                        &layout,
+                        &mut actions,
+                    )
+                });
             })
             .response
             .rect
@@ -208,7 +272,9 @@ pub fn ui(
             // Without a floor the panel shrinks to a short label ("no samples yet") and stays narrow.
             .min_size(if layout.projector { 260.0 } else { 380.0 })
             .show(&mut root, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| right_panel(ui, &data, &mut plot_settings, &cache, &layout));
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    right_panel(ui, &data, &mut plot_settings, &cache, &layout)
+                });
             })
             .response
             .rect
@@ -220,14 +286,36 @@ pub fn ui(
         legend(&ctx, &data, &view, &scale, left, bottom);
     }
     let screen = ctx.viewport_rect();
-    let view_rect = egui::Rect::from_min_max(egui::pos2(screen.left() + left, screen.top() + top), egui::pos2(screen.right() - right, screen.bottom() - bottom));
+    let view_rect = egui::Rect::from_min_max(
+        egui::pos2(screen.left() + left, screen.top() + top),
+        egui::pos2(screen.right() - right, screen.bottom() - bottom),
+    );
     // The caption sits at the top of the view and the 3D view starts below it, so that it hides nothing.
-    let caption = lesson_view::caption(&ctx, view_rect, &lesson_state, &data, layout.projector, &mut actions);
+    let caption = lesson_view::caption(
+        &ctx,
+        view_rect,
+        &lesson_state,
+        &data,
+        layout.projector,
+        &mut actions,
+    );
     if lesson_state.point_at() == Some(Panel::View) {
-        ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, "pointer".into())).rect_stroke(view_rect.shrink(3.0), 4.0, egui::Stroke::new(4.0, HIGHLIGHT), egui::StrokeKind::Inside);
+        ctx.layer_painter(egui::LayerId::new(
+            egui::Order::Foreground,
+            "pointer".into(),
+        ))
+        .rect_stroke(
+            view_rect.shrink(3.0),
+            4.0,
+            egui::Stroke::new(4.0, HIGHLIGHT),
+            egui::StrokeKind::Inside,
+        );
     }
     if state.help {
-        egui::Window::new("Help").collapsible(false).open(&mut state.help).show(&ctx, help);
+        egui::Window::new("Help")
+            .collapsible(false)
+            .open(&mut state.help)
+            .show(&ctx, help);
     }
     free.0 = !ctx.egui_wants_keyboard_input();
 
@@ -240,8 +328,18 @@ pub fn ui(
     let used = pos + UVec2::new((right * sf) as u32, (bottom * sf) as u32);
     if full.x > used.x + 8 && full.y > used.y + 8 {
         let size = full - used;
-        let vp = Viewport { physical_position: pos, physical_size: size, ..default() };
-        if camera.0.viewport.as_ref().map(|v| (v.physical_position, v.physical_size)) != Some((pos, size)) {
+        let vp = Viewport {
+            physical_position: pos,
+            physical_size: size,
+            ..default()
+        };
+        if camera
+            .0
+            .viewport
+            .as_ref()
+            .map(|v| (v.physical_position, v.physical_size))
+            != Some((pos, size))
+        {
             camera.0.viewport = Some(vp);
         }
     }
@@ -251,7 +349,14 @@ pub fn ui(
     Ok(())
 }
 
-fn top_bar(ui: &mut egui::Ui, data: &RunData, edit: &mut SceneEdit, state: &PanelState, layout: &Layout, actions: &mut MessageWriter<UiAction>) {
+fn top_bar(
+    ui: &mut egui::Ui,
+    data: &RunData,
+    edit: &mut SceneEdit,
+    state: &PanelState,
+    layout: &Layout,
+    actions: &mut MessageWriter<UiAction>,
+) {
     ui.horizontal_wrapped(|ui| {
         if !layout.projector {
             ui.heading("Boltzmann Studio");
@@ -377,7 +482,9 @@ fn phase_text(data: &RunData) -> String {
     let state = if data.running { "training" } else { "paused" };
     match data.phase {
         Phase::Simulating { done, total } => format!("{state}: simulating samples {done}/{total}"),
-        Phase::Training { done, total } => format!("{state}: gradient step {done}/{total} of this iteration"),
+        Phase::Training { done, total } => {
+            format!("{state}: gradient step {done}/{total} of this iteration")
+        }
         Phase::Sweeping { done, total } => format!("{state}: sweep {done}/{total} of this block"),
         Phase::Idle => state.to_string(),
     }
@@ -408,18 +515,37 @@ fn status_bar(ui: &mut egui::Ui, data: &RunData) {
 }
 
 /// A labelled value editor with a plain-words tooltip; true when changed.
-fn field<T: egui::emath::Numeric>(ui: &mut egui::Ui, label: &str, v: &mut T, range: std::ops::RangeInclusive<T>, log: bool, tip: &str) -> bool {
+fn field<T: egui::emath::Numeric>(
+    ui: &mut egui::Ui,
+    label: &str,
+    v: &mut T,
+    range: std::ops::RangeInclusive<T>,
+    log: bool,
+    tip: &str,
+) -> bool {
     ui.label(label).on_hover_text(tip);
     let changed = if log {
-        ui.add(egui::Slider::new(v, range).logarithmic(true)).on_hover_text(tip).changed()
+        ui.add(egui::Slider::new(v, range).logarithmic(true))
+            .on_hover_text(tip)
+            .changed()
     } else {
-        ui.add(egui::DragValue::new(v).range(range)).on_hover_text(tip).changed()
+        ui.add(egui::DragValue::new(v).range(range))
+            .on_hover_text(tip)
+            .changed()
     };
     ui.end_row();
     changed
 }
 
-fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state: &mut PanelState, view: &mut ViewSettings, layout: &Layout, actions: &mut MessageWriter<UiAction>) {
+fn left_panel(
+    ui: &mut egui::Ui,
+    data: &mut RunData,
+    edit: &mut SceneEdit,
+    state: &mut PanelState,
+    view: &mut ViewSettings,
+    layout: &Layout,
+    actions: &mut MessageWriter<UiAction>,
+) {
     layout.section(ui, Panel::Hyperparameters, |ui| {
         ui.add_enabled_ui(layout.free(Control::Hyperparameters), |ui| {
             egui::CollapsingHeader::new("Hyperparameters (apply at once)").default_open(true).show(ui, |ui| {
@@ -602,21 +728,27 @@ fn left_panel(ui: &mut egui::Ui, data: &mut RunData, edit: &mut SceneEdit, state
                 ui.label("none");
             }
             for n in data.notices.iter().rev() {
-                let color = if n.error { egui::Color32::from_rgb(240, 90, 90) } else { ui.visuals().text_color() };
+                let color = if n.error {
+                    egui::Color32::from_rgb(240, 90, 90)
+                } else {
+                    ui.visuals().text_color()
+                };
                 ui.colored_label(color, &n.text);
             }
             if !data.notices.is_empty() && ui.button("clear").clicked() {
                 data.notices.clear();
             }
         });
-
-    });}
+    });
+}
 
 /// Each lane's name above its block of samples (projected from the 3D view).
 fn lane_labels(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, labels: &LaneLabels) {
     for (k, (name, pos)) in labels.0.iter().enumerate() {
         // Window coordinates already (the viewport's offset included).
-        let Ok(p) = camera.world_to_viewport(at, *pos) else { continue };
+        let Ok(p) = camera.world_to_viewport(at, *pos) else {
+            continue;
+        };
         let c = plots::lane_color(k);
         egui::Area::new(egui::Id::new(("lane_label", k)))
             .fixed_pos(egui::pos2(p.x, p.y) - egui::vec2(50.0, 26.0))
@@ -627,7 +759,13 @@ fn lane_labels(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, label
     }
 }
 
-fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, cache: &HistogramCache, layout: &Layout) {
+fn right_panel(
+    ui: &mut egui::Ui,
+    data: &RunData,
+    settings: &mut PlotSettings,
+    cache: &HistogramCache,
+    layout: &Layout,
+) {
     if data.forked() && layout.shows(Panel::Quality) {
         fork_summary(ui, data);
         ui.strong("Branches: loss").on_hover_text("Each branch's smoothed loss (the smoothing of the Loss plot below); the grey line is the fork: up to it the branches are one run");
@@ -645,14 +783,18 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
             ui.strong("Race: energy histograms").on_hover_text("Energies of each kind's latest samples (lines) over the reference (filled), same bins, density-normalised");
             plots::race_energy_histogram(ui, data);
             ui.strong("Race: standings").on_hover_text("Each lane's latest judgement at a budget point, with the columns of `compare`'s compare.csv; hover a kind for what it has spent so far");
-            race_table(ui, data);
+            race_table(ui, data, settings.energy_ms);
             ui.separator();
             ui.label(format!("The plots below are those of the first lane ({}).", data.lanes[0].kind.label()));
         });
     }
     layout.section(ui, Panel::Loss, |ui| {
         let help = data.kind.info().loss_help;
-        ui.strong("Loss").on_hover_text(if help.is_empty() { "This kind learns nothing: it has no loss" } else { help });
+        ui.strong("Loss").on_hover_text(if help.is_empty() {
+            "This kind learns nothing: it has no loss"
+        } else {
+            help
+        });
         plots::loss_plot(ui, data, settings);
     });
     layout.section(ui, Panel::EnergyHistogram, |ui| {
@@ -689,12 +831,23 @@ fn right_panel(ui: &mut egui::Ui, data: &RunData, settings: &mut PlotSettings, c
 }
 
 /// Forking: edit the new branch's hyperparameters, fork; while forked, keep one branch.
-fn fork_panel(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState, actions: &mut MessageWriter<UiAction>) {
+fn fork_panel(
+    ui: &mut egui::Ui,
+    data: &RunData,
+    state: &mut PanelState,
+    actions: &mut MessageWriter<UiAction>,
+) {
     if data.forked() {
         ui.label("Both branches train in turn; their curves are overlaid on the right.");
         ui.horizontal(|ui| {
             for (k, name) in ["keep A", "keep B"].into_iter().enumerate() {
-                if ui.button(egui::RichText::new(name).color(plots::lane_color(k))).on_hover_text("Continue with this branch alone (its history plots start afresh)").clicked() {
+                if ui
+                    .button(egui::RichText::new(name).color(plots::lane_color(k)))
+                    .on_hover_text(
+                        "Continue with this branch alone (its history plots start afresh)",
+                    )
+                    .clicked()
+                {
                     actions.write(UiAction::KeepLane(k));
                 }
             }
@@ -717,7 +870,11 @@ fn fork_panel(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState, actions
             row_field(ui, r, h, "Branch B: ");
         }
     });
-    let chosen: Vec<(String, f64)> = live.iter().map(|r| (r.key.to_string(), (r.get)(h))).filter(|(k, v)| live.iter().any(|r| r.key == k && (r.get)(current) != *v)).collect();
+    let chosen: Vec<(String, f64)> = live
+        .iter()
+        .map(|r| (r.key.to_string(), (r.get)(h)))
+        .filter(|(k, v)| live.iter().any(|r| r.key == k && (r.get)(current) != *v))
+        .collect();
     let mut reset = false;
     ui.horizontal(|ui| {
         if ui.button("Fork here").on_hover_text("Branch A keeps the current settings, branch B takes these; both continue from this step").clicked() {
@@ -738,11 +895,17 @@ fn lane_picker(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState) {
         .selected_text(egui::RichText::new(label(before)).color(plots::lane_color(before)))
         .show_ui(ui, |ui| {
             for k in 0..data.lanes.len() {
-                ui.selectable_value(&mut state.hyper_lane, k, egui::RichText::new(label(k)).color(plots::lane_color(k)));
+                ui.selectable_value(
+                    &mut state.hyper_lane,
+                    k,
+                    egui::RichText::new(label(k)).color(plots::lane_color(k)),
+                );
             }
         })
         .response
-        .on_hover_text("The race lane whose settings these are: an edit applies to that lane alone");
+        .on_hover_text(
+            "The race lane whose settings these are: an edit applies to that lane alone",
+        );
     if state.hyper_lane != before {
         state.hyper_synced = None;
         state.sync_hyper(data);
@@ -752,7 +915,11 @@ fn lane_picker(ui: &mut egui::Ui, data: &RunData, state: &mut PanelState) {
 /// A row's value editor: a logarithmic slider or a drag value over the row's panel range, with
 /// the row's help as tooltip; true when changed (and then written into `cfg`).
 fn row_field(ui: &mut egui::Ui, row: &HyperRow, cfg: &mut SamplerConfig, tip_prefix: &str) -> bool {
-    let tip = format!("{tip_prefix}{} (allowed: {})", row.help, row.describe_bound());
+    let tip = format!(
+        "{tip_prefix}{} (allowed: {})",
+        row.help,
+        row.describe_bound()
+    );
     let mut v = (row.get)(cfg);
     let (lo, hi) = row.ui;
     ui.label(row.label).on_hover_text(&tip);
@@ -787,37 +954,60 @@ fn row_field(ui: &mut egui::Ui, row: &HyperRow, cfg: &mut SamplerConfig, tip_pre
 
 /// What a fork changed, and buttons to keep one branch.
 fn fork_summary(ui: &mut egui::Ui, data: &RunData) {
-    let Some(fork) = data.info.as_ref().and_then(|i| i.fork.as_ref()) else { return };
+    let Some(fork) = data.info.as_ref().and_then(|i| i.fork.as_ref()) else {
+        return;
+    };
     ui.strong(format!("Fork at gradient step {}", fork.step)).on_hover_text("Both branches continue from one copy of the run (weights, optimizer, buffer, random state), training in turn");
-    egui::Grid::new("fork_changes").num_columns(3).striped(true).show(ui, |ui| {
-        ui.strong("hyperparameter");
-        ui.colored_label(plots::lane_color(0), "branch A");
-        ui.colored_label(plots::lane_color(1), "branch B");
-        ui.end_row();
-        if fork.changes.is_empty() {
-            ui.label("(none: the branches should stay identical)");
+    egui::Grid::new("fork_changes")
+        .num_columns(3)
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("hyperparameter");
+            ui.colored_label(plots::lane_color(0), "branch A");
+            ui.colored_label(plots::lane_color(1), "branch B");
             ui.end_row();
-        }
-        for (name, a, b) in &fork.changes {
-            ui.label(name);
-            ui.label(a);
-            ui.label(b);
-            ui.end_row();
-        }
-    });
+            if fork.changes.is_empty() {
+                ui.label("(none: the branches should stay identical)");
+                ui.end_row();
+            }
+            for (name, a, b) in &fork.changes {
+                ui.label(name);
+                ui.label(a);
+                ui.label(b);
+                ui.end_row();
+            }
+        });
 }
 
 /// What each column of the race table (and of compare.csv) holds.
 fn race_column_help(column: &str) -> &'static str {
     match column {
         "kind" => "The sampler kind of the lane (hover for what it has spent so far)",
-        "point" => "The budget point of the judgement: the largest of the log-spaced energy-evaluation budgets (4 a decade from 100) the lane had passed, as in `compare`",
+        "point" => {
+            "The budget point of the judgement: the largest of the log-spaced energy-evaluation budgets (4 a decade from 100) the lane had passed, as in `compare`"
+        }
         "energy_evals" => "Energy evaluations the lane had spent when judged (the race's budget)",
         "network_passes" => "Rows pushed through or back-propagated through the network by then",
         "wall_seconds" => "Seconds of the lane's own training by then (evaluations not counted)",
-        "eq_w2" => "eq-W2 (alignment-invariant W2): computed by `compare` on final samples only, so empty here",
-        "ess" => "Normalised effective sample size of the importance weights, where the kind defines them",
+        "eq_w2" => {
+            "eq-W2 (alignment-invariant W2): computed by `compare` on final samples only, so empty here"
+        }
+        "ess" => {
+            "Normalised effective sample size of the importance weights, where the kind defines them"
+        }
         "eval_energy_evals" => "Energy evaluations spent judging (not charged to the budget)",
+        "energy_cost_seconds" => {
+            "Seconds the lane's energy evaluations would take at the slider's price per evaluation (ms per energy evaluation, above the plot)"
+        }
+        "cost_seconds" => {
+            "The lane's total cost in seconds: its own training seconds plus its energy evaluations at the slider's price"
+        }
+        "further_1000_energy_evals" => {
+            "Energy evaluations 1000 further samples need once training stops: none for a learned sampler, a block of chain sweeps for MCMC (timed once per lane, from 256 samples)"
+        }
+        "further_1000_seconds" => {
+            "Seconds 1000 further samples cost once training stops, their energy evaluations at the slider's price (the amortised cost)"
+        }
         key => crate::metrics::family::help_of(key).unwrap_or(""),
     }
 }
@@ -833,12 +1023,18 @@ fn short_cell(cell: &str) -> String {
     }
 }
 
-fn race_table(ui: &mut egui::Ui, data: &RunData) {
-    let lanes: Vec<&[crate::race::RacePoint]> = data.lanes.iter().map(|l| l.points.as_slice()).collect();
+fn race_table(ui: &mut egui::Ui, data: &RunData, energy_ms: f64) {
+    let lanes: Vec<&[crate::race::RacePoint]> =
+        data.lanes.iter().map(|l| l.points.as_slice()).collect();
     let Some(info) = &data.info else { return };
     let columns = crate::race::columns(info.family);
     let standings = crate::race::standings(&lanes);
-    let rank = |k: usize| standings.as_ref().and_then(|s| s.order.iter().position(|&l| l == k)).map_or("–".to_string(), |r| (r + 1).to_string());
+    let rank = |k: usize| {
+        standings
+            .as_ref()
+            .and_then(|s| s.order.iter().position(|&l| l == k))
+            .map_or("–".to_string(), |r| (r + 1).to_string())
+    };
     egui::ScrollArea::horizontal().id_salt("race_table_scroll").show(ui, |ui| {
         egui::Grid::new("race_table").num_columns(columns.len() + 1).striped(true).show(ui, |ui| {
             ui.strong("rank").on_hover_text("Order by E-W2 at the last budget point every lane has passed (the ranking `compare` prints)");
@@ -859,7 +1055,7 @@ fn race_table(ui: &mut egui::Ui, data: &RunData) {
                 // The judgement ranked on (the same for every lane's budget), else the latest.
                 match standings.as_ref().map(|s| &s.judged[k]).or(l.points.last()) {
                     Some(p) => {
-                        for cell in p.row(l.kind).into_iter().skip(1) {
+                        for cell in p.row(l.kind, energy_ms).into_iter().skip(1) {
                             ui.label(if cell.is_empty() { "–".to_string() } else { short_cell(&cell) });
                         }
                     }
@@ -877,61 +1073,135 @@ fn race_table(ui: &mut egui::Ui, data: &RunData) {
         Some(s) => ui.small(format!("Ranked at the budget point of {} energy evaluations (each lane by its first judgement at or past it).", s.budget)),
         None => ui.small("Ranked once every lane has passed the first budget point (100 energy evaluations)."),
     };
-    let mut notes: Vec<(&str, &str)> = data.lanes.iter().map(|l| (l.kind.label(), l.kind.info().samples_note)).filter(|(_, n)| !n.is_empty()).collect();
+    // Where a lane that cost more to train makes it up on further samples (at the slider's price).
+    if let Some(s) = &standings {
+        for (a, pa) in s.judged.iter().enumerate() {
+            for (b, pb) in s.judged.iter().enumerate() {
+                let (Some(fa), Some(fb)) = (
+                    pa.further_1000_seconds(energy_ms),
+                    pb.further_1000_seconds(energy_ms),
+                ) else {
+                    continue;
+                };
+                if let Some(n) = crate::race::break_even(
+                    pa.cost_seconds(energy_ms),
+                    fa,
+                    pb.cost_seconds(energy_ms),
+                    fb,
+                ) {
+                    ui.small(format!("{} is cheaper than {} overall from {:.0} further samples on (costs as in the table).", data.lanes[a].kind.label(), data.lanes[b].kind.label(), n));
+                }
+            }
+        }
+    }
+    let mut notes: Vec<(&str, &str)> = data
+        .lanes
+        .iter()
+        .map(|l| (l.kind.label(), l.kind.info().samples_note))
+        .filter(|(_, n)| !n.is_empty())
+        .collect();
     notes.dedup();
     for (label, note) in notes {
         ui.small(format!("{label}: {note}"));
     }
 }
 
-fn legend(ctx: &egui::Context, data: &RunData, view: &ViewSettings, scale: &EnergyScale, left: f32, bottom: f32) {
-    if view.color_by == ColorBy::ParticleIndex || view.show != Show::Samples || data.info.is_none() {
+fn legend(
+    ctx: &egui::Context,
+    data: &RunData,
+    view: &ViewSettings,
+    scale: &EnergyScale,
+    left: f32,
+    bottom: f32,
+) {
+    if view.color_by == ColorBy::ParticleIndex || view.show != Show::Samples || data.info.is_none()
+    {
         return;
     }
     // Taller by a line of text when the scale is stretched.
     // Anchored by its bottom-left corner: its height varies (a stretched scale, the weight legend,
     // projector mode's larger text).
-    egui::Area::new("legend".into()).anchor(egui::Align2::LEFT_BOTTOM, egui::vec2(left + 12.0, -(bottom + 12.0))).interactable(false).show(ctx, |ui| {
-        egui::Frame::popup(ui.style()).show(ui, |ui| {
-            let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
-            if view.color_by == ColorBy::LogWeight && !molecule {
-                weight_legend(ui, data);
-                return;
-            }
-            ui.label(if molecule { "sample energy (kT), frame colour" } else { "sample energy (kT)" });
-            let (rect, _) = ui.allocate_exact_size(egui::vec2(180.0, 10.0), egui::Sense::hover());
-            let w = rect.width() / SCALE_STEPS as f32;
-            for k in 0..SCALE_STEPS {
-                let [r, g, b] = viridis(k as f32 / (SCALE_STEPS - 1) as f32);
-                let x = rect.left() + k as f32 * w;
-                let c = egui::Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8);
-                ui.painter().rect_filled(egui::Rect::from_min_size(egui::pos2(x, rect.top()), egui::vec2(w + 0.5, rect.height())), 0.0, c);
-            }
-            // Labels under their places on the bar: the reference's range, and where the scale is
-            // stretched above it (logarithmically, up to the samples' 95th percentile), its top.
-            let (labels, _) = ui.allocate_exact_size(egui::vec2(rect.width(), 16.0), egui::Sense::hover());
-            let font = egui::TextStyle::Body.resolve(ui.style());
-            let colour = ui.visuals().text_color();
-            let put = |u: f64, text: String, align: egui::Align2| {
-                ui.painter().text(egui::pos2(labels.left() + u as f32 * labels.width(), labels.top()), align, text, font.clone(), colour);
-            };
-            put(0.0, format!("{:.1}", scale.lo), egui::Align2::LEFT_TOP);
-            if scale.stretched() {
-                put(super::particles::REFERENCE_SPAN, format!("{:.1}", scale.hi), egui::Align2::CENTER_TOP);
-                put(1.0, short_energy(scale.top), egui::Align2::RIGHT_TOP);
-            } else {
-                put(1.0, format!("{:.1}", scale.hi), egui::Align2::RIGHT_TOP);
-            }
-            if scale.stretched() {
-                ui.small("log scale above the reference's range");
-            }
+    egui::Area::new("legend".into())
+        .anchor(
+            egui::Align2::LEFT_BOTTOM,
+            egui::vec2(left + 12.0, -(bottom + 12.0)),
+        )
+        .interactable(false)
+        .show(ctx, |ui| {
+            egui::Frame::popup(ui.style()).show(ui, |ui| {
+                let molecule = data
+                    .info
+                    .as_ref()
+                    .is_some_and(|i| i.scene.system.is_molecule());
+                if view.color_by == ColorBy::LogWeight && !molecule {
+                    weight_legend(ui, data);
+                    return;
+                }
+                ui.label(if molecule {
+                    "sample energy (kT), frame colour"
+                } else {
+                    "sample energy (kT)"
+                });
+                let (rect, _) =
+                    ui.allocate_exact_size(egui::vec2(180.0, 10.0), egui::Sense::hover());
+                let w = rect.width() / SCALE_STEPS as f32;
+                for k in 0..SCALE_STEPS {
+                    let [r, g, b] = viridis(k as f32 / (SCALE_STEPS - 1) as f32);
+                    let x = rect.left() + k as f32 * w;
+                    let c = egui::Color32::from_rgb(
+                        (r * 255.0) as u8,
+                        (g * 255.0) as u8,
+                        (b * 255.0) as u8,
+                    );
+                    ui.painter().rect_filled(
+                        egui::Rect::from_min_size(
+                            egui::pos2(x, rect.top()),
+                            egui::vec2(w + 0.5, rect.height()),
+                        ),
+                        0.0,
+                        c,
+                    );
+                }
+                // Labels under their places on the bar: the reference's range, and where the scale is
+                // stretched above it (logarithmically, up to the samples' 95th percentile), its top.
+                let (labels, _) =
+                    ui.allocate_exact_size(egui::vec2(rect.width(), 16.0), egui::Sense::hover());
+                let font = egui::TextStyle::Body.resolve(ui.style());
+                let colour = ui.visuals().text_color();
+                let put = |u: f64, text: String, align: egui::Align2| {
+                    ui.painter().text(
+                        egui::pos2(labels.left() + u as f32 * labels.width(), labels.top()),
+                        align,
+                        text,
+                        font.clone(),
+                        colour,
+                    );
+                };
+                put(0.0, format!("{:.1}", scale.lo), egui::Align2::LEFT_TOP);
+                if scale.stretched() {
+                    put(
+                        super::particles::REFERENCE_SPAN,
+                        format!("{:.1}", scale.hi),
+                        egui::Align2::CENTER_TOP,
+                    );
+                    put(1.0, short_energy(scale.top), egui::Align2::RIGHT_TOP);
+                } else {
+                    put(1.0, format!("{:.1}", scale.hi), egui::Align2::RIGHT_TOP);
+                }
+                if scale.stretched() {
+                    ui.small("log scale above the reference's range");
+                }
+            });
         });
-    });
 }
 
 fn help(ui: &mut egui::Ui) {
     egui::Grid::new("keys").num_columns(2).show(ui, |ui| {
-        let mouse = [("left drag", "orbit the camera"), ("right / middle drag", "pan"), ("wheel", "zoom")];
+        let mouse = [
+            ("left drag", "orbit the camera"),
+            ("right / middle drag", "pan"),
+            ("wheel", "zoom"),
+        ];
         for (k, what) in KEYS.iter().chain(mouse.iter()) {
             ui.strong(*k);
             ui.label(*what);
@@ -949,12 +1219,24 @@ fn help(ui: &mut egui::Ui) {
 
 /// A file-name-safe form of a scene name ("LJ-13" → "lj-13").
 pub fn slug(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// An energy for the legend: one decimal, or scientific notation when large.
 fn short_energy(e: f64) -> String {
-    if e.abs() < 1e4 { format!("{e:.1}") } else { format!("{e:.1e}") }
+    if e.abs() < 1e4 {
+        format!("{e:.1}")
+    } else {
+        format!("{e:.1e}")
+    }
 }
 
 /// The weight colours' legend: log w − max over the scale, and the batch's ESS as a percentage.
@@ -965,7 +1247,14 @@ fn weight_legend(ui: &mut egui::Ui, data: &RunData) {
     for k in 0..SCALE_STEPS {
         let [r, g, b] = viridis(k as f32 / (SCALE_STEPS - 1) as f32);
         let c = egui::Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8);
-        ui.painter().rect_filled(egui::Rect::from_min_size(egui::pos2(rect.left() + k as f32 * w, rect.top()), egui::vec2(w + 0.5, rect.height())), 0.0, c);
+        ui.painter().rect_filled(
+            egui::Rect::from_min_size(
+                egui::pos2(rect.left() + k as f32 * w, rect.top()),
+                egui::vec2(w + 0.5, rect.height()),
+            ),
+            0.0,
+            c,
+        );
     }
     ui.horizontal(|ui| {
         ui.label(format!("≤ −{}", super::particles::LOG_WEIGHT_SPAN));

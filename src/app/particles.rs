@@ -25,7 +25,11 @@ pub const LOG_WEIGHT_SPAN: f64 = 10.0;
 /// Position of a log-weight on the colour scale: 1 for the batch's largest, 0 for
 /// `LOG_WEIGHT_SPAN` nats below it or less (and for a weight of zero).
 pub fn weight_position(lw: f64, max: f64) -> f64 {
-    if lw.is_finite() && max.is_finite() { (1.0 + (lw - max) / LOG_WEIGHT_SPAN).clamp(0.0, 1.0) } else { 0.0 }
+    if lw.is_finite() && max.is_finite() {
+        (1.0 + (lw - max) / LOG_WEIGHT_SPAN).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// View settings edited in the panels.
@@ -73,7 +77,17 @@ impl Default for ViewSettings {
 impl ViewSettings {
     /// Takes the values an edit sets (a lesson step, a session).
     pub fn apply(&mut self, e: &crate::view::ViewEdit) {
-        let crate::view::ViewEdit { show, color_by, time, animate, field, field_t, field_animate, field_examples, reweighted } = e.clone();
+        let crate::view::ViewEdit {
+            show,
+            color_by,
+            time,
+            animate,
+            field,
+            field_t,
+            field_animate,
+            field_examples,
+            reweighted,
+        } = e.clone();
         self.show = show.unwrap_or(self.show);
         self.color_by = color_by.unwrap_or(self.color_by);
         self.time = time.unwrap_or(self.time);
@@ -114,7 +128,11 @@ pub struct EnergyScale {
 
 impl Default for EnergyScale {
     fn default() -> Self {
-        Self { lo: 0.0, hi: 1.0, top: 1.0 }
+        Self {
+            lo: 0.0,
+            hi: 1.0,
+            top: 1.0,
+        }
     }
 }
 
@@ -147,12 +165,19 @@ impl EnergyScale {
     pub fn fitted_to(self, energies: &[f64]) -> Self {
         let mut e: Vec<f64> = energies.iter().copied().filter(|v| v.is_finite()).collect();
         if e.is_empty() {
-            return Self { top: self.hi, ..self };
+            return Self {
+                top: self.hi,
+                ..self
+            };
         }
         e.sort_by(f64::total_cmp);
         let q95 = e[((e.len() - 1) as f64 * 0.95) as usize];
         // Only a clear excess stretches the scale (it would flicker with every batch otherwise).
-        let top = if q95 > self.hi + 0.5 * (self.hi - self.lo) { q95 } else { self.hi };
+        let top = if q95 > self.hi + 0.5 * (self.hi - self.lo) {
+            q95
+        } else {
+            self.hi
+        };
         Self { top, ..self }
     }
 }
@@ -165,7 +190,13 @@ pub const SCALE_STEPS: usize = 24;
 
 /// Viridis at `u` ∈ [0, 1], from five anchor colours.
 pub fn viridis(u: f32) -> [f32; 3] {
-    const A: [[f32; 3]; 5] = [[0.267, 0.005, 0.329], [0.231, 0.322, 0.545], [0.129, 0.569, 0.549], [0.365, 0.788, 0.384], [0.993, 0.906, 0.144]];
+    const A: [[f32; 3]; 5] = [
+        [0.267, 0.005, 0.329],
+        [0.231, 0.322, 0.545],
+        [0.129, 0.569, 0.549],
+        [0.365, 0.788, 0.384],
+        [0.993, 0.906, 0.144],
+    ];
     let x = u.clamp(0.0, 1.0) * 4.0;
     let i = (x.floor() as usize).min(3);
     let f = x - i as f32;
@@ -218,7 +249,11 @@ pub(super) struct Placement {
 impl Placement {
     /// Centre of lane `lane`'s block: lanes sit side by side along x.
     pub(super) fn lane_center(&self, lane: usize) -> Vec3 {
-        Vec3::new((lane as f32 - (self.lanes.max(1) as f32 - 1.0) / 2.0) * self.lane_width, 0.0, 0.0)
+        Vec3::new(
+            (lane as f32 - (self.lanes.max(1) as f32 - 1.0) / 2.0) * self.lane_width,
+            0.0,
+            0.0,
+        )
     }
 }
 
@@ -235,13 +270,30 @@ pub fn plugin(app: &mut App) {
         .init_resource::<molecules::MoleculeModel>()
         .add_systems(
             Update,
-            (rebuild_on_new_run, fit_energy_scale, molecules::rebuild, frame_what_is_shown, animate, place, molecules::place, bonds, molecules::paths, field_view::request, field_view::draw)
+            (
+                rebuild_on_new_run,
+                fit_energy_scale,
+                molecules::rebuild,
+                frame_what_is_shown,
+                animate,
+                place,
+                molecules::place,
+                bonds,
+                molecules::paths,
+                field_view::request,
+                field_view::draw,
+            )
                 .chain(),
         );
 }
 
 /// The home view frames the whole grid, or the single cluster of a trajectory.
-fn frame_what_is_shown(settings: Res<ViewSettings>, placement: Res<Placement>, mut home: ResMut<HomeView>, mut shown: Local<Option<(Show, usize)>>) {
+fn frame_what_is_shown(
+    settings: Res<ViewSettings>,
+    placement: Res<Placement>,
+    mut home: ResMut<HomeView>,
+    mut shown: Local<Option<(Show, usize)>>,
+) {
     let Some(info) = &placement.info else { return };
     let key = (settings.show, Arc::as_ptr(info) as usize);
     if *shown == Some(key) {
@@ -262,17 +314,38 @@ fn frame_what_is_shown(settings: Res<ViewSettings>, placement: Res<Placement>, m
     }
 }
 
-fn setup_palette(mut commands: Commands, mut meshes: ResMut<Assets<Mesh>>, mut materials: ResMut<Assets<StandardMaterial>>) {
-    let mesh = meshes.add(Sphere::new(1.0).mesh().ico(3).expect("subdivision 3 is valid"));
-    let mat = |m: &mut Assets<StandardMaterial>, c: Color| m.add(StandardMaterial { base_color: c, perceptual_roughness: 0.5, ..default() });
+fn setup_palette(
+    mut commands: Commands,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<StandardMaterial>>,
+) {
+    let mesh = meshes.add(
+        Sphere::new(1.0)
+            .mesh()
+            .ico(3)
+            .expect("subdivision 3 is valid"),
+    );
+    let mat = |m: &mut Assets<StandardMaterial>, c: Color| {
+        m.add(StandardMaterial {
+            base_color: c,
+            perceptual_roughness: 0.5,
+            ..default()
+        })
+    };
     let energy = (0..SCALE_STEPS)
         .map(|k| {
             let [r, g, b] = viridis(k as f32 / (SCALE_STEPS - 1) as f32);
             mat(&mut materials, Color::srgb(r, g, b))
         })
         .collect();
-    let index = (0..64).map(|i| mat(&mut materials, index_color(i))).collect();
-    commands.insert_resource(Palette { mesh, energy, index });
+    let index = (0..64)
+        .map(|i| mat(&mut materials, index_color(i)))
+        .collect();
+    commands.insert_resource(Palette {
+        mesh,
+        energy,
+        index,
+    });
 }
 
 /// Spheres per grid cell and the layout of a new run; also the home view and colour scale.
@@ -292,7 +365,11 @@ fn rebuild_on_new_run(
     mut materials: ResMut<Assets<StandardMaterial>>,
 ) {
     let Some(info) = &data.info else { return };
-    if placement.info.as_ref().is_some_and(|p| Arc::ptr_eq(p, info)) {
+    if placement
+        .info
+        .as_ref()
+        .is_some_and(|p| Arc::ptr_eq(p, info))
+    {
         return;
     }
     for e in &old {
@@ -304,13 +381,28 @@ fn rebuild_on_new_run(
     let molecule = info.scene.system.is_molecule();
     let point_cloud = layout.particles == 1 && !molecule;
     // A plane system's box fills ±POINT_CLOUD_HALF world units (GMM-40's ±50 at 1/8).
-    let plane = if point_cloud && layout.dim() == 2 { info.scene.energy().plane_box() } else { None };
+    let plane = if point_cloud && layout.dim() == 2 {
+        info.scene.energy().plane_box()
+    } else {
+        None
+    };
     let (origin, half) = match plane {
-        Some(([x0, x1], [y0, y1])) => (Vec3::new(((x0 + x1) / 2.0) as f32, ((y0 + y1) / 2.0) as f32, 0.0), ((x1 - x0).max(y1 - y0) / 2.0) as f32),
+        Some(([x0, x1], [y0, y1])) => (
+            Vec3::new(((x0 + x1) / 2.0) as f32, ((y0 + y1) / 2.0) as f32, 0.0),
+            ((x1 - x0).max(y1 - y0) / 2.0) as f32,
+        ),
         None => (Vec3::ZERO, 50.0),
     };
-    let (scale_factor, radius) = if point_cloud { (POINT_CLOUD_HALF / half, 0.08) } else { (1.0, view.particle_radius as f32) };
-    let cells = if point_cloud { info.scene.sampler.new_samples.max(1) } else { view.grid.max(1).pow(2) };
+    let (scale_factor, radius) = if point_cloud {
+        (POINT_CLOUD_HALF / half, 0.08)
+    } else {
+        (1.0, view.particle_radius as f32)
+    };
+    let cells = if point_cloud {
+        info.scene.sampler.new_samples.max(1)
+    } else {
+        view.grid.max(1).pow(2)
+    };
     let per_cell = if molecule { 0 } else { layout.particles };
     // Cells sit far enough apart for the largest reference cluster (or a guess without one).
     let extent = match (point_cloud, molecule) {
@@ -320,9 +412,23 @@ fn rebuild_on_new_run(
     };
     let spacing = 2.0 * extent + 4.0 * radius;
     let lanes = info.race.len().max(1);
-    let block = if point_cloud { 2.0 * POINT_CLOUD_HALF } else { view.grid.max(1) as f32 * spacing };
+    let block = if point_cloud {
+        2.0 * POINT_CLOUD_HALF
+    } else {
+        view.grid.max(1) as f32 * spacing
+    };
     let lane_width = block * 1.08;
-    let new = Placement { info: Some(info.clone()), cells, spacing, scale: scale_factor, origin, plane, radius, lanes, lane_width };
+    let new = Placement {
+        info: Some(info.clone()),
+        cells,
+        spacing,
+        scale: scale_factor,
+        origin,
+        plane,
+        radius,
+        lanes,
+        lane_width,
+    };
     for lane in 0..lanes {
         for cell in 0..cells {
             for index in 0..per_cell {
@@ -341,15 +447,39 @@ fn rebuild_on_new_run(
     if let Some(plane) = plane {
         let (size, image) = density_image(info, plane);
         let texture = images.add(image);
-        let map = materials.add(StandardMaterial { base_color_texture: Some(texture), unlit: true, ..default() });
+        let map = materials.add(StandardMaterial {
+            base_color_texture: Some(texture),
+            unlit: true,
+            ..default()
+        });
         let quad = meshes.add(Rectangle::new(size.x * scale_factor, size.y * scale_factor));
         for lane in 0..lanes {
-            commands.spawn((Mesh3d(quad.clone()), MeshMaterial3d(map.clone()), Transform::from_translation(new.lane_center(lane) + Vec3::new(0.0, 0.0, -0.2)), RunView));
+            commands.spawn((
+                Mesh3d(quad.clone()),
+                MeshMaterial3d(map.clone()),
+                Transform::from_translation(new.lane_center(lane) + Vec3::new(0.0, 0.0, -0.2)),
+                RunView,
+            ));
         }
     }
-    labels.0 = info.race.iter().enumerate().map(|(k, kind)| (super::link::lane_name(info, k, *kind), new.lane_center(k) + Vec3::new(0.0, block / 2.0 * 1.02, 0.0))).collect();
+    labels.0 = info
+        .race
+        .iter()
+        .enumerate()
+        .map(|(k, kind)| {
+            (
+                super::link::lane_name(info, k, *kind),
+                new.lane_center(k) + Vec3::new(0.0, block / 2.0 * 1.02, 0.0),
+            )
+        })
+        .collect();
     // The extent is set by frame_what_is_shown.
-    *home = HomeView { focus: Vec3::ZERO, extent: home.extent, yaw: 0.0, pitch: if layout.spatial_dim == 3 { 0.15 } else { 0.0 } };
+    *home = HomeView {
+        focus: Vec3::ZERO,
+        extent: home.extent,
+        yaw: 0.0,
+        pitch: if layout.spatial_dim == 3 { 0.15 } else { 0.0 },
+    };
     *scale = energy_scale(info);
     settings.bond_cutoff = view.bond_cutoff as f32;
     settings.bonds = view.bond_cutoff > 0.0;
@@ -362,9 +492,16 @@ fn fit_energy_scale(data: Res<RunData>, mut scale: ResMut<EnergyScale>) {
         return;
     }
     let energies: Vec<f64> = if data.racing() {
-        data.lanes.iter().filter_map(|l| l.samples.as_deref()).flat_map(|b| b.energies.iter().copied()).collect()
+        data.lanes
+            .iter()
+            .filter_map(|l| l.samples.as_deref())
+            .flat_map(|b| b.energies.iter().copied())
+            .collect()
     } else {
-        data.samples.as_deref().map(|b| b.energies.clone()).unwrap_or_default()
+        data.samples
+            .as_deref()
+            .map(|b| b.energies.clone())
+            .unwrap_or_default()
     };
     let fitted = scale.fitted_to(&energies);
     if fitted != *scale {
@@ -387,7 +524,12 @@ fn cluster_extent(info: &RunInfo) -> f32 {
 /// Colour scale from the reference energies (2nd to 98th percentile), so that "blue" means "as
 /// low as the target's typical samples".
 fn energy_scale(info: &RunInfo) -> EnergyScale {
-    let mut e: Vec<f64> = info.reference_energies.iter().copied().filter(|v| v.is_finite()).collect();
+    let mut e: Vec<f64> = info
+        .reference_energies
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     if e.len() < 2 {
         return EnergyScale::default();
     }
@@ -413,12 +555,26 @@ fn density_image(info: &RunInfo, plane: ([f64; 2], [f64; 2])) -> (Vec2, Image) {
         }
     }
     let e = energy.batch_energy(&xs);
-    let emin = e.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
-    let level = |v: f64| if v.is_finite() { ((v - emin).floor() as i64).min(9) } else { 9 };
+    let emin = e
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let level = |v: f64| {
+        if v.is_finite() {
+            ((v - emin).floor() as i64).min(9)
+        } else {
+            9
+        }
+    };
     let mut data = Vec::with_capacity(N * N * 4);
     for (k, &v) in e.iter().enumerate() {
         let (r, c) = (k / N, k % N);
-        let p = if v.is_finite() { (-(v - emin)).exp() } else { 0.0 };
+        let p = if v.is_finite() {
+            (-(v - emin)).exp()
+        } else {
+            0.0
+        };
         let mut s = (0.12 + 0.6 * p.sqrt()) as f32;
         // A contour where the level changes towards the right or lower neighbour.
         let here = level(v);
@@ -429,7 +585,11 @@ fn density_image(info: &RunInfo, plane: ([f64; 2], [f64; 2])) -> (Vec2, Image) {
         data.extend([(s * 255.0) as u8, (s * 230.0) as u8, (s * 200.0) as u8, 255]);
     }
     let image = Image::new(
-        Extent3d { width: N as u32, height: N as u32, depth_or_array_layers: 1 },
+        Extent3d {
+            width: N as u32,
+            height: N as u32,
+            depth_or_array_layers: 1,
+        },
         TextureDimension::D2,
         data,
         TextureFormat::Rgba8UnormSrgb,
@@ -438,7 +598,11 @@ fn density_image(info: &RunInfo, plane: ([f64; 2], [f64; 2])) -> (Vec2, Image) {
     (Vec2::new((x1 - x0) as f32, (y1 - y0) as f32), image)
 }
 
-fn animate(time: Res<Time>, mut settings: ResMut<ViewSettings>, mut redraw: MessageWriter<RequestRedraw>) {
+fn animate(
+    time: Res<Time>,
+    mut settings: ResMut<ViewSettings>,
+    mut redraw: MessageWriter<RequestRedraw>,
+) {
     if settings.animate && settings.show == Show::Trajectory {
         let step = time.delta_secs().min(0.1) / settings.animate_seconds.max(0.5);
         settings.time = (settings.time + step) % 1.0;
@@ -460,7 +624,11 @@ fn positions(x: &[f32], k: usize, layout: Layout) -> impl Iterator<Item = Vec3> 
     let row = &x[k * n * d..(k + 1) * n * d];
     (0..n).map(move |i| {
         let p = &row[i * d..(i + 1) * d];
-        Vec3::new(p[0], if d > 1 { p[1] } else { 0.0 }, if d > 2 { p[2] } else { 0.0 })
+        Vec3::new(
+            p[0],
+            if d > 1 { p[1] } else { 0.0 },
+            if d > 2 { p[2] } else { 0.0 },
+        )
     })
 }
 
@@ -480,22 +648,38 @@ fn place(
     scale: Res<EnergyScale>,
     placement: Res<Placement>,
     palette: Res<Palette>,
-    mut spheres: Query<(&Sphere3, &mut Transform, &mut Visibility, &mut MeshMaterial3d<StandardMaterial>)>,
+    mut spheres: Query<(
+        &Sphere3,
+        &mut Transform,
+        &mut Visibility,
+        &mut MeshMaterial3d<StandardMaterial>,
+    )>,
 ) {
     let Some(info) = &placement.info else { return };
-    if !(data.is_changed() || settings.is_changed() || scale.is_changed() || placement.is_changed()) {
+    if !(data.is_changed() || settings.is_changed() || scale.is_changed() || placement.is_changed())
+    {
         return;
     }
     let layout = info.layout;
     let g = info.scene.view.grid.max(1);
     let point_cloud = layout.particles == 1;
-    let scale_mat = |u: f64| palette.energy[(u.clamp(0.0, 1.0) * (SCALE_STEPS - 1) as f64).round() as usize].clone();
+    let scale_mat = |u: f64| {
+        palette.energy[(u.clamp(0.0, 1.0) * (SCALE_STEPS - 1) as f64).round() as usize].clone()
+    };
     let trajectory = settings.show == Show::Trajectory;
-    let frame = if trajectory { data.trajectory.as_deref().and_then(|t| trajectory_frame(t, settings.time)) } else { None };
+    let frame = if trajectory {
+        data.trajectory
+            .as_deref()
+            .and_then(|t| trajectory_frame(t, settings.time))
+    } else {
+        None
+    };
     for (s, mut t, mut vis, mut mat) in &mut spheres {
         let (pos, e) = if trajectory {
             match frame {
-                Some(f) if s.cell == 0 && s.lane == 0 => (positions(f, 0, layout).nth(s.index), f64::NAN),
+                Some(f) if s.cell == 0 && s.lane == 0 => {
+                    (positions(f, 0, layout).nth(s.index), f64::NAN)
+                }
                 _ => (None, f64::NAN),
             }
         } else {
@@ -504,7 +688,11 @@ fn place(
                     // Where the sample sits on the colour scale: by its weight, or its energy.
                     let u = match (settings.color_by, &b.log_weights) {
                         (ColorBy::LogWeight, Some(w)) => {
-                            let max = w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+                            let max = w
+                                .iter()
+                                .copied()
+                                .filter(|v| v.is_finite())
+                                .fold(f64::NEG_INFINITY, f64::max);
                             weight_position(w[s.cell], max)
                         }
                         _ => scale.position(b.energies[s.cell]),
@@ -521,35 +709,69 @@ fn place(
         let offset = match (point_cloud, trajectory) {
             (_, true) => Vec3::ZERO,
             (true, false) => placement.lane_center(s.lane),
-            (false, false) => placement.lane_center(s.lane) + cell_center(s.cell, g, placement.spacing),
+            (false, false) => {
+                placement.lane_center(s.lane) + cell_center(s.cell, g, placement.spacing)
+            }
         };
-        let radius = if trajectory && point_cloud { placement.radius * 3.0 } else { placement.radius };
-        *t = Transform::from_translation(offset + (p - placement.origin) * placement.scale).with_scale(Vec3::splat(radius));
+        let radius = if trajectory && point_cloud {
+            placement.radius * 3.0
+        } else {
+            placement.radius
+        };
+        *t = Transform::from_translation(offset + (p - placement.origin) * placement.scale)
+            .with_scale(Vec3::splat(radius));
         *vis = Visibility::Visible;
         mat.0 = match settings.color_by {
             ColorBy::ParticleIndex => palette.index[s.index % palette.index.len()].clone(),
-            ColorBy::Energy | ColorBy::LogWeight if trajectory => palette.index[s.index % palette.index.len()].clone(),
+            ColorBy::Energy | ColorBy::LogWeight if trajectory => {
+                palette.index[s.index % palette.index.len()].clone()
+            }
             ColorBy::Energy | ColorBy::LogWeight => scale_mat(e),
         };
     }
 }
 
 /// Bonds between particles closer than the cutoff, and the GMM path in trajectory mode.
-fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placement>, scale: Res<EnergyScale>, projector: Option<Res<super::projector::Projector>>, mut gizmos: Gizmos) {
+fn bonds(
+    data: Res<RunData>,
+    settings: Res<ViewSettings>,
+    placement: Res<Placement>,
+    scale: Res<EnergyScale>,
+    projector: Option<Res<super::projector::Projector>>,
+    mut gizmos: Gizmos,
+) {
     // Light lines on the dark background; dark ones on projector mode's light background.
     let light = projector.is_some_and(|p| p.0);
     let Some(info) = &placement.info else { return };
     let layout = info.layout;
-    let color = if light { Color::srgba(0.2, 0.2, 0.25, 0.9) } else { Color::srgba(0.85, 0.85, 0.9, 0.8) };
+    let color = if light {
+        Color::srgba(0.2, 0.2, 0.25, 0.9)
+    } else {
+        Color::srgba(0.85, 0.85, 0.9, 0.8)
+    };
     let molecule = info.scene.system.is_molecule();
     if settings.show == Show::Trajectory && !molecule {
         if let Some(traj) = data.trajectory.as_deref() {
-            let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len().max(1) - 1) as f32).round() as usize).min(traj.len().saturating_sub(1));
+            let upto = ((settings.time.clamp(0.0, 1.0) * (traj.len().max(1) - 1) as f32).round()
+                as usize)
+                .min(traj.len().saturating_sub(1));
             if layout.particles == 1 {
-                gizmos.linestrip(traj[..=upto].iter().map(|f| (positions(f, 0, layout).next().unwrap_or(Vec3::ZERO) - placement.origin) * placement.scale), color);
+                gizmos.linestrip(
+                    traj[..=upto].iter().map(|f| {
+                        (positions(f, 0, layout).next().unwrap_or(Vec3::ZERO) - placement.origin)
+                            * placement.scale
+                    }),
+                    color,
+                );
             } else if settings.bonds {
                 if let Some(f) = traj.get(upto) {
-                    draw_bonds(&mut gizmos, &positions(f, 0, layout).collect::<Vec<_>>(), Vec3::ZERO, settings.bond_cutoff, color);
+                    draw_bonds(
+                        &mut gizmos,
+                        &positions(f, 0, layout).collect::<Vec<_>>(),
+                        Vec3::ZERO,
+                        settings.bond_cutoff,
+                        color,
+                    );
                 }
             }
         }
@@ -561,7 +783,11 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
     let g = info.scene.view.grid.max(1);
     // Faint cell outlines keep the samples apart while they are still noise and overlap. A
     // molecule's atoms keep their element colours, so its cell frame carries the energy.
-    let frame = if light { Color::srgba(0.3, 0.32, 0.4, 0.5) } else { Color::srgba(0.5, 0.55, 0.65, 0.25) };
+    let frame = if light {
+        Color::srgba(0.3, 0.32, 0.4, 0.5)
+    } else {
+        Color::srgba(0.5, 0.55, 0.65, 0.25)
+    };
     for lane in 0..placement.lanes.max(1) {
         let at = placement.lane_center(lane);
         let samples = data.lane_samples(lane);
@@ -574,7 +800,11 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
                 }
                 _ => frame,
             };
-            gizmos.rect(Isometry3d::from_translation(at + cell_center(cell, g, placement.spacing)), size, colour);
+            gizmos.rect(
+                Isometry3d::from_translation(at + cell_center(cell, g, placement.spacing)),
+                size,
+                colour,
+            );
         }
         if !settings.bonds || molecule {
             continue;
@@ -582,7 +812,13 @@ fn bonds(data: Res<RunData>, settings: Res<ViewSettings>, placement: Res<Placeme
         let Some(b) = samples else { continue };
         for cell in 0..placement.cells.min(b.len()) {
             let p: Vec<Vec3> = positions(&b.x, cell, layout).collect();
-            draw_bonds(&mut gizmos, &p, at + cell_center(cell, g, placement.spacing), settings.bond_cutoff, color);
+            draw_bonds(
+                &mut gizmos,
+                &p,
+                at + cell_center(cell, g, placement.spacing),
+                settings.bond_cutoff,
+                color,
+            );
         }
     }
 }
@@ -613,14 +849,23 @@ mod tests {
 
     #[test]
     fn the_colour_scale_stretches_over_high_samples_and_keeps_the_reference_range() {
-        let s = EnergyScale { lo: -50.0, hi: -30.0, top: -30.0 };
+        let s = EnergyScale {
+            lo: -50.0,
+            hi: -30.0,
+            top: -30.0,
+        };
         assert_eq!(s.position(-40.0), 0.5);
         // Early samples around 1e3…1e8: without the stretch all would sit at 1.
-        let early: Vec<f64> = (0..100).map(|k| 10f64.powf(3.0 + 5.0 * k as f64 / 99.0)).collect();
+        let early: Vec<f64> = (0..100)
+            .map(|k| 10f64.powf(3.0 + 5.0 * k as f64 / 99.0))
+            .collect();
         let f = s.fitted_to(&early);
         assert!(f.stretched());
         let (a, b, c) = (f.position(1e3), f.position(1e5), f.position(1e7));
-        assert!(REFERENCE_SPAN < a && a < b && b < c && c < 1.0, "{a} {b} {c}");
+        assert!(
+            REFERENCE_SPAN < a && a < b && b < c && c < 1.0,
+            "{a} {b} {c}"
+        );
         // The reference range keeps its place at the bottom of the scale.
         assert_eq!(f.position(-30.0), REFERENCE_SPAN);
         assert_eq!(f.position(-50.0), 0.0);

@@ -16,7 +16,10 @@ pub const ZOOM: f32 = 2.0;
 pub fn plugin(app: &mut App) {
     app.init_resource::<Projector>()
         .add_systems(Update, toggle)
-        .add_systems(bevy_egui::EguiPrimaryContextPass, (install_fonts, apply).chain().before(super::panels::ui));
+        .add_systems(
+            bevy_egui::EguiPrimaryContextPass,
+            (install_fonts, apply).chain().before(super::panels::ui),
+        );
 }
 
 /// DejaVu Sans behind egui's own fonts: egui's lack the mathematics lessons and tooltips use
@@ -27,9 +30,16 @@ pub const FALLBACK_FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.t
 /// egui's default fonts with [`FALLBACK_FONT`] last in both families.
 pub fn font_definitions() -> egui::FontDefinitions {
     let mut fonts = egui::FontDefinitions::default();
-    fonts.font_data.insert("DejaVuSans".into(), std::sync::Arc::new(egui::FontData::from_static(FALLBACK_FONT)));
+    fonts.font_data.insert(
+        "DejaVuSans".into(),
+        std::sync::Arc::new(egui::FontData::from_static(FALLBACK_FONT)),
+    );
     for family in [egui::FontFamily::Proportional, egui::FontFamily::Monospace] {
-        fonts.families.entry(family).or_default().push("DejaVuSans".into());
+        fonts
+            .families
+            .entry(family)
+            .or_default()
+            .push("DejaVuSans".into());
     }
     fonts
 }
@@ -52,10 +62,19 @@ fn toggle(mut actions: MessageReader<UiAction>, mut p: ResMut<Projector>) {
 
 /// The background of the 3D view in each mode.
 pub fn clear_color(on: bool) -> Color {
-    if on { Color::srgb(0.97, 0.97, 0.95) } else { Color::srgb(0.08, 0.09, 0.11) }
+    if on {
+        Color::srgb(0.97, 0.97, 0.95)
+    } else {
+        Color::srgb(0.08, 0.09, 0.11)
+    }
 }
 
-fn apply(mut contexts: EguiContexts, p: Res<Projector>, mut clear: ResMut<ClearColor>, mut done: Local<Option<bool>>) -> Result {
+fn apply(
+    mut contexts: EguiContexts,
+    p: Res<Projector>,
+    mut clear: ResMut<ClearColor>,
+    mut done: Local<Option<bool>>,
+) -> Result {
     if *done == Some(p.0) {
         return Ok(());
     }

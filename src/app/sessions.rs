@@ -18,7 +18,13 @@ pub fn plugin(app: &mut App) {
 }
 
 /// The session as it stands: `None` before the first run has started.
-pub fn capture(data: &RunData, edit: &SceneEdit, view: &ViewSettings, projector: bool, lesson: &LessonState) -> Option<Session> {
+pub fn capture(
+    data: &RunData,
+    edit: &SceneEdit,
+    view: &ViewSettings,
+    projector: bool,
+    lesson: &LessonState,
+) -> Option<Session> {
     let info = data.info.as_ref()?;
     let mut scene = info.scene.clone();
     // The live edits of a single run (a race's lanes run their own kinds' scenes).
@@ -30,25 +36,47 @@ pub fn capture(data: &RunData, edit: &SceneEdit, view: &ViewSettings, projector:
     s.speed = edit.speed;
     s.view = view.edit();
     s.projector = projector;
-    s.lesson = lesson.lesson.as_ref().map(|l| LessonPlace { file: std::path::absolute(&l.path).unwrap_or_else(|_| l.path.clone()), step: lesson.step });
+    s.lesson = lesson.lesson.as_ref().map(|l| LessonPlace {
+        file: std::path::absolute(&l.path).unwrap_or_else(|_| l.path.clone()),
+        step: lesson.step,
+    });
     Some(s)
 }
 
-fn save(mut actions: MessageReader<UiAction>, mut data: ResMut<RunData>, edit: Res<SceneEdit>, view: Res<ViewSettings>, projector: Res<Projector>, lesson: Res<LessonState>) {
+fn save(
+    mut actions: MessageReader<UiAction>,
+    mut data: ResMut<RunData>,
+    edit: Res<SceneEdit>,
+    view: Res<ViewSettings>,
+    projector: Res<Projector>,
+    lesson: Res<LessonState>,
+) {
     for a in actions.read() {
-        let UiAction::SaveSession(path) = a else { continue };
+        let UiAction::SaveSession(path) = a else {
+            continue;
+        };
         let Some(session) = capture(&data, &edit, &view, projector.0, &lesson) else {
             data.notice(true, "no run yet: nothing to save");
             continue;
         };
         let path = if path.as_os_str().is_empty() {
             let name = slug(&session.scene.name);
-            PathBuf::from("sessions").join(format!("{name}-seed{}-step{}.ron", session.scene.sampler.seed, data.counters.gradient_steps))
+            PathBuf::from("sessions").join(format!(
+                "{name}-seed{}-step{}.ron",
+                session.scene.sampler.seed, data.counters.gradient_steps
+            ))
         } else {
             path.clone()
         };
         match session.save(&path) {
-            Ok(()) => data.notice(false, format!("session saved to {}; reopen with `boltzmann-studio app {}`", path.display(), path.display())),
+            Ok(()) => data.notice(
+                false,
+                format!(
+                    "session saved to {}; reopen with `boltzmann-studio app {}`",
+                    path.display(),
+                    path.display()
+                ),
+            ),
             Err(e) => data.notice(true, format!("cannot save the session: {e}")),
         }
     }

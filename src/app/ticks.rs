@@ -26,10 +26,18 @@ fn label_range(gap: f64) -> Rangef {
 
 /// Readable axes on a plot: call first, before the axis labels and formatters.
 pub fn readable<'a>(plot: Plot<'a>, x_log: bool, y_log: bool) -> Plot<'a> {
-    plot.custom_x_axes(vec![AxisHints::new_x().label_spacing(label_range(X_LABEL_GAP)).formatter(|m, _| tick_label(m.value, m.step_size))])
-        .custom_y_axes(vec![AxisHints::new_y().label_spacing(label_range(Y_LABEL_GAP)).formatter(|m, _| tick_label(m.value, m.step_size))])
-        .x_grid_spacer(move |i| marks_for(&i, x_log, X_LABEL_GAP))
-        .y_grid_spacer(move |i| marks_for(&i, y_log, Y_LABEL_GAP))
+    plot.custom_x_axes(vec![
+        AxisHints::new_x()
+            .label_spacing(label_range(X_LABEL_GAP))
+            .formatter(|m, _| tick_label(m.value, m.step_size)),
+    ])
+    .custom_y_axes(vec![
+        AxisHints::new_y()
+            .label_spacing(label_range(Y_LABEL_GAP))
+            .formatter(|m, _| tick_label(m.value, m.step_size)),
+    ])
+    .x_grid_spacer(move |i| marks_for(&i, x_log, X_LABEL_GAP))
+    .y_grid_spacer(move |i| marks_for(&i, y_log, Y_LABEL_GAP))
 }
 
 /// A tick label with as many decimals as its step needs (0.0025 → 4, where egui_plot's default
@@ -42,13 +50,21 @@ pub fn tick_label(value: f64, step: f64) -> String {
         let scaled = step * 10f64.powi(d);
         (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
     });
-    let v = if value.abs() < step * 1e-9 { 0.0 } else { value };
+    let v = if value.abs() < step * 1e-9 {
+        0.0
+    } else {
+        value
+    };
     format!("{:.*}", decimals.unwrap_or(3) as usize, v)
 }
 
 fn marks_for(input: &GridInput, log: bool, gap: f64) -> Vec<GridMark> {
     let per_point = input.base_step_size / GRID_MIN_POINTS;
-    if log { log_marks(input.bounds, per_point, gap) } else { linear_marks(input.bounds, per_point, gap) }
+    if log {
+        log_marks(input.bounds, per_point, gap)
+    } else {
+        linear_marks(input.bounds, per_point, gap)
+    }
 }
 
 /// The smallest of 1, 2, 2.5, 5 × 10ᵏ that is ≥ `x` (> 0), with its number of minor divisions.
@@ -79,8 +95,12 @@ pub fn linear_marks(bounds: (f64, f64), per_point: f64, gap: f64) -> Vec<GridMar
     (first..=last)
         .map(|k| {
             let value = k as f64 * minor;
-            let on_major = (k as f64 / divisions).fract().abs() < 1e-9 || (1.0 - (k as f64 / divisions).fract().abs()) < 1e-9;
-            GridMark { value, step_size: if on_major { major } else { minor } }
+            let on_major = (k as f64 / divisions).fract().abs() < 1e-9
+                || (1.0 - (k as f64 / divisions).fract().abs()) < 1e-9;
+            GridMark {
+                value,
+                step_size: if on_major { major } else { minor },
+            }
         })
         .collect()
 }
@@ -92,13 +112,19 @@ pub fn log_marks(bounds: (f64, f64), per_point: f64, gap: f64) -> Vec<GridMark> 
         return Vec::new();
     }
     // Whole decades (every k-th), when three or more fit; unlabelled decades between.
-    let k = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0].into_iter().find(|&k| k >= gap * per_point).unwrap_or(100.0);
+    let k = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        .into_iter()
+        .find(|&k| k >= gap * per_point)
+        .unwrap_or(100.0);
     if (hi - lo) / k >= 3.0 {
         let mut marks: Vec<GridMark> = Vec::new();
         for d in lo.ceil() as i64..=hi.floor() as i64 {
             let v = d as f64;
             let labelled = (v / k).fract().abs() < 1e-9;
-            marks.push(GridMark { value: v, step_size: if labelled { k } else { k / 5.0 } });
+            marks.push(GridMark {
+                value: v,
+                step_size: if labelled { k } else { k / 5.0 },
+            });
         }
         return marks;
     }
@@ -108,7 +134,10 @@ pub fn log_marks(bounds: (f64, f64), per_point: f64, gap: f64) -> Vec<GridMark> 
         let marks: Vec<GridMark> = (lo.floor() as i64..=hi.ceil() as i64)
             .flat_map(|d| [d as f64, d as f64 + l2, d as f64 + l5])
             .filter(|v| (lo..=hi).contains(v))
-            .map(|value| GridMark { value, step_size: l2 })
+            .map(|value| GridMark {
+                value,
+                step_size: l2,
+            })
             .collect();
         if marks.len() >= 3 {
             return marks;
@@ -137,7 +166,14 @@ pub fn log_marks(bounds: (f64, f64), per_point: f64, gap: f64) -> Vec<GridMark> 
                 labels += 1;
             }
             // Labelled marks carry a step that egui_plot labels, the others one it never does.
-            marks.push(GridMark { value, step_size: if labelled { gap * per_point } else { 0.5 * gap * per_point } });
+            marks.push(GridMark {
+                value,
+                step_size: if labelled {
+                    gap * per_point
+                } else {
+                    0.5 * gap * per_point
+                },
+            });
         }
         if labels >= 3 {
             return marks;
@@ -156,17 +192,30 @@ mod tests {
 
     /// The marks egui_plot labels: step at least the label range's upper end apart in points.
     fn labelled(marks: &[GridMark], per_point: f64, gap: f64) -> Vec<f64> {
-        marks.iter().filter(|m| m.step_size / per_point >= label_range(gap).max as f64).map(|m| m.value).collect()
+        marks
+            .iter()
+            .filter(|m| m.step_size / per_point >= label_range(gap).max as f64)
+            .map(|m| m.value)
+            .collect()
     }
 
     /// Labelled marks are ≥ 3, inside the bounds, and at least `gap` points apart.
     fn check(marks: &[GridMark], bounds: (f64, f64), points: f64, gap: f64, what: &str) {
         let per_point = (bounds.1 - bounds.0) / points;
         let l = labelled(marks, per_point, gap);
-        assert!(l.len() >= 3, "{what}: {bounds:?} over {points} points: labelled {l:?}");
-        assert!(l.iter().all(|v| (bounds.0..=bounds.1).contains(v)), "{what}: {l:?}");
+        assert!(
+            l.len() >= 3,
+            "{what}: {bounds:?} over {points} points: labelled {l:?}"
+        );
+        assert!(
+            l.iter().all(|v| (bounds.0..=bounds.1).contains(v)),
+            "{what}: {l:?}"
+        );
         for w in l.windows(2) {
-            assert!((w[1] - w[0]) / per_point >= gap * 0.999, "{what}: {bounds:?}: {l:?} closer than {gap} points");
+            assert!(
+                (w[1] - w[0]) / per_point >= gap * 0.999,
+                "{what}: {bounds:?}: {l:?} closer than {gap} points"
+            );
         }
         // Nothing between labelled marks is labelled too (minor lines stay unlabelled).
         let faint = marks.iter().filter(|m| {
@@ -191,17 +240,39 @@ mod tests {
             ((17.0, 17.0 + 1e-3), 60.0, Y_LABEL_GAP),
         ] {
             let per_point = (bounds.1 - bounds.0) / points;
-            check(&linear_marks(bounds, per_point, gap), bounds, points, gap, "linear");
+            check(
+                &linear_marks(bounds, per_point, gap),
+                bounds,
+                points,
+                gap,
+                "linear",
+            );
         }
     }
 
     #[test]
     fn log_axes_get_three_readable_labels() {
         // log₁₀ of: 1e-6 … 1e10 (a blow-up), 1 … 30, 8 … 12 (a loss that barely moves), 0.5 … 2.
-        for (bounds, points) in [((-6.0, 10.0), 100.0), ((0.0, 1.48), 100.0), ((0.9, 1.08), 100.0), ((-0.3, 0.3), 100.0), ((2.0, 9.0), 330.0)] {
+        for (bounds, points) in [
+            ((-6.0, 10.0), 100.0),
+            ((0.0, 1.48), 100.0),
+            ((0.9, 1.08), 100.0),
+            ((-0.3, 0.3), 100.0),
+            ((2.0, 9.0), 330.0),
+        ] {
             let per_point = (bounds.1 - bounds.0) / points;
-            let gap = if points > 200.0 { X_LABEL_GAP } else { Y_LABEL_GAP };
-            check(&log_marks(bounds, per_point, gap), bounds, points, gap, "log");
+            let gap = if points > 200.0 {
+                X_LABEL_GAP
+            } else {
+                Y_LABEL_GAP
+            };
+            check(
+                &log_marks(bounds, per_point, gap),
+                bounds,
+                points,
+                gap,
+                "log",
+            );
         }
     }
 

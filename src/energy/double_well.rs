@@ -37,7 +37,15 @@ const EPS: f64 = 1e-8;
 impl DoubleWell {
     /// The DW-4 benchmark: 4 particles in 2-D.
     pub fn dw4() -> Self {
-        Self { particles: 4, spatial_dim: 2, well: Quartic { a: 0.9, b: -4.0, d0: 4.0 } }
+        Self {
+            particles: 4,
+            spatial_dim: 2,
+            well: Quartic {
+                a: 0.9,
+                b: -4.0,
+                d0: 4.0,
+            },
+        }
     }
 }
 
@@ -46,7 +54,11 @@ impl Energy for DoubleWell {
         format!("DW-{}", self.particles)
     }
     fn layout(&self) -> Layout {
-        Layout { particles: self.particles, spatial_dim: self.spatial_dim, com_free: true }
+        Layout {
+            particles: self.particles,
+            spatial_dim: self.spatial_dim,
+            com_free: true,
+        }
     }
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         grad.fill(0.0);

@@ -44,8 +44,15 @@ pub enum Func {
 }
 
 impl Func {
-    const ALL: [(&'static str, Func); 7] =
-        [("exp", Func::Exp), ("log", Func::Log), ("sqrt", Func::Sqrt), ("sin", Func::Sin), ("cos", Func::Cos), ("tanh", Func::Tanh), ("abs", Func::Abs)];
+    const ALL: [(&'static str, Func); 7] = [
+        ("exp", Func::Exp),
+        ("log", Func::Log),
+        ("sqrt", Func::Sqrt),
+        ("sin", Func::Sin),
+        ("cos", Func::Cos),
+        ("tanh", Func::Tanh),
+        ("abs", Func::Abs),
+    ];
 
     fn apply(self, v: f64) -> f64 {
         match self {
@@ -180,18 +187,33 @@ impl Expr {
             Neg(a) => neg(a.derivative(i)),
             Add(a, c) => add(a.derivative(i), c.derivative(i)),
             Sub(a, c) => sub(a.derivative(i), c.derivative(i)),
-            Mul(a, c) => add(mul(a.derivative(i), (**c).clone()), mul((**a).clone(), c.derivative(i))),
+            Mul(a, c) => add(
+                mul(a.derivative(i), (**c).clone()),
+                mul((**a).clone(), c.derivative(i)),
+            ),
             // (a/c)' = a'/c − a c'/c²
-            Div(a, c) => sub(div(a.derivative(i), (**c).clone()), div(mul((**a).clone(), c.derivative(i)), pow((**c).clone(), Num(2.0)))),
+            Div(a, c) => sub(
+                div(a.derivative(i), (**c).clone()),
+                div(
+                    mul((**a).clone(), c.derivative(i)),
+                    pow((**c).clone(), Num(2.0)),
+                ),
+            ),
             Pow(a, c) if !c.has_var() => {
                 // (aⁿ)' = n aⁿ⁻¹ a'
                 let n = (**c).clone();
-                mul(mul(n.clone(), pow((**a).clone(), sub(n, Num(1.0)))), a.derivative(i))
+                mul(
+                    mul(n.clone(), pow((**a).clone(), sub(n, Num(1.0)))),
+                    a.derivative(i),
+                )
             }
             // (a^c)' = a^c (c' ln a + c a'/a)
             Pow(a, c) => mul(
                 self.clone(),
-                add(mul(c.derivative(i), Call(Func::Log, a.clone())), div(mul((**c).clone(), a.derivative(i)), (**a).clone())),
+                add(
+                    mul(c.derivative(i), Call(Func::Log, a.clone())),
+                    div(mul((**c).clone(), a.derivative(i)), (**a).clone()),
+                ),
             ),
             Sign(_) => Num(0.0),
             Call(f, a) => {
@@ -218,9 +240,20 @@ impl Expr {
 /// Parses `text` over `variables` (names as written; `pi` and `e` are constants).
 pub fn parse(text: &str, variables: &[String]) -> Result<Expr, FormulaError> {
     if text.len() > MAX_FORMULA_BYTES {
-        return Err(FormulaError { column: 1, message: format!("the formula is {} bytes long; at most {MAX_FORMULA_BYTES} are accepted", text.len()) });
+        return Err(FormulaError {
+            column: 1,
+            message: format!(
+                "the formula is {} bytes long; at most {MAX_FORMULA_BYTES} are accepted",
+                text.len()
+            ),
+        });
     }
-    let mut p = Parser { chars: text.chars().collect(), pos: 0, depth: 0, variables };
+    let mut p = Parser {
+        chars: text.chars().collect(),
+        pos: 0,
+        depth: 0,
+        variables,
+    };
     p.skip_space();
     if p.pos == p.chars.len() {
         return Err(p.error("the formula is empty".into()));
@@ -242,7 +275,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn error(&self, message: String) -> FormulaError {
-        FormulaError { column: self.pos + 1, message }
+        FormulaError {
+            column: self.pos + 1,
+            message,
+        }
     }
 
     fn skip_space(&mut self) {
@@ -258,7 +294,11 @@ impl Parser<'_> {
 
     fn deeper(&mut self) -> Result<(), FormulaError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH { Err(self.error(format!("nested more than {MAX_DEPTH} deep"))) } else { Ok(()) }
+        if self.depth > MAX_DEPTH {
+            Err(self.error(format!("nested more than {MAX_DEPTH} deep")))
+        } else {
+            Ok(())
+        }
     }
 
     fn sum(&mut self) -> Result<Expr, FormulaError> {
@@ -266,7 +306,11 @@ impl Parser<'_> {
         while let Some(op @ ('+' | '-')) = self.peek() {
             self.pos += 1;
             let r = self.operand(op, Self::product)?;
-            e = if op == '+' { Add(b(e), b(r)) } else { Sub(b(e), b(r)) };
+            e = if op == '+' {
+                Add(b(e), b(r))
+            } else {
+                Sub(b(e), b(r))
+            };
         }
         Ok(e)
     }
@@ -276,16 +320,26 @@ impl Parser<'_> {
         while let Some(op @ ('*' | '/')) = self.peek() {
             self.pos += 1;
             let r = self.operand(op, Self::unary)?;
-            e = if op == '*' { Mul(b(e), b(r)) } else { Div(b(e), b(r)) };
+            e = if op == '*' {
+                Mul(b(e), b(r))
+            } else {
+                Div(b(e), b(r))
+            };
         }
         Ok(e)
     }
 
     /// The right operand of `op`, with a clear error where there is none.
-    fn operand(&mut self, op: char, next: fn(&mut Self) -> Result<Expr, FormulaError>) -> Result<Expr, FormulaError> {
+    fn operand(
+        &mut self,
+        op: char,
+        next: fn(&mut Self) -> Result<Expr, FormulaError>,
+    ) -> Result<Expr, FormulaError> {
         // A sign may follow any operator (x * -y, 2^-1); nothing else that is not an operand may.
         match self.peek() {
-            None | Some('*' | '/' | '^' | ')') => Err(self.error(format!("expected an operand after '{op}'"))),
+            None | Some('*' | '/' | '^' | ')') => {
+                Err(self.error(format!("expected an operand after '{op}'")))
+            }
             _ => next(self),
         }
     }
@@ -336,7 +390,9 @@ impl Parser<'_> {
         }
         if c.is_alphabetic() || c == '_' {
             let start = self.pos;
-            while self.pos < self.chars.len() && (self.chars[self.pos].is_alphanumeric() || self.chars[self.pos] == '_') {
+            while self.pos < self.chars.len()
+                && (self.chars[self.pos].is_alphanumeric() || self.chars[self.pos] == '_')
+            {
                 self.pos += 1;
             }
             let name: String = self.chars[start..self.pos].iter().collect();
@@ -365,7 +421,11 @@ impl Parser<'_> {
                     message: format!(
                         "unknown name '{name}': the variables are {}, the functions {}, the constants pi and e",
                         self.variables.join(", "),
-                        Func::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        Func::ALL
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 }),
             };
@@ -385,12 +445,17 @@ impl Parser<'_> {
             self.pos += 1;
             digits(self);
         }
-        if matches!(self.chars.get(self.pos), Some('e' | 'E')) && matches!(self.chars.get(self.pos + 1), Some(c) if c.is_ascii_digit() || *c == '-' || *c == '+') {
+        if matches!(self.chars.get(self.pos), Some('e' | 'E'))
+            && matches!(self.chars.get(self.pos + 1), Some(c) if c.is_ascii_digit() || *c == '-' || *c == '+')
+        {
             self.pos += 2;
             digits(self);
         }
         let text: String = self.chars[start..self.pos].iter().collect();
-        text.parse::<f64>().map(Num).map_err(|_| FormulaError { column: start + 1, message: format!("'{text}' is not a number") })
+        text.parse::<f64>().map(Num).map_err(|_| FormulaError {
+            column: start + 1,
+            message: format!("'{text}' is not a number"),
+        })
     }
 }
 
@@ -410,27 +475,54 @@ pub struct Formula {
 impl Formula {
     /// Parses and differentiates `source`; checks the variables (1 to 8 distinct names that are
     /// not functions or constants) and the temperature.
-    pub fn new(source: &str, variables: &[String], temperature: f64, bounds: Option<Vec<[f64; 2]>>) -> Result<Self, FormulaError> {
+    pub fn new(
+        source: &str,
+        variables: &[String],
+        temperature: f64,
+        bounds: Option<Vec<[f64; 2]>>,
+    ) -> Result<Self, FormulaError> {
         let at = |message: String| FormulaError { column: 1, message };
         if variables.is_empty() || variables.len() > MAX_VARIABLES {
-            return Err(at(format!("a formula has 1 to {MAX_VARIABLES} variables; {} given", variables.len())));
+            return Err(at(format!(
+                "a formula has 1 to {MAX_VARIABLES} variables; {} given",
+                variables.len()
+            )));
         }
         for (k, v) in variables.iter().enumerate() {
-            let ok = v.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') && v.chars().all(|c| c.is_alphanumeric() || c == '_');
+            let ok = v
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && v.chars().all(|c| c.is_alphanumeric() || c == '_');
             if !ok || Func::ALL.iter().any(|(n, _)| n == v) || v == "pi" || v == "e" {
-                return Err(at(format!("'{v}' cannot name a variable (a name of letters, digits and _, not a function or constant)")));
+                return Err(at(format!(
+                    "'{v}' cannot name a variable (a name of letters, digits and _, not a function or constant)"
+                )));
             }
             if variables[..k].contains(v) {
                 return Err(at(format!("the variable '{v}' is named twice")));
             }
         }
         if !(temperature > 0.0 && temperature.is_finite()) {
-            return Err(at(format!("the temperature must be a positive number (got {temperature})")));
+            return Err(at(format!(
+                "the temperature must be a positive number (got {temperature})"
+            )));
         }
         let expr = parse(source, variables)?;
         let grad: Vec<Expr> = (0..variables.len()).map(|i| expr.derivative(i)).collect();
-        let laplacian = grad.iter().enumerate().fold(Num(0.0), |acc, (i, g)| add(acc, g.derivative(i)));
-        Ok(Self { source: source.to_string(), variables: variables.to_vec(), temperature, bounds, expr, grad, laplacian })
+        let laplacian = grad
+            .iter()
+            .enumerate()
+            .fold(Num(0.0), |acc, (i, g)| add(acc, g.derivative(i)));
+        Ok(Self {
+            source: source.to_string(),
+            variables: variables.to_vec(),
+            temperature,
+            bounds,
+            expr,
+            grad,
+            laplacian,
+        })
     }
 
     /// The formula's own value U(x) (before dividing by the temperature).
@@ -445,7 +537,11 @@ impl Energy for Formula {
     }
 
     fn layout(&self) -> Layout {
-        Layout { particles: 1, spatial_dim: self.variables.len(), com_free: false }
+        Layout {
+            particles: 1,
+            spatial_dim: self.variables.len(),
+            com_free: false,
+        }
     }
 
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
@@ -493,9 +589,15 @@ mod tests {
             let (mut g1, mut g2) = ([0.0; 2], [0.0; 2]);
             let (e1, e2) = (f.energy_grad(&x, &mut g1), dw.energy_grad(&x, &mut g2));
             let close = |a: f64, c: f64| (a - c).abs() <= 1e-12 * a.abs().max(c.abs()).max(1.0);
-            assert!(close(e1, e2) && close(g1[0], g2[0]) && close(g1[1], g2[1]), "at {x:?}: {e1} {g1:?} against {e2} {g2:?}");
+            assert!(
+                close(e1, e2) && close(g1[0], g2[0]) && close(g1[1], g2[1]),
+                "at {x:?}: {e1} {g1:?} against {e2} {g2:?}"
+            );
             // The built-in's Laplacian is by differences; the analytic one is 36x² − 10.
-            assert!(close(f.laplacian(&x), 36.0 * x[0] * x[0] - 10.0), "Laplacian at {x:?}");
+            assert!(
+                close(f.laplacian(&x), 36.0 * x[0] * x[0] - 10.0),
+                "Laplacian at {x:?}"
+            );
         }
     }
 
@@ -508,7 +610,10 @@ mod tests {
         let f = Formula::new("exp(-a^2/2) * cos(pi*b) + log(1 + c^2) - sqrt(2 + a*b*c)/(1+abs(c)) + tanh(a - b)^3 + 2^a - sin(c)*e", &vars, 2.0, None).unwrap();
         let hand = |v: &[f64]| {
             let (a, bb, c) = (v[0], v[1], v[2]);
-            ((-a * a / 2.0).exp() * (std::f64::consts::PI * bb).cos() + (1.0 + c * c).ln() - (2.0 + a * bb * c).sqrt() / (1.0 + c.abs()) + (a - bb).tanh().powi(3) + 2f64.powf(a)
+            ((-a * a / 2.0).exp() * (std::f64::consts::PI * bb).cos() + (1.0 + c * c).ln()
+                - (2.0 + a * bb * c).sqrt() / (1.0 + c.abs())
+                + (a - bb).tanh().powi(3)
+                + 2f64.powf(a)
                 - c.sin() * std::f64::consts::E)
                 / 2.0
         };
@@ -517,7 +622,11 @@ mod tests {
             let x: Vec<f64> = (0..3).map(|_| rng.random_range(0.1..1.0)).collect();
             let mut g = [0.0; 3];
             let e = f.energy_grad(&x, &mut g);
-            assert!((e - hand(&x)).abs() <= 1e-12 * e.abs().max(1.0), "{e} against {}", hand(&x));
+            assert!(
+                (e - hand(&x)).abs() <= 1e-12 * e.abs().max(1.0),
+                "{e} against {}",
+                hand(&x)
+            );
             let h = 1e-5;
             let mut lap = 0.0;
             for i in 0..3 {
@@ -525,11 +634,19 @@ mod tests {
                 p[i] += h;
                 m[i] -= h;
                 let fd = (hand(&p) - hand(&m)) / (2.0 * h);
-                assert!((g[i] - fd).abs() <= 1e-5 * g[i].abs().max(1.0), "∂{i}: {} against {fd}", g[i]);
+                assert!(
+                    (g[i] - fd).abs() <= 1e-5 * g[i].abs().max(1.0),
+                    "∂{i}: {} against {fd}",
+                    g[i]
+                );
                 lap += (hand(&p) - 2.0 * hand(&x) + hand(&m)) / (h * h);
             }
             // The second difference loses more digits (rounding ~1e-16/h² ≈ 1e-6).
-            assert!((f.laplacian(&x) - lap).abs() <= 1e-3 * lap.abs().max(1.0), "Laplacian {} against {lap}", f.laplacian(&x));
+            assert!(
+                (f.laplacian(&x) - lap).abs() <= 1e-3 * lap.abs().max(1.0),
+                "Laplacian {} against {lap}",
+                f.laplacian(&x)
+            );
         }
     }
 
@@ -544,26 +661,46 @@ mod tests {
         assert_eq!(at("8 / 4 / 2", 0.0, 0.0), 1.0);
         assert_eq!(at("x*y + 1.5e1", 2.0, 3.0), 21.0);
         assert_eq!(at("(-x)^2", 3.0, 0.0), 9.0);
-        assert!((at("pi + e", 0.0, 0.0) - (std::f64::consts::PI + std::f64::consts::E)).abs() < 1e-15);
+        assert!(
+            (at("pi + e", 0.0, 0.0) - (std::f64::consts::PI + std::f64::consts::E)).abs() < 1e-15
+        );
     }
 
     #[test]
     fn bad_formulas_name_the_column_and_the_problem() {
         let v = xy();
         let err = |s: &str| parse(s, &v).unwrap_err().to_string();
-        assert_eq!(err("2*(x^2-1)*"), "column 11: expected an operand after '*'");
-        assert_eq!(err("2*(x + * 3)"), "column 8: expected an operand after '+'");
-        assert!(err("x + z").starts_with("column 5: unknown name 'z': the variables are x, y"), "{}", err("x + z"));
+        assert_eq!(
+            err("2*(x^2-1)*"),
+            "column 11: expected an operand after '*'"
+        );
+        assert_eq!(
+            err("2*(x + * 3)"),
+            "column 8: expected an operand after '+'"
+        );
+        assert!(
+            err("x + z").starts_with("column 5: unknown name 'z': the variables are x, y"),
+            "{}",
+            err("x + z")
+        );
         assert!(err("x + cosh(y)").contains("unknown name 'cosh'"));
         assert_eq!(err("(x + y"), "column 7: expected ')'");
-        assert_eq!(err("exp x"), "column 5: expected '(' after the function exp");
+        assert_eq!(
+            err("exp x"),
+            "column 5: expected '(' after the function exp"
+        );
         assert_eq!(err("x # y"), "column 3: unexpected '#'");
         assert_eq!(err(""), "column 1: the formula is empty");
         assert!(err(&"(".repeat(65)).contains("nested more than 64 deep"));
         assert!(err(&"-".repeat(100)).contains("nested more than 64 deep"));
         let long = format!("x{}", " + x".repeat(1100));
         assert!(err(&long).contains("at most 4096"), "{}", err(&long));
-        assert!(Formula::new("x", &["x".into(), "x".into()], 1.0, None).unwrap_err().message.contains("named twice"));
+        assert!(
+            Formula::new("x", &["x".into(), "x".into()], 1.0, None)
+                .unwrap_err()
+                .message
+                .contains("named twice")
+        );
         assert!(Formula::new("1", &[], 1.0, None).is_err());
         assert!(Formula::new("exp", &["exp".into()], 1.0, None).is_err());
         assert!(Formula::new("x", &["x".into()], 0.0, None).is_err());

@@ -15,7 +15,11 @@ impl Energy for Gaussian {
         format!("Gaussian-{}d", self.mean.len())
     }
     fn layout(&self) -> Layout {
-        Layout { particles: 1, spatial_dim: self.mean.len(), com_free: false }
+        Layout {
+            particles: 1,
+            spatial_dim: self.mean.len(),
+            com_free: false,
+        }
     }
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         let s2 = self.std * self.std;

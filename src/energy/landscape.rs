@@ -25,7 +25,10 @@ pub struct DoubleWell2d {
 
 impl Default for DoubleWell2d {
     fn default() -> Self {
-        Self { barrier: 3.0, tilt: 0.5 }
+        Self {
+            barrier: 3.0,
+            tilt: 0.5,
+        }
     }
 }
 
@@ -74,7 +77,10 @@ impl MuellerBrown {
 impl Landscape for MuellerBrown {
     fn value_grad(&self, x: f64, y: f64) -> (f64, [f64; 2]) {
         let (v, g) = Self::potential(x, y);
-        (v / self.temperature, [g[0] / self.temperature, g[1] / self.temperature])
+        (
+            v / self.temperature,
+            [g[0] / self.temperature, g[1] / self.temperature],
+        )
     }
     fn bounds(&self) -> ([f64; 2], [f64; 2]) {
         ([-1.8, 1.3], [-0.6, 2.3])
@@ -89,7 +95,15 @@ const GRID: usize = 600;
 pub fn exact_draws(l: &dyn Landscape, n: usize, rng: &mut dyn rand::RngCore) -> Vec<f64> {
     let ([x0, x1], [y0, y1]) = l.bounds();
     let (hx, hy) = ((x1 - x0) / GRID as f64, (y1 - y0) / GRID as f64);
-    let e: Vec<f64> = (0..GRID * GRID).map(|c| l.value_grad(x0 + (c % GRID) as f64 * hx + hx / 2.0, y0 + (c / GRID) as f64 * hy + hy / 2.0).0).collect();
+    let e: Vec<f64> = (0..GRID * GRID)
+        .map(|c| {
+            l.value_grad(
+                x0 + (c % GRID) as f64 * hx + hx / 2.0,
+                y0 + (c / GRID) as f64 * hy + hy / 2.0,
+            )
+            .0
+        })
+        .collect();
     let emin = e.iter().copied().fold(f64::INFINITY, f64::min);
     let mut cdf = Vec::with_capacity(e.len());
     let mut total = 0.0;
@@ -114,7 +128,11 @@ macro_rules! plane_energy {
                 $name.into()
             }
             fn layout(&self) -> Layout {
-                Layout { particles: 1, spatial_dim: 2, com_free: false }
+                Layout {
+                    particles: 1,
+                    spatial_dim: 2,
+                    com_free: false,
+                }
             }
             fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
                 let (e, g) = self.value_grad(x[0], x[1]);
@@ -149,7 +167,11 @@ mod tests {
     #[test]
     fn mueller_brown_has_its_published_minima() {
         // Müller & Brown 1979 / the usual tables: minima to the digits they print.
-        for ((x, y), v) in [((-0.558, 1.442), -146.70), ((0.623, 0.028), -108.17), ((-0.050, 0.467), -80.77)] {
+        for ((x, y), v) in [
+            ((-0.558, 1.442), -146.70),
+            ((0.623, 0.028), -108.17),
+            ((-0.050, 0.467), -80.77),
+        ] {
             let (e, g) = MuellerBrown::potential(x, y);
             assert!((e - v).abs() < 0.05, "V({x}, {y}) = {e}, published {v}");
             // Three printed digits of the position leave a gradient of a few units.
@@ -175,7 +197,13 @@ mod tests {
         let d = exact_draws(&w, 20_000, &mut rng);
         let frac = d.chunks(2).filter(|p| p[0] < 0.0).count() as f64 / 20_000.0;
         // Binomial standard error at n = 20 000 is 0.0033; 0.015 is about 4.5 of them.
-        assert!((frac - exact).abs() < 0.015, "left well: draws {frac}, quadrature {exact}");
-        assert!(exact > 0.6 && exact < 0.9, "the tilt favours the left well: {exact}");
+        assert!(
+            (frac - exact).abs() < 0.015,
+            "left well: draws {frac}, quadrature {exact}"
+        );
+        assert!(
+            exact > 0.6 && exact < 0.9,
+            "the tilt favours the left well: {exact}"
+        );
     }
 }

@@ -22,7 +22,11 @@ impl Radial for Lj {
         let i2 = inv * inv;
         let i6 = i2 * i2 * i2;
         let i12 = i6 * i6;
-        (i12 - 2.0 * i6, (-12.0 * i12 + 12.0 * i6) * inv, (156.0 * i12 - 84.0 * i6) * i2)
+        (
+            i12 - 2.0 * i6,
+            (-12.0 * i12 + 12.0 * i6) * inv,
+            (156.0 * i12 - 84.0 * i6) * i2,
+        )
     }
 }
 
@@ -43,7 +47,11 @@ impl Energy for LennardJones {
         format!("LJ-{}", self.particles)
     }
     fn layout(&self) -> Layout {
-        Layout { particles: self.particles, spatial_dim: DIM, com_free: true }
+        Layout {
+            particles: self.particles,
+            spatial_dim: DIM,
+            com_free: true,
+        }
     }
     fn energy_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         grad.fill(0.0);

@@ -78,8 +78,20 @@ pub trait Energy: Send + Sync {
     /// buffers `e` (rows) and `g` (rows × dim).
     fn batch_energy_grad(&self, x: &[f32], e: &mut [f32], g: &mut [f32]) {
         let dim = self.dim();
-        assert_eq!(x.len(), e.len() * dim, "x has {} values, expected {} rows × {dim}", x.len(), e.len());
-        assert_eq!(g.len(), x.len(), "gradient buffer has {} values, expected {}", g.len(), x.len());
+        assert_eq!(
+            x.len(),
+            e.len() * dim,
+            "x has {} values, expected {} rows × {dim}",
+            x.len(),
+            e.len()
+        );
+        assert_eq!(
+            g.len(),
+            x.len(),
+            "gradient buffer has {} values, expected {}",
+            g.len(),
+            x.len()
+        );
         x.par_chunks(dim)
             .zip(e.par_iter_mut())
             .zip(g.par_chunks_mut(dim))
@@ -186,7 +198,9 @@ mod tests {
             }
             x
         } else {
-            (0..layout.dim()).map(|_| scale * rng.sample::<f64, _>(StandardNormal)).collect()
+            (0..layout.dim())
+                .map(|_| scale * rng.sample::<f64, _>(StandardNormal))
+                .collect()
         }
     }
 
@@ -210,9 +224,19 @@ mod tests {
                     xm[k] -= h;
                     fd[k] = (sys.energy(&xp) - sys.energy(&xm)) / (2.0 * h);
                 }
-                let err: f64 = g.iter().zip(&fd).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+                let err: f64 = g
+                    .iter()
+                    .zip(&fd)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
                 let norm: f64 = fd.iter().map(|v| v * v).sum::<f64>().sqrt().max(1.0);
-                assert!(err / norm < 1e-5, "{}: |grad − fd| / |fd| = {:e}", sys.name(), err / norm);
+                assert!(
+                    err / norm < 1e-5,
+                    "{}: |grad − fd| / |fd| = {:e}",
+                    sys.name(),
+                    err / norm
+                );
             }
         }
     }
@@ -275,17 +299,36 @@ mod tests {
             let tol = 1e-9 * e0.abs().max(1.0);
 
             let rotated = rotate(&x, d, &mut rng);
-            assert!((sys.energy(&rotated) - e0).abs() < tol, "{}: rotation", sys.name());
+            assert!(
+                (sys.energy(&rotated) - e0).abs() < tol,
+                "{}: rotation",
+                sys.name()
+            );
 
             let shift: Vec<f64> = (0..d).map(|_| rng.random_range(-5.0..5.0)).collect();
-            let shifted: Vec<f64> = x.iter().enumerate().map(|(k, v)| v + shift[k % d]).collect();
-            assert!((sys.energy(&shifted) - e0).abs() < tol, "{}: translation", sys.name());
+            let shifted: Vec<f64> = x
+                .iter()
+                .enumerate()
+                .map(|(k, v)| v + shift[k % d])
+                .collect();
+            assert!(
+                (sys.energy(&shifted) - e0).abs() < tol,
+                "{}: translation",
+                sys.name()
+            );
 
             let mut perm: Vec<usize> = (0..layout.particles).collect();
             perm.reverse();
             perm.swap(0, 1);
-            let permuted: Vec<f64> = perm.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
-            assert!((sys.energy(&permuted) - e0).abs() < tol, "{}: permutation", sys.name());
+            let permuted: Vec<f64> = perm
+                .iter()
+                .flat_map(|&i| x[i * d..(i + 1) * d].to_vec())
+                .collect();
+            assert!(
+                (sys.energy(&permuted) - e0).abs() < tol,
+                "{}: permutation",
+                sys.name()
+            );
         }
     }
 
@@ -293,7 +336,9 @@ mod tests {
     fn batched_f32_matches_single_f64() {
         let mut rng = ChaCha8Rng::seed_from_u64(10);
         for (sys, scale) in systems() {
-            let rows: Vec<Vec<f64>> = (0..5).map(|_| random_config(sys.as_ref(), scale, &mut rng)).collect();
+            let rows: Vec<Vec<f64>> = (0..5)
+                .map(|_| random_config(sys.as_ref(), scale, &mut rng))
+                .collect();
             let x: Vec<f32> = rows.iter().flatten().map(|&v| v as f32).collect();
             let mut e = vec![0.0f32; 5];
             let mut g = vec![0.0f32; x.len()];
@@ -302,7 +347,11 @@ mod tests {
                 let row32: Vec<f64> = row.iter().map(|&v| v as f32 as f64).collect();
                 let want = sys.energy(&row32);
                 // f32 output rounding: 1e-6 relative.
-                assert!((e[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "{}", sys.name());
+                assert!(
+                    (e[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{}",
+                    sys.name()
+                );
             }
         }
     }
@@ -310,15 +359,24 @@ mod tests {
     #[test]
     fn gmm_mode_coverage_counts_modes() {
         let means = Gmm40::means();
-        let x: Vec<f32> = means[..5].iter().flat_map(|m| [m[0] as f32 + 1.0, m[1] as f32]).collect();
+        let x: Vec<f32> = means[..5]
+            .iter()
+            .flat_map(|m| [m[0] as f32 + 1.0, m[1] as f32])
+            .collect();
         assert_eq!(Gmm40::modes_covered(&x, 3.0), 5);
         assert_eq!(Gmm40::modes_covered(&x, 0.5), 0);
     }
 
     #[test]
     fn remove_com_centres_rows() {
-        let layout = Layout { particles: 3, spatial_dim: 2, com_free: true };
-        let mut x = vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 9.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0];
+        let layout = Layout {
+            particles: 3,
+            spatial_dim: 2,
+            com_free: true,
+        };
+        let mut x = vec![
+            1.0f32, 2.0, 3.0, 4.0, 5.0, 9.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0,
+        ];
         remove_com(&mut x, layout);
         for row in x.chunks(6) {
             let mx: f32 = row.iter().step_by(2).sum();

@@ -45,7 +45,13 @@ pub(crate) fn pair_energy_grad<P: Radial>(
 }
 
 /// Laplacian over all coordinates of Σ_{i<j} `weight`·φ(rᵢⱼ).
-pub(crate) fn pair_laplacian<P: Radial>(pot: &P, x: &[f64], d: usize, eps: f64, weight: f64) -> f64 {
+pub(crate) fn pair_laplacian<P: Radial>(
+    pot: &P,
+    x: &[f64],
+    d: usize,
+    eps: f64,
+    weight: f64,
+) -> f64 {
     let n = x.len() / d;
     let mut lap = 0.0;
     for i in 0..n {

@@ -18,20 +18,37 @@ impl CsvWriter {
     /// Creates (or truncates) `path` and writes the header.
     pub fn create(path: &Path, header: &[&str]) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        let mut w = Self { path: path.to_path_buf(), out: BufWriter::new(file), columns: header.len() };
+        let mut w = Self {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            columns: header.len(),
+        };
         w.write_line(&header.join(","))?;
         Ok(w)
     }
 
     /// Opens `path` for appending, keeping its rows (for a resumed run).
     pub fn append(path: &Path, columns: usize) -> Result<Self> {
-        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Self { path: path.to_path_buf(), out: BufWriter::new(file), columns })
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            columns,
+        })
     }
 
     /// Writes one row; `None` and non-finite values become empty cells.
     pub fn row(&mut self, values: &[Option<f64>]) -> Result<()> {
-        assert_eq!(values.len(), self.columns, "CSV row has {} values, header has {}", values.len(), self.columns);
+        assert_eq!(
+            values.len(),
+            self.columns,
+            "CSV row has {} values, header has {}",
+            values.len(),
+            self.columns
+        );
         let cells: Vec<String> = values
             .iter()
             .map(|v| match v {
@@ -44,12 +61,20 @@ impl CsvWriter {
 
     /// Writes one row of text cells (already formatted; no commas inside).
     pub fn text_row(&mut self, cells: &[String]) -> Result<()> {
-        assert_eq!(cells.len(), self.columns, "CSV row has {} cells, header has {}", cells.len(), self.columns);
+        assert_eq!(
+            cells.len(),
+            self.columns,
+            "CSV row has {} cells, header has {}",
+            cells.len(),
+            self.columns
+        );
         self.write_line(&cells.join(","))
     }
 
     fn write_line(&mut self, line: &str) -> Result<()> {
-        writeln!(self.out, "{line}").and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -65,6 +90,9 @@ mod tests {
         w.row(&[Some(1.0), Some(0.5), None]).unwrap();
         w.row(&[Some(2.0), Some(f64::NAN), Some(0.25)]).unwrap();
         drop(w);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "step,loss,energy_w2\n1,0.5,\n2,,0.25\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "step,loss,energy_w2\n1,0.5,\n2,,0.25\n"
+        );
     }
 }

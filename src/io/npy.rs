@@ -25,7 +25,8 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
 
 /// Parses the bytes of a `.npy` file as [`read_npy`] does; `path` is named in errors only.
 pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Matrix> {
-    check_header_text(bytes).map_err(|m| Error::format(path, format!("not a valid .npy file ({m})")))?;
+    check_header_text(bytes)
+        .map_err(|m| Error::format(path, format!("not a valid .npy file ({m})")))?;
     let mut rest: &[u8] = bytes;
     let header = npyz::NpyHeader::from_reader(&mut rest)
         .map_err(|e| Error::format(path, format!("not a valid .npy file ({e})")))?;
@@ -39,7 +40,10 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Matrix> {
         [n] => (1, n),
         [r, c] => (r, c),
         ref s => {
-            return Err(Error::format(path, format!("array has shape {s:?}; expected 2-D (samples × coordinates)")));
+            return Err(Error::format(
+                path,
+                format!("array has shape {s:?}; expected 2-D (samples × coordinates)"),
+            ));
         }
     };
     let descr = header.dtype().descr();
@@ -47,31 +51,50 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Matrix> {
         "<f4" | ">f4" => 4,
         "<f8" | ">f8" => 8,
         other => {
-            return Err(Error::format(path, format!("dtype '{other}' is not supported; expected float32 or float64")));
+            return Err(Error::format(
+                path,
+                format!("dtype '{other}' is not supported; expected float32 or float64"),
+            ));
         }
     };
     // Checked: a header may claim 2⁶² rows, whose byte count wraps to a small number.
-    let expected = rows.checked_mul(cols).and_then(|v| v.checked_mul(item_size)).filter(|&v| v <= usize::MAX as u64);
+    let expected = rows
+        .checked_mul(cols)
+        .and_then(|v| v.checked_mul(item_size))
+        .filter(|&v| v <= usize::MAX as u64);
     let Some(expected) = expected.map(|v| v as usize) else {
-        return Err(Error::format(path, format!("header claims shape ({rows}, {cols}), more data than any file holds")));
+        return Err(Error::format(
+            path,
+            format!("header claims shape ({rows}, {cols}), more data than any file holds"),
+        ));
     };
     let (rows, cols) = (rows as usize, cols as usize);
     if rest.len() < expected {
         return Err(Error::format(
             path,
-            format!("file is truncated: shape ({rows}, {cols}) needs {expected} data bytes, found {}", rest.len()),
+            format!(
+                "file is truncated: shape ({rows}, {cols}) needs {expected} data bytes, found {}",
+                rest.len()
+            ),
         ));
     }
     let npy = npyz::NpyFile::with_header(header, rest);
     let data: Vec<f32> = if item_size == 4 {
         npy.into_vec::<f32>()
     } else {
-        npy.into_vec::<f64>().map(|v| v.into_iter().map(|x| x as f32).collect())
+        npy.into_vec::<f64>()
+            .map(|v| v.into_iter().map(|x| x as f32).collect())
     }
     .map_err(|e| Error::format(path, format!("could not read data ({e})")))?;
     let m = Matrix { rows, cols, data };
     if let Some((r, c)) = m.first_non_finite() {
-        return Err(Error::format(path, format!("row {r}, column {c} is {}; samples must be finite", m.data[r * cols + c])));
+        return Err(Error::format(
+            path,
+            format!(
+                "row {r}, column {c} is {}; samples must be finite",
+                m.data[r * cols + c]
+            ),
+        ));
     }
     Ok(m)
 }
@@ -88,11 +111,16 @@ fn check_header_text(bytes: &[u8]) -> std::result::Result<(), String> {
     }
     let (len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(format!("format version {v} is not known")),
     };
     if len > MAX_HEADER {
-        return Err(format!("header of {len} bytes; NumPy writes at most {MAX_HEADER}"));
+        return Err(format!(
+            "header of {len} bytes; NumPy writes at most {MAX_HEADER}"
+        ));
     }
     let header = &bytes[start..bytes.len().min(start + len)];
     // Brackets inside quotes count too: a real header has none there, and tracking quotes let a
@@ -109,7 +137,9 @@ fn check_header_text(bytes: &[u8]) -> std::result::Result<(), String> {
         }
     }
     if deepest > 3 {
-        return Err(format!("header nested {deepest} levels deep; a NumPy header has 2"));
+        return Err(format!(
+            "header nested {deepest} levels deep; a NumPy header has 2"
+        ));
     }
     check_shape_product(header)
 }
@@ -119,9 +149,13 @@ fn check_header_text(bytes: &[u8]) -> std::result::Result<(), String> {
 /// are multiplied in npyz's order; one that is not a plain integer is left for npyz to refuse.
 fn check_shape_product(header: &[u8]) -> std::result::Result<(), String> {
     let text = String::from_utf8_lossy(header);
-    let Some(key) = text.find("'shape'").or_else(|| text.find("\"shape\"")) else { return Ok(()) };
+    let Some(key) = text.find("'shape'").or_else(|| text.find("\"shape\"")) else {
+        return Ok(());
+    };
     let after = &text[key..];
-    let (Some(open), Some(close)) = (after.find('('), after.find(')')) else { return Ok(()) };
+    let (Some(open), Some(close)) = (after.find('('), after.find(')')) else {
+        return Ok(());
+    };
     if close < open {
         return Ok(());
     }
@@ -129,7 +163,12 @@ fn check_shape_product(header: &[u8]) -> std::result::Result<(), String> {
     let mut n: u64 = 1;
     for d in dims.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let Ok(v) = d.parse::<u64>() else { continue };
-        n = n.checked_mul(v).ok_or_else(|| format!("header claims shape ({}), more data than any file holds", crate::limits::excerpt(dims.trim(), 80)))?;
+        n = n.checked_mul(v).ok_or_else(|| {
+            format!(
+                "header claims shape ({}), more data than any file holds",
+                crate::limits::excerpt(dims.trim(), 80)
+            )
+        })?;
     }
     Ok(())
 }
@@ -146,7 +185,11 @@ pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
     write_values(path, &shape, data)
 }
 
-fn write_values<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) -> Result<()> {
+fn write_values<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[u64],
+    data: &[T],
+) -> Result<()> {
     assert_eq!(data.len() as u64, shape.iter().product::<u64>());
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let io_err = |e| Error::io(path, e);
@@ -189,7 +232,10 @@ mod tests {
     }
 
     fn header(descr: &str, fortran: bool, shape: &str) -> Vec<u8> {
-        let mut text = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}", if fortran { "True" } else { "False" });
+        let mut text = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+            if fortran { "True" } else { "False" }
+        );
         while (10 + text.len() + 1) % 64 != 0 {
             text.push(' ');
         }
@@ -231,12 +277,18 @@ mod tests {
         nested.extend(b"'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }");
         let start = std::time::Instant::now();
         let msg = err_of(&nested);
-        assert!(msg.contains("nested 33 levels deep") && start.elapsed().as_secs() < 1, "{msg}");
+        assert!(
+            msg.contains("nested 33 levels deep") && start.elapsed().as_secs() < 1,
+            "{msg}"
+        );
         // Found by the fuzzer: a backslash-escaped quote made the nesting check skip 60 `[`.
         let escaped = b"\x93NUMPY\x01\x00v\x00{'d(\x00\x00\x00': '>f4', 'fort': False, {'lr': False, {'d (6~  }\x5c\x5c\x5c'd \x5c\x5c\x5c%\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x00r':[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[(B'sha1',(B'sha1\x0d\x0a37UM, she':(5 , 2), e\x00\xff\xff\x10\x00\x00 \x00\x00   @";
         let start = std::time::Instant::now();
         let msg = err_of(escaped);
-        assert!(msg.contains("levels deep") && start.elapsed().as_secs() < 1, "{msg}");
+        assert!(
+            msg.contains("levels deep") && start.elapsed().as_secs() < 1,
+            "{msg}"
+        );
         let mut long = b"\x93NUMPY\x02\x00".to_vec();
         long.extend(20_000u32.to_le_bytes());
         long.extend(vec![b' '; 20_000]);
@@ -244,12 +296,20 @@ mod tests {
         // Found by the fuzzer: a shape whose entries' product overflows u64 (npyz multiplied
         // them unchecked: a panic with overflow checks on, a wrapped count without). Before,
         // the 3-D shape reached the rank check ("array has shape …") in a release build.
-        let mut overflow = header("<f8", false, "(0000000000000000000000000000060023182,7908188962817,    2)");
+        let mut overflow = header(
+            "<f8",
+            false,
+            "(0000000000000000000000000000060023182,7908188962817,    2)",
+        );
         overflow.extend([0u8; 24]);
         let msg = err_of(&overflow);
         assert!(msg.contains("more data than any file holds"), "{msg}");
         let fuzzed = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (0000000000000000000000000000060023182,7908188962817,    2), }             UMPY\x01\x00[\x006\xff\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x18";
-        assert!(err_of(fuzzed).contains("more data than any file holds"), "{}", err_of(fuzzed));
+        assert!(
+            err_of(fuzzed).contains("more data than any file holds"),
+            "{}",
+            err_of(fuzzed)
+        );
         let mut huge = header("<f8", false, "(1000000000000, 8)");
         huge.extend([0u8; 64]);
         assert!(err_of(&huge).contains("truncated"));

@@ -13,14 +13,46 @@ pub struct Metric {
     pub help: &'static str,
 }
 
-pub const ENERGY_W2: Metric = Metric { key: "energy_w2", label: "E-W2", help: "Wasserstein-2 between the energy distributions of samples and reference (energy units; lower is better)" };
-pub const X_W2: Metric = Metric { key: "x_w2", label: "x-W2", help: "W2 on flattened coordinates (centre of mass removed for particles), no alignment" };
-pub const EQ_W2: Metric = Metric { key: "eq_w2", label: "eq-W2", help: "W2 with cost after the best permutation and rotation of each pair (the Adjoint Sampling table's W2); its n² alignments make it costly, so live batches skip it" };
-pub const DIST_TV: Metric = Metric { key: "dist_tv", label: "dist-TV", help: "Total variation between pooled interatomic-distance histograms, 0 to 1" };
-pub const TORUS_W2: Metric = Metric { key: "torus_w2", label: "torus-W2", help: "W2 on the torus of the torsions (φ, ψ), or the one torsion, in radians" };
-pub const RAMA_TV: Metric = Metric { key: "rama_tv", label: "Rama-TV", help: "Total variation between the 64 × 64 Ramachandran (φ, ψ) histograms, 0 to 1" };
-pub const RAMA_KL: Metric = Metric { key: "rama_kl", label: "Rama-KL", help: "KL(reference ‖ samples) of the 64 × 64 Ramachandran histograms (nats; empty bins floored)" };
-pub const TORSION_TV: Metric = Metric { key: "torsion_tv", label: "torsion-TV", help: "Total variation between the 64-bin histograms of the one torsion, 0 to 1" };
+pub const ENERGY_W2: Metric = Metric {
+    key: "energy_w2",
+    label: "E-W2",
+    help: "Wasserstein-2 between the energy distributions of samples and reference (energy units; lower is better)",
+};
+pub const X_W2: Metric = Metric {
+    key: "x_w2",
+    label: "x-W2",
+    help: "W2 on flattened coordinates (centre of mass removed for particles), no alignment",
+};
+pub const EQ_W2: Metric = Metric {
+    key: "eq_w2",
+    label: "eq-W2",
+    help: "W2 with cost after the best permutation and rotation of each pair (the Adjoint Sampling table's W2); its n² alignments make it costly, so live batches skip it",
+};
+pub const DIST_TV: Metric = Metric {
+    key: "dist_tv",
+    label: "dist-TV",
+    help: "Total variation between pooled interatomic-distance histograms, 0 to 1",
+};
+pub const TORUS_W2: Metric = Metric {
+    key: "torus_w2",
+    label: "torus-W2",
+    help: "W2 on the torus of the torsions (φ, ψ), or the one torsion, in radians",
+};
+pub const RAMA_TV: Metric = Metric {
+    key: "rama_tv",
+    label: "Rama-TV",
+    help: "Total variation between the 64 × 64 Ramachandran (φ, ψ) histograms, 0 to 1",
+};
+pub const RAMA_KL: Metric = Metric {
+    key: "rama_kl",
+    label: "Rama-KL",
+    help: "KL(reference ‖ samples) of the 64 × 64 Ramachandran histograms (nats; empty bins floored)",
+};
+pub const TORSION_TV: Metric = Metric {
+    key: "torsion_tv",
+    label: "torsion-TV",
+    help: "Total variation between the 64-bin histograms of the one torsion, 0 to 1",
+};
 
 /// The most metrics a family names.
 pub const MAX_METRICS: usize = 4;
@@ -43,7 +75,11 @@ impl Family {
     /// The family of a system.
     pub fn of(energy: &dyn crate::energy::Energy) -> Family {
         match energy.molecule() {
-            Some(m) if crate::metrics::torsions::ramachandran_columns(&m.torsion_names()).is_some() => Family::Ramachandran,
+            Some(m)
+                if crate::metrics::torsions::ramachandran_columns(&m.torsion_names()).is_some() =>
+            {
+                Family::Ramachandran
+            }
             Some(_) => Family::OneTorsion,
             None if energy.layout().com_free => Family::Particles,
             None => Family::Plane,
@@ -77,7 +113,12 @@ impl Family {
 
 /// The help line of a metric key of any family (for tables whose columns are keys).
 pub fn help_of(key: &str) -> Option<&'static str> {
-    [ENERGY_W2, X_W2, EQ_W2, DIST_TV, TORUS_W2, RAMA_TV, RAMA_KL, TORSION_TV].iter().find(|m| m.key == key).map(|m| m.help)
+    [
+        ENERGY_W2, X_W2, EQ_W2, DIST_TV, TORUS_W2, RAMA_TV, RAMA_KL, TORSION_TV,
+    ]
+    .iter()
+    .find(|m| m.key == key)
+    .map(|m| m.help)
 }
 
 /// The values of one judgement, under its family's names; a metric left out (eq-W2 between
@@ -94,9 +135,18 @@ impl MetricSet {
     /// # Panics
     /// On a key the family does not name: that would store a value under another's name.
     pub fn new(family: Family, values: &[(&Metric, Option<f64>)]) -> Self {
-        let mut out = Self { family, values: [None; MAX_METRICS] };
+        let mut out = Self {
+            family,
+            values: [None; MAX_METRICS],
+        };
         for (m, v) in values {
-            let i = family.metrics().iter().position(|f| f.key == m.key).unwrap_or_else(|| panic!("{} is not a metric of the {} family", m.key, family.name()));
+            let i = family
+                .metrics()
+                .iter()
+                .position(|f| f.key == m.key)
+                .unwrap_or_else(|| {
+                    panic!("{} is not a metric of the {} family", m.key, family.name())
+                });
             out.values[i] = *v;
         }
         out
@@ -104,7 +154,11 @@ impl MetricSet {
 
     /// The value of `key`, if the family names it and it was computed.
     pub fn get(&self, key: &str) -> Option<f64> {
-        self.family.metrics().iter().position(|m| m.key == key).and_then(|i| self.values[i])
+        self.family
+            .metrics()
+            .iter()
+            .position(|m| m.key == key)
+            .and_then(|i| self.values[i])
     }
 
     /// E-W2, which every family reports.
@@ -119,12 +173,23 @@ impl MetricSet {
 
     /// One line for a terminal: "E-W2 1.234  x-W2 0.567  eq-W2 –  dist-TV 0.0891".
     pub fn line(&self) -> String {
-        self.iter().map(|(m, v)| format!("{} {}", m.label, v.map_or("–".to_string(), |v| format!("{v:.4}")))).collect::<Vec<_>>().join("  ")
+        self.iter()
+            .map(|(m, v)| {
+                format!(
+                    "{} {}",
+                    m.label,
+                    v.map_or("–".to_string(), |v| format!("{v:.4}"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
     }
 
     /// The values as CSV cells, in the family's order (empty where not computed).
     pub fn cells(&self) -> Vec<String> {
-        self.iter().map(|(_, v)| v.map_or(String::new(), |v| format!("{v}"))).collect()
+        self.iter()
+            .map(|(_, v)| v.map_or(String::new(), |v| format!("{v}")))
+            .collect()
     }
 }
 
@@ -145,16 +210,46 @@ mod tests {
 
     #[test]
     fn values_live_under_their_own_names_only() {
-        let m = MetricSet::new(Family::Ramachandran, &[(&ENERGY_W2, Some(1.0)), (&TORUS_W2, Some(0.5)), (&RAMA_TV, Some(0.1))]);
-        assert_eq!((m.energy_w2(), m.get("torus_w2"), m.get("x_w2"), m.get("rama_kl")), (1.0, Some(0.5), None, None));
+        let m = MetricSet::new(
+            Family::Ramachandran,
+            &[
+                (&ENERGY_W2, Some(1.0)),
+                (&TORUS_W2, Some(0.5)),
+                (&RAMA_TV, Some(0.1)),
+            ],
+        );
+        assert_eq!(
+            (
+                m.energy_w2(),
+                m.get("torus_w2"),
+                m.get("x_w2"),
+                m.get("rama_kl")
+            ),
+            (1.0, Some(0.5), None, None)
+        );
         assert_eq!(m.cells(), ["1", "0.5", "0.1", ""]);
-        assert_eq!(m.line(), "E-W2 1.0000  torus-W2 0.5000  Rama-TV 0.1000  Rama-KL –");
-        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"energy_w2":1.0,"torus_w2":0.5,"rama_tv":0.1,"rama_kl":null}"#);
+        assert_eq!(
+            m.line(),
+            "E-W2 1.0000  torus-W2 0.5000  Rama-TV 0.1000  Rama-KL –"
+        );
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"energy_w2":1.0,"torus_w2":0.5,"rama_tv":0.1,"rama_kl":null}"#
+        );
         // Every family starts with E-W2 and has distinct keys within MAX_METRICS.
-        for f in [Family::Particles, Family::Plane, Family::Ramachandran, Family::OneTorsion] {
+        for f in [
+            Family::Particles,
+            Family::Plane,
+            Family::Ramachandran,
+            Family::OneTorsion,
+        ] {
             let k = f.keys();
             assert!(k[0] == "energy_w2" && k.len() <= MAX_METRICS, "{f:?}");
-            assert_eq!(k.iter().collect::<std::collections::HashSet<_>>().len(), k.len(), "{f:?}");
+            assert_eq!(
+                k.iter().collect::<std::collections::HashSet<_>>().len(),
+                k.len(),
+                "{f:?}"
+            );
             assert!(k.iter().all(|k| help_of(k).is_some()), "{f:?}");
         }
     }

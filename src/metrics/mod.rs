@@ -27,26 +27,54 @@ pub enum Which {
 
 /// Computes the metrics of `samples`' family against `reference` (both `n × dim`, equal `n`):
 /// the one place where metrics are computed, for the driver, `eval` and `compare` alike.
-pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, which: Which) -> Result<MetricSet> {
+pub fn evaluate(
+    energy: &dyn Energy,
+    samples: &Matrix,
+    reference: &Matrix,
+    which: Which,
+) -> Result<MetricSet> {
     use family::*;
     let layout = energy.layout();
     check_pair(samples, reference, layout)?;
     let fam = Family::of(energy);
     if matches!(fam, Family::Ramachandran | Family::OneTorsion) {
-        return Ok(evaluate_torsions(energy, samples, reference, torsions::RAMA_BINS, samples.rows)?.0);
+        return Ok(evaluate_torsions(
+            energy,
+            samples,
+            reference,
+            torsions::RAMA_BINS,
+            samples.rows,
+        )?
+        .0);
     }
-    let e_w2 = energy_w2(&energy.batch_energy(&samples.data), &energy.batch_energy(&reference.data))?;
+    let e_w2 = energy_w2(
+        &energy.batch_energy(&samples.data),
+        &energy.batch_energy(&reference.data),
+    )?;
     Ok(match fam {
         Family::Particles => MetricSet::new(
             fam,
             &[
                 (&ENERGY_W2, Some(e_w2)),
                 (&X_W2, Some(x_w2(samples, reference, layout)?)),
-                (&EQ_W2, if which == Which::All { Some(eq_w2(samples, reference, layout)?) } else { None }),
+                (
+                    &EQ_W2,
+                    if which == Which::All {
+                        Some(eq_w2(samples, reference, layout)?)
+                    } else {
+                        None
+                    },
+                ),
                 (&DIST_TV, Some(distance_tv(samples, reference, layout))),
             ],
         ),
-        _ => MetricSet::new(Family::Plane, &[(&ENERGY_W2, Some(e_w2)), (&X_W2, Some(x_w2(samples, reference, layout)?))]),
+        _ => MetricSet::new(
+            Family::Plane,
+            &[
+                (&ENERGY_W2, Some(e_w2)),
+                (&X_W2, Some(x_w2(samples, reference, layout)?)),
+            ],
+        ),
     })
 }
 
@@ -54,22 +82,61 @@ pub fn evaluate(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, which
 /// per torsion) on every row of both, E-W2 and torus-W2 on the first min(rows, `w2_rows`,
 /// [`torsions::W2_ROWS`]) of each (pass shuffled sets for random subsets). Returns the basin
 /// populations of both sets too (`eval` prints them).
-pub fn evaluate_torsions(energy: &dyn Energy, samples: &Matrix, reference: &Matrix, bins: usize, w2_rows: usize) -> Result<(MetricSet, torsions::TorsionMetrics)> {
+pub fn evaluate_torsions(
+    energy: &dyn Energy,
+    samples: &Matrix,
+    reference: &Matrix,
+    bins: usize,
+    w2_rows: usize,
+) -> Result<(MetricSet, torsions::TorsionMetrics)> {
     use family::*;
     let Some(mol) = energy.molecule() else {
         return Err(Error::Invalid("torsion metrics need a molecule".into()));
     };
     let dim = energy.layout().dim();
     if samples.cols != dim || reference.cols != dim || samples.rows == 0 || reference.rows == 0 {
-        return Err(Error::Invalid(format!("torsion metrics need non-empty sets of {dim} torsions; got {}×{} and {}×{}", samples.rows, samples.cols, reference.rows, reference.cols)));
+        return Err(Error::Invalid(format!(
+            "torsion metrics need non-empty sets of {dim} torsions; got {}×{} and {}×{}",
+            samples.rows, samples.cols, reference.rows, reference.cols
+        )));
     }
-    let w = samples.rows.min(reference.rows).min(w2_rows).min(torsions::W2_ROWS).max(1);
+    let w = samples
+        .rows
+        .min(reference.rows)
+        .min(w2_rows)
+        .min(torsions::W2_ROWS)
+        .max(1);
     let f64s = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-    let t = torsions::evaluate(&f64s(samples), &f64s(reference), dim, &mol.torsion_names(), bins, w)?;
-    let e_w2 = energy_w2(&energy.batch_energy(&samples.data[..w * dim]), &energy.batch_energy(&reference.data[..w * dim]))?;
+    let t = torsions::evaluate(
+        &f64s(samples),
+        &f64s(reference),
+        dim,
+        &mol.torsion_names(),
+        bins,
+        w,
+    )?;
+    let e_w2 = energy_w2(
+        &energy.batch_energy(&samples.data[..w * dim]),
+        &energy.batch_energy(&reference.data[..w * dim]),
+    )?;
     let set = match Family::of(energy) {
-        Family::Ramachandran => MetricSet::new(Family::Ramachandran, &[(&ENERGY_W2, Some(e_w2)), (&TORUS_W2, Some(t.torus_w2)), (&RAMA_TV, t.rama_tv), (&RAMA_KL, t.rama_kl)]),
-        _ => MetricSet::new(Family::OneTorsion, &[(&ENERGY_W2, Some(e_w2)), (&TORUS_W2, Some(t.torus_w2)), (&TORSION_TV, t.torsion_tv)]),
+        Family::Ramachandran => MetricSet::new(
+            Family::Ramachandran,
+            &[
+                (&ENERGY_W2, Some(e_w2)),
+                (&TORUS_W2, Some(t.torus_w2)),
+                (&RAMA_TV, t.rama_tv),
+                (&RAMA_KL, t.rama_kl),
+            ],
+        ),
+        _ => MetricSet::new(
+            Family::OneTorsion,
+            &[
+                (&ENERGY_W2, Some(e_w2)),
+                (&TORUS_W2, Some(t.torus_w2)),
+                (&TORSION_TV, t.torsion_tv),
+            ],
+        ),
     };
     Ok((set, t))
 }
@@ -95,7 +162,11 @@ fn check_pair(a: &Matrix, b: &Matrix, layout: Layout) -> Result<()> {
 /// E-W2: sqrt of the 1-D W2² between two equal-size sets of energies (sort both, pair in order).
 pub fn energy_w2(a: &[f64], b: &[f64]) -> Result<f64> {
     if a.len() != b.len() || a.is_empty() {
-        return Err(Error::Invalid(format!("E-W2 needs two equal, non-empty sets; got {} and {}", a.len(), b.len())));
+        return Err(Error::Invalid(format!(
+            "E-W2 needs two equal, non-empty sets; got {} and {}",
+            a.len(),
+            b.len()
+        )));
     }
     let mut a = a.to_vec();
     let mut b = b.to_vec();
@@ -119,7 +190,8 @@ fn centred_rows(m: &Matrix, layout: Layout) -> Vec<Vec<f64>> {
 /// Exact optimal transport between two uniform empirical measures of equal size: a linear
 /// assignment on the cost matrix (rows × rows), returning sqrt(mean assigned cost).
 pub(crate) fn exact_ot_w2(cost: Vec<f64>, n: usize) -> Result<f64> {
-    let (rows, cols) = lsap::solve(n, n, &cost, false).map_err(|e| Error::Invalid(format!("assignment failed: {e}")))?;
+    let (rows, cols) = lsap::solve(n, n, &cost, false)
+        .map_err(|e| Error::Invalid(format!("assignment failed: {e}")))?;
     let total: f64 = rows.iter().zip(&cols).map(|(&i, &j)| cost[i * n + j]).sum();
     Ok((total / n as f64).max(0.0).sqrt())
 }
@@ -131,7 +203,10 @@ pub fn x_w2(a: &Matrix, b: &Matrix, layout: Layout) -> Result<f64> {
     let n = a.rows;
     let cost: Vec<f64> = xa
         .par_iter()
-        .flat_map_iter(|ra| xb.iter().map(move |rb| ra.iter().zip(rb).map(|(p, q)| (p - q).powi(2)).sum::<f64>()))
+        .flat_map_iter(|ra| {
+            xb.iter()
+                .map(move |rb| ra.iter().zip(rb).map(|(p, q)| (p - q).powi(2)).sum::<f64>())
+        })
         .collect();
     exact_ot_w2(cost, n)
 }
@@ -147,7 +222,11 @@ pub fn eq_w2(a: &Matrix, b: &Matrix, layout: Layout) -> Result<f64> {
     let cost = match layout.spatial_dim {
         2 => aligned_cost_matrix::<2>(a, b, layout),
         3 => aligned_cost_matrix::<3>(a, b, layout),
-        d => return Err(Error::Invalid(format!("eq-W2 supports 2-D and 3-D particles, not {d}-D"))),
+        d => {
+            return Err(Error::Invalid(format!(
+                "eq-W2 supports 2-D and 3-D particles, not {d}-D"
+            )));
+        }
     };
     exact_ot_w2(cost, n)
 }
@@ -165,17 +244,30 @@ const DESCRIPTOR_NEIGHBOURS: usize = 12;
 
 impl<const D: usize> Prepared<D> {
     fn new(row: &[f64]) -> Self {
-        let pos: Vec<[f64; D]> = row.chunks(D).map(|c| std::array::from_fn(|k| c[k])).collect();
+        let pos: Vec<[f64; D]> = row
+            .chunks(D)
+            .map(|c| std::array::from_fn(|k| c[k]))
+            .collect();
         let n = pos.len();
         let k = DESCRIPTOR_NEIGHBOURS.min(n.saturating_sub(1));
         let mut descriptor = Vec::with_capacity(n * k);
         for i in 0..n {
-            let mut d: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| dist2(&pos[i], &pos[j]).sqrt()).collect();
+            let mut d: Vec<f64> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| dist2(&pos[i], &pos[j]).sqrt())
+                .collect();
             d.sort_by(f64::total_cmp);
             descriptor.extend_from_slice(&d[..k]);
         }
-        let norm2 = pos.iter().map(|p| p.iter().map(|v| v * v).sum::<f64>()).sum();
-        Self { pos, norm2, descriptor }
+        let norm2 = pos
+            .iter()
+            .map(|p| p.iter().map(|v| v * v).sum::<f64>())
+            .sum();
+        Self {
+            pos,
+            norm2,
+            descriptor,
+        }
     }
 }
 
@@ -184,8 +276,14 @@ fn dist2<const D: usize>(a: &[f64; D], b: &[f64; D]) -> f64 {
 }
 
 fn aligned_cost_matrix<const D: usize>(a: &Matrix, b: &Matrix, layout: Layout) -> Vec<f64> {
-    let pa: Vec<Prepared<D>> = centred_rows(a, layout).iter().map(|r| Prepared::new(r)).collect();
-    let pb: Vec<Prepared<D>> = centred_rows(b, layout).iter().map(|r| Prepared::new(r)).collect();
+    let pa: Vec<Prepared<D>> = centred_rows(a, layout)
+        .iter()
+        .map(|r| Prepared::new(r))
+        .collect();
+    let pb: Vec<Prepared<D>> = centred_rows(b, layout)
+        .iter()
+        .map(|r| Prepared::new(r))
+        .collect();
     pa.par_iter()
         .flat_map_iter(|x| pb.iter().map(move |y| aligned_dist2(x, y)))
         .collect()
@@ -210,13 +308,20 @@ fn aligned_dist2<const D: usize>(x: &Prepared<D>, y: &Prepared<D>) -> f64 {
     let raw_start = assign(&cost, n);
     for i in 0..n {
         for j in 0..n {
-            let (di, dj) = (&x.descriptor[i * k..(i + 1) * k], &y.descriptor[j * k..(j + 1) * k]);
+            let (di, dj) = (
+                &x.descriptor[i * k..(i + 1) * k],
+                &y.descriptor[j * k..(j + 1) * k],
+            );
             cost[i * n + j] = di.iter().zip(dj).map(|(p, q)| (p - q).powi(2)).sum();
         }
     }
     let descriptor_start = assign(&cost, n);
     let mut best = f64::INFINITY;
-    let starts = if descriptor_start == raw_start { vec![raw_start] } else { vec![raw_start, descriptor_start] };
+    let starts = if descriptor_start == raw_start {
+        vec![raw_start]
+    } else {
+        vec![raw_start, descriptor_start]
+    };
     for perm in starts {
         let (r, d2) = kabsch(x, y, &perm);
         best = best.min(d2);
@@ -308,7 +413,11 @@ fn assign(cost: &[f64], n: usize) -> Vec<usize> {
 
 /// Kabsch with reflections allowed: the orthogonal R minimising Σ‖xᵢ − R y_π(i)‖², and that
 /// minimum, ‖x‖² + ‖y‖² − 2‖M‖_* with M = Σ xᵢ y_π(i)ᵀ and R = U Vᵀ from M = U S Vᵀ.
-fn kabsch<const D: usize>(x: &Prepared<D>, y: &Prepared<D>, perm: &[usize]) -> (SMatrix<f64, D, D>, f64) {
+fn kabsch<const D: usize>(
+    x: &Prepared<D>,
+    y: &Prepared<D>,
+    perm: &[usize],
+) -> (SMatrix<f64, D, D>, f64) {
     let mut m = SMatrix::<f64, D, D>::zeros();
     for (i, &j) in perm.iter().enumerate() {
         for a in 0..D {
@@ -322,7 +431,10 @@ fn kabsch<const D: usize>(x: &Prepared<D>, y: &Prepared<D>, perm: &[usize]) -> (
         3 => procrustes3(&nalgebra::Matrix3::from_fn(|a, b| m[(a, b)])),
         _ => unreachable!("eq_w2 dispatches only 2-D and 3-D"),
     };
-    (SMatrix::from_fn(|a, b| r[(a, b)]), x.norm2 + y.norm2 - 2.0 * nuclear)
+    (
+        SMatrix::from_fn(|a, b| r[(a, b)]),
+        x.norm2 + y.norm2 - 2.0 * nuclear,
+    )
 }
 
 /// Orthogonal Procrustes for a fixed-size square matrix M = U S Vᵀ: (U Vᵀ, Σ S).
@@ -336,7 +448,10 @@ macro_rules! procrustes_fn {
                 (Some(u), Some(vt)) => u * vt,
                 _ => <$mat>::identity(),
             };
-            (nalgebra::DMatrix::from_fn($d, $d, |a, b| r[(a, b)]), nuclear)
+            (
+                nalgebra::DMatrix::from_fn($d, $d, |a, b| r[(a, b)]),
+                nuclear,
+            )
         }
     };
 }
@@ -364,7 +479,13 @@ impl Histogram {
     }
     /// The same with value i counted `weight(i)` times (importance weights; need not be
     /// normalised). Without positive total weight the density is all zero.
-    pub fn weighted(values: &[f64], weight: impl Fn(usize) -> f64, lo: f64, hi: f64, bins: usize) -> Self {
+    pub fn weighted(
+        values: &[f64],
+        weight: impl Fn(usize) -> f64,
+        lo: f64,
+        hi: f64,
+        bins: usize,
+    ) -> Self {
         let width = (hi - lo) / bins as f64;
         let mut counts = vec![0.0; bins];
         let mut total = 0.0;
@@ -378,7 +499,11 @@ impl Histogram {
             total += w;
         }
         let norm = if total > 0.0 { total * width } else { 1.0 };
-        Self { lo, hi, density: counts.into_iter().map(|c| c / norm).collect() }
+        Self {
+            lo,
+            hi,
+            density: counts.into_iter().map(|c| c / norm).collect(),
+        }
     }
     /// Bin width.
     pub fn width(&self) -> f64 {
@@ -386,7 +511,13 @@ impl Histogram {
     }
     /// Total variation ½ Σ|pₖ − qₖ|·width to another histogram on the same bins.
     pub fn total_variation(&self, other: &Histogram) -> f64 {
-        0.5 * self.density.iter().zip(&other.density).map(|(p, q)| (p - q).abs()).sum::<f64>() * self.width()
+        0.5 * self
+            .density
+            .iter()
+            .zip(&other.density)
+            .map(|(p, q)| (p - q).abs())
+            .sum::<f64>()
+            * self.width()
     }
 }
 
@@ -398,7 +529,9 @@ pub fn interatomic_distances(m: &Matrix, layout: Layout) -> Vec<f64> {
         let row = m.row(r);
         for i in 0..n {
             for j in (i + 1)..n {
-                let s: f64 = (0..d).map(|k| (row[i * d + k] as f64 - row[j * d + k] as f64).powi(2)).sum();
+                let s: f64 = (0..d)
+                    .map(|k| (row[i * d + k] as f64 - row[j * d + k] as f64).powi(2))
+                    .sum();
                 out.push(s.sqrt());
             }
         }
@@ -410,12 +543,19 @@ pub fn interatomic_distances(m: &Matrix, layout: Layout) -> Vec<f64> {
 pub fn joint_range(a: &[f64], b: &[f64]) -> (f64, f64) {
     let lo = a.iter().chain(b).copied().fold(f64::INFINITY, f64::min);
     let hi = a.iter().chain(b).copied().fold(f64::NEG_INFINITY, f64::max);
-    if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) }
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.5, lo + 0.5)
+    }
 }
 
 /// Total variation between pooled interatomic-distance histograms (200 shared bins).
 pub fn distance_tv(a: &Matrix, b: &Matrix, layout: Layout) -> f64 {
-    let (da, db) = (interatomic_distances(a, layout), interatomic_distances(b, layout));
+    let (da, db) = (
+        interatomic_distances(a, layout),
+        interatomic_distances(b, layout),
+    );
     let (lo, hi) = joint_range(&da, &db);
     Histogram::new(&da, lo, hi, DIST_BINS).total_variation(&Histogram::new(&db, lo, hi, DIST_BINS))
 }
@@ -423,8 +563,17 @@ pub fn distance_tv(a: &Matrix, b: &Matrix, layout: Layout) -> f64 {
 /// Weights exp(log wᵢ − max) (the largest is 1, so none overflows); non-finite log-weights
 /// become 0. `None` if no log-weight is finite.
 fn relative_weights(log_w: &[f64]) -> Option<Vec<f64>> {
-    let max = log_w.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-    max.is_finite().then(|| log_w.iter().map(|&l| if l.is_finite() { (l - max).exp() } else { 0.0 }).collect())
+    let max = log_w
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    max.is_finite().then(|| {
+        log_w
+            .iter()
+            .map(|&l| if l.is_finite() { (l - max).exp() } else { 0.0 })
+            .collect()
+    })
 }
 
 /// Normalised effective sample size (Σw)² / (N Σw²) from log-weights, computed stably.
@@ -481,7 +630,13 @@ mod tests {
     use rand_distr::StandardNormal;
 
     fn random_matrix(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Matrix {
-        Matrix::new(rows, cols, (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect())
+        Matrix::new(
+            rows,
+            cols,
+            (0..rows * cols)
+                .map(|_| rng.sample::<f32, _>(StandardNormal))
+                .collect(),
+        )
     }
 
     #[test]
@@ -531,11 +686,22 @@ mod tests {
     #[test]
     fn x_w2_of_identical_sets_is_zero_and_of_shifted_is_shift() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let layout = Layout { particles: 1, spatial_dim: 2, com_free: false };
+        let layout = Layout {
+            particles: 1,
+            spatial_dim: 2,
+            com_free: false,
+        };
         let a = random_matrix(100, 2, &mut rng);
         assert!(x_w2(&a, &a, layout).unwrap() < 1e-12);
         // A rigid shift by (3, 4) of a set is optimally transported onto itself: W2 = 5 exactly.
-        let b = Matrix::new(100, 2, a.data.chunks(2).flat_map(|p| [p[0] + 3.0, p[1] + 4.0]).collect());
+        let b = Matrix::new(
+            100,
+            2,
+            a.data
+                .chunks(2)
+                .flat_map(|p| [p[0] + 3.0, p[1] + 4.0])
+                .collect(),
+        );
         assert!((x_w2(&a, &b, layout).unwrap() - 5.0).abs() < 1e-5);
     }
 
@@ -563,7 +729,12 @@ mod tests {
                     seen[j] = true;
                 }
                 let (_, cols) = lsap::solve(n, n, &cost, false).unwrap();
-                let total = |c: &[usize]| c.iter().enumerate().map(|(i, &j)| cost[i * n + j]).sum::<f64>();
+                let total = |c: &[usize]| {
+                    c.iter()
+                        .enumerate()
+                        .map(|(i, &j)| cost[i * n + j])
+                        .sum::<f64>()
+                };
                 assert!((total(&mine) - total(&cols)).abs() < 1e-9, "n = {n}");
             }
         }
@@ -582,20 +753,38 @@ mod tests {
     fn systematic_resampling_follows_the_weights() {
         // Equal weights keep every row once, whatever the offset.
         for u in [1e-9, 0.37, 0.999] {
-            assert_eq!(systematic_resample(&[0.7; 5], u).unwrap(), vec![0, 1, 2, 3, 4]);
+            assert_eq!(
+                systematic_resample(&[0.7; 5], u).unwrap(),
+                vec![0, 1, 2, 3, 4]
+            );
         }
         // Weights 1/2, 1/4, 1/4, 0 over 4 draws: exactly 2, 1, 1, 0 copies (N·w are integers).
-        let lw = [(0.5f64).ln(), (0.25f64).ln(), (0.25f64).ln(), f64::NEG_INFINITY];
+        let lw = [
+            (0.5f64).ln(),
+            (0.25f64).ln(),
+            (0.25f64).ln(),
+            f64::NEG_INFINITY,
+        ];
         assert_eq!(systematic_resample(&lw, 0.5).unwrap(), vec![0, 0, 1, 2]);
         // Non-integer N·w: counts are the floor or the ceiling of N·w.
-        let lw: Vec<f64> = [5.0f64, 1.0, 1.0, 3.0].iter().map(|w| (w / 10.0).ln()).collect();
+        let lw: Vec<f64> = [5.0f64, 1.0, 1.0, 3.0]
+            .iter()
+            .map(|w| (w / 10.0).ln())
+            .collect();
         for u in [0.05, 0.5, 0.95] {
             let idx = systematic_resample(&lw, u).unwrap();
             let count = |i| idx.iter().filter(|&&j| j == i).count() as f64;
             for (i, w) in [0.5, 0.1, 0.1, 0.3].iter().enumerate() {
-                assert!((count(i) - 4.0 * w).abs() < 1.0, "row {i}: {} copies for weight {w}", count(i));
+                assert!(
+                    (count(i) - 4.0 * w).abs() < 1.0,
+                    "row {i}: {} copies for weight {w}",
+                    count(i)
+                );
             }
         }
-        assert_eq!(systematic_resample(&[f64::NAN, f64::NEG_INFINITY], 0.5), None);
+        assert_eq!(
+            systematic_resample(&[f64::NAN, f64::NEG_INFINITY], 0.5),
+            None
+        );
     }
 }

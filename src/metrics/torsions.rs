@@ -5,8 +5,8 @@ use std::f64::consts::{PI, TAU};
 
 use rayon::prelude::*;
 
-use crate::types::wrap_angle as wrap;
 use crate::error::{Error, Result};
+use crate::types::wrap_angle as wrap;
 
 /// Bins per angle of the Ramachandran histogram (FAB's convention).
 pub const RAMA_BINS: usize = 64;
@@ -36,7 +36,12 @@ pub fn total_variation(p: &[f64], q: &[f64]) -> f64 {
 
 /// Forward KL(reference ‖ model) = Σ p log(p / max(q, ε)) over bins where p > 0.
 pub fn kl_forward(reference: &[f64], model: &[f64]) -> f64 {
-    reference.iter().zip(model).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p / q.max(KL_EPS)).ln()).sum()
+    reference
+        .iter()
+        .zip(model)
+        .filter(|(p, _)| **p > 0.0)
+        .map(|(p, q)| p * (p / q.max(KL_EPS)).ln())
+        .sum()
 }
 
 /// Torus-W2 on columns `cols`: exact OT between two equal-size sets with the squared wrapped
@@ -44,7 +49,11 @@ pub fn kl_forward(reference: &[f64], model: &[f64]) -> f64 {
 pub fn torus_w2(a: &[f64], b: &[f64], dim: usize, cols: &[usize]) -> Result<f64> {
     let n = a.len() / dim;
     if n == 0 || b.len() / dim != n {
-        return Err(Error::Invalid(format!("torus-W2 compares sets of equal, non-zero size; got {} and {}", n, b.len() / dim)));
+        return Err(Error::Invalid(format!(
+            "torus-W2 compares sets of equal, non-zero size; got {} and {}",
+            n,
+            b.len() / dim
+        )));
     }
     let cost: Vec<f64> = a
         .par_chunks(dim)
@@ -78,7 +87,13 @@ pub enum Basin {
 }
 
 impl Basin {
-    pub const ALL: [Basin; 5] = [Basin::C5, Basin::C7eq, Basin::AlphaR, Basin::AlphaL, Basin::Other];
+    pub const ALL: [Basin; 5] = [
+        Basin::C5,
+        Basin::C7eq,
+        Basin::AlphaR,
+        Basin::AlphaL,
+        Basin::Other,
+    ];
 
     /// The basin of (φ, ψ) in radians (molecules.md §4).
     pub fn of(phi: f64, psi: f64) -> Basin {
@@ -151,7 +166,16 @@ pub fn populations(samples: &[f64], dim: usize, names: &[String]) -> Vec<(String
     let n = (samples.len() / dim).max(1) as f64;
     region_labels(names)
         .into_iter()
-        .map(|label| (label.to_string(), samples.chunks(dim).filter(|r| region(r, names) == label).count() as f64 / n))
+        .map(|label| {
+            (
+                label.to_string(),
+                samples
+                    .chunks(dim)
+                    .filter(|r| region(r, names) == label)
+                    .count() as f64
+                    / n,
+            )
+        })
         .collect()
 }
 
@@ -178,7 +202,14 @@ pub const W2_ROWS: usize = 2000;
 /// populations use every row of both sets; torus-W2 the first min(rows, `w2_rows`) of each
 /// (pass shuffled sets for a random subset).
 /// `bins` per torsion ([`RAMA_BINS`] by the paper's convention).
-pub fn evaluate(samples: &[f64], reference: &[f64], dim: usize, names: &[String], bins: usize, w2_rows: usize) -> Result<TorsionMetrics> {
+pub fn evaluate(
+    samples: &[f64],
+    reference: &[f64],
+    dim: usize,
+    names: &[String],
+    bins: usize,
+    w2_rows: usize,
+) -> Result<TorsionMetrics> {
     let (cols, rama) = match ramachandran_columns(names) {
         Some((i, j)) => (vec![i, j], true),
         None => (vec![0], false),
@@ -191,7 +222,9 @@ pub fn evaluate(samples: &[f64], reference: &[f64], dim: usize, names: &[String]
         rama_tv: rama.then_some(tv),
         torsion_tv: (!rama).then_some(tv),
         torus_w2: {
-            let n = (samples.len() / dim).min(reference.len() / dim).min(w2_rows);
+            let n = (samples.len() / dim)
+                .min(reference.len() / dim)
+                .min(w2_rows);
             torus_w2(&samples[..n * dim], &reference[..n * dim], dim, &cols)?
         },
         populations: populations(samples, dim, names),

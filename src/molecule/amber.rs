@@ -58,12 +58,27 @@ impl ForceField {
     /// Builds the term lists from a topology.
     pub fn new(top: &Prmtop) -> Result<ForceField> {
         let n = top.atoms();
-        let bonds = top.bonds.iter().map(|&(i, j, p)| (i, j, top.bond_k[p], top.bond_r0[p])).collect();
-        let angles = top.angles.iter().map(|&(a, p)| (a, top.angle_k[p], top.angle_theta0[p])).collect();
+        let bonds = top
+            .bonds
+            .iter()
+            .map(|&(i, j, p)| (i, j, top.bond_k[p], top.bond_r0[p]))
+            .collect();
+        let angles = top
+            .angles
+            .iter()
+            .map(|&(a, p)| (a, top.angle_k[p], top.angle_theta0[p]))
+            .collect();
         let torsions = top
             .dihedrals
             .iter()
-            .map(|d| (d.atoms, top.dihedral_k[d.param], top.dihedral_n[d.param], top.dihedral_phase[d.param]))
+            .map(|d| {
+                (
+                    d.atoms,
+                    top.dihedral_k[d.param],
+                    top.dihedral_n[d.param],
+                    top.dihedral_phase[d.param],
+                )
+            })
             .collect();
 
         let lj = |i: usize, j: usize| -> Result<(f64, f64)> {
@@ -75,7 +90,10 @@ impl ForceField {
                     j + 1
                 )));
             }
-            Ok((top.lj_acoef[idx as usize - 1], top.lj_bcoef[idx as usize - 1]))
+            Ok((
+                top.lj_acoef[idx as usize - 1],
+                top.lj_bcoef[idx as usize - 1],
+            ))
         };
 
         let mut excluded = BTreeSet::new();
@@ -89,7 +107,13 @@ impl ForceField {
             for j in i + 1..n {
                 if !excluded.contains(&(i, j)) {
                     let (a, b) = lj(i, j)?;
-                    pairs.push(Pair { i, j, a, b, qq: COULOMB_SCALE * top.charges[i] * top.charges[j] });
+                    pairs.push(Pair {
+                        i,
+                        j,
+                        a,
+                        b,
+                        qq: COULOMB_SCALE * top.charges[i] * top.charges[j],
+                    });
                 }
             }
         }
@@ -104,9 +128,21 @@ impl ForceField {
             let (a, b) = lj(i, l)?;
             let (scee, scnb) = (top.scee[d.param], top.scnb[d.param]);
             let qq = COULOMB_SCALE * top.charges[i] * top.charges[l];
-            pairs.push(Pair { i, j: l, a: a / scnb, b: b / scnb, qq: qq / scee });
+            pairs.push(Pair {
+                i,
+                j: l,
+                a: a / scnb,
+                b: b / scnb,
+                qq: qq / scee,
+            });
         }
-        Ok(ForceField { atoms: n, bonds, angles, torsions, pairs })
+        Ok(ForceField {
+            atoms: n,
+            bonds,
+            angles,
+            torsions,
+            pairs,
+        })
     }
 
     /// Number of atoms.
@@ -157,7 +193,12 @@ impl ForceField {
             let gb = scale(sub(ua, scale(ub, c)), -1.0 / (rb * sin));
             add(grad, i, ga, s);
             add(grad, l, gb, s);
-            add(grad, j, [-(ga[0] + gb[0]), -(ga[1] + gb[1]), -(ga[2] + gb[2])], s);
+            add(
+                grad,
+                j,
+                [-(ga[0] + gb[0]), -(ga[1] + gb[1]), -(ga[2] + gb[2])],
+                s,
+            );
         }
 
         for &(atoms, pk, n, phase) in &self.torsions {
@@ -205,7 +246,12 @@ pub fn dihedral(pi: [f64; 3], pj: [f64; 3], pk: [f64; 3], pl: [f64; 3]) -> f64 {
 
 /// The dihedral and its gradient with respect to the four points (Blondel & Karplus 1996, the
 /// form without singularities at sin θ = 0 of the bond angles' complements).
-pub fn dihedral_grad(pi: [f64; 3], pj: [f64; 3], pk: [f64; 3], pl: [f64; 3]) -> (f64, [[f64; 3]; 4]) {
+pub fn dihedral_grad(
+    pi: [f64; 3],
+    pj: [f64; 3],
+    pk: [f64; 3],
+    pl: [f64; 3],
+) -> (f64, [[f64; 3]; 4]) {
     let phi = dihedral(pi, pj, pk, pl);
     let f = sub(pi, pj);
     let g = sub(pj, pk);
@@ -223,7 +269,11 @@ pub fn dihedral_grad(pi: [f64; 3], pj: [f64; 3], pk: [f64; 3], pl: [f64; 3]) -> 
         -gi[1] + fg * a[1] - hg * b[1],
         -gi[2] + fg * a[2] - hg * b[2],
     ];
-    let gk = [-gl[0] - fg * a[0] + hg * b[0], -gl[1] - fg * a[1] + hg * b[1], -gl[2] - fg * a[2] + hg * b[2]];
+    let gk = [
+        -gl[0] - fg * a[0] + hg * b[0],
+        -gl[1] - fg * a[1] + hg * b[1],
+        -gl[2] - fg * a[2] + hg * b[2],
+    ];
     (phi, [gi, gj, gk, gl])
 }
 
@@ -234,7 +284,11 @@ pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 pub(crate) fn norm(a: [f64; 3]) -> f64 {
     dot(a, a).sqrt()
@@ -249,12 +303,21 @@ mod tests {
     use std::path::Path;
 
     fn forcefield() -> ForceField {
-        let top = Prmtop::parse(include_str!("../../assets/molecules/alanine-dipeptide.prmtop"), Path::new("a")).unwrap();
+        let top = Prmtop::parse(
+            include_str!("../../assets/molecules/alanine-dipeptide.prmtop"),
+            Path::new("a"),
+        )
+        .unwrap();
         ForceField::new(&top).unwrap()
     }
 
     fn pdb_positions() -> Vec<f64> {
-        crate::molecule::pdb::parse(include_str!("../../assets/molecules/alanine-dipeptide.pdb"), Path::new("a.pdb")).unwrap().positions
+        crate::molecule::pdb::parse(
+            include_str!("../../assets/molecules/alanine-dipeptide.pdb"),
+            Path::new("a.pdb"),
+        )
+        .unwrap()
+        .positions
     }
 
     /// Central differences, h = 1e-6 Å: truncation O(h²E''') ≪ 1e-6 and rounding
@@ -275,11 +338,16 @@ mod tests {
             let (mut xp, mut xm) = (x.clone(), x.clone());
             xp[k] += h;
             xm[k] -= h;
-            let fd = (ff.energy_grad(&xp, &mut vec![0.0; x.len()]) - ff.energy_grad(&xm, &mut vec![0.0; x.len()])) / (2.0 * h);
+            let fd = (ff.energy_grad(&xp, &mut vec![0.0; x.len()])
+                - ff.energy_grad(&xm, &mut vec![0.0; x.len()]))
+                / (2.0 * h);
             err = err.max((fd - g[k]).abs());
         }
         let gnorm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-        assert!(err < 1e-6 * gnorm.max(1.0), "max |grad − fd| = {err:e}, |grad| = {gnorm}");
+        assert!(
+            err < 1e-6 * gnorm.max(1.0),
+            "max |grad − fd| = {err:e}, |grad| = {gnorm}"
+        );
     }
 
     #[test]

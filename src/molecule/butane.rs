@@ -21,12 +21,26 @@ impl Butane {
         let (b, angle) = (1.54, 114f64.to_radians());
         let dx = b * (std::f64::consts::PI - angle).cos();
         let dy = b * (std::f64::consts::PI - angle).sin();
-        let mut x = vec![-dx - b / 2.0, -dy, 0.0, -b / 2.0, 0.0, 0.0, b / 2.0, 0.0, 0.0, b / 2.0 + dx, dy, 0.0];
+        let mut x = vec![
+            -dx - b / 2.0,
+            -dy,
+            0.0,
+            -b / 2.0,
+            0.0,
+            0.0,
+            b / 2.0,
+            0.0,
+            0.0,
+            b / 2.0 + dx,
+            dy,
+            0.0,
+        ];
         let cy = x.iter().skip(1).step_by(3).sum::<f64>() / 4.0;
         for y in x.iter_mut().skip(1).step_by(3) {
             *y -= cy;
         }
-        let space = TorsionSpace::new(x, &[(0, 1), (1, 2), (2, 3)], &[[0, 1, 2, 3]]).expect("butane's one torsion is valid");
+        let space = TorsionSpace::new(x, &[(0, 1), (1, 2), (2, 3)], &[[0, 1, 2, 3]])
+            .expect("butane's one torsion is valid");
         Butane { temperature, space }
     }
 
@@ -73,7 +87,11 @@ impl Energy for Butane {
         "butane".into()
     }
     fn layout(&self) -> Layout {
-        Layout { particles: 1, spatial_dim: 1, com_free: false }
+        Layout {
+            particles: 1,
+            spatial_dim: 1,
+            com_free: false,
+        }
     }
     fn energy_grad(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         grad[0] = Self::d_potential(theta[0]) / self.temperature;
@@ -99,11 +117,19 @@ mod tests {
         let b = Butane::new(300.0);
         assert!(Butane::potential_kelvin(std::f64::consts::PI).abs() < 1e-9);
         let gauche = Butane::potential_kelvin(60f64.to_radians());
-        assert!((gauche - (355.03 * 1.5 - 68.19 * 1.5)).abs() < 1e-9, "{gauche}");
+        assert!(
+            (gauche - (355.03 * 1.5 - 68.19 * 1.5)).abs() < 1e-9,
+            "{gauche}"
+        );
         for phi in [-2.0, 0.5, 3.0] {
             let x = b.positions(&[phi]);
             assert!((b.space.angles(&x)[0] - phi).abs() < 1e-12);
-            let d = |a: usize, c: usize| (0..3).map(|k| (x[3 * a + k] - x[3 * c + k]).powi(2)).sum::<f64>().sqrt();
+            let d = |a: usize, c: usize| {
+                (0..3)
+                    .map(|k| (x[3 * a + k] - x[3 * c + k]).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            };
             assert!((d(0, 1) - 1.54).abs() < 1e-12 && (d(2, 3) - 1.54).abs() < 1e-12);
         }
         // Derivatives against central differences (h = 1e-6; smooth trigonometric terms).
@@ -113,7 +139,8 @@ mod tests {
             let h = 1e-6;
             let fd = (b.energy(&[phi + h]) - b.energy(&[phi - h])) / (2.0 * h);
             assert!((g[0] - fd).abs() < 1e-6 * fd.abs().max(1.0));
-            let fd2 = (b.energy(&[phi + 1e-4]) - 2.0 * b.energy(&[phi]) + b.energy(&[phi - 1e-4])) / 1e-8;
+            let fd2 =
+                (b.energy(&[phi + 1e-4]) - 2.0 * b.energy(&[phi]) + b.energy(&[phi - 1e-4])) / 1e-8;
             assert!((b.laplacian(&[phi]) - fd2).abs() < 1e-4 * fd2.abs().max(1.0));
         }
     }

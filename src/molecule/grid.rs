@@ -37,21 +37,38 @@ impl TorsionGrid {
             )));
         }
         if bins < 4 {
-            return Err(Error::Invalid(format!("the grid needs at least 4 cells per torsion (got {bins})")));
+            return Err(Error::Invalid(format!(
+                "the grid needs at least 4 cells per torsion (got {bins})"
+            )));
         }
         let cells = bins.pow(dims as u32);
         let energies: Vec<f64> = (0..cells)
             .into_par_iter()
-            .map_init(|| vec![0.0; dims], |theta, c| {
-                Self::centre_into(c, dims, bins, theta);
-                energy.energy(theta)
-            })
+            .map_init(
+                || vec![0.0; dims],
+                |theta, c| {
+                    Self::centre_into(c, dims, bins, theta);
+                    energy.energy(theta)
+                },
+            )
             .collect();
         let e_min = energies.iter().copied().fold(f64::INFINITY, f64::min);
         if !e_min.is_finite() {
-            return Err(Error::Invalid(format!("{}: no grid cell has a finite energy", energy.name())));
+            return Err(Error::Invalid(format!(
+                "{}: no grid cell has a finite energy",
+                energy.name()
+            )));
         }
-        let mut weights: Vec<f64> = energies.iter().map(|&e| if e.is_finite() { (e_min - e).exp() } else { 0.0 }).collect();
+        let mut weights: Vec<f64> = energies
+            .iter()
+            .map(|&e| {
+                if e.is_finite() {
+                    (e_min - e).exp()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let total: f64 = weights.iter().sum();
         for w in &mut weights {
             *w /= total;
@@ -64,7 +81,13 @@ impl TorsionGrid {
                 acc
             })
             .collect();
-        Ok(TorsionGrid { dims, bins, weights, energies, cumulative })
+        Ok(TorsionGrid {
+            dims,
+            bins,
+            weights,
+            energies,
+            cumulative,
+        })
     }
 
     /// Width of a cell in radians.
@@ -90,12 +113,19 @@ impl TorsionGrid {
 
     /// Probability of the region whose cell centres satisfy `inside` (angles in radians).
     pub fn probability(&self, inside: impl Fn(&[f64]) -> bool) -> f64 {
-        (0..self.weights.len()).filter(|&c| inside(&self.centre(c))).map(|c| self.weights[c]).sum()
+        (0..self.weights.len())
+            .filter(|&c| inside(&self.centre(c)))
+            .map(|c| self.weights[c])
+            .sum()
     }
 
     /// ⟨E/kT⟩ under the grid density.
     pub fn mean_energy(&self) -> f64 {
-        self.weights.iter().zip(&self.energies).map(|(w, e)| if *w > 0.0 { w * e } else { 0.0 }).sum()
+        self.weights
+            .iter()
+            .zip(&self.energies)
+            .map(|(w, e)| if *w > 0.0 { w * e } else { 0.0 })
+            .sum()
     }
 
     /// `n` i.i.d. draws (n × dims, radians in (−π, π]): a cell by weight, a uniform point in it.
@@ -104,7 +134,10 @@ impl TorsionGrid {
         let mut out = Vec::with_capacity(n * self.dims);
         for _ in 0..n {
             let u: f64 = rng.random::<f64>() * self.cumulative.last().copied().unwrap_or(1.0);
-            let c = self.cumulative.partition_point(|&v| v < u).min(self.weights.len() - 1);
+            let c = self
+                .cumulative
+                .partition_point(|&v| v < u)
+                .min(self.weights.len() - 1);
             for t in self.centre(c) {
                 out.push(t + w * (rng.random::<f64>() - 0.5));
             }
@@ -126,7 +159,11 @@ mod tests {
             "von Mises".into()
         }
         fn layout(&self) -> crate::energy::Layout {
-            crate::energy::Layout { particles: 1, spatial_dim: 2, com_free: false }
+            crate::energy::Layout {
+                particles: 1,
+                spatial_dim: 2,
+                com_free: false,
+            }
         }
         fn energy_grad(&self, x: &[f64], g: &mut [f64]) -> f64 {
             g[0] = 2.0 * (x[0] - 1.0).sin();
@@ -172,7 +209,9 @@ mod tests {
 
     #[test]
     fn refuses_systems_that_are_not_one_or_two_torsions() {
-        let e = TorsionGrid::compute(&crate::energy::DoubleWell::dw4(), 90).unwrap_err().to_string();
+        let e = TorsionGrid::compute(&crate::energy::DoubleWell::dw4(), 90)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("one or two free torsions"), "{e}");
     }
 }

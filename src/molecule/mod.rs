@@ -57,7 +57,12 @@ pub enum LoadError {
 
 impl AmberMolecule {
     /// Reads `topology` (prmtop) and `structure` (PDB) and frees `torsions` at `temperature` K.
-    pub fn load(topology: &Path, structure: &Path, torsions: &[TorsionSpec], temperature: f64) -> Result<AmberMolecule, LoadError> {
+    pub fn load(
+        topology: &Path,
+        structure: &Path,
+        torsions: &[TorsionSpec],
+        temperature: f64,
+    ) -> Result<AmberMolecule, LoadError> {
         let top = Prmtop::load(topology).map_err(LoadError::File)?;
         let structure_data = pdb::load(structure).map_err(LoadError::File)?;
         if structure_data.atoms() != top.atoms() {
@@ -69,12 +74,25 @@ impl AmberMolecule {
                 top.atoms()
             )));
         }
-        let ff = ForceField::new(&top).map_err(|e| LoadError::Mismatch(format!("{}: {e}", topology.display())))?;
+        let ff = ForceField::new(&top)
+            .map_err(|e| LoadError::Mismatch(format!("{}: {e}", topology.display())))?;
         let quads: Vec<[usize; 4]> = torsions.iter().map(|t| t.atoms).collect();
         let bonds: Vec<(usize, usize)> = top.bonds.iter().map(|&(i, j, _)| (i, j)).collect();
-        let space = TorsionSpace::new(structure_data.positions.clone(), &bonds, &quads)
-            .map_err(|e| LoadError::Torsion { index: e.index, message: e.message })?;
-        Ok(AmberMolecule { top, structure: structure_data, ff, space, names: torsions.iter().map(|t| t.name.clone()).collect(), temperature })
+        let space =
+            TorsionSpace::new(structure_data.positions.clone(), &bonds, &quads).map_err(|e| {
+                LoadError::Torsion {
+                    index: e.index,
+                    message: e.message,
+                }
+            })?;
+        Ok(AmberMolecule {
+            top,
+            structure: structure_data,
+            ff,
+            space,
+            names: torsions.iter().map(|t| t.name.clone()).collect(),
+            temperature,
+        })
     }
 
     /// The Cartesian force field (kcal/mol, Å).
@@ -127,7 +145,11 @@ impl Energy for AmberMolecule {
         format!("{residues} ({} torsions)", self.space.len())
     }
     fn layout(&self) -> Layout {
-        Layout { particles: 1, spatial_dim: self.space.len(), com_free: false }
+        Layout {
+            particles: 1,
+            spatial_dim: self.space.len(),
+            com_free: false,
+        }
     }
     fn energy_grad(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         let kt = self.kt_kcal();
@@ -150,7 +172,12 @@ impl Energy for AmberMolecule {
 
 /// Writes torsion samples (rows of `m`, radians) as extended XYZ frames of the molecule's atoms,
 /// centred, with element symbols and the torsion values and reduced energy in each comment line.
-pub fn write_xyz(path: &Path, mol: &dyn Molecule, m: &crate::types::Matrix, energies: Option<&[f64]>) -> Result<()> {
+pub fn write_xyz(
+    path: &Path,
+    mol: &dyn Molecule,
+    m: &crate::types::Matrix,
+    energies: Option<&[f64]>,
+) -> Result<()> {
     use std::fmt::Write as _;
     let elements = mol.elements();
     let names = mol.torsion_names();
@@ -160,7 +187,10 @@ pub fn write_xyz(path: &Path, mol: &dyn Molecule, m: &crate::types::Matrix, ener
         let mut x = mol.positions(&theta);
         centre(&mut x);
         let _ = writeln!(out, "{}", elements.len());
-        let _ = write!(out, "Properties=species:S:1:pos:R:3 pbc=\"F F F\" sample={i}");
+        let _ = write!(
+            out,
+            "Properties=species:S:1:pos:R:3 pbc=\"F F F\" sample={i}"
+        );
         for (n, t) in names.iter().zip(&theta) {
             let _ = write!(out, " {n}={:.6}", t.to_degrees());
         }
@@ -169,7 +199,13 @@ pub fn write_xyz(path: &Path, mol: &dyn Molecule, m: &crate::types::Matrix, ener
         }
         out.push('\n');
         for (a, el) in elements.iter().enumerate() {
-            let _ = writeln!(out, "{el} {:.6} {:.6} {:.6}", x[3 * a], x[3 * a + 1], x[3 * a + 2]);
+            let _ = writeln!(
+                out,
+                "{el} {:.6} {:.6} {:.6}",
+                x[3 * a],
+                x[3 * a + 1],
+                x[3 * a + 2]
+            );
         }
     }
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
@@ -195,8 +231,19 @@ mod tests {
     #[test]
     fn wrap_angle_lands_in_half_open_interval() {
         use std::f64::consts::PI;
-        for (a, want) in [(0.0, 0.0), (PI, PI), (-PI, PI), (3.0 * PI, PI), (-0.5, -0.5), (7.0, 7.0 - 2.0 * PI)] {
-            assert!((wrap_angle(a) - want).abs() < 1e-12, "{a} → {}", wrap_angle(a));
+        for (a, want) in [
+            (0.0, 0.0),
+            (PI, PI),
+            (-PI, PI),
+            (3.0 * PI, PI),
+            (-0.5, -0.5),
+            (7.0, 7.0 - 2.0 * PI),
+        ] {
+            assert!(
+                (wrap_angle(a) - want).abs() < 1e-12,
+                "{a} → {}",
+                wrap_angle(a)
+            );
         }
     }
 }

@@ -35,7 +35,11 @@ pub fn load(path: &Path) -> Result<Structure> {
 
 /// Parses PDB text; `path` is used in messages only.
 pub fn parse(text: &str, path: &Path) -> Result<Structure> {
-    let mut s = Structure { names: Vec::new(), residues: Vec::new(), positions: Vec::new() };
+    let mut s = Structure {
+        names: Vec::new(),
+        residues: Vec::new(),
+        positions: Vec::new(),
+    };
     for (i, line) in text.lines().enumerate() {
         if line.starts_with("ENDMDL") {
             break;
@@ -46,19 +50,33 @@ pub fn parse(text: &str, path: &Path) -> Result<Structure> {
         let field = |a: usize, b: usize| line.get(a..b.min(line.len())).unwrap_or("");
         for (k, (a, b)) in [(30, 38), (38, 46), (46, 54)].into_iter().enumerate() {
             let raw = field(a, b);
-            let v: f64 = raw.trim().parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| {
-                Error::format(
-                    path,
-                    format!("line {}, column {}: cannot read the {} coordinate from '{}'", i + 1, a + 1, ["x", "y", "z"][k], raw.trim()),
-                )
-            })?;
+            let v: f64 = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| {
+                    Error::format(
+                        path,
+                        format!(
+                            "line {}, column {}: cannot read the {} coordinate from '{}'",
+                            i + 1,
+                            a + 1,
+                            ["x", "y", "z"][k],
+                            raw.trim()
+                        ),
+                    )
+                })?;
             s.positions.push(v);
         }
         s.names.push(field(12, 16).trim().to_string());
         s.residues.push(field(17, 20).trim().to_string());
     }
     if s.names.is_empty() {
-        return Err(Error::format(path, "no ATOM or HETATM records: not a PDB structure"));
+        return Err(Error::format(
+            path,
+            "no ATOM or HETATM records: not a PDB structure",
+        ));
     }
     Ok(s)
 }
@@ -87,7 +105,11 @@ pub fn write_models(
         let _ = writeln!(out, "MODEL     {:>4}", m + 1);
         for a in 0..names.len() {
             // Names of four characters start in column 13, shorter ones in column 14.
-            let name = if names[a].len() >= 4 { names[a].clone() } else { format!(" {}", names[a]) };
+            let name = if names[a].len() >= 4 {
+                names[a].clone()
+            } else {
+                format!(" {}", names[a])
+            };
             let _ = writeln!(
                 out,
                 "ATOM  {:>5} {:<4} {:>3} A{:>4}    {:>8.3}{:>8.3}{:>8.3}  1.00  0.00          {:>2}",
@@ -130,8 +152,13 @@ mod tests {
     fn bad_coordinate_names_line_and_column() {
         let bad = FILE.replacen("   4.853", "   4.8x3", 1);
         let e = parse(&bad, Path::new("a.pdb")).unwrap_err().to_string();
-        assert_eq!(e, "a.pdb: line 10, column 31: cannot read the x coordinate from '4.8x3'");
-        let e = parse("HELLO\n", Path::new("a.pdb")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "a.pdb: line 10, column 31: cannot read the x coordinate from '4.8x3'"
+        );
+        let e = parse("HELLO\n", Path::new("a.pdb"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no ATOM"), "{e}");
     }
 
@@ -143,7 +170,15 @@ mod tests {
         let elements = vec!["C"; 22];
         let mut second = s.positions.clone();
         second[0] += 1.5;
-        write_models(&p, &s.names, &s.residues, &elements, &[(0, 1)], &[s.positions.clone(), second.clone()]).unwrap();
+        write_models(
+            &p,
+            &s.names,
+            &s.residues,
+            &elements,
+            &[(0, 1)],
+            &[s.positions.clone(), second.clone()],
+        )
+        .unwrap();
         let back = load(&p).unwrap();
         assert_eq!(back.names, s.names);
         assert_eq!(back.residues, s.residues);

@@ -85,18 +85,38 @@ impl Prmtop {
         let reader = Reader::split(text, path)?;
         let p = reader.ints("POINTERS", None)?;
         if p.len() < 20 {
-            return Err(reader.err("POINTERS", None, format!("has {} values, expected at least 20", p.len())));
+            return Err(reader.err(
+                "POINTERS",
+                None,
+                format!("has {} values, expected at least 20", p.len()),
+            ));
         }
         let count = |i: usize, what: &str| -> Result<usize> {
-            usize::try_from(p[i]).map_err(|_| reader.err("POINTERS", None, format!("{what} (value {}) is negative", i + 1)))
+            usize::try_from(p[i]).map_err(|_| {
+                reader.err(
+                    "POINTERS",
+                    None,
+                    format!("{what} (value {}) is negative", i + 1),
+                )
+            })
         };
         let natom = count(0, "NATOM")?;
         let ntypes = count(1, "NTYPES")?;
-        let (nbonh, mbona, ntheth, mtheta, nphih, mphia) =
-            (count(2, "NBONH")?, count(3, "MBONA")?, count(4, "NTHETH")?, count(5, "MTHETA")?, count(6, "NPHIH")?, count(7, "MPHIA")?);
+        let (nbonh, mbona, ntheth, mtheta, nphih, mphia) = (
+            count(2, "NBONH")?,
+            count(3, "MBONA")?,
+            count(4, "NTHETH")?,
+            count(5, "MTHETA")?,
+            count(6, "NPHIH")?,
+            count(7, "MPHIA")?,
+        );
         let nnb = count(10, "NNB")?;
         let nres = count(11, "NRES")?;
-        let (numbnd, numang, nptra) = (count(15, "NUMBND")?, count(16, "NUMANG")?, count(17, "NPTRA")?);
+        let (numbnd, numang, nptra) = (
+            count(15, "NUMBND")?,
+            count(16, "NUMANG")?,
+            count(17, "NPTRA")?,
+        );
         if natom == 0 {
             return Err(reader.err("POINTERS", None, "NATOM is 0: no atoms".into()));
         }
@@ -126,32 +146,61 @@ impl Prmtop {
         let dihedral_k = reader.floats("DIHEDRAL_FORCE_CONSTANT", Some(nptra))?;
         let dihedral_n = reader.floats("DIHEDRAL_PERIODICITY", Some(nptra))?;
         let dihedral_phase = reader.floats("DIHEDRAL_PHASE", Some(nptra))?;
-        let scee = if reader.has("SCEE_SCALE_FACTOR") { reader.floats("SCEE_SCALE_FACTOR", Some(nptra))? } else { vec![1.2; nptra] };
-        let scnb = if reader.has("SCNB_SCALE_FACTOR") { reader.floats("SCNB_SCALE_FACTOR", Some(nptra))? } else { vec![2.0; nptra] };
+        let scee = if reader.has("SCEE_SCALE_FACTOR") {
+            reader.floats("SCEE_SCALE_FACTOR", Some(nptra))?
+        } else {
+            vec![1.2; nptra]
+        };
+        let scnb = if reader.has("SCNB_SCALE_FACTOR") {
+            reader.floats("SCNB_SCALE_FACTOR", Some(nptra))?
+        } else {
+            vec![2.0; nptra]
+        };
         let ncoef = ntypes * (ntypes + 1) / 2;
         let lj_acoef = reader.floats("LENNARD_JONES_ACOEF", Some(ncoef))?;
         let lj_bcoef = reader.floats("LENNARD_JONES_BCOEF", Some(ncoef))?;
         for &v in &nonbonded_index {
             if v == 0 || v > ncoef as i64 {
-                return Err(reader.err("NONBONDED_PARM_INDEX", None, format!("entry {v} is outside 1..={ncoef}")));
+                return Err(reader.err(
+                    "NONBONDED_PARM_INDEX",
+                    None,
+                    format!("entry {v} is outside 1..={ncoef}"),
+                ));
             }
         }
 
         let mut bonds = Vec::with_capacity(nbonh + mbona);
-        for (flag, n) in [("BONDS_INC_HYDROGEN", nbonh), ("BONDS_WITHOUT_HYDROGEN", mbona)] {
+        for (flag, n) in [
+            ("BONDS_INC_HYDROGEN", nbonh),
+            ("BONDS_WITHOUT_HYDROGEN", mbona),
+        ] {
             for t in reader.ints(flag, Some(3 * n))?.chunks(3) {
-                bonds.push((reader.atom(flag, t[0], natom)?, reader.atom(flag, t[1], natom)?, reader.index1(flag, t[2], numbnd)?));
+                bonds.push((
+                    reader.atom(flag, t[0], natom)?,
+                    reader.atom(flag, t[1], natom)?,
+                    reader.index1(flag, t[2], numbnd)?,
+                ));
             }
         }
         let mut angles = Vec::with_capacity(ntheth + mtheta);
-        for (flag, n) in [("ANGLES_INC_HYDROGEN", ntheth), ("ANGLES_WITHOUT_HYDROGEN", mtheta)] {
+        for (flag, n) in [
+            ("ANGLES_INC_HYDROGEN", ntheth),
+            ("ANGLES_WITHOUT_HYDROGEN", mtheta),
+        ] {
             for t in reader.ints(flag, Some(4 * n))?.chunks(4) {
-                let a = [reader.atom(flag, t[0], natom)?, reader.atom(flag, t[1], natom)?, reader.atom(flag, t[2], natom)?];
+                let a = [
+                    reader.atom(flag, t[0], natom)?,
+                    reader.atom(flag, t[1], natom)?,
+                    reader.atom(flag, t[2], natom)?,
+                ];
                 angles.push((a, reader.index1(flag, t[3], numang)?));
             }
         }
         let mut dihedrals = Vec::with_capacity(nphih + mphia);
-        for (flag, n) in [("DIHEDRALS_INC_HYDROGEN", nphih), ("DIHEDRALS_WITHOUT_HYDROGEN", mphia)] {
+        for (flag, n) in [
+            ("DIHEDRALS_INC_HYDROGEN", nphih),
+            ("DIHEDRALS_WITHOUT_HYDROGEN", mphia),
+        ] {
             for t in reader.ints(flag, Some(5 * n))?.chunks(5) {
                 let atoms = [
                     reader.atom(flag, t[0], natom)?,
@@ -159,14 +208,23 @@ impl Prmtop {
                     reader.atom(flag, t[2].abs(), natom)?,
                     reader.atom(flag, t[3].abs(), natom)?,
                 ];
-                dihedrals.push(DihedralTerm { atoms, param: reader.index1(flag, t[4], nptra)?, skip_14: t[2] < 0, improper: t[3] < 0 });
+                dihedrals.push(DihedralTerm {
+                    atoms,
+                    param: reader.index1(flag, t[4], nptra)?,
+                    skip_14: t[2] < 0,
+                    improper: t[3] < 0,
+                });
             }
         }
 
         let list = reader.ints("EXCLUDED_ATOMS_LIST", Some(nnb))?;
         let total: i64 = nexcl.iter().sum();
         if total != nnb as i64 || nexcl.iter().any(|&v| v < 0) {
-            return Err(reader.err("NUMBER_EXCLUDED_ATOMS", None, format!("counts add up to {total}, but NNB in POINTERS is {nnb}")));
+            return Err(reader.err(
+                "NUMBER_EXCLUDED_ATOMS",
+                None,
+                format!("counts add up to {total}, but NNB in POINTERS is {nnb}"),
+            ));
         }
         let mut excluded = Vec::with_capacity(natom);
         let mut at = 0;
@@ -239,7 +297,10 @@ pub fn element_from_mass(mass: f64) -> &'static str {
         ("Br", 79.904),
         ("I", 126.9),
     ];
-    TABLE.iter().find(|(_, w)| (w - mass).abs() < 0.5).map_or("X", |(s, _)| s)
+    TABLE
+        .iter()
+        .find(|(_, w)| (w - mass).abs() < 0.5)
+        .map_or("X", |(s, _)| s)
 }
 
 /// The file split into sections, with typed accessors that check counts and name positions.
@@ -251,7 +312,8 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn split(text: &'a str, path: &Path) -> Result<Reader<'a>> {
-        let fail = |line: usize, message: String| Error::format(path, format!("line {line}: {message}"));
+        let fail =
+            |line: usize, message: String| Error::format(path, format!("line {line}: {message}"));
         let mut sections: HashMap<&str, Section> = HashMap::new();
         let mut current: Option<Section> = None;
         let mut awaiting_format = false;
@@ -262,7 +324,13 @@ impl<'a> Reader<'a> {
             let line = raw.trim_end_matches('\r');
             if let Some(rest) = line.strip_prefix("%FLAG") {
                 if awaiting_format {
-                    return Err(fail(n, format!("%FLAG {} has no %FORMAT line", current.as_ref().map_or("", |s| s.flag))));
+                    return Err(fail(
+                        n,
+                        format!(
+                            "%FLAG {} has no %FORMAT line",
+                            current.as_ref().map_or("", |s| s.flag)
+                        ),
+                    ));
                 }
                 if let Some(s) = current.take() {
                     sections.insert(s.flag, s);
@@ -271,13 +339,25 @@ impl<'a> Reader<'a> {
                 if flag.is_empty() {
                     return Err(fail(n, "%FLAG without a name".into()));
                 }
-                current = Some(Section { flag, count: 0, width: 0, kind: ' ', line: n, lines: Vec::new() });
+                current = Some(Section {
+                    flag,
+                    count: 0,
+                    width: 0,
+                    kind: ' ',
+                    line: n,
+                    lines: Vec::new(),
+                });
                 awaiting_format = true;
             } else if let Some(rest) = line.strip_prefix("%FORMAT") {
                 let Some(s) = current.as_mut() else {
                     return Err(fail(n, "%FORMAT before any %FLAG".into()));
                 };
-                let (count, kind, width) = parse_format(rest).ok_or_else(|| fail(n, format!("%FLAG {}: cannot read the format '{}'", s.flag, rest.trim())))?;
+                let (count, kind, width) = parse_format(rest).ok_or_else(|| {
+                    fail(
+                        n,
+                        format!("%FLAG {}: cannot read the format '{}'", s.flag, rest.trim()),
+                    )
+                })?;
                 (s.count, s.kind, s.width) = (count, kind, width);
                 awaiting_format = false;
             } else if line.starts_with('%') {
@@ -289,7 +369,10 @@ impl<'a> Reader<'a> {
                 }
                 s.lines.push((n, line));
             } else if !line.trim().is_empty() {
-                return Err(fail(n, "data before the first %FLAG: not a prmtop file".into()));
+                return Err(fail(
+                    n,
+                    "data before the first %FLAG: not a prmtop file".into(),
+                ));
             }
         }
         if awaiting_format {
@@ -301,7 +384,11 @@ impl<'a> Reader<'a> {
         if sections.is_empty() {
             return Err(Error::format(path, "no %FLAG sections: not a prmtop file"));
         }
-        Ok(Reader { path: path.to_path_buf(), sections, last_line })
+        Ok(Reader {
+            path: path.to_path_buf(),
+            sections,
+            last_line,
+        })
     }
 
     fn has(&self, flag: &str) -> bool {
@@ -309,25 +396,44 @@ impl<'a> Reader<'a> {
     }
 
     fn err(&self, flag: &str, line: Option<usize>, message: String) -> Error {
-        let line = line.or_else(|| self.sections.get(flag).map(|s| s.line)).unwrap_or(self.last_line);
+        let line = line
+            .or_else(|| self.sections.get(flag).map(|s| s.line))
+            .unwrap_or(self.last_line);
         Error::format(&self.path, format!("line {line}: %FLAG {flag}: {message}"))
     }
 
     /// The fields of a section (each with its line number), `expected` of them if given.
-    fn fields(&self, flag: &str, kind: char, expected: Option<usize>) -> Result<Vec<(usize, &'a str)>> {
-        let s = self
-            .sections
-            .get(flag)
-            .ok_or_else(|| Error::format(&self.path, format!("line {}: missing %FLAG {flag} (the file may be truncated)", self.last_line)))?;
+    fn fields(
+        &self,
+        flag: &str,
+        kind: char,
+        expected: Option<usize>,
+    ) -> Result<Vec<(usize, &'a str)>> {
+        let s = self.sections.get(flag).ok_or_else(|| {
+            Error::format(
+                &self.path,
+                format!(
+                    "line {}: missing %FLAG {flag} (the file may be truncated)",
+                    self.last_line
+                ),
+            )
+        })?;
         if s.kind != kind {
-            return Err(self.err(flag, None, format!("format has type '{}', expected '{kind}'", s.kind)));
+            return Err(self.err(
+                flag,
+                None,
+                format!("format has type '{}', expected '{kind}'", s.kind),
+            ));
         }
         let mut out = Vec::new();
         for &(n, line) in &s.lines {
             let mut rest = line;
             let mut k = 0;
             while !rest.is_empty() && k < s.count {
-                let cut = rest.char_indices().nth(s.width).map_or(rest.len(), |(c, _)| c);
+                let cut = rest
+                    .char_indices()
+                    .nth(s.width)
+                    .map_or(rest.len(), |(c, _)| c);
                 let (field, tail) = rest.split_at(cut);
                 out.push((n, field));
                 rest = tail;
@@ -336,14 +442,23 @@ impl<'a> Reader<'a> {
         }
         // A string section's last line may end in blank padding: drop blank fields at the end.
         if kind == 'a' {
-            while out.last().is_some_and(|(_, f)| f.trim().is_empty()) && expected.is_some_and(|e| out.len() > e) {
+            while out.last().is_some_and(|(_, f)| f.trim().is_empty())
+                && expected.is_some_and(|e| out.len() > e)
+            {
                 out.pop();
             }
         }
         if let Some(e) = expected {
             if out.len() != e {
                 let line = s.lines.last().map_or(s.line, |l| l.0);
-                return Err(self.err(flag, Some(line), format!("has {} values, expected {e} (truncated or malformed)", out.len())));
+                return Err(self.err(
+                    flag,
+                    Some(line),
+                    format!(
+                        "has {} values, expected {e} (truncated or malformed)",
+                        out.len()
+                    ),
+                ));
             }
         }
         Ok(out)
@@ -352,7 +467,15 @@ impl<'a> Reader<'a> {
     fn ints(&self, flag: &str, expected: Option<usize>) -> Result<Vec<i64>> {
         self.fields(flag, 'I', expected)?
             .into_iter()
-            .map(|(n, f)| f.trim().parse::<i64>().map_err(|_| self.err(flag, Some(n), format!("cannot read '{}' as an integer", f.trim()))))
+            .map(|(n, f)| {
+                f.trim().parse::<i64>().map_err(|_| {
+                    self.err(
+                        flag,
+                        Some(n),
+                        format!("cannot read '{}' as an integer", f.trim()),
+                    )
+                })
+            })
             .collect()
     }
 
@@ -364,13 +487,23 @@ impl<'a> Reader<'a> {
                 t.parse::<f64>()
                     .ok()
                     .filter(|v| v.is_finite())
-                    .ok_or_else(|| self.err(flag, Some(n), format!("cannot read '{}' as a number", f.trim())))
+                    .ok_or_else(|| {
+                        self.err(
+                            flag,
+                            Some(n),
+                            format!("cannot read '{}' as a number", f.trim()),
+                        )
+                    })
             })
             .collect()
     }
 
     fn strings(&self, flag: &str, expected: Option<usize>) -> Result<Vec<String>> {
-        Ok(self.fields(flag, 'a', expected)?.into_iter().map(|(_, f)| f.trim().to_string()).collect())
+        Ok(self
+            .fields(flag, 'a', expected)?
+            .into_iter()
+            .map(|(_, f)| f.trim().to_string())
+            .collect())
     }
 
     /// A 1-based index in `1..=n`, as 0-based.
@@ -387,7 +520,11 @@ impl<'a> Reader<'a> {
         if v >= 0 && v % 3 == 0 && (v / 3) < natom as i64 {
             Ok(v as usize / 3)
         } else {
-            Err(self.err(flag, None, format!("atom offset {v} is not 3·index of one of {natom} atoms")))
+            Err(self.err(
+                flag,
+                None,
+                format!("atom offset {v} is not 3·index of one of {natom} atoms"),
+            ))
         }
     }
 }
@@ -396,7 +533,11 @@ impl<'a> Reader<'a> {
 fn parse_format(s: &str) -> Option<(usize, char, usize)> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?.trim();
     let pos = inner.find(|c: char| c.is_ascii_alphabetic())?;
-    let count = if pos == 0 { 1 } else { inner[..pos].parse().ok()? };
+    let count = if pos == 0 {
+        1
+    } else {
+        inner[..pos].parse().ok()?
+    };
     let kind = match inner[pos..].chars().next()? {
         'a' | 'A' => 'a',
         'i' | 'I' => 'I',
@@ -452,19 +593,32 @@ mod tests {
         let cut = &FILE[..FILE.find("%FLAG BONDS_INC_HYDROGEN").unwrap()];
         let e = parse(cut).unwrap_err().to_string();
         assert!(e.starts_with("ala.prmtop: line "), "{e}");
-        assert!(e.contains("missing %FLAG ") && e.contains("truncated"), "{e}");
+        assert!(
+            e.contains("missing %FLAG ") && e.contains("truncated"),
+            "{e}"
+        );
         // Cut in the middle of a section: the count is short.
         let mid = FILE.find("%FLAG MASS").unwrap() - 40;
         let e = parse(&FILE[..mid]).unwrap_err().to_string();
-        assert!(e.contains("%FLAG CHARGE: has 20 values, expected 22"), "{e}");
+        assert!(
+            e.contains("%FLAG CHARGE: has 20 values, expected 22"),
+            "{e}"
+        );
         assert!(e.contains("line 20"), "{e}");
     }
 
     #[test]
     fn malformed_number_names_flag_and_line() {
-        let bad = FILE.replacen("  2.04636429E+00 -6.67300626E+00", "  2.0463x429E+00 -6.67300626E+00", 1);
+        let bad = FILE.replacen(
+            "  2.04636429E+00 -6.67300626E+00",
+            "  2.0463x429E+00 -6.67300626E+00",
+            1,
+        );
         let e = parse(&bad).unwrap_err().to_string();
-        assert_eq!(e, "ala.prmtop: line 17: %FLAG CHARGE: cannot read '2.0463x429E+00' as a number");
+        assert_eq!(
+            e,
+            "ala.prmtop: line 17: %FLAG CHARGE: cannot read '2.0463x429E+00' as a number"
+        );
         let e = parse("hello\n").unwrap_err().to_string();
         assert!(e.contains("not a prmtop"), "{e}");
         let e = parse("").unwrap_err().to_string();
@@ -480,6 +634,9 @@ mod tests {
         let mut bad = FILE.to_string();
         bad.replace_range(data..data + 8, &format!("{:>8}", 3 * 22));
         let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("%FLAG BONDS_INC_HYDROGEN: atom offset 66"), "{e}");
+        assert!(
+            e.contains("%FLAG BONDS_INC_HYDROGEN: atom offset 66"),
+            "{e}"
+        );
     }
 }

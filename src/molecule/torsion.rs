@@ -41,11 +41,18 @@ impl TorsionSpace {
         for (t, q) in torsions.iter().enumerate() {
             let fail = |message: String| TorsionError { index: t, message };
             if let Some(&a) = q.iter().find(|&&a| a >= n) {
-                return Err(fail(format!("atom {a} does not exist (the molecule has {n} atoms, numbered from 0)")));
+                return Err(fail(format!(
+                    "atom {a} does not exist (the molecule has {n} atoms, numbered from 0)"
+                )));
             }
             let distinct: BTreeSet<_> = q.iter().collect();
             if distinct.len() != 4 {
-                return Err(fail(format!("names atom {} twice", q.iter().find(|a| q.iter().filter(|b| b == a).count() > 1).unwrap())));
+                return Err(fail(format!(
+                    "names atom {} twice",
+                    q.iter()
+                        .find(|a| q.iter().filter(|b| b == a).count() > 1)
+                        .unwrap()
+                )));
             }
             for w in q.windows(2) {
                 if !bonded(w[0], w[1]) {
@@ -57,7 +64,9 @@ impl TorsionSpace {
             }
             let (j, k) = (q[1], q[2]);
             if !axes.insert((j.min(k), j.max(k))) {
-                return Err(fail(format!("rotates about the bond {j}–{k}, as an earlier torsion does (one free torsion per bond)")));
+                return Err(fail(format!(
+                    "rotates about the bond {j}–{k}, as an earlier torsion does (one free torsion per bond)"
+                )));
             }
             // Everything reachable from k without crossing the bond back to j.
             let mut side = vec![false; n];
@@ -69,7 +78,9 @@ impl TorsionSpace {
                         continue;
                     }
                     if b == j {
-                        return Err(fail(format!("its bond {j}–{k} lies in a ring: rotating about it would break the ring")));
+                        return Err(fail(format!(
+                            "its bond {j}–{k} lies in a ring: rotating about it would break the ring"
+                        )));
                     }
                     if !side[b] {
                         side[b] = true;
@@ -79,7 +90,11 @@ impl TorsionSpace {
             }
             moving.push((0..n).filter(|&a| side[a]).collect());
         }
-        Ok(TorsionSpace { reference, torsions: torsions.to_vec(), moving })
+        Ok(TorsionSpace {
+            reference,
+            torsions: torsions.to_vec(),
+            moving,
+        })
     }
 
     /// Number of free torsions.
@@ -103,7 +118,10 @@ impl TorsionSpace {
 
     /// The free torsions' values in `x` (radians, (−π, π]).
     pub fn angles(&self, x: &[f64]) -> Vec<f64> {
-        self.torsions.iter().map(|&[i, j, k, l]| dihedral(at(x, i), at(x, j), at(x, k), at(x, l))).collect()
+        self.torsions
+            .iter()
+            .map(|&[i, j, k, l]| dihedral(at(x, i), at(x, j), at(x, k), at(x, l)))
+            .collect()
     }
 
     /// Positions with the free torsions set to `theta` (radians; any real value), into `out`.
@@ -145,7 +163,10 @@ impl TorsionSpace {
             let origin = at(x, k);
             let axis = sub(origin, at(x, j));
             let axis = scale(axis, 1.0 / norm(axis));
-            grad_theta[t] = self.moving[t].iter().map(|&a| dot(at(grad_x, a), cross(axis, sub(at(x, a), origin)))).sum();
+            grad_theta[t] = self.moving[t]
+                .iter()
+                .map(|&a| dot(at(grad_x, a), cross(axis, sub(at(x, a), origin))))
+                .sum();
         }
     }
 }
@@ -160,7 +181,10 @@ mod tests {
 
     /// A chain 0–1–2–3–4 with a branch 2–5, bent so no torsion is degenerate.
     fn chain() -> (Vec<f64>, Vec<(usize, usize)>) {
-        let x = vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.2, 1.5, 0.9, 0.4, 2.6, 0.8, 0.9, 1.2, -0.8, 0.3];
+        let x = vec![
+            0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.2, 1.5, 0.9, 0.4, 2.6, 0.8, 0.9, 1.2, -0.8,
+            0.3,
+        ];
         (x, vec![(0, 1), (1, 2), (2, 3), (3, 4), (2, 5)])
     }
 
@@ -186,7 +210,11 @@ mod tests {
     fn bad_torsions_are_refused() {
         let (x, mut bonds) = chain();
         let e = TorsionSpace::new(x.clone(), &bonds, &[[0, 1, 3, 4]]).unwrap_err();
-        assert!(e.message.contains("atoms 1 and 3 are not bonded"), "{}", e.message);
+        assert!(
+            e.message.contains("atoms 1 and 3 are not bonded"),
+            "{}",
+            e.message
+        );
         let e = TorsionSpace::new(x.clone(), &bonds, &[[0, 1, 2, 9]]).unwrap_err();
         assert!(e.message.contains("atom 9 does not exist"), "{}", e.message);
         let e = TorsionSpace::new(x.clone(), &bonds, &[[0, 1, 2, 3], [5, 2, 1, 0]]).unwrap_err();

@@ -30,27 +30,57 @@ impl Adam {
     pub fn new(mut vars: Vec<(String, Var)>, lr: f64) -> Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |v: &Var| v.as_tensor().zeros_like();
-        let m = vars.iter().map(|(_, v)| zeros(v)).collect::<Result<Vec<_>>>()?;
-        let v = vars.iter().map(|(_, v)| zeros(v)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { vars, m, v, step: 0, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 })
+        let m = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<Result<Vec<_>>>()?;
+        let v = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            vars,
+            m,
+            v,
+            step: 0,
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        })
     }
 
     /// One update from candle autograd's `grads`, unless any gradient is non-finite.
     pub fn step(&mut self, grads: &GradStore) -> Result<StepOutcome> {
-        let gs: Vec<Option<Tensor>> = self.vars.iter().map(|(_, v)| grads.get(v.as_tensor()).cloned()).collect();
+        let gs: Vec<Option<Tensor>> = self
+            .vars
+            .iter()
+            .map(|(_, v)| grads.get(v.as_tensor()).cloned())
+            .collect();
         self.apply(gs)
     }
 
     /// One update from gradients given by variable name (from a hand-written backward pass).
-    pub fn step_named(&mut self, grads: &std::collections::HashMap<String, Tensor>) -> Result<StepOutcome> {
-        let gs: Vec<Option<Tensor>> = self.vars.iter().map(|(name, _)| grads.get(name).cloned()).collect();
+    pub fn step_named(
+        &mut self,
+        grads: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<StepOutcome> {
+        let gs: Vec<Option<Tensor>> = self
+            .vars
+            .iter()
+            .map(|(name, _)| grads.get(name).cloned())
+            .collect();
         self.apply(gs)
     }
 
     fn apply(&mut self, gs: Vec<Option<Tensor>>) -> Result<StepOutcome> {
         let mut sq = 0.0f64;
         for g in gs.iter().flatten() {
-            sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
         }
         if !sq.is_finite() {
             return Ok(StepOutcome::SkippedNonFinite);
@@ -69,7 +99,9 @@ impl Adam {
             self.m[k] = m;
             self.v[k] = v;
         }
-        Ok(StepOutcome::Applied { grad_norm: sq.sqrt() })
+        Ok(StepOutcome::Applied {
+            grad_norm: sq.sqrt(),
+        })
     }
 
     /// Moments as named tensors ("adam.m.<var>", "adam.v.<var>") for a checkpoint.
@@ -83,11 +115,16 @@ impl Adam {
     }
 
     /// Restores moments saved by [`state`](Self::state); missing or mis-shaped ones are errors.
-    pub fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> std::result::Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String> {
         for (k, (name, var)) in self.vars.iter().enumerate() {
             for (kind, slot) in [("m", &mut self.m[k]), ("v", &mut self.v[k])] {
                 let key = format!("adam.{kind}.{name}");
-                let t = tensors.get(&key).ok_or_else(|| format!("missing optimizer state '{key}'"))?;
+                let t = tensors
+                    .get(&key)
+                    .ok_or_else(|| format!("missing optimizer state '{key}'"))?;
                 if t.dims() != var.as_tensor().dims() || t.dtype() != var.dtype() {
                     return Err(format!(
                         "optimizer state '{key}' is {:?} {:?}, expected {:?} {:?}",
@@ -115,13 +152,24 @@ mod tests {
         let w = Var::from_tensor(&Tensor::new(&[0.0f32], &Device::Cpu).unwrap()).unwrap();
         let mut opt = Adam::new(vec![("w".into(), w.clone())], 0.1).unwrap();
         for _ in 0..300 {
-            let loss = (w.as_tensor() - 3.0).unwrap().sqr().unwrap().sum_all().unwrap();
-            assert!(matches!(opt.step(&loss.backward().unwrap()).unwrap(), StepOutcome::Applied { .. }));
+            let loss = (w.as_tensor() - 3.0)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            assert!(matches!(
+                opt.step(&loss.backward().unwrap()).unwrap(),
+                StepOutcome::Applied { .. }
+            ));
         }
         let v = w.as_tensor().to_vec1::<f32>().unwrap()[0];
         assert!((v - 3.0).abs() < 0.05, "w = {v}");
         let nan = (w.as_tensor() * f64::NAN).unwrap().sum_all().unwrap();
-        assert_eq!(opt.step(&nan.backward().unwrap()).unwrap(), StepOutcome::SkippedNonFinite);
+        assert_eq!(
+            opt.step(&nan.backward().unwrap()).unwrap(),
+            StepOutcome::SkippedNonFinite
+        );
         assert_eq!(w.as_tensor().to_vec1::<f32>().unwrap()[0], v);
     }
 }

@@ -17,7 +17,12 @@ pub struct NetworkConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        Self { kind: NetworkKind::Egnn, layers: 5, hidden: 128, output: NetworkOutput::Score }
+        Self {
+            kind: NetworkKind::Egnn,
+            layers: 5,
+            hidden: 128,
+            output: NetworkOutput::Score,
+        }
     }
 }
 

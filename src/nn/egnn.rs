@@ -23,12 +23,12 @@ use crate::energy::Layout;
 const COORD_RANGE: f64 = 3.0;
 
 struct Layer {
-    edge_src: Linear,   // W₁ hᵢ + b
-    edge_dst: Linear,   // W₂ hⱼ
-    edge_dist: Linear,  // [dᵢⱼ², d⁰ᵢⱼ²] → H, no bias
-    edge_out: Linear,   // H → H
-    attention: Linear,  // H → 1
-    coord_out: Linear,  // H → 1, no bias, tiny init
+    edge_src: Linear,    // W₁ hᵢ + b
+    edge_dst: Linear,    // W₂ hⱼ
+    edge_dist: Linear,   // [dᵢⱼ², d⁰ᵢⱼ²] → H, no bias
+    edge_out: Linear,    // H → H
+    attention: Linear,   // H → 1
+    coord_out: Linear,   // H → 1, no bias, tiny init
     node_hidden: Linear, // [h, Σm] → H
     node_out: Linear,
 }
@@ -64,9 +64,17 @@ impl Egnn {
             })
             .collect::<Result<Vec<_>>>()?;
         let n = layout.particles;
-        let mask: Vec<f32> = (0..n * n).map(|k| if k / n == k % n { 0.0 } else { 1.0 }).collect();
+        let mask: Vec<f32> = (0..n * n)
+            .map(|k| if k / n == k % n { 0.0 } else { 1.0 })
+            .collect();
         let off_diagonal = Tensor::from_vec(mask, (1, n * n, 1), init.device)?;
-        Ok(Self { layout, hidden, time_embed, layers, off_diagonal })
+        Ok(Self {
+            layout,
+            hidden,
+            time_embed,
+            layers,
+            off_diagonal,
+        })
     }
 
     /// s_θ(x, t): x (B, N·d), t (B,) → (B, N·d), centre of mass removed.
@@ -77,7 +85,12 @@ impl Egnn {
         let dev = x.device();
         let x0 = x.reshape((b, n, d))?;
         let mut pos = x0.clone();
-        let mut node = self.time_embed.forward(&t.reshape((b, 1))?)?.reshape((b, 1, h))?.broadcast_as((b, n, h))?.reshape((b * n, h))?;
+        let mut node = self
+            .time_embed
+            .forward(&t.reshape((b, 1))?)?
+            .reshape((b, 1, h))?
+            .broadcast_as((b, n, h))?
+            .reshape((b * n, h))?;
         // Σⱼ over a particle's neighbours as one batched matmul: (B·N, 1, N) × (B·N, N, ·).
         let ones = Tensor::ones((b * n, 1, n), x.dtype(), dev)?;
         // Broadcasting hᵢ and hⱼ over edges as matmuls with ones columns: their backward passes
@@ -89,21 +102,33 @@ impl Egnn {
             let diff = pos.unsqueeze(2)?.broadcast_sub(&pos.unsqueeze(1)?)?; // (B, N, N, d): xᵢ − xⱼ
             let d2 = diff.sqr()?.sum_keepdim(D::Minus1)?; // (B, N, N, 1)
             let src = ones_col.matmul(&layer.edge_src.forward(&node)?.reshape((b * n, 1, h))?)?; // (B·N, N, H): row i repeated
-            let dst = ones_col_b.matmul(&layer.edge_dst.forward(&node)?.reshape((b, 1, n * h))?)?; // (B, N, N·H): row j per i
-            let dist = layer.edge_dist.forward(&Tensor::cat(&[&d2.reshape((edges, 1))?, &d0], 1)?)?; // (E, H)
+            let dst =
+                ones_col_b.matmul(&layer.edge_dst.forward(&node)?.reshape((b, 1, n * h))?)?; // (B, N, N·H): row j per i
+            let dist = layer
+                .edge_dist
+                .forward(&Tensor::cat(&[&d2.reshape((edges, 1))?, &d0], 1)?)?; // (E, H)
             let pre = ((src.reshape((edges, h))? + dst.reshape((edges, h))?)? + dist)?;
             let m = layer.edge_out.forward(&pre.relu()?)?.relu()?; // (E, H)
-            let gate = sigmoid(&layer.attention.forward(&m)?)?.reshape((b, n * n, 1))?.broadcast_mul(&self.off_diagonal)?; // (B, N·N, 1)
+            let gate = sigmoid(&layer.attention.forward(&m)?)?
+                .reshape((b, n * n, 1))?
+                .broadcast_mul(&self.off_diagonal)?; // (B, N·N, 1)
             let m = m.broadcast_mul(&gate.reshape((edges, 1))?)?;
 
-            let step = (layer.coord_out.forward(&m)?.tanh()? * COORD_RANGE)?.reshape((b, n, n, 1))?;
+            let step =
+                (layer.coord_out.forward(&m)?.tanh()? * COORD_RANGE)?.reshape((b, n, n, 1))?;
             // ε keeps the backward pass of sqrt finite on the diagonal, where d² = 0 (∞·0 = NaN).
             let unit = diff.broadcast_div(&((d2 + 1e-8)?.sqrt()? + 1.0)?)?; // (B, N, N, d)
             let shift = ones.matmul(&unit.broadcast_mul(&step)?.reshape((b * n, n, d))?)?; // (B·N, 1, d)
             pos = (pos + shift.reshape((b, n, d))?)?;
 
-            let agg = ones.matmul(&m.reshape((b * n, n, h))?)?.reshape((b * n, h))?;
-            let upd = layer.node_out.forward(&silu(&layer.node_hidden.forward(&Tensor::cat(&[&node, &agg], 1)?)?)?)?;
+            let agg = ones
+                .matmul(&m.reshape((b * n, n, h))?)?
+                .reshape((b * n, h))?;
+            let upd = layer.node_out.forward(&silu(
+                &layer
+                    .node_hidden
+                    .forward(&Tensor::cat(&[&node, &agg], 1)?)?,
+            )?)?;
             node = (node + upd)?;
         }
         let out = (pos - x0)?;
@@ -119,7 +144,10 @@ impl Egnn {
 
 /// ‖xᵢ − xⱼ‖² for x of shape (B, N, d), as (B, N, N, 1).
 fn pair_sq_dist(x: &Tensor) -> Result<Tensor> {
-    x.unsqueeze(2)?.broadcast_sub(&x.unsqueeze(1)?)?.sqr()?.sum_keepdim(D::Minus1)
+    x.unsqueeze(2)?
+        .broadcast_sub(&x.unsqueeze(1)?)?
+        .sqr()?
+        .sum_keepdim(D::Minus1)
 }
 
 #[cfg(test)]
@@ -135,7 +163,11 @@ mod tests {
         let varmap = VarMap::new();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dev = Device::Cpu;
-        let mut init = Init { varmap: &varmap, rng: &mut rng, device: &dev };
+        let mut init = Init {
+            varmap: &varmap,
+            rng: &mut rng,
+            device: &dev,
+        };
         let e = Egnn::new(layout, 3, 16, &mut init).unwrap();
         // Larger coordinate heads than at init, so equivariance is tested on a non-trivial map.
         for (name, var) in varmap.data().lock().unwrap().iter() {
@@ -150,48 +182,91 @@ mod tests {
         let dim = x.len();
         let xt = Tensor::from_slice(x, (1, dim), &Device::Cpu).unwrap();
         let tt = Tensor::from_slice(&[t], 1, &Device::Cpu).unwrap();
-        e.forward(&xt, &tt).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        e.forward(&xt, &tt)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     }
 
     /// f(Rx + c, t) = R f(x, t) and f(Px) = P f(x). f32 arithmetic through 3 layers with outputs
     /// of order 1: differences stay below 1e-4 (measured ~1e-6); a broken symmetry gives O(1).
     #[test]
     fn egnn_is_equivariant() {
-        let layout = Layout { particles: 5, spatial_dim: 3, com_free: true };
+        let layout = Layout {
+            particles: 5,
+            spatial_dim: 3,
+            com_free: true,
+        };
         let (_vm, e) = net(layout, 1);
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let x: Vec<f32> = (0..15).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+        let x: Vec<f32> = (0..15)
+            .map(|_| rng.sample::<f32, _>(StandardNormal))
+            .collect();
         let y = eval(&e, &x, 0.3);
-        assert!(y.iter().map(|v| v.abs()).fold(0.0, f32::max) > 1e-3, "output is trivially zero");
+        assert!(
+            y.iter().map(|v| v.abs()).fold(0.0, f32::max) > 1e-3,
+            "output is trivially zero"
+        );
 
-        let q = Matrix3::<f32>::from_fn(|_, _| rng.sample(StandardNormal)).qr().q();
+        let q = Matrix3::<f32>::from_fn(|_, _| rng.sample(StandardNormal))
+            .qr()
+            .q();
         let shift = [0.7f32, -1.2, 2.0];
-        let xr: Vec<f32> = x.chunks(3).flat_map(|p| {
-            let v = q * nalgebra::Vector3::new(p[0], p[1], p[2]);
-            [v[0] + shift[0], v[1] + shift[1], v[2] + shift[2]]
-        }).collect();
+        let xr: Vec<f32> = x
+            .chunks(3)
+            .flat_map(|p| {
+                let v = q * nalgebra::Vector3::new(p[0], p[1], p[2]);
+                [v[0] + shift[0], v[1] + shift[1], v[2] + shift[2]]
+            })
+            .collect();
         let yr = eval(&e, &xr, 0.3);
-        let y_rot: Vec<f32> = y.chunks(3).flat_map(|p| {
-            let v = q * nalgebra::Vector3::new(p[0], p[1], p[2]);
-            [v[0], v[1], v[2]]
-        }).collect();
-        let err = yr.iter().zip(&y_rot).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let y_rot: Vec<f32> = y
+            .chunks(3)
+            .flat_map(|p| {
+                let v = q * nalgebra::Vector3::new(p[0], p[1], p[2]);
+                [v[0], v[1], v[2]]
+            })
+            .collect();
+        let err = yr
+            .iter()
+            .zip(&y_rot)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-4, "rotation + translation: {err}");
 
         let perm = [3usize, 0, 4, 1, 2];
-        let xp: Vec<f32> = perm.iter().flat_map(|&i| x[i * 3..i * 3 + 3].to_vec()).collect();
+        let xp: Vec<f32> = perm
+            .iter()
+            .flat_map(|&i| x[i * 3..i * 3 + 3].to_vec())
+            .collect();
         let yp = eval(&e, &xp, 0.3);
-        let y_perm: Vec<f32> = perm.iter().flat_map(|&i| y[i * 3..i * 3 + 3].to_vec()).collect();
-        let err = yp.iter().zip(&y_perm).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let y_perm: Vec<f32> = perm
+            .iter()
+            .flat_map(|&i| y[i * 3..i * 3 + 3].to_vec())
+            .collect();
+        let err = yp
+            .iter()
+            .zip(&y_perm)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-4, "permutation: {err}");
 
         let com: f32 = y.chunks(3).map(|p| p[0]).sum();
-        assert!(com.abs() < 1e-4, "output has a centre-of-mass component {com}");
+        assert!(
+            com.abs() < 1e-4,
+            "output has a centre-of-mass component {com}"
+        );
     }
 
     #[test]
     fn same_seed_same_weights() {
-        let layout = Layout { particles: 4, spatial_dim: 2, com_free: true };
+        let layout = Layout {
+            particles: 4,
+            spatial_dim: 2,
+            com_free: true,
+        };
         let x = [0.1f32, 0.2, -0.3, 0.5, 1.0, -1.0, 0.0, 0.4];
         let (_a, e1) = net(layout, 9);
         let (_b, e2) = net(layout, 9);

@@ -78,7 +78,15 @@ impl EgnnParams {
                 }
             })
             .collect();
-        Self { layout, hidden: h, names, t_w, t_b, layers, len }
+        Self {
+            layout,
+            hidden: h,
+            names,
+            t_w,
+            t_b,
+            layers,
+            len,
+        }
     }
 
     /// The current weights from `varmap`, as one flat buffer in this order.
@@ -86,9 +94,14 @@ impl EgnnParams {
         let data = varmap.data().lock().expect("varmap lock");
         let mut out = Vec::with_capacity(self.len);
         for (name, shape) in &self.names {
-            let var = data.get(name).ok_or_else(|| candle_core::Error::Msg(format!("EGNN parameter '{name}' missing")))?;
+            let var = data.get(name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("EGNN parameter '{name}' missing"))
+            })?;
             if var.as_tensor().dims() != shape.as_slice() {
-                candle_core::bail!("EGNN parameter '{name}' has shape {:?}, expected {shape:?}", var.as_tensor().dims());
+                candle_core::bail!(
+                    "EGNN parameter '{name}' has shape {:?}, expected {shape:?}",
+                    var.as_tensor().dims()
+                );
             }
             out.extend(var.as_tensor().flatten_all()?.to_vec1::<f32>()?);
         }
@@ -96,7 +109,11 @@ impl EgnnParams {
     }
 
     /// A flat gradient buffer as named tensors (for the optimiser).
-    pub fn to_tensors(&self, flat: &[f32], device: &candle_core::Device) -> Result<Vec<(String, Tensor)>> {
+    pub fn to_tensors(
+        &self,
+        flat: &[f32],
+        device: &candle_core::Device,
+    ) -> Result<Vec<(String, Tensor)>> {
         let mut off = 0;
         self.names
             .iter()
@@ -113,7 +130,17 @@ impl EgnnParams {
 /// C (m×n) = [C +] op(A) · op(B), row-major; op transposes when asked. A is stored m×k (or k×m
 /// when `ta`), B is stored k×n (or n×k when `tb`).
 #[allow(clippy::too_many_arguments)]
-fn matmul(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta: bool, tb: bool, acc: bool) {
+fn matmul(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    acc: bool,
+) {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
     if m == 0 || n == 0 {
         return;
@@ -130,8 +157,25 @@ fn matmul(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta:
     // address exactly those row-major (or transposed) matrices; `c` does not alias `a` or `b`.
     unsafe {
         gemm::gemm(
-            m, n, k, c.as_mut_ptr(), 1, n as isize, acc, a.as_ptr(), a_cs, a_rs, b.as_ptr(), b_cs, b_rs, 1.0, 1.0, false,
-            false, false, par,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         );
     }
 }
@@ -139,7 +183,11 @@ fn matmul(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, ta:
 /// Smallest piece a parallel loop is cut into: the whole loop inside a rayon task, whose caller
 /// already shares the work out (and then the loop's sums come out in one order).
 fn leaf_len() -> usize {
-    if rayon::current_thread_index().is_some() { usize::MAX } else { 1 }
+    if rayon::current_thread_index().is_some() {
+        usize::MAX
+    } else {
+        1
+    }
 }
 
 /// a·b with eight running sums: a single sum is one long chain of dependent additions, which
@@ -148,7 +196,12 @@ fn leaf_len() -> usize {
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
             acc[k] += x[k] * y[k];
@@ -239,8 +292,11 @@ impl EgnnParams {
     pub fn infer(&self, w: &[f32], x: &[f32], t: &[f32]) -> Vec<f32> {
         let chunk = self.chunk_rows();
         let dim = self.layout.dim();
-        let outs: Vec<Vec<f32>> =
-            x.par_chunks(chunk * dim).zip(t.par_chunks(chunk)).map(|(xc, tc)| self.forward(w, xc, tc).out).collect();
+        let outs: Vec<Vec<f32>> = x
+            .par_chunks(chunk * dim)
+            .zip(t.par_chunks(chunk))
+            .map(|(xc, tc)| self.forward(w, xc, tc).out)
+            .collect();
         outs.concat()
     }
 
@@ -256,15 +312,20 @@ impl EgnnParams {
         let leaf = leaf_len();
         // Initial pair distances (an input feature of every layer).
         let mut d0 = vec![0.0f32; e];
-        d0.par_chunks_mut(ep).zip(x.par_chunks(n * d)).with_min_len(leaf).for_each(|(d0s, xs)| {
-            let mut k = 0;
-            for i in 0..n {
-                for j in (0..n).filter(|&j| j != i) {
-                    d0s[k] = (0..d).map(|a| (xs[i * d + a] - xs[j * d + a]).powi(2)).sum();
-                    k += 1;
+        d0.par_chunks_mut(ep)
+            .zip(x.par_chunks(n * d))
+            .with_min_len(leaf)
+            .for_each(|(d0s, xs)| {
+                let mut k = 0;
+                for i in 0..n {
+                    for j in (0..n).filter(|&j| j != i) {
+                        d0s[k] = (0..d)
+                            .map(|a| (xs[i * d + a] - xs[j * d + a]).powi(2))
+                            .sum();
+                        k += 1;
+                    }
                 }
-            }
-        });
+            });
         let mut hcur = vec![0.0f32; bn * h];
         for (s, &ts) in t.iter().enumerate() {
             for i in 0..n {
@@ -284,35 +345,50 @@ impl EgnnParams {
             matmul(&mut dst, &hcur, &w[lo.wd..], bn, h, h, false, true, false);
             let (wr0, wr1) = split_columns(&w[lo.wr..lo.wr + 2 * h]);
             let mut pre = vec![0.0f32; e * h];
-            pre.par_chunks_mut(ep * h).enumerate().with_min_len(leaf).for_each(|(s, ps)| {
-                let xs = &pos[s * n * d..(s + 1) * n * d];
-                let mut k = 0;
-                for i in 0..n {
-                    for j in (0..n).filter(|&j| j != i) {
-                        let d2: f32 = (0..d).map(|a| (xs[i * d + a] - xs[j * d + a]).powi(2)).sum();
-                        let dd0 = d0[s * ep + k];
-                        let (si, dj) = (&src[(s * n + i) * h..][..h], &dst[(s * n + j) * h..][..h]);
-                        let row = &mut ps[k * h..(k + 1) * h];
-                        for (c, r) in row.iter_mut().enumerate() {
-                            *r = si[c] + dj[c] + wr0[c] * d2 + wr1[c] * dd0;
+            pre.par_chunks_mut(ep * h)
+                .enumerate()
+                .with_min_len(leaf)
+                .for_each(|(s, ps)| {
+                    let xs = &pos[s * n * d..(s + 1) * n * d];
+                    let mut k = 0;
+                    for i in 0..n {
+                        for j in (0..n).filter(|&j| j != i) {
+                            let d2: f32 = (0..d)
+                                .map(|a| (xs[i * d + a] - xs[j * d + a]).powi(2))
+                                .sum();
+                            let dd0 = d0[s * ep + k];
+                            let (si, dj) =
+                                (&src[(s * n + i) * h..][..h], &dst[(s * n + j) * h..][..h]);
+                            let row = &mut ps[k * h..(k + 1) * h];
+                            for (c, r) in row.iter_mut().enumerate() {
+                                *r = si[c] + dj[c] + wr0[c] * d2 + wr1[c] * dd0;
+                            }
+                            k += 1;
                         }
-                        k += 1;
                     }
-                }
-            });
+                });
             // In place: the backward pass only needs to know where the input was positive.
             let mut act = pre;
-            act.par_iter_mut().with_min_len(leaf.max(4096)).for_each(|v| *v = v.max(0.0));
+            act.par_iter_mut()
+                .with_min_len(leaf.max(4096))
+                .for_each(|v| *v = v.max(0.0));
             let mut z = vec![0.0f32; e * h];
             matmul(&mut z, &act, &w[lo.wo..], e, h, h, false, true, false);
-            z.par_chunks_mut(h).with_min_len(leaf.max(64)).for_each(|row| add_bias(row, &w[lo.bo..lo.bo + h]));
+            z.par_chunks_mut(h)
+                .with_min_len(leaf.max(64))
+                .for_each(|row| add_bias(row, &w[lo.bo..lo.bo + h]));
             // Second pass: gate, messages, coordinate steps, aggregation.
             let (wa, ba, wx) = (&w[lo.wa..lo.wa + h], w[lo.ba], &w[lo.wx..lo.wx + h]);
             let mut gate = vec![0.0f32; e];
             let mut cl = vec![0.0f32; e];
             let mut y = vec![0.0f32; bn * 2 * h];
             let mut new_pos = pos.clone();
-            (gate.par_chunks_mut(ep), cl.par_chunks_mut(ep), y.par_chunks_mut(n * 2 * h), new_pos.par_chunks_mut(n * d))
+            (
+                gate.par_chunks_mut(ep),
+                cl.par_chunks_mut(ep),
+                y.par_chunks_mut(n * 2 * h),
+                new_pos.par_chunks_mut(n * d),
+            )
                 .into_par_iter()
                 .enumerate()
                 .with_min_len(leaf)
@@ -337,7 +413,8 @@ impl EgnnParams {
                                 *a += g * mm;
                             }
                             let diff = pair_diff(xs, i, j, d);
-                            let rho = (diff.iter().map(|v| v * v).sum::<f32>() + SQRT_EPS).sqrt() + 1.0;
+                            let rho =
+                                (diff.iter().map(|v| v * v).sum::<f32>() + SQRT_EPS).sqrt() + 1.0;
                             let st = COORD_RANGE * tanh(c);
                             for a in 0..d {
                                 nps[i * d + a] += diff[a] / rho * st;
@@ -353,12 +430,33 @@ impl EgnnParams {
             let mut hnew = hcur.clone();
             matmul(&mut hnew, &silu, &w[lo.wn2..], bn, h, h, false, true, true);
             add_bias(&mut hnew, &w[lo.bn2..lo.bn2 + h]);
-            caches.push(LayerCache { pos: std::mem::replace(&mut pos, new_pos), h: std::mem::replace(&mut hcur, hnew), act, z, gate, c: cl, y, v });
+            caches.push(LayerCache {
+                pos: std::mem::replace(&mut pos, new_pos),
+                h: std::mem::replace(&mut hcur, hnew),
+                act,
+                z,
+                gate,
+                c: cl,
+                y,
+                v,
+            });
         }
         // out = x_L − x₀ with the centre of mass removed.
         let mut out: Vec<f32> = pos.iter().zip(x).map(|(p, q)| p - q).collect();
-        crate::energy::remove_com(&mut out, Layout { com_free: true, ..self.layout });
-        Forward { out, batch: b, d0, t: t.to_vec(), caches }
+        crate::energy::remove_com(
+            &mut out,
+            Layout {
+                com_free: true,
+                ..self.layout
+            },
+        );
+        Forward {
+            out,
+            batch: b,
+            d0,
+            t: t.to_vec(),
+            caches,
+        }
     }
 
     /// Gradient of Σ dout·out with respect to every parameter (flat, same order as the weights).
@@ -386,7 +484,10 @@ impl EgnnParams {
             .map(|p| {
                 let mut grad = vec![0.0f32; self.len];
                 let mut total = 0.0;
-                let (lo, hi) = ((p * per_share).min(t.len()), ((p + 1) * per_share).min(t.len()));
+                let (lo, hi) = (
+                    (p * per_share).min(t.len()),
+                    ((p + 1) * per_share).min(t.len()),
+                );
                 for start in (lo..hi).step_by(chunk) {
                     let end = (start + chunk).min(hi);
                     let fwd = self.forward(w, &x[start * dim..end * dim], &t[start..end]);
@@ -416,7 +517,13 @@ impl EgnnParams {
         let leaf = leaf_len();
         // Through the centre-of-mass projection (symmetric): dpos = P dout.
         let mut dpos = dout.to_vec();
-        crate::energy::remove_com(&mut dpos, Layout { com_free: true, ..self.layout });
+        crate::energy::remove_com(
+            &mut dpos,
+            Layout {
+                com_free: true,
+                ..self.layout
+            },
+        );
         let mut dh = vec![0.0f32; bn * h];
         for (lo, cache) in self.layers.iter().zip(&fwd.caches).rev() {
             // Node update: h' = h + W₂ silu(W₁[h, agg] + b₁) + b₂.
@@ -433,10 +540,30 @@ impl EgnnParams {
                     g * (s + q * s * (1.0 - s))
                 })
                 .collect();
-            matmul(&mut grad[lo.wn1..], &dv, &cache.y, h, 2 * h, bn, true, false, true);
+            matmul(
+                &mut grad[lo.wn1..],
+                &dv,
+                &cache.y,
+                h,
+                2 * h,
+                bn,
+                true,
+                false,
+                true,
+            );
             col_sum_into(&mut grad[lo.bn1..lo.bn1 + h], &dv);
             let mut dy = vec![0.0f32; bn * 2 * h];
-            matmul(&mut dy, &dv, &w[lo.wn1..], bn, 2 * h, h, false, false, false);
+            matmul(
+                &mut dy,
+                &dv,
+                &w[lo.wn1..],
+                bn,
+                2 * h,
+                h,
+                false,
+                false,
+                false,
+            );
             for (row_h, row_y) in dh.chunks_mut(h).zip(dy.chunks(2 * h)) {
                 for (a, &g) in row_h.iter_mut().zip(&row_y[..h]) {
                     *a += g;
@@ -492,24 +619,41 @@ impl EgnnParams {
                             for ch in 0..h {
                                 dwx[ch] += dc * g * m[ch];
                                 dwa[ch] += dq * m[ch];
-                                dzr[ch] = if zr[ch] > 0.0 { dzr[ch] * g + dq * wa[ch] } else { 0.0 };
+                                dzr[ch] = if zr[ch] > 0.0 {
+                                    dzr[ch] * g + dq * wa[ch]
+                                } else {
+                                    0.0
+                                };
                             }
                             k += 1;
                         }
                     }
                     sg
                 })
-                .reduce(|| vec![0.0f32; 2 * h + 1], |mut a, bb| {
-                    a.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
-                    a
-                });
+                .reduce(
+                    || vec![0.0f32; 2 * h + 1],
+                    |mut a, bb| {
+                        a.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
+                        a
+                    },
+                );
             for ch in 0..h {
                 grad[lo.wa + ch] += small[ch];
                 grad[lo.wx + ch] += small[h + ch];
             }
             grad[lo.ba] += small[2 * h];
             // z = W_o act + b_o
-            matmul(&mut grad[lo.wo..], &dz, &cache.act, h, h, e, true, false, true);
+            matmul(
+                &mut grad[lo.wo..],
+                &dz,
+                &cache.act,
+                h,
+                h,
+                e,
+                true,
+                false,
+                true,
+            );
             col_sum_into(&mut grad[lo.bo..lo.bo + h], &dz);
             let mut dact = vec![0.0f32; e * h];
             matmul(&mut dact, &dz, &w[lo.wo..], e, h, h, false, false, false);
@@ -555,33 +699,60 @@ impl EgnnParams {
                     }
                     dwr
                 })
-                .reduce(|| vec![0.0f32; 2 * h], |mut a, bb| {
-                    a.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
-                    a
-                });
+                .reduce(
+                    || vec![0.0f32; 2 * h],
+                    |mut a, bb| {
+                        a.iter_mut().zip(&bb).for_each(|(x, y)| *x += y);
+                        a
+                    },
+                );
             for ch in 0..h {
                 grad[lo.wr + 2 * ch] += dwr[ch];
                 grad[lo.wr + 2 * ch + 1] += dwr[h + ch];
             }
             // diff = posᵢ − posⱼ, and the residual pos' = pos + …
             let mut dpos_in = dpos.clone();
-            dpos_in.par_chunks_mut(n * d).zip(ddiff.par_chunks(ep * d)).with_min_len(leaf).for_each(|(dp, ddf)| {
-                let mut k = 0;
-                for i in 0..n {
-                    for j in (0..n).filter(|&j| j != i) {
-                        for a in 0..d {
-                            dp[i * d + a] += ddf[k * d + a];
-                            dp[j * d + a] -= ddf[k * d + a];
+            dpos_in
+                .par_chunks_mut(n * d)
+                .zip(ddiff.par_chunks(ep * d))
+                .with_min_len(leaf)
+                .for_each(|(dp, ddf)| {
+                    let mut k = 0;
+                    for i in 0..n {
+                        for j in (0..n).filter(|&j| j != i) {
+                            for a in 0..d {
+                                dp[i * d + a] += ddf[k * d + a];
+                                dp[j * d + a] -= ddf[k * d + a];
+                            }
+                            k += 1;
                         }
-                        k += 1;
                     }
-                }
-            });
+                });
             dpos = dpos_in;
             // src = W_s h + b_s, dst = W_d h
-            matmul(&mut grad[lo.ws..], &dsrc, &cache.h, h, h, bn, true, false, true);
+            matmul(
+                &mut grad[lo.ws..],
+                &dsrc,
+                &cache.h,
+                h,
+                h,
+                bn,
+                true,
+                false,
+                true,
+            );
             col_sum_into(&mut grad[lo.bs..lo.bs + h], &dsrc);
-            matmul(&mut grad[lo.wd..], &ddst, &cache.h, h, h, bn, true, false, true);
+            matmul(
+                &mut grad[lo.wd..],
+                &ddst,
+                &cache.h,
+                h,
+                h,
+                bn,
+                true,
+                false,
+                true,
+            );
             matmul(&mut dh, &dsrc, &w[lo.ws..], bn, h, h, false, false, true);
             matmul(&mut dh, &ddst, &w[lo.wd..], bn, h, h, false, false, true);
         }
@@ -627,13 +798,21 @@ mod tests {
     /// the matrix products' summation order may differ (1e-5 absolute on outputs of order 1).
     #[test]
     fn chunked_inference_matches_forward() {
-        let layout = Layout { particles: 13, spatial_dim: 3, com_free: true };
+        let layout = Layout {
+            particles: 13,
+            spatial_dim: 3,
+            com_free: true,
+        };
         let (layers, h, b) = (2, 16, 41);
         let varmap = VarMap::new();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let dev = Device::Cpu;
         {
-            let mut init = Init { varmap: &varmap, rng: &mut rng, device: &dev };
+            let mut init = Init {
+                varmap: &varmap,
+                rng: &mut rng,
+                device: &dev,
+            };
             Egnn::new(layout, layers, h, &mut init).unwrap();
         }
         for (name, var) in varmap.data().lock().unwrap().iter() {
@@ -643,12 +822,18 @@ mod tests {
         }
         let params = EgnnParams::new(layout, layers, h);
         let w = params.read(&varmap).unwrap();
-        let x: Vec<f32> = (0..b * layout.dim()).map(|_| rng.sample(StandardNormal)).collect();
+        let x: Vec<f32> = (0..b * layout.dim())
+            .map(|_| rng.sample(StandardNormal))
+            .collect();
         let t: Vec<f32> = (0..b).map(|_| rng.random()).collect();
         let want = params.forward(&w, &x, &t).out;
         let got = params.infer(&w, &x, &t);
         assert_eq!(got.len(), want.len());
-        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-5, "inference differs from forward by {err}");
         assert!(want.iter().any(|v| v.abs() > 1e-3), "trivial output");
     }
@@ -658,13 +843,21 @@ mod tests {
     #[test]
     fn matches_candle_forward_and_autograd() {
         for (particles, dim) in [(4usize, 2usize), (5, 3)] {
-            let layout = Layout { particles, spatial_dim: dim, com_free: true };
+            let layout = Layout {
+                particles,
+                spatial_dim: dim,
+                com_free: true,
+            };
             let (layers, h, b) = (2, 8, 3);
             let varmap = VarMap::new();
             let mut rng = ChaCha8Rng::seed_from_u64(3);
             let dev = Device::Cpu;
             let net = {
-                let mut init = Init { varmap: &varmap, rng: &mut rng, device: &dev };
+                let mut init = Init {
+                    varmap: &varmap,
+                    rng: &mut rng,
+                    device: &dev,
+                };
                 Egnn::new(layout, layers, h, &mut init).unwrap()
             };
             for (name, var) in varmap.data().lock().unwrap().iter() {
@@ -672,21 +865,32 @@ mod tests {
                     var.set(&(var.as_tensor() * 300.0).unwrap()).unwrap();
                 }
             }
-            let x: Vec<f32> = (0..b * particles * dim).map(|_| rng.sample(StandardNormal)).collect();
+            let x: Vec<f32> = (0..b * particles * dim)
+                .map(|_| rng.sample(StandardNormal))
+                .collect();
             let t: Vec<f32> = (0..b).map(|_| rng.random()).collect();
             let target: Vec<f32> = (0..x.len()).map(|_| rng.sample(StandardNormal)).collect();
 
             let xt = Tensor::from_slice(&x, (b, particles * dim), &dev).unwrap();
             let tt = Tensor::from_slice(&t, b, &dev).unwrap();
             let out = net.forward(&xt, &tt).unwrap();
-            let loss = (out.clone() * Tensor::from_slice(&target, (b, particles * dim), &dev).unwrap()).unwrap().sum_all().unwrap();
+            let loss = (out.clone()
+                * Tensor::from_slice(&target, (b, particles * dim), &dev).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
             let grads = loss.backward().unwrap();
             let want_out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
 
             let params = EgnnParams::new(layout, layers, h);
             let w = params.read(&varmap).unwrap();
             let fwd = params.forward(&w, &x, &t);
-            let err = fwd.out.iter().zip(&want_out).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let err = fwd
+                .out
+                .iter()
+                .zip(&want_out)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(err < 1e-4, "{particles}×{dim}: forward differs by {err}");
             assert!(want_out.iter().any(|v| v.abs() > 1e-3), "trivial output");
 
@@ -696,11 +900,21 @@ mod tests {
             for (name, shape) in &params.names {
                 let n: usize = shape.iter().product();
                 let var: &Var = &data[name];
-                let want: Vec<f32> = grads.get(var.as_tensor()).map(|t| t.flatten_all().unwrap().to_vec1().unwrap()).unwrap_or(vec![0.0; n]);
+                let want: Vec<f32> = grads
+                    .get(var.as_tensor())
+                    .map(|t| t.flatten_all().unwrap().to_vec1().unwrap())
+                    .unwrap_or(vec![0.0; n]);
                 let got = &g[off..off + n];
                 let scale = want.iter().map(|v| v.abs()).fold(1e-3, f32::max);
-                let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-                assert!(err <= 2e-3 * scale, "{particles}×{dim}: gradient of {name} differs by {err} (scale {scale})");
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    err <= 2e-3 * scale,
+                    "{particles}×{dim}: gradient of {name} differs by {err} (scale {scale})"
+                );
                 off += n;
             }
         }

@@ -21,7 +21,14 @@ pub struct Mlp {
 impl Mlp {
     /// `layers` hidden layers of width `hidden`; inputs are x / `input_scale` (or cos x, sin x
     /// when `periodic`) and time features.
-    pub fn new(dim: usize, layers: usize, hidden: usize, input_scale: f64, periodic: bool, init: &mut Init) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        layers: usize,
+        hidden: usize,
+        input_scale: f64,
+        periodic: bool,
+        init: &mut Init,
+    ) -> Result<Self> {
         let mut widths = vec![if periodic { 2 * dim } else { dim } + 2 * FREQS + 1];
         widths.extend(std::iter::repeat_n(hidden, layers));
         widths.push(dim);
@@ -29,10 +36,25 @@ impl Mlp {
         let layers = widths
             .windows(2)
             .enumerate()
-            .map(|(k, w)| init.linear(&format!("mlp.{k}"), w[0], w[1], true, if k == last { 0.01 } else { 1.0 }))
+            .map(|(k, w)| {
+                init.linear(
+                    &format!("mlp.{k}"),
+                    w[0],
+                    w[1],
+                    true,
+                    if k == last { 0.01 } else { 1.0 },
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
-        let f: Vec<f32> = (1..=FREQS).map(|k| (2.0 * std::f64::consts::PI * k as f64) as f32).collect();
-        Ok(Self { layers, input_scale, periodic, freqs: Tensor::from_vec(f, (1, FREQS), init.device)? })
+        let f: Vec<f32> = (1..=FREQS)
+            .map(|k| (2.0 * std::f64::consts::PI * k as f64) as f32)
+            .collect();
+        Ok(Self {
+            layers,
+            input_scale,
+            periodic,
+            freqs: Tensor::from_vec(f, (1, FREQS), init.device)?,
+        })
     }
 
     /// s_θ(x, t): x (B, dim), t (B,) → (B, dim).
@@ -41,9 +63,15 @@ impl Mlp {
         let t = t.reshape((b, 1))?;
         let phase = t.broadcast_mul(&self.freqs)?; // (B, FREQS)
         let mut h = if self.periodic {
-            Tensor::cat(&[&x.cos()?, &x.sin()?, &phase.sin()?, &phase.cos()?, &t], D::Minus1)?
+            Tensor::cat(
+                &[&x.cos()?, &x.sin()?, &phase.sin()?, &phase.cos()?, &t],
+                D::Minus1,
+            )?
         } else {
-            Tensor::cat(&[&(x / self.input_scale)?, &phase.sin()?, &phase.cos()?, &t], D::Minus1)?
+            Tensor::cat(
+                &[&(x / self.input_scale)?, &phase.sin()?, &phase.cos()?, &t],
+                D::Minus1,
+            )?
         };
         for (k, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;

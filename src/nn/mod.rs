@@ -33,14 +33,33 @@ pub enum ControlNet {
 impl ControlNet {
     /// Builds the network `cfg` describes for `layout`, registering its weights in `varmap`.
     /// `input_scale` divides coordinates before the MLP sees them (about the target's spread).
-    pub fn new(cfg: &NetworkConfig, layout: Layout, input_scale: f64, init: &mut Init) -> Result<Self> {
+    pub fn new(
+        cfg: &NetworkConfig,
+        layout: Layout,
+        input_scale: f64,
+        init: &mut Init,
+    ) -> Result<Self> {
         Ok(match cfg.kind {
             NetworkKind::Egnn => ControlNet::Egnn(
                 Egnn::new(layout, cfg.layers, cfg.hidden, init)?,
                 egnn_cpu::EgnnParams::new(layout, cfg.layers, cfg.hidden),
             ),
-            NetworkKind::Mlp => ControlNet::Mlp(Mlp::new(layout.dim(), cfg.layers, cfg.hidden, input_scale, false, init)?),
-            NetworkKind::TorusMlp => ControlNet::Mlp(Mlp::new(layout.dim(), cfg.layers, cfg.hidden, input_scale, true, init)?),
+            NetworkKind::Mlp => ControlNet::Mlp(Mlp::new(
+                layout.dim(),
+                cfg.layers,
+                cfg.hidden,
+                input_scale,
+                false,
+                init,
+            )?),
+            NetworkKind::TorusMlp => ControlNet::Mlp(Mlp::new(
+                layout.dim(),
+                cfg.layers,
+                cfg.hidden,
+                input_scale,
+                true,
+                init,
+            )?),
         })
     }
 
@@ -72,18 +91,35 @@ impl Init<'_> {
     /// A tensor of the given shape with entries uniform in [−bound, bound], registered as `name`.
     pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| self.rng.random_range(-bound..=bound) as f32).collect();
+        let data: Vec<f32> = (0..n)
+            .map(|_| self.rng.random_range(-bound..=bound) as f32)
+            .collect();
         let var = Var::from_tensor(&Tensor::from_vec(data, shape, self.device)?)?;
         let t = var.as_tensor().clone();
-        self.varmap.data().lock().expect("varmap lock").insert(name.to_string(), var);
+        self.varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .insert(name.to_string(), var);
         Ok(t)
     }
 
     /// A linear layer initialised as PyTorch does (uniform ±1/sqrt(in)), weights scaled by `gain`.
-    pub fn linear(&mut self, name: &str, inp: usize, out: usize, bias: bool, gain: f64) -> Result<Linear> {
+    pub fn linear(
+        &mut self,
+        name: &str,
+        inp: usize,
+        out: usize,
+        bias: bool,
+        gain: f64,
+    ) -> Result<Linear> {
         let bound = 1.0 / (inp as f64).sqrt();
         let w = self.uniform(&format!("{name}.weight"), &[out, inp], bound * gain)?;
-        let b = if bias { Some(self.uniform(&format!("{name}.bias"), &[out], bound)?) } else { None };
+        let b = if bias {
+            Some(self.uniform(&format!("{name}.bias"), &[out], bound)?)
+        } else {
+            None
+        };
         Ok(Linear::new(w, b))
     }
 }
@@ -106,13 +142,20 @@ pub(crate) fn tensor_finite(t: &Tensor) -> Result<bool> {
 }
 
 /// Reads a checkpoint's tensors (on the CPU), naming the file in errors.
-pub fn read_tensors(path: &std::path::Path) -> crate::error::Result<std::collections::HashMap<String, candle_core::Tensor>> {
+pub fn read_tensors(
+    path: &std::path::Path,
+) -> crate::error::Result<std::collections::HashMap<String, candle_core::Tensor>> {
     let bytes = crate::limits::read_bytes(path, crate::limits::DATA_FILE_BYTES)?;
-    candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
-        .map_err(|e| crate::error::Error::format(path, format!("unreadable ({})", crate::error::short(&e))))
+    candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).map_err(|e| {
+        crate::error::Error::format(path, format!("unreadable ({})", crate::error::short(&e)))
+    })
 }
 
 /// Writes a checkpoint's tensors, naming the file in errors.
-pub fn write_tensors(tensors: &std::collections::HashMap<String, candle_core::Tensor>, path: &std::path::Path) -> crate::error::Result<()> {
-    candle_core::safetensors::save(tensors, path).map_err(|e| crate::error::Error::format(path, e.to_string()))
+pub fn write_tensors(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    path: &std::path::Path,
+) -> crate::error::Result<()> {
+    candle_core::safetensors::save(tensors, path)
+        .map_err(|e| crate::error::Error::format(path, e.to_string()))
 }

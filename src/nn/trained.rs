@@ -10,11 +10,11 @@ use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::NetworkConfig;
+use super::adam::{Adam, StepOutcome};
 use super::{ControlNet, Init};
 use crate::energy::Layout;
 use crate::error::{Error, Result};
-use super::adam::{Adam, StepOutcome};
-use super::NetworkConfig;
 
 /// The compute device named by a scene's `device` field: "cpu", "cuda" or "cuda:N".
 pub fn select_device(name: &str) -> Result<Device> {
@@ -22,7 +22,9 @@ pub fn select_device(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal = match s.strip_prefix("cuda:") {
-                Some(n) => n.parse::<usize>().map_err(|_| Error::Invalid(format!("device '{s}': expected cuda:N with N a GPU number")))?,
+                Some(n) => n.parse::<usize>().map_err(|_| {
+                    Error::Invalid(format!("device '{s}': expected cuda:N with N a GPU number"))
+                })?,
                 None => 0,
             };
             if !candle_core::utils::cuda_is_available() {
@@ -32,7 +34,9 @@ pub fn select_device(name: &str) -> Result<Device> {
             }
             Ok(Device::new_cuda(ordinal)?)
         }
-        other => Err(Error::Invalid(format!("device '{other}' is not known (use \"cpu\", \"cuda\" or \"cuda:N\")"))),
+        other => Err(Error::Invalid(format!(
+            "device '{other}' is not known (use \"cpu\", \"cuda\" or \"cuda:N\")"
+        ))),
     }
 }
 
@@ -55,24 +59,65 @@ pub struct TrainedNet {
 impl TrainedNet {
     /// Weights drawn from `rng`; `input_scale` divides coordinates before an MLP sees them;
     /// `ema` > 0 keeps a weight average with that decay.
-    pub fn new(cfg: &NetworkConfig, layout: Layout, input_scale: f64, lr: f64, ema: f64, rng: &mut ChaCha8Rng, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &NetworkConfig,
+        layout: Layout,
+        input_scale: f64,
+        lr: f64,
+        ema: f64,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
-        let net = ControlNet::new(cfg, layout, input_scale, &mut Init { varmap: &varmap, rng, device })?;
-        let vars: Vec<(String, candle_core::Var)> =
-            varmap.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let net = ControlNet::new(
+            cfg,
+            layout,
+            input_scale,
+            &mut Init {
+                varmap: &varmap,
+                rng,
+                device,
+            },
+        )?;
+        let vars: Vec<(String, candle_core::Var)> = varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let opt = Adam::new(vars, lr)?;
         let average = if ema > 0.0 {
             let avg_map = VarMap::new();
             // Only shapes the parameters; the current weights are copied over them at once.
             let mut shape_rng = ChaCha8Rng::seed_from_u64(0);
-            let avg_net = ControlNet::new(cfg, layout, input_scale, &mut Init { varmap: &avg_map, rng: &mut shape_rng, device })?;
-            let a = Average { decay: ema, varmap: avg_map, net: avg_net };
+            let avg_net = ControlNet::new(
+                cfg,
+                layout,
+                input_scale,
+                &mut Init {
+                    varmap: &avg_map,
+                    rng: &mut shape_rng,
+                    device,
+                },
+            )?;
+            let a = Average {
+                decay: ema,
+                varmap: avg_map,
+                net: avg_net,
+            };
             copy_vars(&varmap, &a.varmap)?;
             Some(a)
         } else {
             None
         };
-        Ok(Self { varmap, net, opt, average, device: device.clone() })
+        Ok(Self {
+            varmap,
+            net,
+            opt,
+            average,
+            device: device.clone(),
+        })
     }
 
     pub fn set_learning_rate(&mut self, lr: f64) {
@@ -111,7 +156,11 @@ impl TrainedNet {
             Some(k) => Some((k, k.read(varmap)?)),
             None => None,
         };
-        Ok(Inference { net, fused, device: &self.device })
+        Ok(Inference {
+            net,
+            fused,
+            device: &self.device,
+        })
     }
 
     /// One Adam step on the loss that `loss(first_row, out)` defines: it returns a chunk's loss
@@ -128,7 +177,10 @@ impl TrainedNet {
             if !value.is_finite() {
                 return Ok(None);
             }
-            let named: HashMap<String, Tensor> = kernels.to_tensors(&grad, &self.device)?.into_iter().collect();
+            let named: HashMap<String, Tensor> = kernels
+                .to_tensors(&grad, &self.device)?
+                .into_iter()
+                .collect();
             (value, self.opt.step_named(&named)?)
         } else {
             let n = t.len();
@@ -164,7 +216,9 @@ impl TrainedNet {
 
     /// Writes the weights as safetensors.
     pub fn save_weights(&self, path: &Path) -> Result<()> {
-        self.varmap.save(path).map_err(|e| Error::format(path, e.to_string()))
+        self.varmap
+            .save(path)
+            .map_err(|e| Error::format(path, e.to_string()))
     }
 
     /// Reads weights written by [`save_weights`](Self::save_weights). Every tensor of the
@@ -172,13 +226,19 @@ impl TrainedNet {
     /// refused here rather than sampled into NaN.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
         if !path.exists() {
-            return Err(Error::format(path, "no checkpoint here (was the run saved?)"));
+            return Err(Error::format(
+                path,
+                "no checkpoint here (was the run saved?)",
+            ));
         }
         let tensors = super::read_tensors(path)?;
         let data = self.varmap.data().lock().expect("varmap lock");
         for (name, var) in data.iter() {
             let Some(t) = tensors.get(name) else {
-                return Err(Error::format(path, format!("not a checkpoint of this scene's network (no tensor '{name}')")));
+                return Err(Error::format(
+                    path,
+                    format!("not a checkpoint of this scene's network (no tensor '{name}')"),
+                ));
             };
             if t.dims() != var.dims() || t.dtype() != var.dtype() {
                 return Err(Error::format(
@@ -193,16 +253,28 @@ impl TrainedNet {
                 ));
             }
             if !super::tensor_finite(t).map_err(|e| Error::format(path, crate::error::short(&e)))? {
-                return Err(Error::format(path, format!("weights '{name}' hold NaN or infinite values: the run diverged, and cannot be sampled or resumed")));
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "weights '{name}' hold NaN or infinite values: the run diverged, and cannot be sampled or resumed"
+                    ),
+                ));
             }
-            var.set(&t.to_device(&self.device)?).map_err(|e| Error::format(path, format!("'{name}': {}", crate::error::short(&e))))?;
+            var.set(&t.to_device(&self.device)?).map_err(|e| {
+                Error::format(path, format!("'{name}': {}", crate::error::short(&e)))
+            })?;
         }
         Ok(())
     }
 
     /// Adam moments and the weight average as named tensors, every name under `prefix`.
     pub fn state(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
-        let mut out: Vec<(String, Tensor)> = self.opt.state().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
+        let mut out: Vec<(String, Tensor)> = self
+            .opt
+            .state()
+            .into_iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v))
+            .collect();
         if let Some(a) = &self.average {
             for (name, v) in a.varmap.data().lock().expect("varmap lock").iter() {
                 out.push((format!("{prefix}ema.{name}"), v.as_tensor().copy()?));
@@ -212,17 +284,32 @@ impl TrainedNet {
     }
 
     /// Restores [`state`](Self::state) (from the file `path`, named in errors) and Adam's step.
-    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, prefix: &str, adam_step: u64, path: &Path) -> Result<()> {
-        let own: HashMap<String, Tensor> =
-            tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect();
-        self.opt.load_state(&own).map_err(|e| Error::format(path, e))?;
+    pub fn load_state(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        prefix: &str,
+        adam_step: u64,
+        path: &Path,
+    ) -> Result<()> {
+        let own: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+            .collect();
+        self.opt
+            .load_state(&own)
+            .map_err(|e| Error::format(path, e))?;
         self.opt.step = adam_step;
         if let Some(a) = &self.average {
             // A run saved without an average starts one from its weights.
             copy_vars(&self.varmap, &a.varmap)?;
             for (name, v) in a.varmap.data().lock().expect("varmap lock").iter() {
                 if let Some(t) = own.get(&format!("ema.{name}")) {
-                    v.set(t).map_err(|e| Error::format(path, format!("'{prefix}ema.{name}': {}", crate::error::short(&e))))?;
+                    v.set(t).map_err(|e| {
+                        Error::format(
+                            path,
+                            format!("'{prefix}ema.{name}': {}", crate::error::short(&e)),
+                        )
+                    })?;
                 }
             }
         }
@@ -247,7 +334,12 @@ impl Inference<'_> {
         let dim = x.len() / n.max(1);
         let xt = Tensor::from_slice(x, (n, dim), self.device)?;
         let tt = Tensor::from_slice(t, n, self.device)?;
-        Ok(self.net.forward(&xt, &tt)?.detach().flatten_all()?.to_vec1()?)
+        Ok(self
+            .net
+            .forward(&xt, &tt)?
+            .detach()
+            .flatten_all()?
+            .to_vec1()?)
     }
 }
 

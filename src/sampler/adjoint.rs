@@ -13,17 +13,20 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::SamplerConfig;
 use super::learner::{Epoch, Learner, LiveHyper, advance_epoch};
 use super::registry::KindInfo;
 use super::state::RngState;
-use super::{Advance, Counters, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
+use super::{Advance, Counters, SampleOptions, SamplerKind, Samples, UnitSizer, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{Inference, TrainedNet};
 use crate::nn::{NetworkConfig, NetworkOutput};
-use super::SamplerConfig;
-use crate::sde::{NoiseSchedule, bridge_sample, euler_time, fill_normal, frames_at_uniform_times, lift, wrap_in_place, wrapped_normal};
+use crate::sde::{
+    NoiseSchedule, bridge_sample, euler_time, fill_normal, frames_at_uniform_times, lift,
+    wrap_in_place, wrapped_normal,
+};
 
 /// Adjoint Sampling in the registry.
 pub static KIND: KindInfo = KindInfo {
@@ -38,7 +41,14 @@ pub static KIND: KindInfo = KindInfo {
     weights: true,
     section: None,
     accepts: |_| Ok(()),
-    build: |energy, sampler, network| Ok(Box::new(AdjointSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
+    build: |energy, sampler, network| {
+        Ok(Box::new(AdjointSampler::new(
+            energy,
+            sampler,
+            network,
+            crate::nn::select_device(&sampler.device)?,
+        )?))
+    },
     rows: super::hyper::learner_rows,
 };
 
@@ -102,7 +112,15 @@ impl ControlledSde {
     /// Simulates the rows `x0` (n × dim starting points, e.g. zeros) forward to t = 1 with
     /// `steps` Euler steps. Row i draws its noise from [`row_rng`]`(seed, first_row + i)`, so
     /// the paths do not depend on how a simulation is split into calls.
-    pub fn simulate(&self, net: &Inference, x0: Vec<f32>, steps: usize, seed: u64, first_row: usize, keep_path: bool) -> Result<Paths> {
+    pub fn simulate(
+        &self,
+        net: &Inference,
+        x0: Vec<f32>,
+        steps: usize,
+        seed: u64,
+        first_row: usize,
+        keep_path: bool,
+    ) -> Result<Paths> {
         // On a rayon worker: called from the main thread, every small parallel loop is a
         // cross-thread hand-off (see `AdjointSampler::train_step`).
         rayon::scope(|_| {
@@ -114,7 +132,15 @@ impl ControlledSde {
             let mut lo = 0;
             while lo < n {
                 let hi = (lo + SIM_CHUNK).min(n);
-                let path = self.simulate_chunk(net, &mut x[lo * dim..hi * dim], &mut cost[lo..hi], steps, seed, first_row + lo, keep_path && lo == 0)?;
+                let path = self.simulate_chunk(
+                    net,
+                    &mut x[lo * dim..hi * dim],
+                    &mut cost[lo..hi],
+                    steps,
+                    seed,
+                    first_row + lo,
+                    keep_path && lo == 0,
+                )?;
                 if keep_path && lo == 0 {
                     frames = Some(path);
                 }
@@ -124,7 +150,16 @@ impl ControlledSde {
         })
     }
 
-    fn simulate_chunk(&self, net: &Inference, x: &mut [f32], cost: &mut [f64], steps: usize, seed: u64, first_row: usize, keep_path: bool) -> Result<Vec<Vec<f32>>> {
+    fn simulate_chunk(
+        &self,
+        net: &Inference,
+        x: &mut [f32],
+        cost: &mut [f64],
+        steps: usize,
+        seed: u64,
+        first_row: usize,
+        keep_path: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let dim = self.layout.dim();
         let b = cost.len();
         let mut rngs: Vec<ChaCha8Rng> = (0..b).map(|i| row_rng(seed, first_row + i)).collect();
@@ -134,7 +169,10 @@ impl ControlledSde {
             path.push(x[..dim].to_vec());
         }
         for k in 0..steps {
-            let (t, t_next) = (euler_time(k, steps, self.time_warp), euler_time(k + 1, steps, self.time_warp));
+            let (t, t_next) = (
+                euler_time(k, steps, self.time_warp),
+                euler_time(k + 1, steps, self.time_warp),
+            );
             // Each step adds exactly the base variance Δν = ν(t_k+1) − ν(t_k) (σ² Δt at the left end
             // would overshoot ν(1) by ~8% at 100 steps, all of it at early times, and bias the
             // fixed point of the reciprocal iteration toward hot samples).
@@ -175,7 +213,12 @@ impl ControlledSde {
 /// Energies and per-particle clipped gradients at rows `y` of the sampler's coordinates
 /// (E(y) means E(scale·y), so ∇_y = scale·∇E), centre of mass removed from the gradients.
 /// Energies come back NaN where not finite.
-pub fn clipped_gradients(energy: &dyn Energy, y: &[f32], scale: f32, clip: f32) -> (Vec<f64>, Vec<f32>) {
+pub fn clipped_gradients(
+    energy: &dyn Energy,
+    y: &[f32],
+    scale: f32,
+    clip: f32,
+) -> (Vec<f64>, Vec<f32>) {
     let layout = energy.layout();
     let dim = layout.dim();
     let n = y.len() / dim;
@@ -194,14 +237,21 @@ pub fn clipped_gradients(energy: &dyn Energy, y: &[f32], scale: f32, clip: f32) 
         let c = (clip / (norm + 1e-6)).min(1.0);
         p.iter_mut().for_each(|v| *v *= c);
     }
-    (e.iter().map(|&v| if v.is_finite() { v as f64 } else { f64::NAN }).collect(), g)
+    (
+        e.iter()
+            .map(|&v| if v.is_finite() { v as f64 } else { f64::NAN })
+            .collect(),
+        g,
+    )
 }
 
 /// Whether a simulated end point is unusable: non-finite, or 20 base standard deviations out
 /// (a blown-up simulation, not a sample: its target a ≈ −x/ν(1) would teach the network to
 /// blow up further).
 pub fn unusable(x: &[f32], g: &[f32], energy: f64, far: f32) -> bool {
-    !energy.is_finite() || x.iter().any(|v| v.abs() > far) || x.iter().chain(g).any(|v| !v.is_finite())
+    !energy.is_finite()
+        || x.iter().any(|v| v.abs() > far)
+        || x.iter().chain(g).any(|v| !v.is_finite())
 }
 
 /// The Adjoint Sampling trainer: network, optimizer, replay buffer, generator and counters.
@@ -233,16 +283,35 @@ pub struct AdjointSampler {
 
 impl AdjointSampler {
     /// A fresh run: weights drawn from `seed`, empty buffer.
-    pub fn new(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &NetworkConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        energy: Box<dyn Energy>,
+        sampler: &SamplerConfig,
+        network: &NetworkConfig,
+        device: Device,
+    ) -> Result<Self> {
         check_sde_config(sampler)?;
         let hyper = LiveHyper::from_config(sampler);
         hyper.validate(energy.layout().dim())?;
         let layout = energy.layout();
         let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
-        let net = TrainedNet::new(network, layout, sampler.sigma_max, hyper.learning_rate, sampler.ema, &mut rng, &device)?;
+        let net = TrainedNet::new(
+            network,
+            layout,
+            sampler.sigma_max,
+            hyper.learning_rate,
+            sampler.ema,
+            &mut rng,
+            &device,
+        )?;
         let buffer = ReplayBuffer::new(layout.dim(), hyper.buffer_size);
-        let sde = ControlledSde { schedule, layout, output: network.output, time_warp: sampler.time_warp, torus: energy.torus() };
+        let sde = ControlledSde {
+            schedule,
+            layout,
+            output: network.output,
+            time_warp: sampler.time_warp,
+            torus: energy.torus(),
+        };
         Ok(Self {
             energy,
             layout,
@@ -316,12 +385,25 @@ impl AdjointSampler {
     /// finite) and the log weights; unusable samples are dropped and counted.
     fn push_to_buffer(&mut self, y: &[f32], cost: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let dim = self.layout.dim();
-        let (energies, g) = clipped_gradients(self.energy.as_ref(), y, self.scale, self.hyper.grad_clip as f32);
+        let (energies, g) = clipped_gradients(
+            self.energy.as_ref(),
+            y,
+            self.scale,
+            self.hyper.grad_clip as f32,
+        );
         self.counters.energy_evals += energies.len() as u64;
-        let targets = if self.sde.torus { torus_adjoint_targets(&self.sde.schedule, y, &g) } else { adjoint_targets(&self.sde.schedule, y, &g) };
+        let targets = if self.sde.torus {
+            torus_adjoint_targets(&self.sde.schedule, y, &g)
+        } else {
+            adjoint_targets(&self.sde.schedule, y, &g)
+        };
         let log_w = self.log_weights(y, &energies, cost);
         let far = (20.0 * self.sde.schedule.nu1().sqrt()) as f32;
-        let (mut xs, mut as_, mut ws) = (Vec::with_capacity(y.len()), Vec::with_capacity(y.len()), Vec::with_capacity(energies.len()));
+        let (mut xs, mut as_, mut ws) = (
+            Vec::with_capacity(y.len()),
+            Vec::with_capacity(y.len()),
+            Vec::with_capacity(energies.len()),
+        );
         for (i, &e) in energies.iter().enumerate() {
             let r = i * dim..(i + 1) * dim;
             if unusable(&y[r.clone()], &g[r.clone()], e, far) {
@@ -339,29 +421,56 @@ impl AdjointSampler {
     /// One Adam step of Reciprocal Adjoint Matching; `None` if it was skipped as non-finite.
     fn train_step(&mut self) -> Result<Option<f32>> {
         if self.buffer.is_empty() {
-            return Err(Error::Invalid("the replay buffer is empty: simulate a batch first".into()));
+            return Err(Error::Invalid(
+                "the replay buffer is empty: simulate a batch first".into(),
+            ));
         }
         let bs = self.hyper.batch_size;
-        let (x1, a) = if self.reweight { self.buffer.sample_weighted(bs, &mut self.rng) } else { self.buffer.sample(bs, &mut self.rng) };
+        let (x1, a) = if self.reweight {
+            self.buffer.sample_weighted(bs, &mut self.rng)
+        } else {
+            self.buffer.sample(bs, &mut self.rng)
+        };
         let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
         let xt = self.sde.bridge(self.layout, &x1, &t, &mut self.rng);
         let c: Vec<f32> = t.iter().map(|&t| self.sde.output_scale(t)).collect();
         self.counters.network_backward += bs as u64;
-        self.net.train_step(&xt, &t, |first, out| regression_loss(out, &a, &c, first, self.layout.dim(), bs))
+        self.net.train_step(&xt, &t, |first, out| {
+            regression_loss(out, &a, &c, first, self.layout.dim(), bs)
+        })
     }
 
     /// Draws `n` samples from the current controlled SDE (Euler–Maruyama, `sample_steps` steps).
     pub fn sample(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
         let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
-        let paths = self.sde.simulate(&self.net.inference(true)?, vec![0.0; n * self.layout.dim()], steps, seed, 0, opts.trajectory)?;
+        let paths = self.sde.simulate(
+            &self.net.inference(true)?,
+            vec![0.0; n * self.layout.dim()],
+            steps,
+            seed,
+            0,
+            opts.trajectory,
+        )?;
         self.count_simulation(n, steps);
         let x = self.to_original(paths.x.clone());
         let energies = self.energy.batch_energy(&x);
         self.counters.eval_energy_evals += n as u64;
-        let log_weights = opts.weights.then(|| self.log_weights(&paths.x, &energies, &paths.cost));
-        let trajectory = paths.frames.map(|frames| frames_at_uniform_times(frames, self.sde.time_warp).into_iter().map(|f| self.to_original(f)).collect());
-        Ok(Samples { x, energies, trajectory, log_weights })
+        let log_weights = opts
+            .weights
+            .then(|| self.log_weights(&paths.x, &energies, &paths.cost));
+        let trajectory = paths.frames.map(|frames| {
+            frames_at_uniform_times(frames, self.sde.time_warp)
+                .into_iter()
+                .map(|f| self.to_original(f))
+                .collect()
+        });
+        Ok(Samples {
+            x,
+            energies,
+            trajectory,
+            log_weights,
+        })
     }
 
     /// `n` buffer rows bridged to time `t`, with their regression targets −∇g(X₁): the pairs
@@ -392,7 +501,11 @@ impl AdjointSampler {
         let dim = self.layout.dim();
         let nu = self.sde.schedule.nu1();
         // The base marginal lives on the CoM-free subspace for particle systems.
-        let d_eff = if self.layout.com_free { (self.layout.particles - 1) * self.layout.spatial_dim } else { dim } as f64;
+        let d_eff = if self.layout.com_free {
+            (self.layout.particles - 1) * self.layout.spatial_dim
+        } else {
+            dim
+        } as f64;
         let log_norm = 0.5 * d_eff * (2.0 * std::f64::consts::PI * nu).ln();
         // log p_base(Y₁): the wrapped normal on the torus, a Gaussian in the plane.
         let log_base = |row: &[f32]| -> f64 {
@@ -419,7 +532,8 @@ impl AdjointSampler {
     /// (Adam moments, buffer, generator, counters, hyperparameters) into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.net.save_weights(&dir.join("checkpoint.safetensors"))?;
-        let mut tensors: std::collections::HashMap<String, Tensor> = self.net.state("")?.into_iter().collect();
+        let mut tensors: std::collections::HashMap<String, Tensor> =
+            self.net.state("")?.into_iter().collect();
         super::state::save_buffer(&mut tensors, "buffer", &self.buffer)?;
         super::state::write_tensors(&tensors, &dir.join("state.safetensors"))?;
         let json = TrainState {
@@ -440,12 +554,20 @@ impl AdjointSampler {
         let tensors = super::state::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: TrainState = super::state::read_json(&path)?;
-        js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
+        js.hyper
+            .validate(self.layout.dim())
+            .map_err(|e| Error::format(&path, e.to_string()))?;
         self.net.load_state(&tensors, "", js.adam_step, &state)?;
         if !tensors.contains_key("buffer.a") {
             return Err(Error::format(&state, "missing 'buffer.a'"));
         }
-        let buffer = super::state::load_buffer(&tensors, "buffer", self.layout.dim(), js.hyper.buffer_size, &state)?;
+        let buffer = super::state::load_buffer(
+            &tensors,
+            "buffer",
+            self.layout.dim(),
+            js.hyper.buffer_size,
+            &state,
+        )?;
         js.hyper.apply_to(&mut self.cfg);
         self.set_hyper(js.hyper)?;
         self.buffer = buffer;
@@ -464,13 +586,22 @@ pub(crate) fn check_sde_config(sampler: &SamplerConfig) -> Result<()> {
     }
     // t_k = (k/N)^w is an increasing grid from 0 to 1 only for a positive, finite w.
     if !(sampler.time_warp > 0.0 && sampler.time_warp.is_finite()) {
-        return Err(Error::Invalid(format!("time_warp must be positive (got {})", sampler.time_warp)));
+        return Err(Error::Invalid(format!(
+            "time_warp must be positive (got {})",
+            sampler.time_warp
+        )));
     }
     if !(sampler.scale > 0.0 && sampler.scale.is_finite()) {
-        return Err(Error::Invalid(format!("scale must be positive (got {})", sampler.scale)));
+        return Err(Error::Invalid(format!(
+            "scale must be positive (got {})",
+            sampler.scale
+        )));
     }
     if !(0.0..1.0).contains(&sampler.ema) {
-        return Err(Error::Invalid(format!("ema must be in [0, 1) (got {})", sampler.ema)));
+        return Err(Error::Invalid(format!(
+            "ema must be in [0, 1) (got {})",
+            sampler.ema
+        )));
     }
     Ok(())
 }
@@ -486,12 +617,22 @@ pub fn adjoint_targets(schedule: &NoiseSchedule, y: &[f32], g: &[f32]) -> Vec<f3
 /// marginal at t = 1 is the wrapped normal on the torus.
 pub fn torus_adjoint_targets(schedule: &NoiseSchedule, y: &[f32], g: &[f32]) -> Vec<f32> {
     let nu1 = schedule.nu1();
-    y.iter().zip(g).map(|(&x, &g)| g + wrapped_normal(x as f64, nu1).1 as f32).collect()
+    y.iter()
+        .zip(g)
+        .map(|(&x, &g)| g + wrapped_normal(x as f64, nu1).1 as f32)
+        .collect()
 }
 
 /// The regression loss mean‖c·out + a‖² over a batch of `bs` rows, for the rows of one chunk
 /// starting at `first`: (chunk's share of the loss, d loss / d out).
-pub fn regression_loss(out: &[f32], a: &[f32], c: &[f32], first: usize, dim: usize, bs: usize) -> (f64, Vec<f32>) {
+pub fn regression_loss(
+    out: &[f32],
+    a: &[f32],
+    c: &[f32],
+    first: usize,
+    dim: usize,
+    bs: usize,
+) -> (f64, Vec<f32>) {
     let scale = 1.0 / (bs * dim) as f64;
     let mut loss = 0.0f64;
     let dout = out
@@ -528,7 +669,14 @@ impl Learner for AdjointSampler {
     fn simulate_rows(&mut self, n: usize) -> Result<()> {
         let dim = self.layout.dim();
         let (seed, first) = (self.epoch.seed, self.epoch.sim_done);
-        let paths = self.sde.simulate(&self.net.inference(self.ema_in_training)?, vec![0.0; n * dim], self.hyper.sde_steps, seed, first, false)?;
+        let paths = self.sde.simulate(
+            &self.net.inference(self.ema_in_training)?,
+            vec![0.0; n * dim],
+            self.hyper.sde_steps,
+            seed,
+            first,
+            false,
+        )?;
         self.count_simulation(n, self.hyper.sde_steps);
         let (energies, log_weights) = self.push_to_buffer(&paths.x, &paths.cost);
         let x = self.to_original(paths.x);
@@ -536,7 +684,10 @@ impl Learner for AdjointSampler {
         e.sim_done += n;
         e.pending.x.extend(x);
         e.pending.energies.extend(energies);
-        e.pending.log_weights.get_or_insert_with(Vec::new).extend(log_weights);
+        e.pending
+            .log_weights
+            .get_or_insert_with(Vec::new)
+            .extend(log_weights);
         Ok(())
     }
     fn gradient_step(&mut self) -> Result<Option<f32>> {
@@ -612,15 +763,33 @@ mod tests {
     #[test]
     fn simulations_do_not_depend_on_how_they_are_split() {
         let layout = DoubleWell::dw4().layout();
-        let net_cfg = NetworkConfig { kind: NetworkKind::Egnn, layers: 2, hidden: 16, output: NetworkOutput::Control };
+        let net_cfg = NetworkConfig {
+            kind: NetworkKind::Egnn,
+            layers: 2,
+            hidden: 16,
+            output: NetworkOutput::Control,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(4);
-        let net = TrainedNet::new(&net_cfg, layout, 2.0, 1e-3, 0.0, &mut rng, &Device::Cpu).unwrap();
-        let sde = ControlledSde { schedule: NoiseSchedule::new(1e-2, 2.0), layout, output: NetworkOutput::Control, time_warp: 1.0, torus: false };
+        let net =
+            TrainedNet::new(&net_cfg, layout, 2.0, 1e-3, 0.0, &mut rng, &Device::Cpu).unwrap();
+        let sde = ControlledSde {
+            schedule: NoiseSchedule::new(1e-2, 2.0),
+            layout,
+            output: NetworkOutput::Control,
+            time_warp: 1.0,
+            torus: false,
+        };
         let inf = net.inference(false).unwrap();
         let dim = layout.dim();
-        let whole = sde.simulate(&inf, vec![0.0; 10 * dim], 30, 99, 0, false).unwrap();
-        let a = sde.simulate(&inf, vec![0.0; 3 * dim], 30, 99, 0, false).unwrap();
-        let b = sde.simulate(&inf, vec![0.0; 7 * dim], 30, 99, 3, false).unwrap();
+        let whole = sde
+            .simulate(&inf, vec![0.0; 10 * dim], 30, 99, 0, false)
+            .unwrap();
+        let a = sde
+            .simulate(&inf, vec![0.0; 3 * dim], 30, 99, 0, false)
+            .unwrap();
+        let b = sde
+            .simulate(&inf, vec![0.0; 7 * dim], 30, 99, 3, false)
+            .unwrap();
         let mut split = a.x.clone();
         split.extend(b.x);
         assert_eq!(whole.x, split);

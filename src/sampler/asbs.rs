@@ -16,17 +16,19 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use super::adjoint::{ControlledSde, check_sde_config, clipped_gradients, regression_loss, unusable};
+use super::SamplerConfig;
+use super::adjoint::{
+    ControlledSde, check_sde_config, clipped_gradients, regression_loss, unusable,
+};
 use super::learner::{Epoch, Learner, LiveHyper, advance_epoch};
 use super::registry::{KindInfo, KindSection, SectionInfo};
 use super::state::RngState;
-use super::{Advance, Counters, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
+use super::{Advance, Counters, SampleOptions, SamplerKind, Samples, UnitSizer, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::TrainedNet;
 use crate::nn::{NetworkConfig, NetworkOutput};
-use super::SamplerConfig;
 use crate::sde::{NoiseSchedule, bridge_between, frames_at_uniform_times};
 
 /// ASBS in the registry.
@@ -42,7 +44,14 @@ pub static KIND: KindInfo = KindInfo {
     weights: false,
     section: Some(SectionInfo::of::<AsbsConfig>()),
     accepts: super::registry::particles_only,
-    build: |energy, sampler, network| Ok(Box::new(AsbsSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
+    build: |energy, sampler, network| {
+        Ok(Box::new(AsbsSampler::new(
+            energy,
+            sampler,
+            network,
+            crate::nn::select_device(&sampler.device)?,
+        )?))
+    },
     rows: super::hyper::learner_rows,
 };
 
@@ -63,7 +72,12 @@ pub struct AsbsConfig {
 
 impl Default for AsbsConfig {
     fn default() -> Self {
-        Self { prior: AsbsPrior::Harmonic, prior_scale: 2.0, adjoint_epochs: 200, corrector_epochs: 20 }
+        Self {
+            prior: AsbsPrior::Harmonic,
+            prior_scale: 2.0,
+            adjoint_epochs: 200,
+            corrector_epochs: 20,
+        }
     }
 }
 
@@ -71,7 +85,10 @@ impl KindSection for AsbsConfig {
     const NAME: &'static str = "asbs";
     fn check(&self, _dim: usize) -> std::result::Result<(), (&'static str, String)> {
         if !(self.prior_scale > 0.0 && self.prior_scale.is_finite()) {
-            return Err(("prior_scale", format!("must be positive (got {})", self.prior_scale)));
+            return Err((
+                "prior_scale",
+                format!("must be positive (got {})", self.prior_scale),
+            ));
         }
         if self.adjoint_epochs == 0 {
             return Err(("adjoint_epochs", "must be at least 1".into()));
@@ -138,26 +155,61 @@ pub struct AsbsSampler {
 }
 
 impl AsbsSampler {
-    pub fn new(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &NetworkConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        energy: Box<dyn Energy>,
+        sampler: &SamplerConfig,
+        network: &NetworkConfig,
+        device: Device,
+    ) -> Result<Self> {
         check_sde_config(sampler)?;
         if sampler.scale != 1.0 {
-            return Err(Error::Invalid("ASBS samples in the system's own coordinates: sampler.scale must be 1".into()));
+            return Err(Error::Invalid(
+                "ASBS samples in the system's own coordinates: sampler.scale must be 1".into(),
+            ));
         }
         let hyper = LiveHyper::from_config(sampler);
         hyper.validate(energy.layout().dim())?;
-        sampler.section::<AsbsConfig>().check(energy.layout().dim()).map_err(|(f, m)| Error::Invalid(format!("asbs.{f} {m}")))?;
+        sampler
+            .section::<AsbsConfig>()
+            .check(energy.layout().dim())
+            .map_err(|(f, m)| Error::Invalid(format!("asbs.{f} {m}")))?;
         let layout = energy.layout();
         let schedule = NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max);
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
-        let control = TrainedNet::new(network, layout, sampler.sigma_max, hyper.learning_rate, sampler.ema, &mut rng, &device)?;
+        let control = TrainedNet::new(
+            network,
+            layout,
+            sampler.sigma_max,
+            hyper.learning_rate,
+            sampler.ema,
+            &mut rng,
+            &device,
+        )?;
         // The corrector is a plain field h(x₁) (evaluated at t = 1): no control scaling, no average.
-        let corrector_cfg = NetworkConfig { output: NetworkOutput::Score, ..network.clone() };
-        let corrector = TrainedNet::new(&corrector_cfg, layout, sampler.sigma_max, hyper.learning_rate, 0.0, &mut rng, &device)?;
+        let corrector_cfg = NetworkConfig {
+            output: NetworkOutput::Score,
+            ..network.clone()
+        };
+        let corrector = TrainedNet::new(
+            &corrector_cfg,
+            layout,
+            sampler.sigma_max,
+            hyper.learning_rate,
+            0.0,
+            &mut rng,
+            &device,
+        )?;
         let dim = layout.dim();
         Ok(Self {
             energy,
             layout,
-            sde: ControlledSde { schedule, layout, output: network.output, time_warp: sampler.time_warp, torus: false },
+            sde: ControlledSde {
+                schedule,
+                layout,
+                output: network.output,
+                time_warp: sampler.time_warp,
+                torus: false,
+            },
             asbs: sampler.section::<AsbsConfig>(),
             config: sampler.clone(),
             control,
@@ -189,7 +241,11 @@ impl AsbsSampler {
     /// The stage of epoch number `epoch` (0-based).
     pub fn stage_of(&self, epoch: u64) -> Stage {
         let round = (self.asbs.adjoint_epochs + self.asbs.corrector_epochs) as u64;
-        if epoch % round < self.asbs.adjoint_epochs as u64 { Stage::AdjointMatching } else { Stage::CorrectorMatching }
+        if epoch % round < self.asbs.adjoint_epochs as u64 {
+            Stage::AdjointMatching
+        } else {
+            Stage::CorrectorMatching
+        }
     }
 
     pub fn current_stage(&self) -> Stage {
@@ -205,7 +261,8 @@ impl AsbsSampler {
             for (i, row) in x.chunks_mut(dim).enumerate() {
                 // Its own stream, apart from the SDE noise of the same row.
                 let mut r = row_rng(seed ^ 0x9e37_79b9_7f4a_7c15, first + i);
-                row.iter_mut().for_each(|v| *v = std * r.sample::<f32, _>(StandardNormal));
+                row.iter_mut()
+                    .for_each(|v| *v = std * r.sample::<f32, _>(StandardNormal));
             }
             remove_com(&mut x, self.layout);
         }
@@ -213,9 +270,22 @@ impl AsbsSampler {
     }
 
     /// Simulates rows `first..first + n` from the prior with the current control: (x₀, x₁).
-    pub fn simulate_pairs(&mut self, n: usize, steps: usize, seed: u64, first: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn simulate_pairs(
+        &mut self,
+        n: usize,
+        steps: usize,
+        seed: u64,
+        first: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         let x0 = self.prior_rows(n, seed, first);
-        let paths = self.sde.simulate(&self.control.inference(true)?, x0.clone(), steps, seed, first, false)?;
+        let paths = self.sde.simulate(
+            &self.control.inference(true)?,
+            x0.clone(),
+            steps,
+            seed,
+            first,
+            false,
+        )?;
         self.counters.samples_simulated += n as u64;
         self.counters.network_forward += (n * steps) as u64;
         Ok((x0, paths.x))
@@ -265,11 +335,15 @@ impl AsbsSampler {
         let far = (20.0 * (self.sde.schedule.nu1().sqrt() + self.asbs.prior_std())) as f32;
         match stage {
             Stage::AdjointMatching => {
-                let (energies, g) = clipped_gradients(self.energy.as_ref(), &x1, 1.0, self.hyper.grad_clip as f32);
+                let (energies, g) =
+                    clipped_gradients(self.energy.as_ref(), &x1, 1.0, self.hyper.grad_clip as f32);
                 self.counters.energy_evals += n as u64;
                 let h = self.corrector_at(&x1)?;
                 let a = asbs_targets(&g, &h);
-                let (mut xs, mut as_) = (Vec::with_capacity(2 * x1.len()), Vec::with_capacity(2 * x1.len()));
+                let (mut xs, mut as_) = (
+                    Vec::with_capacity(2 * x1.len()),
+                    Vec::with_capacity(2 * x1.len()),
+                );
                 for i in 0..n {
                     let r = i * dim..(i + 1) * dim;
                     if unusable(&x1[r.clone()], &a[r.clone()], energies[i], far) {
@@ -299,7 +373,10 @@ impl AsbsSampler {
                 }
                 self.corrector_buffer.push(&xs, &ts);
                 // No energy is needed for this stage; the live view still gets its samples' energies.
-                self.epoch.pending.energies.extend(self.energy.batch_energy(&x1));
+                self.epoch
+                    .pending
+                    .energies
+                    .extend(self.energy.batch_energy(&x1));
                 self.counters.eval_energy_evals += n as u64;
             }
         }
@@ -314,22 +391,31 @@ impl AsbsSampler {
         match stage {
             Stage::AdjointMatching => {
                 let (rows, a2) = self.adjoint_buffer.sample(bs, &mut self.rng);
-                let (mut x0, mut x1, mut a) = (Vec::with_capacity(bs * dim), Vec::with_capacity(bs * dim), Vec::with_capacity(bs * dim));
+                let (mut x0, mut x1, mut a) = (
+                    Vec::with_capacity(bs * dim),
+                    Vec::with_capacity(bs * dim),
+                    Vec::with_capacity(bs * dim),
+                );
                 for (r, ar) in rows.chunks(2 * dim).zip(a2.chunks(2 * dim)) {
                     x0.extend_from_slice(&r[..dim]);
                     x1.extend_from_slice(&r[dim..]);
                     a.extend_from_slice(&ar[..dim]);
                 }
                 let t: Vec<f32> = (0..bs).map(|_| self.rng.random::<f32>()).collect();
-                let xt = bridge_between(&self.sde.schedule, self.layout, &x0, &x1, &t, &mut self.rng);
+                let xt =
+                    bridge_between(&self.sde.schedule, self.layout, &x0, &x1, &t, &mut self.rng);
                 let c: Vec<f32> = t.iter().map(|&t| self.sde.output_scale(t)).collect();
-                self.control.train_step(&xt, &t, |first, out| regression_loss(out, &a, &c, first, dim, bs))
+                self.control.train_step(&xt, &t, |first, out| {
+                    regression_loss(out, &a, &c, first, dim, bs)
+                })
             }
             Stage::CorrectorMatching => {
                 let (x1, neg_target) = self.corrector_buffer.sample(bs, &mut self.rng);
                 let t = vec![1.0f32; bs];
                 let c = vec![1.0f32; bs];
-                self.corrector.train_step(&x1, &t, |first, out| regression_loss(out, &neg_target, &c, first, dim, bs))
+                self.corrector.train_step(&x1, &t, |first, out| {
+                    regression_loss(out, &neg_target, &c, first, dim, bs)
+                })
             }
         }
     }
@@ -338,14 +424,28 @@ impl AsbsSampler {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
         let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
         let x0 = self.prior_rows(n, seed, 0);
-        let paths = self.sde.simulate(&self.control.inference(true)?, x0, steps, seed, 0, opts.trajectory)?;
+        let paths = self.sde.simulate(
+            &self.control.inference(true)?,
+            x0,
+            steps,
+            seed,
+            0,
+            opts.trajectory,
+        )?;
         self.counters.samples_simulated += n as u64;
         self.counters.network_forward += (n * steps) as u64;
         self.counters.eval_energy_evals += n as u64;
         let energies = self.energy.batch_energy(&paths.x);
-        let trajectory = paths.frames.map(|f| frames_at_uniform_times(f, self.sde.time_warp));
+        let trajectory = paths
+            .frames
+            .map(|f| frames_at_uniform_times(f, self.sde.time_warp));
         // Importance weights would need the prior's and the corrector's densities: not defined here.
-        Ok(Samples { x: paths.x, energies, trajectory, log_weights: None })
+        Ok(Samples {
+            x: paths.x,
+            energies,
+            trajectory,
+            log_weights: None,
+        })
     }
 }
 
@@ -384,7 +484,11 @@ impl Learner for AsbsSampler {
 
 /// ASBS's adjoint targets a = clip(∇E(x₁)) + h(x₁).
 pub fn asbs_targets(clipped_grad: &[f32], corrector: &[f32]) -> Vec<f32> {
-    clipped_grad.iter().zip(corrector).map(|(g, h)| g + h).collect()
+    clipped_grad
+        .iter()
+        .zip(corrector)
+        .map(|(g, h)| g + h)
+        .collect()
 }
 
 /// The corrector that is exact for a Dirac prior at 0: h(x₁) = −x₁/ν(1) = ∇ log N(x₁; 0, ν(1)).
@@ -436,14 +540,25 @@ impl super::Sampler for AsbsSampler {
         let round = (self.asbs.adjoint_epochs + self.asbs.corrector_epochs) as u64;
         let k = self.epochs % round;
         Some(match self.current_stage() {
-            Stage::AdjointMatching => format!("adjoint matching: epoch {} of {}", k + 1, self.asbs.adjoint_epochs),
-            Stage::CorrectorMatching => format!("corrector matching: epoch {} of {}", k + 1 - self.asbs.adjoint_epochs as u64, self.asbs.corrector_epochs),
+            Stage::AdjointMatching => format!(
+                "adjoint matching: epoch {} of {}",
+                k + 1,
+                self.asbs.adjoint_epochs
+            ),
+            Stage::CorrectorMatching => format!(
+                "corrector matching: epoch {} of {}",
+                k + 1 - self.asbs.adjoint_epochs as u64,
+                self.asbs.corrector_epochs
+            ),
         })
     }
     fn save(&self, dir: &Path) -> Result<()> {
-        self.control.save_weights(&dir.join("checkpoint.safetensors"))?;
-        self.corrector.save_weights(&dir.join("corrector.safetensors"))?;
-        let mut tensors: HashMap<String, Tensor> = self.control.state("control.")?.into_iter().collect();
+        self.control
+            .save_weights(&dir.join("checkpoint.safetensors"))?;
+        self.corrector
+            .save_weights(&dir.join("corrector.safetensors"))?;
+        let mut tensors: HashMap<String, Tensor> =
+            self.control.state("control.")?.into_iter().collect();
         tensors.extend(self.corrector.state("corrector.")?);
         super::state::save_buffer(&mut tensors, "adjoint_buffer", &self.adjoint_buffer)?;
         super::state::save_buffer(&mut tensors, "corrector_buffer", &self.corrector_buffer)?;
@@ -463,20 +578,38 @@ impl super::Sampler for AsbsSampler {
         )
     }
     fn load(&mut self, dir: &Path) -> Result<()> {
-        self.control.load_weights(&dir.join("checkpoint.safetensors"))?;
-        self.corrector.load_weights(&dir.join("corrector.safetensors"))?;
+        self.control
+            .load_weights(&dir.join("checkpoint.safetensors"))?;
+        self.corrector
+            .load_weights(&dir.join("corrector.safetensors"))?;
         let state = dir.join("state.safetensors");
         let tensors = super::state::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: AsbsState = super::state::read_json(&path)?;
-        js.hyper.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
-        self.control.load_state(&tensors, "control.", js.control_adam_step, &state)?;
-        self.corrector.load_state(&tensors, "corrector.", js.corrector_adam_step, &state)?;
+        js.hyper
+            .validate(self.layout.dim())
+            .map_err(|e| Error::format(&path, e.to_string()))?;
+        self.control
+            .load_state(&tensors, "control.", js.control_adam_step, &state)?;
+        self.corrector
+            .load_state(&tensors, "corrector.", js.corrector_adam_step, &state)?;
         js.hyper.apply_to(&mut self.config);
         self.apply_hyper(js.hyper)?;
         let dim = self.layout.dim();
-        self.adjoint_buffer = super::state::load_buffer(&tensors, "adjoint_buffer", 2 * dim, self.hyper.buffer_size, &state)?;
-        self.corrector_buffer = super::state::load_buffer(&tensors, "corrector_buffer", dim, self.hyper.buffer_size, &state)?;
+        self.adjoint_buffer = super::state::load_buffer(
+            &tensors,
+            "adjoint_buffer",
+            2 * dim,
+            self.hyper.buffer_size,
+            &state,
+        )?;
+        self.corrector_buffer = super::state::load_buffer(
+            &tensors,
+            "corrector_buffer",
+            dim,
+            self.hyper.buffer_size,
+            &state,
+        )?;
         self.corrector_trained = js.corrector_trained;
         self.epochs = js.epochs;
         self.rng = js.rng.restore(&path)?;
@@ -490,8 +623,8 @@ impl super::Sampler for AsbsSampler {
 mod tests {
     use super::*;
     use crate::energy::{DoubleWell, Gaussian};
-    use crate::sampler::adjoint::adjoint_targets;
     use crate::nn::NetworkKind;
+    use crate::sampler::adjoint::adjoint_targets;
     use crate::sde::bridge_sample;
 
     /// With a Dirac prior and the exact corrector −x₁/ν(1), ASBS regresses onto exactly AS's
@@ -500,11 +633,25 @@ mod tests {
     /// rounding (1e-6 relative).
     #[test]
     fn dirac_prior_with_exact_corrector_gives_the_adjoint_sampling_targets() {
-        let cfg = SamplerConfig { sde_steps: 20, ..SamplerConfig::default() }.with_section(AsbsConfig { prior: AsbsPrior::Dirac, ..AsbsConfig::default() });
-        let net = NetworkConfig { layers: 2, hidden: 16, ..NetworkConfig::default() };
+        let cfg = SamplerConfig {
+            sde_steps: 20,
+            ..SamplerConfig::default()
+        }
+        .with_section(AsbsConfig {
+            prior: AsbsPrior::Dirac,
+            ..AsbsConfig::default()
+        });
+        let net = NetworkConfig {
+            layers: 2,
+            hidden: 16,
+            ..NetworkConfig::default()
+        };
         let mut s = AsbsSampler::new(Box::new(DoubleWell::dw4()), &cfg, &net, Device::Cpu).unwrap();
         let (x0, x1) = s.simulate_pairs(64, 20, 11, 0).unwrap();
-        assert!(x0.iter().all(|&v| v == 0.0), "a Dirac prior starts every path at the origin");
+        assert!(
+            x0.iter().all(|&v| v == 0.0),
+            "a Dirac prior starts every path at the origin"
+        );
         let sched = s.schedule();
         let (_, g) = clipped_gradients(s.energy.as_ref(), &x1, 1.0, 100.0);
         let exact = dirac_corrector(&sched, &x1);
@@ -519,7 +666,14 @@ mod tests {
         }
         let t: Vec<f32> = (0..64).map(|i| i as f32 / 64.0).collect();
         let layout = s.layout;
-        let from_zero = bridge_between(&sched, layout, &x0, &x1, &t, &mut ChaCha8Rng::seed_from_u64(3));
+        let from_zero = bridge_between(
+            &sched,
+            layout,
+            &x0,
+            &x1,
+            &t,
+            &mut ChaCha8Rng::seed_from_u64(3),
+        );
         let plain = bridge_sample(&sched, layout, &x1, &t, &mut ChaCha8Rng::seed_from_u64(3));
         assert_eq!(from_zero, plain);
     }
@@ -540,9 +694,20 @@ mod tests {
             learning_rate: 3e-3,
             ..SamplerConfig::default()
         }
-        .with_section(AsbsConfig { prior_scale: s0 / (2.0f64 / 3.0).sqrt(), ..AsbsConfig::default() });
-        let net = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 64, ..NetworkConfig::default() };
-        let target = Gaussian { mean: vec![0.0, 0.0], std: 1.0 };
+        .with_section(AsbsConfig {
+            prior_scale: s0 / (2.0f64 / 3.0).sqrt(),
+            ..AsbsConfig::default()
+        });
+        let net = NetworkConfig {
+            kind: NetworkKind::Mlp,
+            layers: 2,
+            hidden: 64,
+            ..NetworkConfig::default()
+        };
+        let target = Gaussian {
+            mean: vec![0.0, 0.0],
+            std: 1.0,
+        };
         let mut s = AsbsSampler::new(Box::new(target), &cfg, &net, Device::Cpu).unwrap();
         // u ≡ 0: every weight of the control network zero.
         for v in s.control_net().varmap().all_vars() {
@@ -551,7 +716,9 @@ mod tests {
         let (x0, x1) = s.simulate_pairs(10_000, 50, 5, 0).unwrap();
         let nu1 = s.schedule().nu1();
         let target = s.corrector_targets(&x0, &x1);
-        let (sxy, sxx) = x1.iter().zip(&target).fold((0.0, 0.0), |(a, b), (&x, &y)| (a + x as f64 * y as f64, b + (x as f64).powi(2)));
+        let (sxy, sxx) = x1.iter().zip(&target).fold((0.0, 0.0), |(a, b), (&x, &y)| {
+            (a + x as f64 * y as f64, b + (x as f64).powi(2))
+        });
         let slope = sxy / sxx;
         let want = -1.0 / (s0 * s0 + nu1);
         assert!((slope / want - 1.0).abs() < 0.03, "slope {slope} vs {want}");
@@ -559,7 +726,9 @@ mod tests {
         let neg: Vec<f32> = target.iter().map(|v| -v).collect();
         s.corrector_buffer.push(&x1, &neg);
         for _ in 0..1500 {
-            s.train_step(Stage::CorrectorMatching).unwrap().expect("finite step");
+            s.train_step(Stage::CorrectorMatching)
+                .unwrap()
+                .expect("finite step");
         }
         s.corrector_trained = true;
         let probe: Vec<f32> = x1[..2000].to_vec();

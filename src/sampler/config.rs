@@ -103,13 +103,24 @@ impl Default for SamplerConfig {
 impl SamplerConfig {
     /// The kind's section `T` (its defaults where the scene gives none).
     pub fn section<T: KindSection>(&self) -> T {
-        self.sections.0.get(T::NAME).and_then(|b| b.as_any().downcast_ref::<T>()).cloned().unwrap_or_default()
+        self.sections
+            .0
+            .get(T::NAME)
+            .and_then(|b| b.as_any().downcast_ref::<T>())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The section `T`, to change (created with its defaults if absent).
     pub fn section_mut<T: KindSection>(&mut self) -> &mut T {
-        let b = self.sections.0.entry(T::NAME).or_insert_with(|| Box::new(T::default()));
-        b.as_any_mut().downcast_mut::<T>().expect("a section's key names one type")
+        let b = self
+            .sections
+            .0
+            .entry(T::NAME)
+            .or_insert_with(|| Box::new(T::default()));
+        b.as_any_mut()
+            .downcast_mut::<T>()
+            .expect("a section's key names one type")
     }
 
     /// This config with section `T` set (for code that builds a config).
@@ -134,24 +145,35 @@ impl Sections {
 impl Clone for Sections {
     fn clone(&self) -> Self {
         // `(**v)`: the section itself, not its box (a box would be cloned into a box of a box).
-        Sections(self.0.iter().map(|(k, v)| (*k, (**v).clone_box())).collect())
+        Sections(
+            self.0
+                .iter()
+                .map(|(k, v)| (*k, (**v).clone_box()))
+                .collect(),
+        )
     }
 }
 
 impl PartialEq for Sections {
     fn eq(&self, o: &Self) -> bool {
-        let keys: std::collections::BTreeSet<&str> = self.0.keys().chain(o.0.keys()).copied().collect();
-        keys.into_iter().all(|k| match (self.0.get(k), o.0.get(k), section_info(k)) {
-            (Some(a), Some(b), _) => (**a).eq_dyn(&**b),
-            (Some(a), None, Some(info)) | (None, Some(a), Some(info)) => (**a).eq_dyn(&*(info.default)()),
-            _ => false,
-        })
+        let keys: std::collections::BTreeSet<&str> =
+            self.0.keys().chain(o.0.keys()).copied().collect();
+        keys.into_iter()
+            .all(|k| match (self.0.get(k), o.0.get(k), section_info(k)) {
+                (Some(a), Some(b), _) => (**a).eq_dyn(&**b),
+                (Some(a), None, Some(info)) | (None, Some(a), Some(info)) => {
+                    (**a).eq_dyn(&*(info.default)())
+                }
+                _ => false,
+            })
     }
 }
 
 impl fmt::Debug for Sections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.0.iter().map(|(k, v)| (k, &**v))).finish()
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, &**v)))
+            .finish()
     }
 }
 
@@ -166,8 +188,12 @@ pub fn read<'de, D: Deserializer<'de>>(d: D) -> Result<SamplerConfig, D::Error> 
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SamplerConfig, A::Error> {
             let mut sections = BTreeMap::new();
-            let shared = SectionsAside { inner: map, sections: &mut sections };
-            let mut cfg = SamplerConfig::deserialize(serde::de::value::MapAccessDeserializer::new(shared))?;
+            let shared = SectionsAside {
+                inner: map,
+                sections: &mut sections,
+            };
+            let mut cfg =
+                SamplerConfig::deserialize(serde::de::value::MapAccessDeserializer::new(shared))?;
             cfg.sections = Sections(sections);
             Ok(cfg)
         }
@@ -185,10 +211,15 @@ struct SectionsAside<'a, A> {
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for SectionsAside<'_, A> {
     type Error = A::Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
         use serde::de::Error;
         loop {
-            let Some(key) = self.inner.next_key::<String>()? else { return Ok(None) };
+            let Some(key) = self.inner.next_key::<String>()? else {
+                return Ok(None);
+            };
             if let Some(info) = section_info(&key) {
                 let section = self.inner.next_value_seed(SectionSeed(info))?;
                 if self.sections.insert(info.name, section).is_some() {

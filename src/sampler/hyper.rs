@@ -36,7 +36,11 @@ pub struct HyperRow {
 pub enum Bound {
     /// A whole number from `min` (0 or 1) to `max`; `bytes_each(dim, config)` is a lower
     /// estimate of the memory one unit costs for a system of `dim` coordinates (0: it costs time).
-    Count { min: u64, max: u64, bytes_each: fn(u64, &SamplerConfig) -> u64 },
+    Count {
+        min: u64,
+        max: u64,
+        bytes_each: fn(u64, &SamplerConfig) -> u64,
+    },
     /// A positive finite number.
     Positive,
     /// A number strictly between `lo` and `hi`.
@@ -55,7 +59,11 @@ impl HyperRow {
     /// the memory a count would need): `Err(what is wrong)`, to follow the field's name.
     pub fn check(&self, value: f64, dim: usize, cfg: &SamplerConfig) -> Result<(), String> {
         match self.bound {
-            Bound::Count { min, max, bytes_each } => {
+            Bound::Count {
+                min,
+                max,
+                bytes_each,
+            } => {
                 if !(value.is_finite() && value >= 0.0 && value.fract() == 0.0) {
                     return Err(format!("must be a whole number (got {value})"));
                 }
@@ -64,18 +72,32 @@ impl HyperRow {
                 }
                 // `limits::count` refuses 0 (as a count of rows must); a row that allows 0 has
                 // passed above.
-                limits::count((value.min(u64::MAX as f64) as u64).max(1), max, bytes_each(dim as u64, cfg))
+                limits::count(
+                    (value.min(u64::MAX as f64) as u64).max(1),
+                    max,
+                    bytes_each(dim as u64, cfg),
+                )
             }
-            Bound::Positive if !(value > 0.0 && value.is_finite()) => Err(format!("must be positive (got {value})")),
-            Bound::Open { lo, hi } if !(value > lo && value < hi) => Err(format!("must be in ({lo}, {hi}) (got {value})")),
-            Bound::Closed { lo, hi } if !(value >= lo && value <= hi) => Err(format!("must be between {lo} and {hi} (got {value})")),
+            Bound::Positive if !(value > 0.0 && value.is_finite()) => {
+                Err(format!("must be positive (got {value})"))
+            }
+            Bound::Open { lo, hi } if !(value > lo && value < hi) => {
+                Err(format!("must be in ({lo}, {hi}) (got {value})"))
+            }
+            Bound::Closed { lo, hi } if !(value >= lo && value <= hi) => {
+                Err(format!("must be between {lo} and {hi} (got {value})"))
+            }
             _ => Ok(()),
         }
     }
 
     /// The value as the panel and `info` print it.
     pub fn format(&self, value: f64) -> String {
-        if self.integer() { format!("{}", value as u64) } else { format!("{value}") }
+        if self.integer() {
+            format!("{}", value as u64)
+        } else {
+            format!("{value}")
+        }
     }
 
     /// The bound in words, for `info`.
@@ -96,7 +118,11 @@ pub fn row<'a>(rows: &'a [HyperRow], key: &str) -> Option<&'a HyperRow> {
 
 /// Every row key some registered kind has, sorted, without repeats.
 pub fn all_keys() -> Vec<&'static str> {
-    let mut keys: Vec<&'static str> = super::registry::KINDS.iter().flat_map(|k| (k.rows)()).map(|r| r.key).collect();
+    let mut keys: Vec<&'static str> = super::registry::KINDS
+        .iter()
+        .flat_map(|k| (k.rows)())
+        .map(|r| r.key)
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     keys
@@ -105,12 +131,19 @@ pub fn all_keys() -> Vec<&'static str> {
 /// The registered row named `key` (from the first kind that has it; kinds that share a key share
 /// the row).
 pub fn any_row(key: &str) -> Option<HyperRow> {
-    super::registry::KINDS.iter().flat_map(|k| (k.rows)()).find(|r| r.key == key)
+    super::registry::KINDS
+        .iter()
+        .flat_map(|k| (k.rows)())
+        .find(|r| r.key == key)
 }
 
 /// Checks every row of `rows` in `cfg` for a system of `dim` coordinates:
 /// `Err((scene field below sampler, what is wrong))`.
-pub fn check_all(rows: &[HyperRow], cfg: &SamplerConfig, dim: usize) -> Result<(), (&'static str, String)> {
+pub fn check_all(
+    rows: &[HyperRow],
+    cfg: &SamplerConfig,
+    dim: usize,
+) -> Result<(), (&'static str, String)> {
     for r in rows {
         r.check((r.get)(cfg), dim, cfg).map_err(|m| (r.field, m))?;
     }
@@ -118,21 +151,42 @@ pub fn check_all(rows: &[HyperRow], cfg: &SamplerConfig, dim: usize) -> Result<(
 }
 
 /// Sets the live row `key` of `rows` in `cfg` to `value`, after checking it.
-pub fn set_live(rows: &[HyperRow], cfg: &mut SamplerConfig, key: &str, value: f64, dim: usize) -> crate::Result<()> {
-    let r = row(rows, key).ok_or_else(|| crate::Error::Invalid(format!("this sampler kind has no hyperparameter '{key}'")))?;
+pub fn set_live(
+    rows: &[HyperRow],
+    cfg: &mut SamplerConfig,
+    key: &str,
+    value: f64,
+    dim: usize,
+) -> crate::Result<()> {
+    let r = row(rows, key).ok_or_else(|| {
+        crate::Error::Invalid(format!("this sampler kind has no hyperparameter '{key}'"))
+    })?;
     if !r.live {
-        return Err(crate::Error::Invalid(format!("{key} needs a reset to change")));
+        return Err(crate::Error::Invalid(format!(
+            "{key} needs a reset to change"
+        )));
     }
-    r.check(value, dim, cfg).map_err(|m| crate::Error::Invalid(format!("{key} {m}")))?;
+    r.check(value, dim, cfg)
+        .map_err(|m| crate::Error::Invalid(format!("{key} {m}")))?;
     (r.set)(cfg, value);
     Ok(())
 }
 
 /// The rows whose values differ between `a` and `b`, as (label, value in a, value in b).
-pub fn changes(rows: &[HyperRow], a: &SamplerConfig, b: &SamplerConfig) -> Vec<(String, String, String)> {
+pub fn changes(
+    rows: &[HyperRow],
+    a: &SamplerConfig,
+    b: &SamplerConfig,
+) -> Vec<(String, String, String)> {
     rows.iter()
         .filter(|r| (r.get)(a) != (r.get)(b))
-        .map(|r| (r.label.to_string(), r.format((r.get)(a)), r.format((r.get)(b))))
+        .map(|r| {
+            (
+                r.label.to_string(),
+                r.format((r.get)(a)),
+                r.format((r.get)(b)),
+            )
+        })
         .collect()
 }
 
@@ -165,7 +219,11 @@ pub fn batch_size() -> HyperRow {
         field: "batch_size",
         label: "batch size",
         help: "Buffer samples per gradient step. Larger = smoother gradients, slower steps.",
-        bound: Bound::Count { min: 1, max: limits::MAX_BATCH, bytes_each: per_sample },
+        bound: Bound::Count {
+            min: 1,
+            max: limits::MAX_BATCH,
+            bytes_each: per_sample,
+        },
         ui: (1.0, 4096.0),
         log: false,
         live: true,
@@ -180,7 +238,11 @@ pub fn train_steps() -> HyperRow {
         field: "train_steps",
         label: "train steps / iteration",
         help: "Gradient steps taken on the buffer after each batch of new samples.",
-        bound: Bound::Count { min: 1, max: limits::MAX_ITERATION_STEPS, bytes_each: |_, _| 0 },
+        bound: Bound::Count {
+            min: 1,
+            max: limits::MAX_ITERATION_STEPS,
+            bytes_each: |_, _| 0,
+        },
         ui: (1.0, 1000.0),
         log: false,
         live: true,
@@ -195,7 +257,11 @@ pub fn new_samples() -> HyperRow {
         field: "new_samples",
         label: "new samples / iteration",
         help: "Samples simulated with the current network (one energy evaluation each) per iteration.",
-        bound: Bound::Count { min: 1, max: limits::MAX_BATCH, bytes_each: per_sample },
+        bound: Bound::Count {
+            min: 1,
+            max: limits::MAX_BATCH,
+            bytes_each: per_sample,
+        },
         ui: (1.0, 4096.0),
         log: false,
         live: true,
@@ -225,7 +291,11 @@ pub fn sde_steps() -> HyperRow {
         field: "sde_steps",
         label: "SDE steps",
         help: "Euler–Maruyama steps from t = 0 to 1 when simulating training samples. More = more accurate, slower.",
-        bound: Bound::Count { min: 1, max: limits::MAX_SDE_STEPS, bytes_each: |dim, c| 4 * dim * c.new_samples.min(limits::MAX_BATCH as usize) as u64 },
+        bound: Bound::Count {
+            min: 1,
+            max: limits::MAX_SDE_STEPS,
+            bytes_each: |dim, c| 4 * dim * c.new_samples.min(limits::MAX_BATCH as usize) as u64,
+        },
         ui: (5.0, 2000.0),
         log: false,
         live: true,
@@ -240,7 +310,11 @@ pub fn sample_steps() -> HyperRow {
         field: "sample_steps",
         label: "sample SDE steps",
         help: "Euler–Maruyama steps when drawing samples to judge or export (metrics, exports). More = closer to the learned sampler, slower.",
-        bound: Bound::Count { min: 1, max: limits::MAX_SDE_STEPS, bytes_each: |dim, _| 4 * dim },
+        bound: Bound::Count {
+            min: 1,
+            max: limits::MAX_SDE_STEPS,
+            bytes_each: |dim, _| 4 * dim,
+        },
         ui: (5.0, 4000.0),
         log: false,
         live: true,
@@ -255,7 +329,11 @@ pub fn buffer_size() -> HyperRow {
         field: "buffer_size",
         label: "buffer size",
         help: "How many recent samples the replay buffer keeps (FIFO). Shrinking it drops the oldest rows at once.",
-        bound: Bound::Count { min: 1, max: limits::MAX_BUFFER, bytes_each: |dim, _| 8 * dim + 8 },
+        bound: Bound::Count {
+            min: 1,
+            max: limits::MAX_BUFFER,
+            bytes_each: |dim, _| 8 * dim + 8,
+        },
         ui: (1.0, 100_000.0),
         log: true,
         live: true,
@@ -296,5 +374,16 @@ pub fn sigma_min() -> HyperRow {
 
 /// The rows every learned kind (Adjoint Sampling, ASBS, iDEM) has, live ones first.
 pub fn learner_rows() -> Vec<HyperRow> {
-    vec![learning_rate(), batch_size(), train_steps(), new_samples(), grad_clip(), sde_steps(), sample_steps(), buffer_size(), sigma_max(), sigma_min()]
+    vec![
+        learning_rate(),
+        batch_size(),
+        train_steps(),
+        new_samples(),
+        grad_clip(),
+        sde_steps(),
+        sample_steps(),
+        buffer_size(),
+        sigma_max(),
+        sigma_min(),
+    ]
 }

@@ -18,16 +18,16 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+use super::SamplerConfig;
 use super::learner::{Epoch, Learner, LiveHyper, advance_epoch};
 use super::registry::{KindInfo, KindSection, SectionInfo};
 use super::state::RngState;
-use super::{Advance, Counters, SampleOptions, Samples, SamplerKind, UnitSizer, row_rng};
+use super::{Advance, Counters, SampleOptions, SamplerKind, Samples, UnitSizer, row_rng};
 use crate::buffer::ReplayBuffer;
 use crate::energy::{Energy, Layout, remove_com};
 use crate::error::{Error, Result};
 use crate::nn::{Inference, TrainedNet};
 use crate::nn::{NetworkConfig, NetworkOutput};
-use super::SamplerConfig;
 use crate::sde::{NoiseSchedule, fill_normal};
 
 /// iDEM in the registry.
@@ -43,7 +43,14 @@ pub static KIND: KindInfo = KindInfo {
     weights: false,
     section: Some(SectionInfo::of::<IdemConfig>()),
     accepts: super::registry::particles_only,
-    build: |energy, sampler, network| Ok(Box::new(IdemSampler::new(energy, sampler, network, crate::nn::select_device(&sampler.device)?)?)),
+    build: |energy, sampler, network| {
+        Ok(Box::new(IdemSampler::new(
+            energy,
+            sampler,
+            network,
+            crate::nn::select_device(&sampler.device)?,
+        )?))
+    },
     rows: idem_rows,
 };
 
@@ -80,7 +87,10 @@ pub struct IdemConfig {
 
 impl Default for IdemConfig {
     fn default() -> Self {
-        Self { mc_samples: 100, score_clip: 20.0 }
+        Self {
+            mc_samples: 100,
+            score_clip: 20.0,
+        }
     }
 }
 
@@ -91,7 +101,10 @@ impl KindSection for IdemConfig {
             return Err(("mc_samples", "must be at least 1".into()));
         }
         if !(self.score_clip > 0.0) {
-            return Err(("score_clip", format!("must be positive (got {})", self.score_clip)));
+            return Err((
+                "score_clip",
+                format!("must be positive (got {})", self.score_clip),
+            ));
         }
         Ok(())
     }
@@ -113,7 +126,14 @@ impl VeProcess {
 /// from `k` points each (drawn from `rng`), clipped to `clip` per particle. Returns the scores
 /// (n × dim) and spends n·k energy evaluations. Self-normalised importance sampling: consistent
 /// as k grows, with an O(1/k) bias.
-pub fn mc_score(energy: &dyn Energy, x: &[f32], h: &[f64], k: usize, clip: f32, rng: &mut impl Rng) -> Vec<f32> {
+pub fn mc_score(
+    energy: &dyn Energy,
+    x: &[f32],
+    h: &[f64],
+    k: usize,
+    clip: f32,
+    rng: &mut impl Rng,
+) -> Vec<f32> {
     let layout = energy.layout();
     let dim = layout.dim();
     let n = h.len();
@@ -135,8 +155,21 @@ pub fn mc_score(energy: &dyn Energy, x: &[f32], h: &[f64], k: usize, clip: f32, 
     let mut out = vec![0.0f32; n * dim];
     for i in 0..n {
         let es = &e[i * k..(i + 1) * k];
-        let m = es.iter().filter(|v| v.is_finite()).map(|&v| -v as f64).fold(f64::NEG_INFINITY, f64::max);
-        let w: Vec<f64> = es.iter().map(|&v| if v.is_finite() { (-v as f64 - m).exp() } else { 0.0 }).collect();
+        let m = es
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| -v as f64)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = es
+            .iter()
+            .map(|&v| {
+                if v.is_finite() {
+                    (-v as f64 - m).exp()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let total: f64 = w.iter().sum();
         if !(total > 0.0) {
             out[i * dim..(i + 1) * dim].fill(f32::NAN);
@@ -186,21 +219,41 @@ pub struct IdemSampler {
 }
 
 impl IdemSampler {
-    pub fn new(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &NetworkConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        energy: Box<dyn Energy>,
+        sampler: &SamplerConfig,
+        network: &NetworkConfig,
+        device: Device,
+    ) -> Result<Self> {
         super::adjoint::check_sde_config(sampler)?;
         if sampler.scale != 1.0 {
-            return Err(Error::Invalid("iDEM samples in the system's own coordinates: sampler.scale must be 1".into()));
+            return Err(Error::Invalid(
+                "iDEM samples in the system's own coordinates: sampler.scale must be 1".into(),
+            ));
         }
         let hyper = LiveHyper::from_config(sampler);
         hyper.validate(energy.layout().dim())?;
-        sampler.section::<IdemConfig>().check(energy.layout().dim()).map_err(|(f, m)| Error::Invalid(format!("idem.{f} {m}")))?;
+        sampler
+            .section::<IdemConfig>()
+            .check(energy.layout().dim())
+            .map_err(|(f, m)| Error::Invalid(format!("idem.{f} {m}")))?;
         let layout = energy.layout();
         let mut rng = ChaCha8Rng::seed_from_u64(sampler.seed);
-        let net = TrainedNet::new(network, layout, sampler.sigma_max, hyper.learning_rate, sampler.ema, &mut rng, &device)?;
+        let net = TrainedNet::new(
+            network,
+            layout,
+            sampler.sigma_max,
+            hyper.learning_rate,
+            sampler.ema,
+            &mut rng,
+            &device,
+        )?;
         Ok(Self {
             energy,
             layout,
-            ve: VeProcess { schedule: NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max) },
+            ve: VeProcess {
+                schedule: NoiseSchedule::new(sampler.sigma_min, sampler.sigma_max),
+            },
             output: network.output,
             idem: sampler.section::<IdemConfig>(),
             config: sampler.clone(),
@@ -229,27 +282,41 @@ impl IdemSampler {
     fn output_scale(&self, t: f32) -> f32 {
         match self.output {
             NetworkOutput::Score => 1.0,
-            NetworkOutput::Control => (1.0 / (self.ve.h(t as f64) + self.ve.schedule.sigma_min.powi(2)).sqrt()) as f32,
+            NetworkOutput::Control => {
+                (1.0 / (self.ve.h(t as f64) + self.ve.schedule.sigma_min.powi(2)).sqrt()) as f32
+            }
         }
     }
 
     /// Rows `first..first + n` of a reverse-SDE simulation seeded `seed` from N(0, h(1)) to
     /// t = 0 (`steps` steps); with `prior_only` the prior draws themselves. Each row has its own
     /// noise stream, so splitting a simulation into calls changes nothing.
-    fn simulate(&self, net: Option<&Inference>, n: usize, steps: usize, seed: u64, first: usize, keep_path: bool) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>)> {
+    fn simulate(
+        &self,
+        net: Option<&Inference>,
+        n: usize,
+        steps: usize,
+        seed: u64,
+        first: usize,
+        keep_path: bool,
+    ) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>)> {
         let dim = self.layout.dim();
         let mut rngs: Vec<ChaCha8Rng> = (0..n).map(|i| row_rng(seed, first + i)).collect();
         let sd = self.ve.h(1.0).sqrt() as f32;
         let mut x = vec![0.0f32; n * dim];
         for (row, r) in x.chunks_mut(dim).zip(rngs.iter_mut()) {
-            row.iter_mut().for_each(|v| *v = sd * r.sample::<f32, _>(StandardNormal));
+            row.iter_mut()
+                .for_each(|v| *v = sd * r.sample::<f32, _>(StandardNormal));
         }
         remove_com(&mut x, self.layout);
         let mut path = keep_path.then(|| vec![x[..dim].to_vec()]);
         let Some(net) = net else { return Ok((x, path)) };
         let mut noise = vec![0.0f32; n * dim];
         for k in 0..steps {
-            let (t, t_next) = (1.0 - k as f64 / steps as f64, 1.0 - (k + 1) as f64 / steps as f64);
+            let (t, t_next) = (
+                1.0 - k as f64 / steps as f64,
+                1.0 - (k + 1) as f64 / steps as f64,
+            );
             let dh = self.ve.h(t) - self.ve.h(t_next);
             let mut s = net.run(&x, &vec![t as f32; n])?;
             let c = self.output_scale(t as f32);
@@ -275,8 +342,13 @@ impl IdemSampler {
         let (seed, first) = (self.epoch.seed, self.epoch.sim_done);
         let steps = self.hyper.sde_steps;
         // The first epoch fills the buffer from the prior; later ones from the network.
-        let inference = if self.epochs == 0 { None } else { Some(self.net.inference(true)?) };
-        let (x, _) = rayon::scope(|_| self.simulate(inference.as_ref(), n, steps, seed, first, false))?;
+        let inference = if self.epochs == 0 {
+            None
+        } else {
+            Some(self.net.inference(true)?)
+        };
+        let (x, _) =
+            rayon::scope(|_| self.simulate(inference.as_ref(), n, steps, seed, first, false))?;
         drop(inference);
         self.epoch.sim_done += n;
         self.counters.samples_simulated += n as u64;
@@ -311,27 +383,47 @@ impl IdemSampler {
         let mut noise = vec![0.0f32; bs * dim];
         fill_normal(&mut noise, &mut self.rng);
         remove_com(&mut noise, self.layout);
-        let xt: Vec<f32> = x.iter().zip(&noise).enumerate().map(|(j, (&xv, &z))| xv + h[j / dim].sqrt() as f32 * z).collect();
+        let xt: Vec<f32> = x
+            .iter()
+            .zip(&noise)
+            .enumerate()
+            .map(|(j, (&xv, &z))| xv + h[j / dim].sqrt() as f32 * z)
+            .collect();
         let k = self.idem.mc_samples;
-        let score = mc_score(self.energy.as_ref(), &xt, &h, k, self.idem.score_clip as f32, &mut self.rng);
+        let score = mc_score(
+            self.energy.as_ref(),
+            &xt,
+            &h,
+            k,
+            self.idem.score_clip as f32,
+            &mut self.rng,
+        );
         self.counters.energy_evals += (bs * k) as u64;
         self.counters.network_backward += bs as u64;
         let a: Vec<f32> = score.iter().map(|v| -v).collect();
         let c: Vec<f32> = t.iter().map(|&t| self.output_scale(t)).collect();
-        self.net.train_step(&xt, &t, |first, out| super::adjoint::regression_loss(out, &a, &c, first, dim, bs))
+        self.net.train_step(&xt, &t, |first, out| {
+            super::adjoint::regression_loss(out, &a, &c, first, dim, bs)
+        })
     }
 
     fn sample_inner(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
         let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
         let inference = self.net.inference(true)?;
-        let (x, path) = rayon::scope(|_| self.simulate(Some(&inference), n, steps, seed, 0, opts.trajectory))?;
+        let (x, path) =
+            rayon::scope(|_| self.simulate(Some(&inference), n, steps, seed, 0, opts.trajectory))?;
         drop(inference);
         self.counters.samples_simulated += n as u64;
         self.counters.network_forward += (n * steps) as u64;
         self.counters.eval_energy_evals += n as u64;
         let energies = self.energy.batch_energy(&x);
-        Ok(Samples { x, energies, trajectory: path, log_weights: None })
+        Ok(Samples {
+            x,
+            energies,
+            trajectory: path,
+            log_weights: None,
+        })
     }
 }
 
@@ -416,16 +508,31 @@ impl super::Sampler for IdemSampler {
         &self.counters
     }
     fn stage(&self) -> Option<String> {
-        Some(format!("{} energy evaluations per gradient step (K = {})", self.hyper.batch_size * self.idem.mc_samples, self.idem.mc_samples))
+        Some(format!(
+            "{} energy evaluations per gradient step (K = {})",
+            self.hyper.batch_size * self.idem.mc_samples,
+            self.idem.mc_samples
+        ))
     }
     fn save(&self, dir: &Path) -> Result<()> {
         self.net.save_weights(&dir.join("checkpoint.safetensors"))?;
-        let mut tensors: std::collections::HashMap<String, Tensor> = self.net.state("")?.into_iter().collect();
+        let mut tensors: std::collections::HashMap<String, Tensor> =
+            self.net.state("")?.into_iter().collect();
         super::state::save_buffer(&mut tensors, "buffer", &self.buffer)?;
         super::state::write_tensors(&tensors, &dir.join("state.safetensors"))?;
         super::state::write_json(
             &dir.join("state.json"),
-            &IdemState { counters: self.counters.clone(), hyper: IdemHyper { shared: self.hyper.clone(), mc_samples: self.idem.mc_samples }, adam_step: self.net.adam_steps(), epochs: self.epochs, rng: RngState::of(&self.rng), epoch: self.epoch.clone() },
+            &IdemState {
+                counters: self.counters.clone(),
+                hyper: IdemHyper {
+                    shared: self.hyper.clone(),
+                    mc_samples: self.idem.mc_samples,
+                },
+                adam_step: self.net.adam_steps(),
+                epochs: self.epochs,
+                rng: RngState::of(&self.rng),
+                epoch: self.epoch.clone(),
+            },
         )
     }
     fn load(&mut self, dir: &Path) -> Result<()> {
@@ -434,7 +541,10 @@ impl super::Sampler for IdemSampler {
         let tensors = super::state::read_tensors(&state)?;
         let path = dir.join("state.json");
         let js: IdemState = super::state::read_json(&path)?;
-        js.hyper.shared.validate(self.layout.dim()).map_err(|e| Error::format(&path, e.to_string()))?;
+        js.hyper
+            .shared
+            .validate(self.layout.dim())
+            .map_err(|e| Error::format(&path, e.to_string()))?;
         let mut config = self.config.clone();
         js.hyper.shared.apply_to(&mut config);
         config.section_mut::<IdemConfig>().mc_samples = js.hyper.mc_samples;
@@ -445,7 +555,13 @@ impl super::Sampler for IdemSampler {
         self.apply_hyper(js.hyper.shared)?;
         self.idem = config.section::<IdemConfig>();
         self.config = config;
-        self.buffer = super::state::load_buffer(&tensors, "buffer", self.layout.dim(), self.hyper.buffer_size, &state)?;
+        self.buffer = super::state::load_buffer(
+            &tensors,
+            "buffer",
+            self.layout.dim(),
+            self.hyper.buffer_size,
+            &state,
+        )?;
         self.epochs = js.epochs;
         self.rng = js.rng.restore(&path)?;
         self.counters = js.counters;
@@ -465,7 +581,10 @@ mod tests {
     /// (over 20 probe points per noise level, RMS) is a safe bound at h ≤ 1.
     #[test]
     fn mc_score_matches_the_noised_gaussian_score() {
-        let target = Gaussian { mean: vec![1.0, -0.5], std: 0.7 };
+        let target = Gaussian {
+            mean: vec![1.0, -0.5],
+            std: 0.7,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for h in [0.01f64, 0.25, 1.0] {
             let x: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin() * 1.5).collect();
@@ -486,10 +605,16 @@ mod tests {
     /// h(t) = σ_min²((σ_max/σ_min)^(2t) − 1) (science.md §3) equals ν(1) − ν(1 − t).
     #[test]
     fn ve_variance_matches_the_published_form() {
-        let ve = VeProcess { schedule: NoiseSchedule::new(0.01, 2.0) };
+        let ve = VeProcess {
+            schedule: NoiseSchedule::new(0.01, 2.0),
+        };
         for t in [0.0, 0.3, 0.7, 1.0] {
             let want = 0.01f64.powi(2) * ((2.0f64 / 0.01).powf(2.0 * t) - 1.0);
-            assert!((ve.h(t) - want).abs() < 1e-9 * want.max(1.0), "t = {t}: {} vs {want}", ve.h(t));
+            assert!(
+                (ve.h(t) - want).abs() < 1e-9 * want.max(1.0),
+                "t = {t}: {} vs {want}",
+                ve.h(t)
+            );
         }
     }
 }

@@ -56,7 +56,8 @@ impl LiveHyper {
     pub fn validate(&self, dim: usize) -> Result<()> {
         let mut c = SamplerConfig::default();
         self.apply_to(&mut c);
-        super::hyper::check_all(&super::hyper::learner_rows(), &c, dim).map_err(|(f, m)| Error::Invalid(format!("{f} {m}")))
+        super::hyper::check_all(&super::hyper::learner_rows(), &c, dim)
+            .map_err(|(f, m)| Error::Invalid(format!("{f} {m}")))
     }
 }
 
@@ -110,7 +111,13 @@ pub fn advance_epoch<L: Learner + Send>(l: &mut L) -> Result<Advance> {
     if e.sim_done >= e.sim_total && e.train_left == 0 {
         let (sim_total, train_left) = (l.hyper().new_samples, l.hyper().train_steps);
         let seed = l.next_seed();
-        *l.epoch() = Epoch { seed, sim_total, sim_done: 0, train_left, pending: Batch::default() };
+        *l.epoch() = Epoch {
+            seed,
+            sim_total,
+            sim_done: 0,
+            train_left,
+            pending: Batch::default(),
+        };
     }
     let start = Instant::now();
     let mut out = Advance::default();
@@ -121,7 +128,10 @@ pub fn advance_epoch<L: Learner + Send>(l: &mut L) -> Result<Advance> {
         rayon::scope(|_| sizer.timed(left, |n| l.simulate_rows(n)))?;
         *l.sizer() = sizer;
         let e = l.epoch();
-        out.phase = Phase::Simulating { done: e.sim_done, total: e.sim_total };
+        out.phase = Phase::Simulating {
+            done: e.sim_done,
+            total: e.sim_total,
+        };
         if e.sim_done >= e.sim_total {
             out.batch = Some(std::mem::take(&mut e.pending));
             if l.buffer_empty() {
@@ -146,7 +156,10 @@ pub fn advance_epoch<L: Learner + Send>(l: &mut L) -> Result<Advance> {
         let total = l.hyper().train_steps;
         let e = l.epoch();
         e.train_left -= 1;
-        out.phase = Phase::Training { done: total.saturating_sub(e.train_left), total };
+        out.phase = Phase::Training {
+            done: total.saturating_sub(e.train_left),
+            total,
+        };
         out.iteration_done = e.train_left == 0;
     }
     l.counters_mut().wall_seconds += start.elapsed().as_secs_f64();
@@ -156,4 +169,3 @@ pub fn advance_epoch<L: Learner + Send>(l: &mut L) -> Result<Advance> {
     }
     Ok(out)
 }
-

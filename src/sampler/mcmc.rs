@@ -23,14 +23,14 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::SamplerConfig;
 use super::hyper::{Bound, HyperRow};
 use super::registry::{KindInfo, KindSection, SectionInfo};
 use super::state::RngState;
-use super::{Advance, Batch, Counters, Phase, SampleOptions, Samples, SamplerKind, UnitSizer};
+use super::{Advance, Batch, Counters, Phase, SampleOptions, SamplerKind, Samples, UnitSizer};
 use crate::energy::{Energy, canonicalise, remove_com};
 use crate::error::{Error, Result};
 use crate::types::Matrix;
-use super::SamplerConfig;
 
 /// MCMC as a sampler kind in the registry.
 pub static KIND: KindInfo = KindInfo {
@@ -53,7 +53,10 @@ pub static KIND: KindInfo = KindInfo {
 fn mcmc_rows() -> Vec<HyperRow> {
     use crate::limits::*;
     fn chain(dim: u64, c: &super::SamplerConfig) -> u64 {
-        24 * dim * c.section::<McmcConfig>().replicas.min(MAX_REPLICAS as usize) as u64
+        24 * dim
+            * c.section::<McmcConfig>()
+                .replicas
+                .min(MAX_REPLICAS as usize) as u64
     }
     macro_rules! row {
         ($key:ident, $label:expr, $help:expr, $bound:expr, $ui:expr, $log:expr, $as:ty) => {
@@ -72,14 +75,100 @@ fn mcmc_rows() -> Vec<HyperRow> {
         };
     }
     vec![
-        row!(chains, "chains", "Independent tempering groups, each yielding one T = 1 chain (one sample per block).", Bound::Count { min: 1, max: MAX_BATCH, bytes_each: chain }, (1.0, 4096.0), true, usize),
-        row!(replicas, "replicas", "Temperatures per group, geometric from 1 to t_max (1 = plain HMC).", Bound::Count { min: 1, max: MAX_REPLICAS, bytes_each: |dim, c| 24 * dim * c.section::<McmcConfig>().chains.min(MAX_BATCH as usize) as u64 }, (1.0, 16.0), false, usize),
-        row!(t_max, "hottest T", "The top of the tempering ladder (in units of the scene's temperature).", Bound::Closed { lo: 1.0, hi: 1e6 }, (1.0, 20.0), true, f64),
-        row!(burn_in, "burn-in sweeps", "Sweeps before recording, while the step sizes adapt (0: record from the start).", Bound::Count { min: 0, max: MAX_ITERATION_STEPS, bytes_each: |_, _| 0 }, (0.0, 20_000.0), true, usize),
-        row!(thin, "sweeps per block", "Sweeps between recorded states of a chain (one block: one sample per chain).", Bound::Count { min: 1, max: MAX_ITERATION_STEPS, bytes_each: |_, _| 0 }, (1.0, 1000.0), true, usize),
-        row!(leapfrog_steps, "leapfrog steps", "Mean leapfrog steps per HMC move; each costs one energy evaluation.", Bound::Count { min: 1, max: MAX_LEAPFROG, bytes_each: |_, _| 0 }, (1.0, 100.0), false, usize),
-        row!(step_size, "initial step size", "Leapfrog step size before adaptation.", Bound::Positive, (1e-5, 1.0), true, f64),
-        row!(target_accept, "target acceptance", "Acceptance rate the burn-in adaptation aims for.", Bound::Open { lo: 0.0, hi: 1.0 }, (0.05, 0.99), false, f64),
+        row!(
+            chains,
+            "chains",
+            "Independent tempering groups, each yielding one T = 1 chain (one sample per block).",
+            Bound::Count {
+                min: 1,
+                max: MAX_BATCH,
+                bytes_each: chain
+            },
+            (1.0, 4096.0),
+            true,
+            usize
+        ),
+        row!(
+            replicas,
+            "replicas",
+            "Temperatures per group, geometric from 1 to t_max (1 = plain HMC).",
+            Bound::Count {
+                min: 1,
+                max: MAX_REPLICAS,
+                bytes_each: |dim, c| 24
+                    * dim
+                    * c.section::<McmcConfig>().chains.min(MAX_BATCH as usize) as u64
+            },
+            (1.0, 16.0),
+            false,
+            usize
+        ),
+        row!(
+            t_max,
+            "hottest T",
+            "The top of the tempering ladder (in units of the scene's temperature).",
+            Bound::Closed { lo: 1.0, hi: 1e6 },
+            (1.0, 20.0),
+            true,
+            f64
+        ),
+        row!(
+            burn_in,
+            "burn-in sweeps",
+            "Sweeps before recording, while the step sizes adapt (0: record from the start).",
+            Bound::Count {
+                min: 0,
+                max: MAX_ITERATION_STEPS,
+                bytes_each: |_, _| 0
+            },
+            (0.0, 20_000.0),
+            true,
+            usize
+        ),
+        row!(
+            thin,
+            "sweeps per block",
+            "Sweeps between recorded states of a chain (one block: one sample per chain).",
+            Bound::Count {
+                min: 1,
+                max: MAX_ITERATION_STEPS,
+                bytes_each: |_, _| 0
+            },
+            (1.0, 1000.0),
+            true,
+            usize
+        ),
+        row!(
+            leapfrog_steps,
+            "leapfrog steps",
+            "Mean leapfrog steps per HMC move; each costs one energy evaluation.",
+            Bound::Count {
+                min: 1,
+                max: MAX_LEAPFROG,
+                bytes_each: |_, _| 0
+            },
+            (1.0, 100.0),
+            false,
+            usize
+        ),
+        row!(
+            step_size,
+            "initial step size",
+            "Leapfrog step size before adaptation.",
+            Bound::Positive,
+            (1e-5, 1.0),
+            true,
+            f64
+        ),
+        row!(
+            target_accept,
+            "target acceptance",
+            "Acceptance rate the burn-in adaptation aims for.",
+            Bound::Open { lo: 0.0, hi: 1.0 },
+            (0.05, 0.99),
+            false,
+            f64
+        ),
     ]
 }
 
@@ -135,7 +224,8 @@ impl Default for McmcConfig {
 impl McmcConfig {
     /// Checks ranges, naming the offending field.
     pub fn validate(&self, dim: usize) -> Result<()> {
-        self.check_ranges(dim).map_err(|(f, m)| Error::Invalid(format!("reference.mcmc.{f} {m}")))
+        self.check_ranges(dim)
+            .map_err(|(f, m)| Error::Invalid(format!("reference.mcmc.{f} {m}")))
     }
 
     /// Range checks: `Err((field, what is wrong))`.
@@ -146,12 +236,21 @@ impl McmcConfig {
         // A chain holds a position, a momentum and a gradient per replica (f64).
         let chain = 24 * dim as u64 * self.replicas.min(MAX_REPLICAS as usize) as u64;
         count_usize(self.chains, MAX_BATCH, chain).map_err(|m| ("chains", m))?;
-        count_usize(self.replicas, MAX_REPLICAS, 24 * dim as u64 * self.chains.min(MAX_BATCH as usize) as u64).map_err(|m| ("replicas", m))?;
+        count_usize(
+            self.replicas,
+            MAX_REPLICAS,
+            24 * dim as u64 * self.chains.min(MAX_BATCH as usize) as u64,
+        )
+        .map_err(|m| ("replicas", m))?;
         count_usize(self.burn_in.max(1), MAX_ITERATION_STEPS, 0).map_err(|m| ("burn_in", m))?;
         count_usize(self.thin.max(1), MAX_ITERATION_STEPS, 0).map_err(|m| ("thin", m))?;
-        count_usize(self.leapfrog_steps.max(1), MAX_LEAPFROG, 0).map_err(|m| ("leapfrog_steps", m))?;
+        count_usize(self.leapfrog_steps.max(1), MAX_LEAPFROG, 0)
+            .map_err(|m| ("leapfrog_steps", m))?;
         if !(self.t_max >= 1.0 && self.t_max.is_finite()) {
-            return bad("t_max", &format!("must be a finite number ≥ 1 (got {})", self.t_max));
+            return bad(
+                "t_max",
+                &format!("must be a finite number ≥ 1 (got {})", self.t_max),
+            );
         }
         if self.thin == 0 {
             return bad("thin", "must be at least 1");
@@ -160,10 +259,16 @@ impl McmcConfig {
             return bad("leapfrog_steps", "must be at least 1");
         }
         if !(self.step_size > 0.0 && self.step_size.is_finite()) {
-            return bad("step_size", &format!("must be positive (got {})", self.step_size));
+            return bad(
+                "step_size",
+                &format!("must be positive (got {})", self.step_size),
+            );
         }
         if !(self.target_accept > 0.0 && self.target_accept < 1.0) {
-            return bad("target_accept", &format!("must be in (0, 1) (got {})", self.target_accept));
+            return bad(
+                "target_accept",
+                &format!("must be in (0, 1) (got {})", self.target_accept),
+            );
         }
         if let Some(s) = self.prior_std {
             if !(s > 0.0 && s.is_finite()) {
@@ -178,7 +283,9 @@ impl McmcConfig {
         if self.replicas == 1 {
             return vec![1.0];
         }
-        (0..self.replicas).map(|k| self.t_max.powf(k as f64 / (self.replicas - 1) as f64)).collect()
+        (0..self.replicas)
+            .map(|k| self.t_max.powf(k as f64 / (self.replicas - 1) as f64))
+            .collect()
     }
 
     /// Sweeps needed for `n` samples.
@@ -259,7 +366,14 @@ impl Tempering {
                         let x = initial_configuration(energy, cfg.prior_std, &mut rng);
                         let mut grad = vec![0.0; dim];
                         let e = energy.energy_grad(&x, &mut grad);
-                        Replica { x, grad, energy: e, step: cfg.step_size, accepted: 0, tried: 0 }
+                        Replica {
+                            x,
+                            grad,
+                            energy: e,
+                            step: cfg.step_size,
+                            accepted: 0,
+                            tried: 0,
+                        }
                     })
                     .collect();
                 Group {
@@ -272,7 +386,12 @@ impl Tempering {
                 }
             })
             .collect();
-        Ok(Self { cfg: cfg.clone(), temps, groups, sweeps: 0 })
+        Ok(Self {
+            cfg: cfg.clone(),
+            temps,
+            groups,
+            sweeps: 0,
+        })
     }
 
     /// Runs `n` sweeps of every group in parallel. With `record`, each chain's T = 1 state is
@@ -314,13 +433,21 @@ impl Tempering {
             canonicalise(&mut r, energy);
             x.extend(r.iter().map(|&v| v as f32));
         }
-        (x, self.groups.iter().map(|g| g.replicas[0].energy).collect())
+        (
+            x,
+            self.groups.iter().map(|g| g.replicas[0].energy).collect(),
+        )
     }
 
     /// Takes the recorded samples, round-major (row r·chains + g is the r-th sample of chain g),
     /// at most `n` rows.
     pub fn take_recorded(&mut self, n: usize, dim: usize) -> Vec<f32> {
-        let rounds = self.groups.iter().map(|g| g.recorded.len()).min().unwrap_or(0);
+        let rounds = self
+            .groups
+            .iter()
+            .map(|g| g.recorded.len())
+            .min()
+            .unwrap_or(0);
         let mut data = Vec::with_capacity(n * dim);
         'outer: for r in 0..rounds {
             for g in &self.groups {
@@ -344,20 +471,35 @@ impl Tempering {
     /// HMC acceptance per temperature.
     pub fn accept(&self) -> Vec<f64> {
         (0..self.temps.len())
-            .map(|t| rate(self.groups.iter().map(|g| g.replicas[t].accepted).sum(), self.groups.iter().map(|g| g.replicas[t].tried).sum()))
+            .map(|t| {
+                rate(
+                    self.groups.iter().map(|g| g.replicas[t].accepted).sum(),
+                    self.groups.iter().map(|g| g.replicas[t].tried).sum(),
+                )
+            })
             .collect()
     }
 
     /// Swap acceptance per neighbouring pair of temperatures.
     pub fn swap_accept(&self) -> Vec<f64> {
         (0..self.temps.len().saturating_sub(1))
-            .map(|t| rate(self.groups.iter().map(|g| g.swaps_accepted[t]).sum(), self.groups.iter().map(|g| g.swaps_tried[t]).sum()))
+            .map(|t| {
+                rate(
+                    self.groups.iter().map(|g| g.swaps_accepted[t]).sum(),
+                    self.groups.iter().map(|g| g.swaps_tried[t]).sum(),
+                )
+            })
             .collect()
     }
 
     /// Adapted step size per temperature (mean over groups).
     pub fn step_sizes(&self) -> Vec<f64> {
-        (0..self.temps.len()).map(|t| self.groups.iter().map(|g| g.replicas[t].step).sum::<f64>() / self.groups.len() as f64).collect()
+        (0..self.temps.len())
+            .map(|t| {
+                self.groups.iter().map(|g| g.replicas[t].step).sum::<f64>()
+                    / self.groups.len() as f64
+            })
+            .collect()
     }
 
     fn save_state(&self) -> TemperingState {
@@ -382,11 +524,21 @@ impl Tempering {
 
     fn load_state(&mut self, energy: &dyn Energy, st: &TemperingState, path: &Path) -> Result<()> {
         if st.groups.len() != self.groups.len() {
-            return Err(Error::format(path, format!("{} chains saved, the scene has {}", st.groups.len(), self.groups.len())));
+            return Err(Error::format(
+                path,
+                format!(
+                    "{} chains saved, the scene has {}",
+                    st.groups.len(),
+                    self.groups.len()
+                ),
+            ));
         }
         for (g, s) in self.groups.iter_mut().zip(&st.groups) {
             if s.x.len() != g.replicas.len() || s.x.iter().any(|x| x.len() != energy.dim()) {
-                return Err(Error::format(path, "saved chains do not match the scene's temperatures or system"));
+                return Err(Error::format(
+                    path,
+                    "saved chains do not match the scene's temperatures or system",
+                ));
             }
             for (k, r) in g.replicas.iter_mut().enumerate() {
                 r.x = s.x[k].clone();
@@ -439,12 +591,18 @@ pub fn sample_reference(
 ) -> Result<McmcOutput> {
     cfg.validate(energy.dim())?;
     if n == 0 {
-        return Err(Error::Invalid("the number of samples must be at least 1".into()));
+        return Err(Error::Invalid(
+            "the number of samples must be at least 1".into(),
+        ));
     }
     let dim = energy.dim();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     if let Some(x) = energy.exact_sample(n, &mut rng) {
-        progress(McmcProgress { sweeps_done: 1, sweeps_total: 1, accept_t1: 1.0 });
+        progress(McmcProgress {
+            sweeps_done: 1,
+            sweeps_total: 1,
+            accept_t1: 1.0,
+        });
         return Ok(McmcOutput {
             samples: Matrix::new(n, dim, x.into_iter().map(|v| v as f32).collect()),
             accept: vec![1.0],
@@ -461,8 +619,16 @@ pub fn sample_reference(
         chains.run(energy, block.min(total - chains.sweeps), true);
         let (acc, tried) = chains.t1_counts();
         // Counters restart at the end of burn-in.
-        let (acc, tried) = if acc >= acc0 && tried >= tried0 { (acc - acc0, tried - tried0) } else { (acc, tried) };
-        progress(McmcProgress { sweeps_done: chains.sweeps, sweeps_total: total, accept_t1: rate(acc, tried) });
+        let (acc, tried) = if acc >= acc0 && tried >= tried0 {
+            (acc - acc0, tried - tried0)
+        } else {
+            (acc, tried)
+        };
+        progress(McmcProgress {
+            sweeps_done: chains.sweeps,
+            sweeps_total: total,
+            accept_t1: rate(acc, tried),
+        });
     }
     let data = chains.take_recorded(n, dim);
     Ok(McmcOutput {
@@ -476,26 +642,39 @@ pub fn sample_reference(
 
 impl Tempering {
     fn t1_counts(&self) -> (u64, u64) {
-        (self.groups.iter().map(|g| g.replicas[0].accepted).sum(), self.groups.iter().map(|g| g.replicas[0].tried).sum())
+        (
+            self.groups.iter().map(|g| g.replicas[0].accepted).sum(),
+            self.groups.iter().map(|g| g.replicas[0].tried).sum(),
+        )
     }
 }
 
 /// A start: a Gaussian of std `prior_std` when given; otherwise one far from overlaps, particles
 /// on a jittered cubic/square lattice at the system's preferred spacing, a uniform point of the
 /// torus for torsions, or a Gaussian blob for other non-particle systems.
-fn initial_configuration(energy: &dyn Energy, prior_std: Option<f64>, rng: &mut ChaCha8Rng) -> Vec<f64> {
+fn initial_configuration(
+    energy: &dyn Energy,
+    prior_std: Option<f64>,
+    rng: &mut ChaCha8Rng,
+) -> Vec<f64> {
     let layout = energy.layout();
     if energy.torus() && prior_std.is_none() {
-        return (0..layout.dim()).map(|_| rng.random_range(-std::f64::consts::PI..std::f64::consts::PI)).collect();
+        return (0..layout.dim())
+            .map(|_| rng.random_range(-std::f64::consts::PI..std::f64::consts::PI))
+            .collect();
     }
     if let Some(std) = prior_std {
-        let mut x: Vec<f64> = (0..layout.dim()).map(|_| std * rng.sample::<f64, _>(StandardNormal)).collect();
+        let mut x: Vec<f64> = (0..layout.dim())
+            .map(|_| std * rng.sample::<f64, _>(StandardNormal))
+            .collect();
         remove_com(&mut x, layout);
         return x;
     }
     let spacing = energy.pair_spacing();
     if !layout.com_free {
-        return (0..layout.dim()).map(|_| spacing * rng.sample::<f64, _>(StandardNormal)).collect();
+        return (0..layout.dim())
+            .map(|_| spacing * rng.sample::<f64, _>(StandardNormal))
+            .collect();
     }
     let (n, d) = (layout.particles, layout.spatial_dim);
     let side = (n as f64).powf(1.0 / d as f64).ceil() as usize;
@@ -526,9 +705,19 @@ impl Group {
         self.swaps_tried.fill(0);
     }
 
-    fn sweep(&mut self, energy: &dyn Energy, cfg: &McmcConfig, temps: &[f64], sweep: usize, adapting: bool) {
+    fn sweep(
+        &mut self,
+        energy: &dyn Energy,
+        cfg: &McmcConfig,
+        temps: &[f64],
+        sweep: usize,
+        adapting: bool,
+    ) {
         for (t, &temp) in temps.iter().enumerate() {
-            let lf = self.rng.random_range(cfg.leapfrog_steps.div_ceil(2)..=cfg.leapfrog_steps * 3 / 2).max(1);
+            let lf = self
+                .rng
+                .random_range(cfg.leapfrog_steps.div_ceil(2)..=cfg.leapfrog_steps * 3 / 2)
+                .max(1);
             let accepted = hmc_move(energy, &mut self.replicas[t], temp, lf, &mut self.rng);
             self.gradient_evals += lf as u64;
             let r = &mut self.replicas[t];
@@ -560,7 +749,13 @@ impl Group {
 /// One HMC move at temperature `temp` (potential E/T, unit mass). Momenta are projected onto the
 /// CoM-free subspace for particle systems, where E is translation invariant and the centre of
 /// mass would otherwise drift. Returns whether the proposal was accepted.
-fn hmc_move(energy: &dyn Energy, r: &mut Replica, temp: f64, steps: usize, rng: &mut ChaCha8Rng) -> bool {
+fn hmc_move(
+    energy: &dyn Energy,
+    r: &mut Replica,
+    temp: f64,
+    steps: usize,
+    rng: &mut ChaCha8Rng,
+) -> bool {
     let layout = energy.layout();
     let beta = 1.0 / temp;
     let eps = r.step;
@@ -632,9 +827,23 @@ impl McmcSampler {
         let cfg = sampler.section::<McmcConfig>();
         let chains = Tempering::new(energy.as_ref(), &cfg, sampler.seed)?;
         let start = chains.current(energy.as_ref());
-        let counters = Counters { energy_evals: chains.gradient_evals(), ..Counters::default() };
+        let counters = Counters {
+            energy_evals: chains.gradient_evals(),
+            ..Counters::default()
+        };
         let block = cfg.thin.max(1);
-        Ok(Self { energy, chains, cfg, config: sampler.clone(), start, sizer: UnitSizer::new(1, 1000), counters, block, block_left: 0, history: Default::default() })
+        Ok(Self {
+            energy,
+            chains,
+            cfg,
+            config: sampler.clone(),
+            start,
+            sizer: UnitSizer::new(1, 1000),
+            counters,
+            block,
+            block_left: 0,
+            history: Default::default(),
+        })
     }
 
     /// The chains (acceptance, swap rates, step sizes).
@@ -665,7 +874,13 @@ impl super::Sampler for McmcSampler {
         self.block_left -= n;
         self.counters.energy_evals = self.chains.gradient_evals();
         self.counters.wall_seconds += start.elapsed().as_secs_f64();
-        let mut out = Advance { phase: Phase::Sweeping { done: self.block - self.block_left, total: self.block }, ..Advance::default() };
+        let mut out = Advance {
+            phase: Phase::Sweeping {
+                done: self.block - self.block_left,
+                total: self.block,
+            },
+            ..Advance::default()
+        };
         if self.block_left == 0 {
             self.counters.outer_iterations += 1;
             let (x, energies) = self.chains.current(self.energy.as_ref());
@@ -677,7 +892,11 @@ impl super::Sampler for McmcSampler {
                 }
                 self.history.push_back((row.to_vec(), e));
             }
-            out.batch = Some(Batch { x, energies, log_weights: None });
+            out.batch = Some(Batch {
+                x,
+                energies,
+                log_weights: None,
+            });
             out.iteration_done = true;
         }
         Ok(out)
@@ -725,7 +944,12 @@ impl super::Sampler for McmcSampler {
             (x, e)
         };
         let trajectory = opts.trajectory.then(|| vec![x[..dim].to_vec()]);
-        Ok(Samples { x, energies, trajectory, log_weights: None })
+        Ok(Samples {
+            x,
+            energies,
+            trajectory,
+            log_weights: None,
+        })
     }
 
     /// One block of `thin` sweeps on a copy of the chains yields one new state per chain: its
@@ -735,7 +959,10 @@ impl super::Sampler for McmcSampler {
         let (before, start) = (copy.gradient_evals(), Instant::now());
         copy.run(self.energy.as_ref(), self.block, false);
         let per_state = n as f64 / self.cfg.chains as f64;
-        Ok(((copy.gradient_evals() - before) as f64 * per_state, start.elapsed().as_secs_f64() * per_state))
+        Ok((
+            (copy.gradient_evals() - before) as f64 * per_state,
+            start.elapsed().as_secs_f64() * per_state,
+        ))
     }
 
     fn config(&self) -> &super::SamplerConfig {
@@ -743,7 +970,9 @@ impl super::Sampler for McmcSampler {
     }
 
     fn set_hyper(&mut self, key: &str, _value: f64) -> Result<()> {
-        Err(Error::Invalid(format!("MCMC has no live hyperparameters: {key} needs a reset (new chains)")))
+        Err(Error::Invalid(format!(
+            "MCMC has no live hyperparameters: {key} needs a reset (new chains)"
+        )))
     }
 
     fn counters(&self) -> &Counters {
@@ -752,25 +981,35 @@ impl super::Sampler for McmcSampler {
 
     fn stage(&self) -> Option<String> {
         Some(if self.chains.burning_in() {
-            format!("burn-in: adapting step sizes ({}/{} sweeps)", self.chains.sweeps, self.cfg.burn_in)
+            format!(
+                "burn-in: adapting step sizes ({}/{} sweeps)",
+                self.chains.sweeps, self.cfg.burn_in
+            )
         } else {
             format!("sampling: T=1 acceptance {:.2}", self.chains.accept_t1())
         })
     }
 
-
     fn save(&self, dir: &Path) -> Result<()> {
-        let state = McmcState { counters: self.counters.clone(), block_left: self.block_left, chains: self.chains.save_state() };
+        let state = McmcState {
+            counters: self.counters.clone(),
+            block_left: self.block_left,
+            chains: self.chains.save_state(),
+        };
         super::state::write_json(&dir.join("state.json"), &state)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join("state.json");
         if !path.exists() {
-            return Err(Error::format(&path, "no saved chains here (was the run saved?)"));
+            return Err(Error::format(
+                &path,
+                "no saved chains here (was the run saved?)",
+            ));
         }
         let st: McmcState = super::state::read_json(&path)?;
-        self.chains.load_state(self.energy.as_ref(), &st.chains, &path)?;
+        self.chains
+            .load_state(self.energy.as_ref(), &st.chains, &path)?;
         self.counters = st.counters;
         self.block_left = st.block_left.min(self.block);
         self.start = self.chains.current(self.energy.as_ref());
@@ -803,7 +1042,12 @@ mod tests {
     #[test]
     fn same_seed_same_samples_and_different_seed_differs() {
         let e = DoubleWell::dw4();
-        let cfg = McmcConfig { chains: 4, burn_in: 50, thin: 2, ..Default::default() };
+        let cfg = McmcConfig {
+            chains: 4,
+            burn_in: 50,
+            thin: 2,
+            ..Default::default()
+        };
         let a = sample_reference(&e, &cfg, 20, 3, &mut |_| {}).unwrap();
         let b = sample_reference(&e, &cfg, 20, 3, &mut |_| {}).unwrap();
         let c = sample_reference(&e, &cfg, 20, 4, &mut |_| {}).unwrap();
@@ -817,7 +1061,8 @@ mod tests {
     /// the exact GMM path must return the requested count.
     #[test]
     fn gmm_uses_exact_draws() {
-        let out = sample_reference(&Gmm40::new(), &McmcConfig::default(), 100, 1, &mut |_| {}).unwrap();
+        let out =
+            sample_reference(&Gmm40::new(), &McmcConfig::default(), 100, 1, &mut |_| {}).unwrap();
         assert_eq!((out.samples.rows, out.samples.cols), (100, 2));
         assert_eq!(out.gradient_evals, 0);
     }
@@ -831,12 +1076,24 @@ mod tests {
     fn mcmc_leaves_a_gaussian_invariant() {
         use crate::energy::Gaussian;
         use crate::sampler::Sampler;
-        let target = Gaussian { mean: vec![0.0, 0.0], std: 1.5 };
+        let target = Gaussian {
+            mean: vec![0.0, 0.0],
+            std: 1.5,
+        };
         let sampler_cfg = SamplerConfig {
             kind: SamplerKind::of(&KIND),
             ..SamplerConfig::default()
         }
-        .with_section(McmcConfig { chains: 2000, replicas: 1, burn_in: 0, thin: 20, leapfrog_steps: 5, step_size: 0.5, prior_std: Some(1.5), ..Default::default() });
+        .with_section(McmcConfig {
+            chains: 2000,
+            replicas: 1,
+            burn_in: 0,
+            thin: 20,
+            leapfrog_steps: 5,
+            step_size: 0.5,
+            prior_std: Some(1.5),
+            ..Default::default()
+        });
         let mut s = McmcSampler::new(Box::new(target), &sampler_cfg).unwrap();
         let start = s.sample(2000, SampleOptions::default()).unwrap().x;
         let mut batch = None;
@@ -850,19 +1107,34 @@ mod tests {
             let mean = v.iter().sum::<f64>() / v.len() as f64;
             let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / v.len() as f64;
             assert!(mean.abs() < 0.15, "coordinate {c}: mean {mean}");
-            assert!((var / 2.25 - 1.0).abs() < 0.10, "coordinate {c}: variance {var}");
+            assert!(
+                (var / 2.25 - 1.0).abs() < 0.10,
+                "coordinate {c}: variance {var}"
+            );
         }
         let acc = s.chains().accept_t1();
         assert!(acc > 0.9 && acc < 1.0, "acceptance {acc}");
         assert_eq!(s.counters().outer_iterations, 1);
-        assert!(s.counters().energy_evals >= 2000 * 20 * 3, "{} evaluations", s.counters().energy_evals);
+        assert!(
+            s.counters().energy_evals >= 2000 * 20 * 3,
+            "{} evaluations",
+            s.counters().energy_evals
+        );
     }
 
     #[test]
     fn rejects_bad_settings() {
         let e = DoubleWell::dw4();
-        let cfg = McmcConfig { t_max: 0.5, ..Default::default() };
-        assert!(sample_reference(&e, &cfg, 10, 0, &mut |_| {}).unwrap_err().to_string().contains("t_max"));
+        let cfg = McmcConfig {
+            t_max: 0.5,
+            ..Default::default()
+        };
+        assert!(
+            sample_reference(&e, &cfg, 10, 0, &mut |_| {})
+                .unwrap_err()
+                .to_string()
+                .contains("t_max")
+        );
         assert!(sample_reference(&e, &McmcConfig::default(), 0, 0, &mut |_| {}).is_err());
     }
 }

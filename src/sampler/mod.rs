@@ -125,10 +125,19 @@ impl Batch {
 pub enum Phase {
     #[default]
     Idle,
-    Simulating { done: usize, total: usize },
-    Training { done: usize, total: usize },
+    Simulating {
+        done: usize,
+        total: usize,
+    },
+    Training {
+        done: usize,
+        total: usize,
+    },
     /// MCMC: sweeps of the current block.
-    Sweeping { done: usize, total: usize },
+    Sweeping {
+        done: usize,
+        total: usize,
+    },
 }
 
 /// What one unit of work did.
@@ -180,10 +189,17 @@ pub trait Sampler: Send {
     }
     /// What `n` further samples cost once training stops: (energy evaluations, seconds). A
     /// learned kind needs no energy to draw (its energies are computed only to judge them); the
-    /// default times a draw.
+    /// default times a draw (from its own generator, so that training's stream is untouched).
     fn draw_cost(&mut self, n: usize) -> Result<(f64, f64)> {
         let start = Instant::now();
-        self.sample(n, SampleOptions { fill: true, ..SampleOptions::default() })?;
+        self.sample(
+            n,
+            SampleOptions {
+                fill: true,
+                seed: Some(u64::MAX),
+                ..SampleOptions::default()
+            },
+        )?;
         Ok((0.0, start.elapsed().as_secs_f64()))
     }
     /// Saves everything needed to resume into `dir`.
@@ -193,7 +209,11 @@ pub trait Sampler: Send {
 }
 
 /// A fresh sampler of the kind `sampler.kind` names, for the system of `energy`.
-pub fn build(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &crate::nn::NetworkConfig) -> Result<Box<dyn Sampler>> {
+pub fn build(
+    energy: Box<dyn Energy>,
+    sampler: &SamplerConfig,
+    network: &crate::nn::NetworkConfig,
+) -> Result<Box<dyn Sampler>> {
     check_system(sampler.kind, energy.as_ref())?;
     (sampler.kind.info().build)(energy, sampler, network)
 }
@@ -201,8 +221,15 @@ pub fn build(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &crate::
 /// Whether `kind` can handle the system of `energy`: `Err` says why.
 pub fn check_system(kind: SamplerKind, energy: &dyn Energy) -> Result<()> {
     (kind.info().accepts)(energy).map_err(|why| {
-        let can: Vec<String> = SamplerKind::all().filter(|k| (k.info().accepts)(energy).is_ok()).map(|k| format!("{k:?}")).collect();
-        Error::Invalid(format!("sampler.kind {kind:?} cannot handle {}: {why}; kinds that can: {}", energy.name(), can.join(", ")))
+        let can: Vec<String> = SamplerKind::all()
+            .filter(|k| (k.info().accepts)(energy).is_ok())
+            .map(|k| format!("{k:?}"))
+            .collect();
+        Error::Invalid(format!(
+            "sampler.kind {kind:?} cannot handle {}: {why}; kinds that can: {}",
+            energy.name(),
+            can.join(", ")
+        ))
     })
 }
 
@@ -216,7 +243,10 @@ pub struct UnitSizer {
 
 impl UnitSizer {
     pub(crate) fn new(start: usize, max: usize) -> Self {
-        Self { size: start.max(1), max: max.max(1) }
+        Self {
+            size: start.max(1),
+            max: max.max(1),
+        }
     }
 
     /// Records that a unit of `n` took `took`.
@@ -245,4 +275,3 @@ pub(crate) fn row_rng(seed: u64, row: usize) -> ChaCha8Rng {
     r.set_stream(row as u64);
     r
 }
-

@@ -12,13 +12,18 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::hyper::HyperRow;
-use super::{SamplerConfig, Sampler};
+use super::{Sampler, SamplerConfig};
 use crate::energy::Energy;
 use crate::error::Result;
 use crate::nn::NetworkConfig;
 
 /// Every sampler kind, in the order pickers list them; the first is the default of a scene.
-pub static KINDS: &[&KindInfo] = &[&super::adjoint::KIND, &super::asbs::KIND, &super::idem::KIND, &super::mcmc::KIND];
+pub static KINDS: &[&KindInfo] = &[
+    &super::adjoint::KIND,
+    &super::asbs::KIND,
+    &super::idem::KIND,
+    &super::mcmc::KIND,
+];
 
 /// What the program knows of a kind.
 pub struct KindInfo {
@@ -48,7 +53,11 @@ pub struct KindInfo {
     /// Whether the kind can sample the system of `energy`; `Err` says why not.
     pub accepts: fn(energy: &dyn Energy) -> std::result::Result<(), String>,
     /// A fresh sampler for `energy` with these settings.
-    pub build: fn(energy: Box<dyn Energy>, sampler: &SamplerConfig, network: &NetworkConfig) -> Result<Box<dyn Sampler>>,
+    pub build: fn(
+        energy: Box<dyn Energy>,
+        sampler: &SamplerConfig,
+        network: &NetworkConfig,
+    ) -> Result<Box<dyn Sampler>>,
     /// The kind's hyperparameters as rows (see [`super::hyper`]).
     pub rows: fn() -> Vec<HyperRow>,
 }
@@ -56,13 +65,20 @@ pub struct KindInfo {
 /// `KindInfo::accepts` of the kinds written for particle systems only (centre-of-mass-free
 /// layouts: DW-4, LJ-n).
 pub fn particles_only(energy: &dyn Energy) -> std::result::Result<(), String> {
-    if energy.layout().com_free { Ok(()) } else { Err("it is implemented for particle systems (DW-4, LJ-n) only".into()) }
+    if energy.layout().com_free {
+        Ok(())
+    } else {
+        Err("it is implemented for particle systems (DW-4, LJ-n) only".into())
+    }
 }
 
 /// The kind named `s` in a scene (`Adjoint`) or on the command line (`adjoint`), either case.
 pub fn find(s: &str) -> Option<&'static KindInfo> {
     let s = s.trim();
-    KINDS.iter().copied().find(|k| k.name.eq_ignore_ascii_case(s) || k.variant.eq_ignore_ascii_case(s))
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.name.eq_ignore_ascii_case(s) || k.variant.eq_ignore_ascii_case(s))
 }
 
 /// A sampler kind: a handle on its registry entry. Compared, hashed and written by name.
@@ -78,7 +94,9 @@ impl SamplerKind {
     /// The kind whose command-line name is `name` (panics on an unregistered one: for code that
     /// names a kind it knows, such as tests and a kind's own file).
     pub fn named(name: &str) -> SamplerKind {
-        find(name).map(SamplerKind).unwrap_or_else(|| panic!("no sampler kind '{name}' is registered"))
+        find(name)
+            .map(SamplerKind)
+            .unwrap_or_else(|| panic!("no sampler kind '{name}' is registered"))
     }
 
     /// The kind of a registry entry (a kind's own file names itself so).
@@ -143,14 +161,23 @@ fn known() -> String {
 impl std::str::FromStr for SamplerKind {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        find(s).map(SamplerKind).ok_or_else(|| format!("unknown sampler kind '{}' (known: {})", s.trim().to_ascii_lowercase(), known()))
+        find(s).map(SamplerKind).ok_or_else(|| {
+            format!(
+                "unknown sampler kind '{}' (known: {})",
+                s.trim().to_ascii_lowercase(),
+                known()
+            )
+        })
     }
 }
 
 /// Written as a unit variant (`kind: Adjoint`), as the enum it replaces was.
 impl Serialize for SamplerKind {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let index = KINDS.iter().position(|k| k.name == self.0.name).unwrap_or(0) as u32;
+        let index = KINDS
+            .iter()
+            .position(|k| k.name == self.0.name)
+            .unwrap_or(0) as u32;
         s.serialize_unit_variant("SamplerKind", index, self.0.variant)
     }
 }
@@ -161,18 +188,44 @@ impl<'de> Deserialize<'de> for SamplerKind {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = SamplerKind;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a sampler kind ({})", KINDS.iter().map(|k| k.variant).collect::<Vec<_>>().join(", "))
+                write!(
+                    f,
+                    "a sampler kind ({})",
+                    KINDS
+                        .iter()
+                        .map(|k| k.variant)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
-            fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> std::result::Result<SamplerKind, A::Error> {
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(
+                self,
+                data: A,
+            ) -> std::result::Result<SamplerKind, A::Error> {
                 use serde::de::{Error, VariantAccess};
                 let (Ident(name), variant) = data.variant()?;
                 variant.unit_variant()?;
-                find(&name).filter(|k| k.variant == name).map(SamplerKind).ok_or_else(|| {
-                    A::Error::custom(format!("unknown sampler kind `{name}` (known: {})", KINDS.iter().map(|k| k.variant).collect::<Vec<_>>().join(", ")))
-                })
+                find(&name)
+                    .filter(|k| k.variant == name)
+                    .map(SamplerKind)
+                    .ok_or_else(|| {
+                        A::Error::custom(format!(
+                            "unknown sampler kind `{name}` (known: {})",
+                            KINDS
+                                .iter()
+                                .map(|k| k.variant)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
             }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<SamplerKind, E> {
-                find(s).map(SamplerKind).ok_or_else(|| E::custom(format!("unknown sampler kind '{s}' (known: {})", known())))
+            fn visit_str<E: serde::de::Error>(
+                self,
+                s: &str,
+            ) -> std::result::Result<SamplerKind, E> {
+                find(s).map(SamplerKind).ok_or_else(|| {
+                    E::custom(format!("unknown sampler kind '{s}' (known: {})", known()))
+                })
             }
         }
         d.deserialize_enum("SamplerKind", &[], V)
@@ -207,7 +260,9 @@ pub struct SectionInfo {
     /// The key under `sampler` (`asbs`).
     pub name: &'static str,
     /// Reads the section from a scene (typed, so that errors keep their position).
-    pub parse: fn(&mut dyn erased_serde::Deserializer) -> std::result::Result<Box<dyn Section>, erased_serde::Error>,
+    pub parse: fn(
+        &mut dyn erased_serde::Deserializer,
+    ) -> std::result::Result<Box<dyn Section>, erased_serde::Error>,
     /// Range checks for a system of `dim` coordinates: `Err((field, what is wrong))`.
     pub check: fn(&dyn Section, dim: usize) -> std::result::Result<(), (&'static str, String)>,
     /// The section's defaults (what a scene without it means).
@@ -217,11 +272,18 @@ pub struct SectionInfo {
 impl SectionInfo {
     /// The section of type `T`.
     pub const fn of<T: KindSection>() -> SectionInfo {
-        SectionInfo { name: T::NAME, parse: parse_section::<T>, check: check_section::<T>, default: default_section::<T> }
+        SectionInfo {
+            name: T::NAME,
+            parse: parse_section::<T>,
+            check: check_section::<T>,
+            default: default_section::<T>,
+        }
     }
 }
 
-fn parse_section<T: KindSection>(d: &mut dyn erased_serde::Deserializer) -> std::result::Result<Box<dyn Section>, erased_serde::Error> {
+fn parse_section<T: KindSection>(
+    d: &mut dyn erased_serde::Deserializer,
+) -> std::result::Result<Box<dyn Section>, erased_serde::Error> {
     Ok(Box::new(erased_serde::deserialize::<T>(d)?))
 }
 
@@ -229,7 +291,10 @@ fn default_section<T: KindSection>() -> Box<dyn Section> {
     Box::new(T::default())
 }
 
-fn check_section<T: KindSection>(s: &dyn Section, dim: usize) -> std::result::Result<(), (&'static str, String)> {
+fn check_section<T: KindSection>(
+    s: &dyn Section,
+    dim: usize,
+) -> std::result::Result<(), (&'static str, String)> {
     match s.as_any().downcast_ref::<T>() {
         Some(t) => t.check(dim),
         None => Ok(()),
@@ -258,7 +323,10 @@ impl<T: Any + fmt::Debug + Send + Sync + Clone + PartialEq + Serialize> Section 
         Box::new(self.clone())
     }
     fn eq_dyn(&self, other: &dyn Section) -> bool {
-        other.as_any().downcast_ref::<T>().is_some_and(|o| o == self)
+        other
+            .as_any()
+            .downcast_ref::<T>()
+            .is_some_and(|o| o == self)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -270,5 +338,8 @@ impl<T: Any + fmt::Debug + Send + Sync + Clone + PartialEq + Serialize> Section 
 
 /// The registered section named `key`.
 pub fn section_info(key: &str) -> Option<SectionInfo> {
-    KINDS.iter().filter_map(|k| k.section).find(|s| s.name == key)
+    KINDS
+        .iter()
+        .filter_map(|k| k.section)
+        .find(|s| s.name == key)
 }
