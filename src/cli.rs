@@ -119,6 +119,10 @@ pub struct AppArgs {
     /// Open on a race of sampler kinds (two or more, comma-separated: adjoint,asbs,idem,mcmc).
     #[arg(long, value_delimiter = ',')]
     pub race: Vec<String>,
+    /// Start the race's energy-cost slider here: assumed milliseconds per energy evaluation
+    /// (as `compare --energy-ms`).
+    #[arg(long, requires = "race", allow_negative_numbers = true)]
+    pub energy_ms: Option<f64>,
     /// With --screenshot: train until the run (every lane of a race) has spent this many energy
     /// evaluations, instead of --after-steps.
     #[arg(long, requires = "screenshot", conflicts_with = "after_steps", allow_negative_numbers = true, value_parser = positive_count)]

@@ -306,7 +306,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
         pts.push(s.last.clone());
     }
     if args.energy_ms > 0.0 {
-        print_costs(&summaries, args.energy_ms);
+        print_costs(&summaries, &curves, args.energy_ms);
     }
     let png = args.out.join("compare.png");
     let cost_label = if args.energy_ms > 0.0 {
@@ -385,8 +385,29 @@ fn plot_series(
 /// With priced energy evaluations: each kind's cost and that of 1000 further samples, and for
 /// each pair where one kind cost more to train but less per further sample, how many further
 /// samples make it the cheaper one overall (the amortisation a learned sampler is for).
-fn print_costs(kinds: &[KindSummary], energy_ms: f64) {
+fn print_costs(kinds: &[KindSummary], curves: &[(SamplerKind, Vec<RacePoint>)], energy_ms: f64) {
     println!("with an energy evaluation costing {energy_ms} ms:");
+    // Quality at equal cost: each kind at the whole cost of the cheapest kind's run.
+    let cheapest = kinds
+        .iter()
+        .map(|k| k.cost_seconds)
+        .fold(f64::INFINITY, f64::min);
+    let at: Vec<String> = curves
+        .iter()
+        .filter_map(|(k, pts)| {
+            let p = race::at_cost(pts, energy_ms, cheapest)?;
+            Some(format!(
+                "{} {:.3} (at {:.1} s)",
+                k.name(),
+                p.energy_w2(),
+                p.cost_seconds(energy_ms)
+            ))
+        })
+        .collect();
+    println!(
+        "E-W2 at equal cost, each kind's first judgement at or past {cheapest:.1} s: {}",
+        at.join(", ")
+    );
     for k in kinds {
         println!(
             "{:>8}: {:.1} s to train, {:.3} s per 1000 further samples",

@@ -95,8 +95,18 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    if let Some(ms) = a
+        .energy_ms
+        .filter(|ms| !(ms.is_finite() && (0.0..=boltzmann_studio::app::MAX_ENERGY_MS).contains(ms)))
+    {
+        bail!(
+            "--energy-ms must be a cost in milliseconds from 0 to {} (got {ms})",
+            boltzmann_studio::app::MAX_ENERGY_MS
+        );
+    }
     let mut opts = boltzmann_studio::app::AppOptions::new(scene);
     opts.race = race;
+    opts.energy_ms = a.energy_ms.unwrap_or(0.0);
     opts.after_evals = a.after_evals.map(|n| n as u64);
     opts.screenshot = a.screenshot;
     opts.after_steps = a.after_steps;
@@ -164,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             field_at: None,
             color_by: None,
             race: Vec::new(),
+            energy_ms: None,
             after_evals: None,
         }),
         #[cfg(not(feature = "app"))]

@@ -198,6 +198,15 @@ pub fn break_even(a: f64, fa: f64, b: f64, fb: f64) -> Option<f64> {
         .then(|| 1000.0 * (a - b) / (fb - fa))
 }
 
+/// A lane's first judgement whose cost (energy evaluations at `energy_ms`) is at least
+/// `cost` seconds, else its last: how good a kind was for a given spend.
+pub fn at_cost(points: &[RacePoint], energy_ms: f64, cost: f64) -> Option<&RacePoint> {
+    points
+        .iter()
+        .find(|p| p.cost_seconds(energy_ms) >= cost)
+        .or(points.last())
+}
+
 /// Who leads: lanes ordered by E-W2 (lowest first; a non-finite one last) at the latest budget
 /// point that every lane has passed, each lane judged by its first judgement at or past it. A
 /// lane's unit of work can jump several budget points (an MCMC block of sweeps), so a lane may be

@@ -83,13 +83,21 @@ fn window_screenshots_of_dw4_and_lj13() {
 }
 
 /// The race view: DW-4 with Adjoint Sampling against MCMC, trained to 5 000 energy evaluations
-/// each (MCMC's first batch of chain states comes after ≈ 16 000), side by side. Both lanes' blocks of samples must be drawn: the left and right halves of
+/// each (MCMC's first batch of chain states comes after ≈ 16 000), side by side, with energy
+/// evaluations priced at 1 ms (the race plot on its cost axis). Both lanes' blocks of samples must be drawn: the left and right halves of
 /// the 3D view both hold spheres.
 #[test]
 fn window_screenshot_of_a_race() {
     let img = shot(
         "scenes/dw4.ron",
-        &["--race", "adjoint,mcmc", "--after-evals", "5000"],
+        &[
+            "--race",
+            "adjoint,mcmc",
+            "--after-evals",
+            "5000",
+            "--energy-ms",
+            "1",
+        ],
     );
     check(&img, "race");
     for (name, xs) in [("left lane", 330..800), ("right lane", 800..1130)] {

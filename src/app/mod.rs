@@ -24,6 +24,8 @@ pub mod projector;
 pub mod sessions;
 pub mod ticks;
 
+pub use plots::MAX_ENERGY_MS;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +54,8 @@ pub struct AppOptions {
     pub hold: f64,
     /// Open on a race of these kinds (two or more) instead of the scene's own kind.
     pub race: Vec<crate::sampler::SamplerKind>,
+    /// The race's energy-cost slider at start (ms per energy evaluation).
+    pub energy_ms: f64,
     /// With `screenshot`: train until every lane (or the run) has spent this many energy
     /// evaluations, instead of `after_steps` gradient steps.
     pub after_evals: Option<u64>,
@@ -82,6 +86,7 @@ impl AppOptions {
             continuous: false,
             hold: 0.0,
             race: Vec::new(),
+            energy_ms: 0.0,
             after_evals: None,
             trajectory_at: None,
             field_at: None,
@@ -224,6 +229,10 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
         _ => view.color_by,
     };
     app.insert_resource(view);
+    app.insert_resource(plots::PlotSettings {
+        energy_ms: opts.energy_ms,
+        ..Default::default()
+    });
     app.add_plugins((
         link::plugin,
         camera::plugin,

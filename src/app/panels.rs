@@ -776,7 +776,7 @@ fn right_panel(
         ui.label("The plots below are those of branch A.");
     } else if data.racing() {
         layout.section(ui, Panel::Quality, |ui| {
-            ui.strong("Race: E-W2 against energy evaluations").on_hover_text(
+            ui.strong(if settings.energy_ms > 0.0 { "Race: E-W2 against cost" } else { "Race: E-W2 against energy evaluations" }).on_hover_text(
                 "Each kind's E-W2 (energy-distribution Wasserstein-2 against the reference, lower is better) on its latest samples, against the energy evaluations it has spent (log scale): the kinds train in turn so their budgets stay equal",
             );
             plots::race_metrics_plot(ui, data, settings);
@@ -1003,7 +1003,7 @@ fn race_column_help(column: &str) -> &'static str {
             "The lane's total cost in seconds: its own training seconds plus its energy evaluations at the slider's price"
         }
         "further_1000_energy_evals" => {
-            "Energy evaluations 1000 further samples need once training stops: none for a learned sampler, a block of chain sweeps for MCMC (timed once per lane, from 256 samples)"
+            "Energy evaluations 1000 further samples need once training stops: none for a learned sampler, a block of chain sweeps for MCMC (timed once per lane, from 64 samples scaled to 1000)"
         }
         "further_1000_seconds" => {
             "Seconds 1000 further samples cost once training stops, their energy evaluations at the slider's price (the amortised cost)"
@@ -1028,6 +1028,20 @@ fn race_table(ui: &mut egui::Ui, data: &RunData, energy_ms: f64) {
         data.lanes.iter().map(|l| l.points.as_slice()).collect();
     let Some(info) = &data.info else { return };
     let columns = crate::race::columns(info.family);
+    // compare.csv's columns; with a price on the energy, the cost columns move up beside E-W2
+    // so that they are in view without scrolling.
+    let order: Vec<usize> = {
+        let cost = |c: &str| crate::race::COST_COLUMNS.contains(&c);
+        let (head, tail) = (3.min(columns.len()), columns.len());
+        let mut o: Vec<usize> = (0..head).collect();
+        if energy_ms > 0.0 {
+            o.extend((head..tail).filter(|&i| cost(columns[i])));
+            o.extend((head..tail).filter(|&i| !cost(columns[i])));
+        } else {
+            o.extend(head..tail);
+        }
+        o
+    };
     let standings = crate::race::standings(&lanes);
     let rank = |k: usize| {
         standings
@@ -1038,8 +1052,8 @@ fn race_table(ui: &mut egui::Ui, data: &RunData, energy_ms: f64) {
     egui::ScrollArea::horizontal().id_salt("race_table_scroll").show(ui, |ui| {
         egui::Grid::new("race_table").num_columns(columns.len() + 1).striped(true).show(ui, |ui| {
             ui.strong("rank").on_hover_text("Order by E-W2 at the last budget point every lane has passed (the ranking `compare` prints)");
-            for &h in &columns {
-                ui.strong(h).on_hover_text(race_column_help(h));
+            for &i in &order {
+                ui.strong(columns[i]).on_hover_text(race_column_help(columns[i]));
             }
             ui.end_row();
             for (k, l) in data.lanes.iter().enumerate() {
@@ -1055,8 +1069,10 @@ fn race_table(ui: &mut egui::Ui, data: &RunData, energy_ms: f64) {
                 // The judgement ranked on (the same for every lane's budget), else the latest.
                 match standings.as_ref().map(|s| &s.judged[k]).or(l.points.last()) {
                     Some(p) => {
-                        for cell in p.row(l.kind, energy_ms).into_iter().skip(1) {
-                            ui.label(if cell.is_empty() { "–".to_string() } else { short_cell(&cell) });
+                        let row = p.row(l.kind, energy_ms);
+                        for &i in order.iter().skip(1) {
+                            let cell = &row[i];
+                            ui.label(if cell.is_empty() { "–".to_string() } else { short_cell(cell) });
                         }
                     }
                     None => {
