@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench --bench train`. The binary re-runs itself with RAYON_NUM_THREADS=1 and 2
 //! (candle's CPU kernels and the energies use that pool). BENCH_QUICK=1 shortens it.
+//! BENCH_EGNN_ONLY=1 times only the fused LJ-13 kernels at batch 256 with 2 threads, with their
+//! matrix-product GFLOP/s (the Rust side of `benches/egnn-pytorch.sh`).
 
 use std::process::Command;
 use std::time::Instant;
@@ -21,6 +23,15 @@ use rand_chacha::ChaCha8Rng;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    let egnn_only = std::env::var("BENCH_EGNN_ONLY").is_ok();
+    if egnn_only && std::env::var("BENCH_CHILD").is_err() {
+        // SAFETY: set before any other thread starts (rayon's pool is built lazily).
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "2") };
+        for (layers, hidden) in [(3, 64), (5, 128)] {
+            egnn_timing(13, layers, hidden, 256, 5, false);
+        }
+        return;
+    }
     if std::env::var("BENCH_CHILD").is_err() {
         let exe = std::env::current_exe().expect("own path");
         for threads in ["1", "2"] {
@@ -45,7 +56,7 @@ fn main() {
         (55, 3, 64, 64),
         (55, 5, 128, 64),
     ] {
-        egnn_timing(particles, layers, hidden, batch, reps);
+        egnn_timing(particles, layers, hidden, batch, reps, true);
     }
     trainer_timing(13, 3, 64, if quick { 1 } else { 3 });
 }
@@ -59,7 +70,14 @@ fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     t.elapsed().as_secs_f64() / reps as f64
 }
 
-fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, reps: usize) {
+fn egnn_timing(
+    particles: usize,
+    layers: usize,
+    hidden: usize,
+    batch: usize,
+    reps: usize,
+    candle: bool,
+) {
     let layout = LennardJones::new(particles).layout();
     let varmap = VarMap::new();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -84,6 +102,36 @@ fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, rep
     let ts: Vec<f32> = (0..batch).map(|_| rng.random::<f32>()).collect();
     let x = Tensor::from_vec(xs, (batch, layout.dim()), &dev).unwrap();
     let t = Tensor::from_vec(ts, batch, &dev).unwrap();
+    let kernels = net
+        .cpu_kernels()
+        .expect("EGNN on the CPU has fused kernels");
+    let w = kernels.read(&varmap).unwrap();
+    let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let tv: Vec<f32> = t.to_vec1().unwrap();
+    let ffb = time(reps, || {
+        kernels.loss_and_grad(&w, &xv, &tv, |first, out| {
+            let dout = xv[first * layout.dim()..][..out.len()].to_vec();
+            (
+                out.iter().zip(&dout).map(|(o, d)| (o * d) as f64).sum(),
+                dout,
+            )
+        });
+    });
+    if !candle {
+        // Matrix products only, 2mnk each: per layer the per-node halves of the first edge
+        // layer (2 × bn·h·h), the edge layer (e·h·h) and the node MLP (bn·2h·h + bn·h·h); the
+        // backward pass does each product twice more (input and weight gradients), so 3×.
+        let (n, bn) = (particles, batch * particles);
+        let e = batch * n * (n - 1);
+        let flops = 3.0 * layers as f64 * 2.0 * (hidden * hidden) as f64 * (e + 5 * bn) as f64;
+        println!(
+            "fused LJ-{particles} {layers}x{hidden} batch {batch}, {} threads: forward+backward {:.1} ms, {:.1} GFLOP/s (matrix products)",
+            rayon::current_num_threads(),
+            ffb * 1e3,
+            flops / ffb / 1e9
+        );
+        return;
+    }
     let fwd = time(reps, || {
         net.forward(&x, &t).unwrap().detach();
     });
@@ -97,26 +145,11 @@ fn egnn_timing(particles: usize, layers: usize, hidden: usize, batch: usize, rep
             .unwrap();
         loss.backward().unwrap();
     });
-    let kernels = net
-        .cpu_kernels()
-        .expect("EGNN on the CPU has fused kernels");
-    let w = kernels.read(&varmap).unwrap();
-    let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-    let tv: Vec<f32> = t.to_vec1().unwrap();
     let ffwd = time(reps, || {
         kernels.forward(&w, &xv, &tv);
     });
     let finf = time(reps, || {
         kernels.infer(&w, &xv, &tv);
-    });
-    let ffb = time(reps, || {
-        kernels.loss_and_grad(&w, &xv, &tv, |first, out| {
-            let dout = xv[first * layout.dim()..][..out.len()].to_vec();
-            (
-                out.iter().zip(&dout).map(|(o, d)| (o * d) as f64).sum(),
-                dout,
-            )
-        });
     });
     println!(
         "EGNN LJ-{particles} {layers}x{hidden} batch {batch}: fused forward {:7.1} ms, chunked inference {:7.1} ms ({:7.0} samples/s), forward+backward {:7.1} ms | candle autograd: {:7.1} / {:7.1} ms",
