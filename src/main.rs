@@ -1,6 +1,8 @@
 //! The `boltzmann-studio` command line: glue from parsed arguments to the core library.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "app")]
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
