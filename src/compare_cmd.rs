@@ -414,19 +414,14 @@ fn print_costs(kinds: &[KindSummary], curves: &[(SamplerKind, Vec<RacePoint>)], 
             k.kind, k.cost_seconds, k.further_1000_cost_seconds
         );
     }
-    for a in kinds {
-        for b in kinds {
-            if let Some(n) = race::break_even(
-                a.cost_seconds,
-                a.further_1000_cost_seconds,
-                b.cost_seconds,
-                b.further_1000_cost_seconds,
-            ) {
-                println!(
-                    "{:>8} is cheaper than {} overall from {:.0} further samples on",
-                    a.kind, b.kind, n
-                );
-            }
-        }
+    let costs: Vec<(f64, f64)> = kinds
+        .iter()
+        .map(|k| (k.cost_seconds, k.further_1000_cost_seconds))
+        .collect();
+    for (a, b, n) in race::break_evens(&costs) {
+        println!(
+            "{:>8} is cheaper than {} overall from {:.0} further samples on",
+            kinds[a].kind, kinds[b].kind, n
+        );
     }
 }

@@ -198,6 +198,19 @@ pub fn break_even(a: f64, fa: f64, b: f64, fb: f64) -> Option<f64> {
         .then(|| 1000.0 * (a - b) / (fb - fa))
 }
 
+/// Every ordered pair (a, b) of kinds, given each kind's (training cost, cost per 1000 further
+/// samples), where a becomes the cheaper one overall: with the further samples from which it
+/// is. A NaN cost (not measured) takes part in no pair.
+pub fn break_evens(costs: &[(f64, f64)]) -> Vec<(usize, usize, f64)> {
+    let mut out = Vec::new();
+    for (a, &(ca, fa)) in costs.iter().enumerate() {
+        for (b, &(cb, fb)) in costs.iter().enumerate() {
+            out.extend(break_even(ca, fa, cb, fb).map(|n| (a, b, n)));
+        }
+    }
+    out
+}
+
 /// A lane's first judgement whose cost (energy evaluations at `energy_ms`) is at least
 /// `cost` seconds, else its last: how good a kind was for a given spend.
 pub fn at_cost(points: &[RacePoint], energy_ms: f64, cost: f64) -> Option<&RacePoint> {
@@ -385,6 +398,13 @@ mod tests {
             break_even(10.0, 10.0, 100.0, 1.0),
             None,
             "B is the one that amortises"
+        );
+        assert_eq!(
+            break_evens(&[(10.0, 10.0), (100.0, 1.0), (50.0, f64::NAN)])
+                .iter()
+                .map(|&(a, b, _)| (a, b))
+                .collect::<Vec<_>>(),
+            [(1, 0)]
         );
         assert_eq!(
             break_even(100.0, 10.0, 10.0, 1.0),

@@ -1091,23 +1091,18 @@ fn race_table(ui: &mut egui::Ui, data: &RunData, energy_ms: f64) {
     };
     // Where a lane that cost more to train makes it up on further samples (at the slider's price).
     if let Some(s) = &standings {
-        for (a, pa) in s.judged.iter().enumerate() {
-            for (b, pb) in s.judged.iter().enumerate() {
-                let (Some(fa), Some(fb)) = (
-                    pa.further_1000_seconds(energy_ms),
-                    pb.further_1000_seconds(energy_ms),
-                ) else {
-                    continue;
-                };
-                if let Some(n) = crate::race::break_even(
-                    pa.cost_seconds(energy_ms),
-                    fa,
-                    pb.cost_seconds(energy_ms),
-                    fb,
-                ) {
-                    ui.small(format!("{} is cheaper than {} overall from {:.0} further samples on (costs as in the table).", data.lanes[a].kind.label(), data.lanes[b].kind.label(), n));
-                }
-            }
+        let costs: Vec<(f64, f64)> = s
+            .judged
+            .iter()
+            .map(|p| {
+                (
+                    p.cost_seconds(energy_ms),
+                    p.further_1000_seconds(energy_ms).unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        for (a, b, n) in crate::race::break_evens(&costs) {
+            ui.small(format!("{} is cheaper than {} overall from {:.0} further samples on (costs as in the table).", data.lanes[a].kind.label(), data.lanes[b].kind.label(), n));
         }
     }
     let mut notes: Vec<(&str, &str)> = data
