@@ -87,38 +87,109 @@ impl Landscape for MuellerBrown {
     }
 }
 
-/// Cells per side of the quadrature grid for exact draws.
+/// Cells of the quadrature grid for exact draws: 600 per side in the plane, as many in all on a line.
 const GRID: usize = 600;
 
 /// Exact draws from exp(−E) restricted to the landscape's box: a cell by its probability
 /// (inverse CDF over the grid's cells), then a uniform point inside it.
 pub fn exact_draws(l: &dyn Landscape, n: usize, rng: &mut dyn rand::RngCore) -> Vec<f64> {
-    let ([x0, x1], [y0, y1]) = l.bounds();
-    let (hx, hy) = ((x1 - x0) / GRID as f64, (y1 - y0) / GRID as f64);
-    let e: Vec<f64> = (0..GRID * GRID)
-        .map(|c| {
-            l.value_grad(
-                x0 + (c % GRID) as f64 * hx + hx / 2.0,
-                y0 + (c / GRID) as f64 * hy + hy / 2.0,
-            )
-            .0
-        })
-        .collect();
-    let emin = e.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut cdf = Vec::with_capacity(e.len());
-    let mut total = 0.0;
-    for v in &e {
-        total += (emin - v).exp();
-        cdf.push(total);
+    let (bx, by) = l.bounds();
+    QuadratureGrid::new(&[bx, by], &|p: &[f64]| l.value_grad(p[0], p[1]).0).draw(n, rng)
+}
+
+/// exp(−E) tabulated at the centres of a grid's cells over a box of one or two variables: the
+/// exact reference of low-dimensional systems (draws, probabilities of regions, log Z).
+pub struct QuadratureGrid {
+    pub bounds: Vec<[f64; 2]>,
+    /// Cells per side.
+    pub cells: usize,
+    /// Cumulative unnormalised weights exp(E_min − E) in cell order (first variable fastest);
+    /// cells where E is not finite weigh nothing.
+    cdf: Vec<f64>,
+    /// The smallest finite E on the grid.
+    pub e_min: f64,
+}
+
+impl QuadratureGrid {
+    /// Tabulates `energy` over `bounds` (one or two ranges).
+    pub fn new(bounds: &[[f64; 2]], energy: &(dyn Fn(&[f64]) -> f64 + Sync)) -> Self {
+        use rayon::prelude::*;
+        assert!((1..=2).contains(&bounds.len()), "a grid over 1 or 2 variables");
+        let cells = if bounds.len() == 1 { GRID * GRID } else { GRID };
+        let total = cells.pow(bounds.len() as u32);
+        let grid = Self { bounds: bounds.to_vec(), cells, cdf: Vec::new(), e_min: 0.0 };
+        let e: Vec<f64> = (0..total)
+            .into_par_iter()
+            .map_init(Vec::new, |p, c| {
+                grid.centre(c, p);
+                energy(p)
+            })
+            .collect();
+        let e_min = e.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+        let mut cdf = Vec::with_capacity(total);
+        let mut sum = 0.0;
+        for v in &e {
+            if v.is_finite() {
+                sum += (e_min - v).exp();
+            }
+            cdf.push(sum);
+        }
+        Self { cdf, e_min, ..grid }
     }
-    let mut out = Vec::with_capacity(2 * n);
-    for _ in 0..n {
-        let u = rng.random::<f64>() * total;
-        let c = cdf.partition_point(|&v| v < u).min(cdf.len() - 1);
-        out.push(x0 + ((c % GRID) as f64 + rng.random::<f64>()) * hx);
-        out.push(y0 + ((c / GRID) as f64 + rng.random::<f64>()) * hy);
+
+    fn width(&self, k: usize) -> f64 {
+        (self.bounds[k][1] - self.bounds[k][0]) / self.cells as f64
     }
-    out
+
+    /// The centre of cell `c` into `p`.
+    fn centre(&self, c: usize, p: &mut Vec<f64>) {
+        p.clear();
+        let mut idx = c;
+        for k in 0..self.bounds.len() {
+            p.push(self.bounds[k][0] + ((idx % self.cells) as f64 + 0.5) * self.width(k));
+            idx /= self.cells;
+        }
+    }
+
+    /// log Z = log ∫ exp(−E) over the box (quadrature by cell centres).
+    pub fn log_z(&self) -> f64 {
+        let volume: f64 = (0..self.bounds.len()).map(|k| self.width(k)).product();
+        self.cdf.last().copied().unwrap_or(0.0).ln() + volume.ln() - self.e_min
+    }
+
+    /// The probability of the cells whose centres satisfy `inside`.
+    pub fn probability(&self, inside: impl Fn(&[f64]) -> bool) -> f64 {
+        let mut p = Vec::new();
+        let (mut hit, mut prev) = (0.0, 0.0);
+        for (c, &v) in self.cdf.iter().enumerate() {
+            self.centre(c, &mut p);
+            if inside(&p) {
+                hit += v - prev;
+            }
+            prev = v;
+        }
+        hit / prev.max(f64::MIN_POSITIVE)
+    }
+
+    /// `n` i.i.d. draws (rows of the box's dimension): a cell by its probability, then a uniform
+    /// point inside it. Empty when no cell has a finite energy.
+    pub fn draw(&self, n: usize, rng: &mut dyn rand::RngCore) -> Vec<f64> {
+        let total = self.cdf.last().copied().unwrap_or(0.0);
+        if !(total > 0.0) {
+            return Vec::new();
+        }
+        let d = self.bounds.len();
+        let mut out = Vec::with_capacity(d * n);
+        for _ in 0..n {
+            let u = rng.random::<f64>() * total;
+            let mut c = self.cdf.partition_point(|&v| v < u).min(self.cdf.len() - 1);
+            for k in 0..d {
+                out.push(self.bounds[k][0] + ((c % self.cells) as f64 + rng.random::<f64>()) * self.width(k));
+                c /= self.cells;
+            }
+        }
+        out
+    }
 }
 
 macro_rules! plane_energy {

@@ -17,7 +17,7 @@ pub use double_well::DoubleWell;
 pub use formula::Formula;
 pub use gaussian::Gaussian;
 pub use gmm::Gmm40;
-pub use landscape::{DoubleWell2d, Landscape, MuellerBrown};
+pub use landscape::{DoubleWell2d, Landscape, MuellerBrown, QuadratureGrid};
 pub use lennard_jones::LennardJones;
 pub use molecule::{KB_KCAL_PER_MOL_K, Molecule};
 
