@@ -28,9 +28,14 @@ pub enum Command {
         /// Write the n energies as a float64 .npy vector instead of printing statistics.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write the gradients ∇E (of the energy the sampler sees: E/kT for molecules and
+        /// formulas with a temperature) as a float64 .npy of shape (n, dim).
+        #[arg(long)]
+        grad: Option<PathBuf>,
     },
     /// Reference samples by HMC with parallel tempering (exact draws for GMM-40, and by grid
-    /// quadrature for molecules with one or two free torsions).
+    /// quadrature for plane landscapes, formulas of one or two variables and molecules with one
+    /// or two free torsions).
     Reference {
         /// Scene file naming the system; its `reference.mcmc` section sets the sampler.
         scene: PathBuf,
@@ -38,8 +43,10 @@ pub enum Command {
         #[arg(long, allow_negative_numbers = true, value_parser = positive_count)]
         n: usize,
         /// Output .npy (float32, shape (n, dim): centre of mass removed; torsions in radians).
+        /// Without it, a scene that names no reference file gets its cache beside the scene
+        /// (SCENE_STEM.reference-HASH.npy), which `train`, `eval` and the app then use.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Seed of all random draws.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -123,6 +130,10 @@ pub struct AppArgs {
     /// (as `compare --energy-ms`).
     #[arg(long, requires = "race", allow_negative_numbers = true)]
     pub energy_ms: Option<f64>,
+    /// Compute the scene's reference at launch if it names none (as the button under Sample
+    /// quality does): cached beside the scene, judged against once ready.
+    #[arg(long)]
+    pub compute_reference: bool,
     /// With --screenshot: train until the run (every lane of a race) has spent this many energy
     /// evaluations, instead of --after-steps.
     #[arg(long, requires = "screenshot", conflicts_with = "after_steps", allow_negative_numbers = true, value_parser = positive_count)]

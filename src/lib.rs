@@ -16,6 +16,7 @@ pub mod molecule;
 pub mod nn;
 pub mod pretrained;
 pub mod race;
+pub mod reference;
 pub mod run;
 pub mod sampler;
 pub mod scene;

@@ -1,8 +1,6 @@
 //! The `boltzmann-studio` command line: glue from parsed arguments to the core library.
 
-use std::path::Path;
-#[cfg(feature = "app")]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -109,6 +107,7 @@ fn app_cmd(a: AppArgs) -> anyhow::Result<()> {
     let mut opts = boltzmann_studio::app::AppOptions::new(scene);
     opts.race = race;
     opts.energy_ms = a.energy_ms.unwrap_or(0.0);
+    opts.compute_reference = a.compute_reference;
     opts.after_evals = a.after_evals.map(|n| n as u64);
     opts.screenshot = a.screenshot;
     opts.after_steps = a.after_steps;
@@ -178,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             race: Vec::new(),
             energy_ms: None,
             after_evals: None,
+            compute_reference: false,
         }),
         #[cfg(not(feature = "app"))]
         None => {
@@ -199,14 +199,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::Energy { scene, input, out }) => energy_cmd(&scene, &input, out.as_deref()),
+        Some(Command::Energy {
+            scene,
+            input,
+            out,
+            grad,
+        }) => energy_cmd(&scene, &input, out.as_deref(), grad.as_deref()),
         Some(Command::Reference {
             scene,
             n,
             out,
             seed,
             mcmc,
-        }) => reference_cmd(&scene, n, &out, seed, mcmc),
+        }) => reference_cmd(&scene, n, out.as_deref(), seed, mcmc),
         Some(Command::Eval {
             scene,
             samples,
@@ -234,7 +239,9 @@ pub(crate) fn load_samples(path: &Path, scene: &Scene) -> anyhow::Result<Matrix>
     let m = read_npy(path)?;
     let dim = scene.energy().dim();
     if m.cols != dim {
-        let what = if scene.system.is_molecule() {
+        let what = if let boltzmann_studio::scene::System::Formula(f) = &scene.system {
+            format!("the formula's variables {}", f.variables.join(", "))
+        } else if scene.system.is_molecule() {
             format!(
                 "torsion angles in radians, {}",
                 scene
@@ -282,15 +289,39 @@ pub(crate) fn stats(v: &[f64]) -> Stats {
     }
 }
 
-fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Result<()> {
+fn energy_cmd(
+    scene_path: &Path,
+    input: &Path,
+    out: Option<&Path>,
+    grad: Option<&Path>,
+) -> anyhow::Result<()> {
     let scene = Scene::load(scene_path)?;
     let x = load_samples(input, &scene)?;
     let energy = scene.energy();
     let e = energy.batch_energy(&x.data);
     if let Some((i, v)) = e.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         bail!(
-            "{}: sample {i} has energy {v} (overlapping particles?)",
+            "{}: sample {i} has energy {v} (overlapping particles? outside the formula's domain?)",
             input.display()
+        );
+    }
+    if let Some(path) = grad {
+        // Row by row in f64, as the energies are.
+        let dim = energy.dim();
+        let mut g = vec![0.0f64; x.data.len()];
+        let mut row = vec![0.0f64; dim];
+        for (xr, gr) in x.data.chunks(dim).zip(g.chunks_mut(dim)) {
+            for (a, &b) in row.iter_mut().zip(xr) {
+                *a = b as f64;
+            }
+            energy.energy_grad(&row, gr);
+        }
+        write_npy_f64(path, &[e.len(), dim], &g)?;
+        println!(
+            "wrote {} gradients ({} values each) to {}",
+            e.len(),
+            dim,
+            path.display()
         );
     }
     if let Some(mol) = energy.molecule() {
@@ -344,11 +375,24 @@ fn energy_cmd(scene_path: &Path, input: &Path, out: Option<&Path>) -> anyhow::Re
 fn reference_cmd(
     scene_path: &Path,
     n: usize,
-    out: &Path,
+    out: Option<&Path>,
     seed: u64,
     force_mcmc: bool,
 ) -> anyhow::Result<()> {
     let scene = Scene::load(scene_path)?;
+    let cached;
+    let out = match out {
+        Some(o) => o,
+        None if scene.reference.file.is_none() => {
+            cached = boltzmann_studio::reference::cached_path(&scene.system, scene_path);
+            &cached
+        }
+        None => bail!(
+            "{}: the scene names its reference file {}; give --out to write a new one elsewhere",
+            scene_path.display(),
+            scene.reference.file.as_deref().unwrap_or_default()
+        ),
+    };
     let energy = scene.energy();
     limits::flag("--n", n, limits::MAX_DRAW, 4 * energy.dim() as u64)?;
     if energy.torus() && energy.dim() <= 2 && !force_mcmc {
@@ -389,6 +433,16 @@ fn reference_cmd(
     println!("T_conf   {t_conf:.3}");
     if let Some(mol) = energy.molecule() {
         print_populations(&mol.torsion_names(), &output.samples, None);
+    }
+    if let boltzmann_studio::scene::System::Formula(f) = &scene.system {
+        if let Some(grid) = f.build().ok().and_then(|f| f.grid()) {
+            // What logz (issue: GFlowNet kinds) compares against: Z = ∫ exp(−E/T) over the box.
+            println!(
+                "log Z    {:.6}   (exact by quadrature over the bounds: Z = ∫ exp(−E/T) d{})",
+                grid.log_z(),
+                f.variables.join(" d")
+            );
+        }
     }
     if !output.step_sizes.is_empty() {
         let temps = cfg.temperatures();
@@ -498,17 +552,25 @@ fn eval_cmd(
         8 * n.min(1 << 20) as u64,
     )?;
     let scene = Scene::load(scene_path)?;
-    let reference_path = match reference {
-        Some(p) => p.to_path_buf(),
-        None => scene.reference_path(scene_path).with_context(|| {
-            format!(
-                "{} names no reference file; pass --reference",
+    let exact = boltzmann_studio::reference::exact_in_memory(scene.energy().as_ref());
+    let reference_path = match (reference, &exact) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, exact) => match scene.reference_path(scene_path) {
+            Some(p) => p,
+            // A typed formula or landscape without a file: its exact draws, in memory.
+            None if exact.is_some() => PathBuf::from("(exact draws by quadrature)"),
+            None => bail!(
+                "{} names no reference file; pass --reference, or compute one with `boltzmann-studio reference {}`",
+                scene_path.display(),
                 scene_path.display()
-            )
-        })?,
+            ),
+        },
     };
     let a = load_samples(samples_path, &scene)?;
-    let b = load_samples(&reference_path, &scene)?;
+    let b = match exact {
+        Some(m) if reference.is_none() && scene.reference_path(scene_path).is_none() => m,
+        _ => load_samples(&reference_path, &scene)?,
+    };
     if scene.system.is_molecule() {
         return molecule_eval(&scene, &a, &b, n, seed, json, bins);
     }

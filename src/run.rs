@@ -327,6 +327,11 @@ impl Run {
         self.evaluator.as_ref()
     }
 
+    /// Judges from now on against `evaluator` (a reference computed while the run trains).
+    pub fn set_evaluator(&mut self, evaluator: Option<Evaluator>) {
+        self.evaluator = evaluator;
+    }
+
     /// This run, with full evaluations by `judge` under `policy` (see [`crate::race::make_lane`]).
     pub fn judged_by(mut self, judge: Evaluator, policy: EvalPolicy) -> Self {
         self.judge = Some(judge);

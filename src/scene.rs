@@ -40,6 +40,37 @@ pub struct Scene {
     pub reference: ReferenceConfig,
     /// How the app draws the samples.
     pub view: ViewConfig,
+    /// Named regions of a molecule's torsion space, labelled on the app's torsion map (none
+    /// are assumed: a molecule without them gets an unlabelled map).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub basins: Vec<BasinSpec>,
+}
+
+/// A named region of torsion space: a range of degrees for each torsion it constrains (by the
+/// torsion's name; a range with low > high wraps through ±180°, so `(120, -120)` is |φ| > 120°).
+/// E.g. `(name: "C5", ranges: {"phi": (-180, -110), "psi": (100, -150)})`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasinSpec {
+    pub name: String,
+    pub ranges: std::collections::BTreeMap<String, (f64, f64)>,
+}
+
+impl BasinSpec {
+    /// The range of torsion `name`, if the basin constrains it.
+    pub fn range(&self, name: &str) -> Option<(f64, f64)> {
+        self.ranges.get(name).copied()
+    }
+
+    /// The middle of a range in degrees (through ±180° for a wrapping one), where its label goes.
+    pub fn middle((lo, hi): (f64, f64)) -> f64 {
+        if lo <= hi {
+            (lo + hi) / 2.0
+        } else {
+            let m = (lo + hi + 360.0) / 2.0;
+            if m > 180.0 { m - 360.0 } else { m }
+        }
+    }
 }
 
 impl Default for Scene {
@@ -53,6 +84,7 @@ impl Default for Scene {
             schedule: ScheduleConfig::default(),
             reference: ReferenceConfig::default(),
             view: ViewConfig::default(),
+            basins: Vec::new(),
         }
     }
 }
@@ -77,6 +109,97 @@ pub enum System {
     Molecule(MoleculeSystem),
     /// TraPPE united-atom butane: one torsion, at `temperature` kelvin.
     Butane { temperature: f64 },
+    /// An energy typed as a formula of 1 to 8 named variables.
+    Formula(FormulaSystem),
+}
+
+/// A formula system as a scene names it: `Formula((energy: "2*(x^2-1)^2 + y^2", variables:
+/// ["x", "y"]))`. [`Scene::load`] parses it, so that a bad formula is reported at its column.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormulaSystem {
+    /// The energy U(x) as text: `+ - * / ^`, parentheses, exp log sqrt sin cos tanh abs, pi, e.
+    pub energy: String,
+    /// The variables' names, in coordinate order.
+    pub variables: Vec<String>,
+    /// The density is exp(−U/temperature).
+    #[serde(default = "one")]
+    pub temperature: f64,
+    /// The box of the density map and of the exact grid, one (low, high) per variable;
+    /// empty means ±3 for each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<(f64, f64)>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Each variable's range when a formula scene gives no bounds.
+pub const DEFAULT_FORMULA_BOUND: f64 = 3.0;
+
+impl PartialEq for FormulaSystem {
+    fn eq(&self, o: &Self) -> bool {
+        (&self.energy, &self.variables, self.temperature, &self.bounds)
+            == (&o.energy, &o.variables, o.temperature, &o.bounds)
+    }
+}
+
+impl FormulaSystem {
+    /// The bounds as given, or ±3 per variable.
+    pub fn bounds_or_default(&self) -> Vec<[f64; 2]> {
+        if self.bounds.is_empty() {
+            vec![[-DEFAULT_FORMULA_BOUND, DEFAULT_FORMULA_BOUND]; self.variables.len()]
+        } else {
+            self.bounds.iter().map(|&(a, b)| [a, b]).collect()
+        }
+    }
+
+    /// Parses and differentiates the formula: `Err((field, message))` names the field at fault
+    /// (`energy` for the text, with its column; `variables`, `temperature` or `bounds`).
+    pub fn build(&self) -> std::result::Result<crate::energy::Formula, (&'static str, String)> {
+        if !self.bounds.is_empty() && self.bounds.len() != self.variables.len() {
+            return Err((
+                "bounds",
+                format!(
+                    "gives {} ranges for {} variables (one (low, high) each, or none for ±{DEFAULT_FORMULA_BOUND})",
+                    self.bounds.len(),
+                    self.variables.len()
+                ),
+            ));
+        }
+        if let Some((k, &(a, b))) = self
+            .bounds
+            .iter()
+            .enumerate()
+            .find(|(_, (a, b))| !(a.is_finite() && b.is_finite() && a < b && b - a <= 1e6))
+        {
+            return Err((
+                "bounds",
+                format!("[{k}] must be a finite range (low, high) with low < high, at most 1e6 wide (got ({a}, {b}))"),
+            ));
+        }
+        if !(self.temperature.is_finite() && (1e-3..=1e6).contains(&self.temperature)) {
+            return Err((
+                "temperature",
+                format!("must be between 0.001 and 1e6 (got {})", self.temperature),
+            ));
+        }
+        crate::energy::Formula::new(
+            &self.energy,
+            &self.variables,
+            self.temperature,
+            Some(self.bounds_or_default()),
+        )
+        .map_err(|e| {
+            // Problems of the names are reported at `variables`, the text's at `energy`.
+            if e.message.contains("variable") && !e.message.contains("unknown name") {
+                ("variables", e.message)
+            } else {
+                ("energy", e.to_string())
+            }
+        })
+    }
 }
 
 /// A molecule as a scene names it. Paths are relative to the scene file; [`Scene::load`] makes
@@ -141,6 +264,10 @@ impl System {
             System::DoubleWell4 => Box::new(DoubleWell::dw4()),
             System::LennardJones { particles } => Box::new(LennardJones::new(particles)),
             System::Butane { temperature } => Box::new(Butane::new(temperature)),
+            System::Formula(ref f) => Box::new(f.build().unwrap_or_else(|(field, e)| {
+                // Scene::parse and the app's formula field check it first.
+                panic!("formula system.{field} was not checked: {e}")
+            })),
             System::Molecule(ref m) => match &m.loaded {
                 Some(loaded) => Box::new(AmberMolecule::clone(loaded)),
                 // Only a scene built in code, not loaded from a file, gets here.
@@ -165,6 +292,25 @@ impl System {
         match self {
             System::Molecule(m) => Some(m.temperature),
             System::Butane { temperature } => Some(*temperature),
+            _ => None,
+        }
+    }
+
+    /// The system as an editable formula: itself, or the built-in 2-D double well typed out (the
+    /// same energies to 1e-12), so that a class can change its barrier; `None` for the others.
+    pub fn as_formula(&self) -> Option<FormulaSystem> {
+        match self {
+            System::Formula(f) => Some(f.clone()),
+            System::DoubleWell2d => {
+                use crate::energy::Landscape;
+                let (bx, by) = DoubleWell2d::default().bounds();
+                Some(FormulaSystem {
+                    energy: "3*(x^2-1)^2 + 0.5*x + y^2".into(),
+                    variables: vec!["x".into(), "y".into()],
+                    temperature: 1.0,
+                    bounds: vec![(bx[0], bx[1]), (by[0], by[1])],
+                })
+            }
             _ => None,
         }
     }
@@ -254,6 +400,17 @@ impl Scene {
                     message: e.code.to_string(),
                 })?;
         scene.load_molecule(text, path)?;
+        if let System::Formula(f) = &scene.system {
+            f.build().map_err(|(field, message)| {
+                let (line, col) = locate_field(text, &format!("system.{field}"));
+                Error::Scene {
+                    path: path.to_path_buf(),
+                    line,
+                    col,
+                    message: format!("system.{field}: {message}"),
+                }
+            })?;
+        }
         // The default name is LJ-13's, the default system's: a DW-4 scene without a name must
         // not be shown as LJ-13.
         let default_name = Scene::default().name;
@@ -388,14 +545,34 @@ impl Scene {
         crate::sampler::build(self.energy(), &self.sampler, &self.network)
     }
 
+    /// What to tell the user before training, though the scene is valid: a formula that does
+    /// not look normalisable on its bounds.
+    pub fn warnings(&self) -> Vec<String> {
+        match &self.system {
+            System::Formula(f) => f
+                .build()
+                .ok()
+                .and_then(|e| e.check_bounds())
+                .map(|w| format!("system.energy: {w}"))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The energy of the scene's system.
     pub fn energy(&self) -> Box<dyn Energy> {
         self.system.energy()
     }
 
     /// The reference file, resolved against the folder of the scene file at `scene_path`.
+    /// Without a file, a reference computed on demand and cached beside the scene
+    /// ([`crate::reference::cached_path`]) is used when it exists.
     pub fn reference_path(&self, scene_path: &Path) -> Option<PathBuf> {
-        let file = self.reference.file.as_ref()?;
+        let Some(file) = self.reference.file.as_ref() else {
+            let cached = crate::reference::cached_path(&self.system, scene_path);
+            return cached.is_file().then_some(cached);
+        };
         let p = Path::new(file);
         Some(if p.is_absolute() {
             p.to_path_buf()
@@ -550,6 +727,33 @@ impl Scene {
                 ),
             );
         }
+        let names = self
+            .energy()
+            .molecule()
+            .map(|m| m.torsion_names())
+            .unwrap_or_default();
+        for (k, b) in self.basins.iter().enumerate() {
+            if names.is_empty() {
+                return err("basins", "label a molecule's torsion map; this system has no torsions".into());
+            }
+            if b.ranges.is_empty() {
+                return err(&format!("basins[{k}]"), format!("({}) must give the range of one torsion or more", b.name));
+            }
+            for (t, &(lo, hi)) in &b.ranges {
+                if !names.contains(t) {
+                    return err(
+                        &format!("basins[{k}]"),
+                        format!("({}): no torsion is named '{t}'; the torsions are {}", b.name, names.join(", ")),
+                    );
+                }
+                if !((-180.0..=180.0).contains(&lo) && (-180.0..=180.0).contains(&hi)) {
+                    return err(
+                        &format!("basins[{k}]"),
+                        format!("({}): the range of {t} must lie in [-180, 180] degrees (got ({lo}, {hi}))", b.name),
+                    );
+                }
+            }
+        }
         if let Err(e) = crate::nn::select_device(&s.device) {
             return err("sampler.device", e.to_string());
         }
@@ -662,6 +866,36 @@ mod tests {
             parse("(name: \"mine\", system: DoubleWell4)").unwrap().name,
             "mine"
         );
+    }
+
+    /// The double well typed out for the app's formula field is the built-in one (to 1e-12, the
+    /// two evaluating the same operations in another order), over the same box.
+    #[test]
+    fn the_double_well_as_a_formula_is_the_built_in() {
+        let f = System::DoubleWell2d.as_formula().unwrap().build().unwrap();
+        let dw = System::DoubleWell2d.energy();
+        assert_eq!(f.plane_box(), dw.plane_box());
+        for x in [[-1.3, 0.4], [0.0, 0.0], [2.2, -2.9], [0.7, 1.1]] {
+            let (a, b) = (f.energy(&x), dw.energy(&x));
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} against {b}");
+        }
+        assert!(System::Gmm40.as_formula().is_none());
+    }
+
+    #[test]
+    fn formula_scenes_round_trip_and_basins_are_checked() {
+        let text = "Scene(system: Formula((energy: \"x^2 + y^2\", variables: [\"x\", \"y\"], temperature: 0.5)), network: (kind: Mlp))";
+        let s = parse(text).unwrap();
+        assert_eq!(parse(&s.to_ron()).unwrap(), s);
+        assert_eq!(s.energy().plane_box(), Some(([-3.0, 3.0], [-3.0, 3.0])));
+        let e = parse("Scene(system: DoubleWell2d, network: (kind: Mlp), basins: [(name: \"A\", ranges: {\"phi\": (0.0, 90.0)})])")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("basins") && e.contains("no torsions"), "{e}");
+        let e = parse(&std::fs::read_to_string("scenes/butane.ron").unwrap().replace("\"phi\": (0.0, 120.0)", "\"chi\": (0.0, 120.0)"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("basins[1]") && e.contains("no torsion is named 'chi'"), "{e}");
     }
 
     #[test]

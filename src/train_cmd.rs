@@ -49,6 +49,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             scene.sampler.kind.label()
         );
     }
+    for w in scene.warnings() {
+        eprintln!("warning: {}: {w}", scene_path.display());
+    }
     let reference_path = scene
         .reference_path(&scene_path)
         .or_else(|| scene.reference_path(&args.scene));
@@ -112,10 +115,26 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{}", p.display()))?,
             )
         }
-        None => {
-            eprintln!("note: the scene names no reference file; training without evaluation");
-            None
-        }
+        None => match boltzmann_studio::reference::exact_in_memory(scene.energy().as_ref()) {
+            Some(reference) => {
+                eprintln!(
+                    "note: the scene names no reference file; judging against {} exact draws by quadrature",
+                    reference.rows
+                );
+                Some(Evaluator::new(
+                    &reference,
+                    sampler.energy().layout(),
+                    scene.schedule.eval_samples,
+                    0,
+                )?)
+            }
+            None => {
+                eprintln!(
+                    "note: the scene names no reference file; training without evaluation (`reference` computes one)"
+                );
+                None
+            }
+        },
     };
     let mut run = Run::new(
         sampler,
@@ -257,7 +276,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     );
     if c.skipped_steps > 0 || c.dropped_samples > 0 {
         println!(
-            "non-finite values: {} steps skipped, {} samples dropped",
+            "non-finite values: {} steps skipped, {} samples dropped (their energy, gradient or path was not finite)",
             c.skipped_steps, c.dropped_samples
         );
     }

@@ -70,6 +70,9 @@ pub enum Command {
     Fork(Vec<(String, f64)>),
     /// Keep one lane of a race or fork (by index) and drop the others.
     KeepLane(usize),
+    /// Judge the single run from now on against this reference file (one computed while it
+    /// trained); its training is untouched.
+    AttachReference(PathBuf),
     Shutdown,
 }
 
@@ -82,6 +85,8 @@ pub enum Event {
     Done { message: String, path: PathBuf },
     /// Something failed; training is paused and the worker keeps serving commands.
     Error(String),
+    /// The run's description changed (a reference was attached); its history stands.
+    InfoChanged(Arc<RunInfo>),
 }
 
 /// What does not change during a run.
@@ -348,6 +353,32 @@ struct Run {
     info: Arc<RunInfo>,
 }
 
+/// What the app draws of a reference: its energies, pooled pair distances (particles) and
+/// torsions (molecules); empty without one.
+fn reference_parts(
+    energy: &dyn crate::energy::Energy,
+    evaluator: Option<&Evaluator>,
+) -> (Vec<f64>, Vec<f64>, Vec<f32>) {
+    let Some(ev) = evaluator else {
+        return (Vec::new(), Vec::new(), Vec::new());
+    };
+    let m = ev.reference();
+    let layout = energy.layout();
+    (
+        energy.batch_energy(&m.data),
+        if layout.particles > 1 {
+            metrics::interatomic_distances(m, layout)
+        } else {
+            Vec::new()
+        },
+        if energy.torus() {
+            m.data.clone()
+        } else {
+            Vec::new()
+        },
+    )
+}
+
 /// A lane of the driver's loop is the run it holds.
 impl std::borrow::Borrow<Driver> for Run {
     fn borrow(&self) -> &Driver {
@@ -527,6 +558,13 @@ impl Worker {
                 Ok(()) => {}
                 Err(e) => self.fail(format!("cannot keep that lane: {e}")),
             },
+            Command::AttachReference(path) => match self.attach_reference(&path) {
+                Ok(()) => self.done(
+                    format!("reference computed and cached in {}", path.display()),
+                    path,
+                ),
+                Err(e) => self.fail(format!("cannot use the reference {}: {e}", path.display())),
+            },
             Command::Shutdown => {}
         }
     }
@@ -590,6 +628,28 @@ impl Worker {
         self.lane_out = self.runs.iter().map(|_| LaneOut::default()).collect();
         let _ = self.events.send(Event::Started(shared));
         self.wake();
+        Ok(())
+    }
+
+    fn attach_reference(&mut self, path: &Path) -> Result<()> {
+        let [run] = self.runs.as_mut_slice() else {
+            return Err(Error::Invalid(
+                "a race or fork is judged on the reference it started with: restart it to use the new one".into(),
+            ));
+        };
+        let m = read_npy(path)?;
+        let energy = run.info.scene.energy();
+        let evaluator = Evaluator::new(&m, energy.layout(), REFERENCE_ROWS, 0)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let mut info = (*run.info).clone();
+        (
+            info.reference_energies,
+            info.reference_distances,
+            info.reference_torsions,
+        ) = reference_parts(energy.as_ref(), Some(&evaluator));
+        run.driver.set_evaluator(Some(evaluator));
+        run.info = Arc::new(info);
+        let _ = self.events.send(Event::InfoChanged(run.info.clone()));
         Ok(())
     }
 
@@ -944,26 +1004,13 @@ impl Run {
                         .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?,
                 )
             }
-            None => None,
+            // A typed formula or landscape without a file: its exact draws, in memory.
+            None => crate::reference::exact_in_memory(energy.as_ref())
+                .map(|m| Evaluator::new(&m, layout, REFERENCE_ROWS, 0))
+                .transpose()?,
         };
-        let (reference_energies, reference_distances) = match &evaluator {
-            Some(ev) => {
-                let m = ev.reference();
-                (
-                    energy.batch_energy(&m.data),
-                    if layout.particles > 1 {
-                        metrics::interatomic_distances(m, layout)
-                    } else {
-                        Vec::new()
-                    },
-                )
-            }
-            None => (Vec::new(), Vec::new()),
-        };
-        let reference_torsions = match (&evaluator, energy.torus()) {
-            (Some(ev), true) => ev.reference().data.clone(),
-            _ => Vec::new(),
-        };
+        let (reference_energies, reference_distances, reference_torsions) =
+            reference_parts(energy.as_ref(), evaluator.as_ref());
         let torsion_names = energy
             .molecule()
             .map(|m| m.torsion_names())

@@ -252,3 +252,50 @@ fn alanine_dipeptide_grid_reference_has_the_known_basins() {
     assert!((exact("C5") - 0.7627).abs() <= 1e-4, "{out}");
     assert!((exact("C7eq") - 0.2327).abs() <= 1e-4, "{out}");
 }
+
+/// A molecule the project did not ship (tests/fixtures/molecules/own, made with parmed and
+/// checked by OpenMM in make_own_molecule.py): n-pentane with three torsions named a, b, c. The
+/// E/kT that `energy --out` writes must match OpenMM's to 1e-5 relative (of max(|E/kT|, 1)):
+/// both evaluate the same f32 torsion values in double precision, so only the force-field
+/// arithmetic can differ (measured: 4e-10).
+#[test]
+fn a_brought_molecule_writes_openmms_energies() {
+    use boltzmann_studio::io::{Matrix, write_npy};
+    let dir = repo("tests/fixtures/molecules/own");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("pentane-openmm.json")).unwrap())
+            .unwrap();
+    let configs = fixture["configurations"].as_array().unwrap();
+    let x: Vec<f32> = configs
+        .iter()
+        .flat_map(|c| c["torsions"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .collect();
+    let tmp = std::env::temp_dir().join(format!("bs-own-molecule-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (input, out) = (tmp.join("x.npy"), tmp.join("e.npy"));
+    write_npy(&input, &Matrix::new(configs.len(), 3, x)).unwrap();
+    let scene = dir.join("pentane.ron");
+    let o = run(&[
+        "energy",
+        scene.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    let e: Vec<f64> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+    for (c, (got, want)) in e.iter().zip(configs).enumerate() {
+        let want = want["e_over_kt"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "configuration {c}: E/kT {got} against OpenMM's {want}"
+        );
+    }
+    // Its torsions are its own: no φ/ψ, and the scene names no basins.
+    let s = boltzmann_studio::scene::Scene::load(&scene).unwrap();
+    let names = s.energy().molecule().unwrap().torsion_names();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(s.basins.is_empty());
+}

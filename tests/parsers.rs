@@ -138,6 +138,27 @@ proptest! {
         one_line(boltzmann_studio::lesson::LoadedLesson::parse(&mutate(text, k, by), Path::new(path)));
     }
 
+    /// Formula text built from its own tokens (and a few strangers): parsed, it evaluates with
+    /// its gradient and Laplacian anywhere without a panic; refused, its column lies in the text.
+    #[test]
+    fn formula_tokens(tokens in proptest::collection::vec(proptest::sample::select(&[
+        "x", "y", "z", "1", "0", "2.5e3", "1e400", "-", "+", "*", "/", "^", "(", ")", "exp", "log", "sqrt",
+        "sin", "cos", "tanh", "abs", "pi", "e", " ", ",", "é", "1.2.3", "°",
+    ][..]), 0..40)) {
+        use boltzmann_studio::energy::{Energy, Formula};
+        let text: String = tokens.concat();
+        match Formula::new(&text, &["x".into(), "y".into()], 1.0, None) {
+            Ok(f) => {
+                let mut g = [0.0; 2];
+                for p in [[0.0, 0.0], [1.5, -2.0], [-1e3, 1e-3]] {
+                    let _ = f.energy_grad(&p, &mut g);
+                    let _ = f.laplacian(&p);
+                }
+            }
+            Err(e) => prop_assert!(e.column >= 1 && e.column <= text.chars().count() + 1, "{}: {}", text, e),
+        }
+    }
+
     #[test]
     fn session_text(text in "Session\\(.{0,200}") {
         one_line(boltzmann_studio::session::Session::parse(&text, Path::new("sessions/p.ron")));

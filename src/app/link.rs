@@ -56,6 +56,49 @@ pub enum UiAction {
     Fork(Vec<(String, f64)>),
     /// Keep one lane (of a fork or race) and drop the others.
     KeepLane(usize),
+    /// Compute the run's missing reference in the background, cache it beside the scene, and
+    /// judge the run against it when it is ready.
+    ComputeReference,
+}
+
+/// A reference being computed on a thread of its own (training goes on meanwhile).
+pub struct ReferenceJob {
+    /// The system it is for: the result is attached only if the run is still of this system.
+    pub system: crate::scene::System,
+    /// Fraction done, in millionths.
+    pub progress: Arc<std::sync::atomic::AtomicU32>,
+    pub done: crossbeam_channel::Receiver<Result<PathBuf, String>>,
+    pub started: std::time::Instant,
+}
+
+impl ReferenceJob {
+    /// Starts computing the reference of `scene` (read from `path`, beside which it is cached).
+    pub fn start(scene: &Scene, path: &std::path::Path) -> ReferenceJob {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let progress = Arc::new(AtomicU32::new(0));
+        let (tx, done) = crossbeam_channel::bounded(1);
+        let (scene_copy, path, p) = (scene.clone(), path.to_path_buf(), progress.clone());
+        std::thread::Builder::new()
+            .name("reference".into())
+            .spawn(move || {
+                let r = crate::reference::compute_and_cache(&scene_copy, &path, &mut |f| {
+                    p.store((f.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed)
+                });
+                let _ = tx.send(r.map_err(|e| e.to_string()));
+            })
+            .expect("a thread can be spawned");
+        ReferenceJob {
+            system: scene.system.clone(),
+            progress,
+            done,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Fraction done, 0 to 1.
+    pub fn fraction(&self) -> f32 {
+        self.progress.load(std::sync::atomic::Ordering::Relaxed) as f32 / 1e6
+    }
 }
 
 impl UiAction {
@@ -108,6 +151,8 @@ pub struct Notice {
 #[derive(Resource, Default)]
 pub struct RunData {
     pub info: Option<Arc<RunInfo>>,
+    /// A reference being computed for the run (see [`UiAction::ComputeReference`]).
+    pub reference_job: Option<ReferenceJob>,
     pub running: bool,
     pub phase: Phase,
     pub counters: Counters,
@@ -191,6 +236,7 @@ impl RunData {
 
     fn start(&mut self, info: Arc<RunInfo>) {
         let notices = std::mem::take(&mut self.notices);
+        let reference_job = self.reference_job.take();
         // The branches of a fork share the history up to the fork: each lane starts with it.
         let (losses, metrics) = if info.fork.is_some() {
             (
@@ -218,6 +264,7 @@ impl RunData {
         *self = RunData {
             info: Some(info),
             notices,
+            reference_job,
             loss_stride: stride,
             lanes,
             losses,
@@ -351,6 +398,20 @@ pub fn poll(link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEd
             }
             Event::Done { message, .. } => data.notice(false, message),
             Event::Error(m) => data.notice(true, m),
+            Event::InfoChanged(info) => data.info = Some(info),
+        }
+    }
+    let finished = data.reference_job.as_ref().and_then(|j| j.done.try_recv().ok());
+    if let Some(result) = finished {
+        let job = data.reference_job.take().expect("a finished job");
+        let same = data.info.as_ref().is_some_and(|i| i.scene.system == job.system);
+        match result {
+            Ok(path) if same => link.0.send(Command::AttachReference(path)),
+            Ok(path) => data.notice(
+                false,
+                format!("reference cached in {} (for the scene before; used when it is opened again)", path.display()),
+            ),
+            Err(e) => data.notice(true, format!("cannot compute the reference: {e}")),
         }
     }
     while let Ok(s) = link.0.snapshots.try_recv() {
@@ -486,6 +547,12 @@ pub fn dispatch(
             UiAction::Fork(h) => Command::Fork(h.clone()),
             UiAction::KeepLane(i) => Command::KeepLane(*i),
             UiAction::LoadCheckpoint(p) => Command::LoadCheckpoint(p.clone()),
+            UiAction::ComputeReference => {
+                if let (Some(info), None) = (&data.info, &data.reference_job) {
+                    data.reference_job = Some(ReferenceJob::start(&info.scene, &info.scene_path));
+                }
+                continue;
+            }
             _ => continue,
         };
         link.0.send(cmd);

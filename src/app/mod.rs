@@ -74,6 +74,8 @@ pub struct AppOptions {
     pub projector: bool,
     /// Reopen a saved session (its scene, seed, hyperparameters, view and lesson step).
     pub session: Option<crate::session::Session>,
+    /// Press "Compute a reference" as soon as the run has started (a scene without one).
+    pub compute_reference: bool,
 }
 
 impl AppOptions {
@@ -96,6 +98,7 @@ impl AppOptions {
             screenshot_steps: None,
             projector: false,
             session: None,
+            compute_reference: false,
         }
     }
 }
@@ -269,6 +272,9 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
     if opts.report {
         app.add_plugins(export::report_plugin);
     }
+    if opts.compute_reference {
+        app.add_systems(Update, press_compute_reference);
+    }
     app.world()
         .resource::<Link>()
         .0
@@ -313,6 +319,24 @@ pub fn run(mut opts: AppOptions) -> anyhow::Result<()> {
         AppExit::Success => Ok(()),
         AppExit::Error(code) => {
             bail!("the app stopped with an error (code {code}); see the messages above")
+        }
+    }
+}
+
+/// `--compute-reference`: presses the button once the first run has started, if it has no
+/// reference.
+fn press_compute_reference(
+    data: Res<link::RunData>,
+    mut actions: MessageWriter<link::UiAction>,
+    mut done: Local<bool>,
+) {
+    if *done {
+        return;
+    }
+    if let Some(info) = &data.info {
+        *done = true;
+        if info.reference_energies.is_empty() {
+            actions.write(link::UiAction::ComputeReference);
         }
     }
 }

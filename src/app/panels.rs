@@ -19,7 +19,7 @@ use super::plots::{self, HistogramCache, PlotSettings};
 use super::projector::Projector;
 use crate::lesson::{Control, Panel};
 use crate::sampler::{HyperRow, SamplerConfig, SamplerKind};
-use crate::scene::{NetworkKind, Scene};
+use crate::scene::{FormulaSystem, NetworkKind, Scene, System};
 use crate::worker::Phase;
 
 /// Panel state that is not a setting of the run.
@@ -44,6 +44,9 @@ pub struct PanelState {
     fork: Option<SamplerConfig>,
     /// Lesson files in the lessons folder: (path, title or why it cannot be read).
     pub lessons: Option<Vec<(PathBuf, Result<String, String>)>>,
+    /// The landscape formula being typed, and the system it was read from (re-read when that
+    /// changes).
+    formula: Option<(FormulaSystem, FormulaSystem)>,
 }
 
 impl PanelState {
@@ -273,7 +276,7 @@ pub fn ui(
             .min_size(if layout.projector { 260.0 } else { 380.0 })
             .show(&mut root, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    right_panel(ui, &data, &mut plot_settings, &cache, &layout)
+                    right_panel(ui, &data, &view, &mut plot_settings, &cache, &layout, &mut actions)
                 });
             })
             .response
@@ -577,6 +580,9 @@ fn left_panel(
         });
     });
     layout.section(ui, Panel::RestartSettings, |ui| {
+        formula_editor(ui, edit, state, actions);
+    });
+    layout.section(ui, Panel::RestartSettings, |ui| {
         ui.collapsing("Needs a reset ⟲", |ui| {
             ui.label("Changing these rebuilds the network or the noise; press the button to restart with them.");
             let s = &mut edit.scene;
@@ -678,6 +684,23 @@ fn left_panel(
             ui.checkbox(&mut view.reweighted, "reweighted histograms").on_hover_text(
                 "Histograms with each sample counted in proportion to its importance weight: unbiased for the target in the limit, but only as good as the ESS (a few heavy samples make spiky bars). Kinds without weights show raw histograms.",
             );
+            if let Some(info) = data.info.as_ref().filter(|i| molecule && i.torsion_names.len() >= 3) {
+                let names = &info.torsion_names;
+                let (mut i, mut j) = plots::torsion_pair(names, view.torsion_pair).unwrap_or((0, 1));
+                ui.horizontal(|ui| {
+                    ui.label("torsion map").on_hover_text("The two torsions the map in the right panel shows (horizontal, vertical)");
+                    for (id, k) in [("map-x", &mut i), ("map-y", &mut j)] {
+                        egui::ComboBox::from_id_salt(id).selected_text(names[*k].as_str()).show_ui(ui, |ui| {
+                            for (n, name) in names.iter().enumerate() {
+                                ui.selectable_value(k, n, name.as_str());
+                            }
+                        });
+                    }
+                });
+                if i != j {
+                    view.torsion_pair = Some((i, j));
+                }
+            }
             if molecule {
                 ui.label("bonds: from the topology").on_hover_text("Ball-and-stick: the sampler moves only the free torsions; bond lengths and angles stay as in the structure file");
             } else {
@@ -743,6 +766,60 @@ fn left_panel(
 }
 
 /// Each lane's name above its block of samples (projected from the 3D view).
+/// The landscape as a formula, editable: the parse error (with its column) or a warning shows
+/// under the field as one types, and "Reset with this landscape" restarts on it. Shown for
+/// formula systems and for the built-in 2-D double well (typed out).
+fn formula_editor(ui: &mut egui::Ui, edit: &mut SceneEdit, state: &mut PanelState, actions: &mut MessageWriter<UiAction>) {
+    let Some(current) = edit.scene.system.as_formula() else {
+        state.formula = None;
+        return;
+    };
+    if state.formula.as_ref().is_none_or(|(_, from)| *from != current) {
+        state.formula = Some((current.clone(), current));
+    }
+    let Some((draft, _)) = state.formula.as_mut() else { return };
+    egui::CollapsingHeader::new("Landscape formula ⟲").default_open(true).show(ui, |ui| {
+        ui.label(format!("E({}) =", draft.variables.join(", ")))
+            .on_hover_text("The energy as a formula of the variables: + − * / ^, parentheses, exp log sqrt sin cos tanh abs, and the constants pi and e. The density is exp(−E / temperature).");
+        ui.add(egui::TextEdit::multiline(&mut draft.energy).desired_rows(2).desired_width(f32::INFINITY).font(egui::TextStyle::Monospace))
+            .on_hover_text("Edit the energy; errors show below as you type. \"Reset with this landscape\" restarts training on it.");
+        ui.horizontal(|ui| {
+            ui.label("temperature").on_hover_text("kT in the formula's units: the density is exp(−E / temperature). Lower is colder: the wells matter more.");
+            ui.add(egui::DragValue::new(&mut draft.temperature).range(0.001..=1e6).speed(0.01));
+        });
+        let built = draft.build();
+        match &built {
+            Err((field, message)) => {
+                ui.colored_label(egui::Color32::from_rgb(230, 90, 80), format!("{field}: {message}"));
+            }
+            Ok(f) => {
+                if let Some(w) = f.check_bounds() {
+                    ui.colored_label(egui::Color32::from_rgb(230, 160, 40), format!("warning: {w}"));
+                }
+            }
+        }
+        let bounds = draft.bounds_or_default();
+        ui.small(format!(
+            "Map and exact grid over {}",
+            draft.variables.iter().zip(&bounds).map(|(v, [a, b])| format!("{v} ∈ [{a}, {b}]")).collect::<Vec<_>>().join(", ")
+        ));
+        let changed = *draft != edit.scene.system.as_formula().unwrap_or_else(|| draft.clone());
+        if ui
+            .add_enabled(built.is_ok(), egui::Button::new("⟲ Reset with this landscape"))
+            .on_hover_text(if changed { "Restart training from fresh weights on this formula; the exact reference is recomputed by quadrature" } else { "Restart training on this formula (unchanged)" })
+            .clicked()
+        {
+            if !matches!(edit.scene.system, System::Formula(_)) {
+                edit.scene.name = format!("{} (as a formula)", edit.scene.name);
+            }
+            edit.scene.system = System::Formula(draft.clone());
+            // The built-in's reference file is of the old landscape; the formula's is exact.
+            edit.scene.reference.file = None;
+            actions.write(UiAction::Reset);
+        }
+    });
+}
+
 fn lane_labels(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, labels: &LaneLabels) {
     for (k, (name, pos)) in labels.0.iter().enumerate() {
         // Window coordinates already (the viewport's offset included).
@@ -762,9 +839,11 @@ fn lane_labels(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, label
 fn right_panel(
     ui: &mut egui::Ui,
     data: &RunData,
+    view: &ViewSettings,
     settings: &mut PlotSettings,
     cache: &HistogramCache,
     layout: &Layout,
+    actions: &mut MessageWriter<UiAction>,
 ) {
     if data.forked() && layout.shows(Panel::Quality) {
         fork_summary(ui, data);
@@ -803,14 +882,27 @@ fn right_panel(
         plots::energy_histogram(ui, data, cache);
     });
     layout.section(ui, Panel::Distances, |ui| {
-        if data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule()) {
-            let two = data.info.as_ref().is_some_and(|i| i.torsion_names.len() >= 2);
-            ui.strong(if two { "Ramachandran map (φ, ψ)" } else { "Torsion φ" }).on_hover_text(if two {
-                "The latest samples' φ and ψ (points) over the reference density (shading); basins C5, C7eq, αR, αL"
-            } else {
-                "The latest samples' torsion (bars) against the reference (line); trans is |φ| > 120°, gauche± inside"
-            });
-            plots::torsion_plot(ui, data);
+        if let Some(info) = data.info.as_ref().filter(|i| i.scene.system.is_molecule()) {
+            let names = &info.torsion_names;
+            let basins: Vec<&str> = info.scene.basins.iter().map(|b| b.name.as_str()).collect();
+            let basin_text = if basins.is_empty() { "no basins named in the scene".to_string() } else { format!("basins from the scene: {}", basins.join(", ")) };
+            match plots::torsion_pair(names, view.torsion_pair) {
+                Some((i, j)) => {
+                    ui.strong(format!("Torsion map ({}, {})", plots::torsion_label(&names[i]), plots::torsion_label(&names[j])))
+                        .on_hover_text(format!("The latest samples' {} and {} (points) over the reference density (shading); {basin_text}. Choose the two torsions in View.", names[i], names[j]));
+                }
+                None => {
+                    ui.strong(format!("Torsion {}", names.first().map_or(String::new(), |n| plots::torsion_label(n))))
+                        .on_hover_text(format!("The latest samples' torsion (bars) against the reference (line); {basin_text}"));
+                }
+            }
+            plots::torsion_plot(ui, data, view.torsion_pair);
+        } else if let Some(f) = data.info.as_ref().and_then(|i| match &i.scene.system {
+            System::Formula(f) if f.variables.len() == 1 => Some(f.clone()),
+            _ => None,
+        }) {
+            ui.strong(format!("Density along {}", f.variables[0])).on_hover_text("The latest samples' histogram (bars) against the exact density exp(−E/T)/Z over the bounds (line, by quadrature)");
+            plots::line_density(ui, data, &f);
         } else {
             ui.strong("Interatomic distances").on_hover_text("All pair distances of the latest samples against the reference");
             plots::distance_histogram(ui, data, cache);
@@ -818,7 +910,11 @@ fn right_panel(
     });
     layout.section(ui, Panel::Quality, |ui| {
         ui.strong("Sample quality").on_hover_text("E-W2: Wasserstein-2 between energy distributions; eq-W2: between configurations after best rotation and permutation; x-W2: raw coordinates");
-        plots::metrics_plot(ui, data, settings);
+        if data.info.as_ref().is_some_and(|i| i.reference_energies.is_empty()) {
+            no_reference(ui, data, actions);
+        } else {
+            plots::metrics_plot(ui, data, settings);
+        }
     });
     layout.section(ui, Panel::Ess, |ui| {
         ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, as a percentage of its size: how many exact samples the reweighted batch is worth. 100% = the sampler draws the target; often a few %, reported as it is.");
@@ -831,6 +927,37 @@ fn right_panel(
 }
 
 /// Forking: edit the new branch's hyperparameters, fork; while forked, keep one branch.
+/// In place of the quality plot while the run has no reference: why, and a button that computes
+/// one (with its progress while it runs).
+fn no_reference(ui: &mut egui::Ui, data: &RunData, actions: &mut MessageWriter<UiAction>) {
+    let Some(info) = &data.info else { return };
+    ui.label("No reference yet: sample quality is measured against reference samples of the target, and this scene names none.");
+    match &data.reference_job {
+        Some(job) => {
+            let f = job.fraction();
+            let secs = job.started.elapsed().as_secs_f32();
+            let eta = if f > 0.02 { format!(", about {:.0} s left", secs * (1.0 - f) / f) } else { String::new() };
+            ui.add(egui::ProgressBar::new(f).show_percentage().text(format!("computing the reference: {:.0}%{eta}", 100.0 * f)))
+                .on_hover_text("Training goes on meanwhile; the quality plot fills in when the reference is ready");
+        }
+        None => {
+            let exact = crate::reference::is_exact(info.scene.energy().as_ref());
+            let how = if exact {
+                "exact: quadrature on a grid (one or two torsions, or a plane); seconds"
+            } else {
+                "parallel tempering with the scene's reference.mcmc settings; minutes for a molecule"
+            };
+            if ui.button("Compute a reference").on_hover_text(format!(
+                "Draws {} reference samples ({how}) on a thread of its own, caches them beside the scene as {}, and judges the run against them from then on",
+                crate::reference::ON_DEMAND_ROWS,
+                crate::reference::cached_path(&info.scene.system, &info.scene_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            )).clicked() {
+                actions.write(UiAction::ComputeReference);
+            }
+        }
+    }
+}
+
 fn fork_panel(
     ui: &mut egui::Ui,
     data: &RunData,

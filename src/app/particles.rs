@@ -53,6 +53,9 @@ pub struct ViewSettings {
     pub field_examples: bool,
     /// Histograms of samples weighted by their importance weights (kinds that define them).
     pub reweighted: bool,
+    /// The two torsions the torsion map shows (coordinate indices); `None`: φ and ψ, or the
+    /// first two.
+    pub torsion_pair: Option<(usize, usize)>,
 }
 
 impl Default for ViewSettings {
@@ -70,6 +73,7 @@ impl Default for ViewSettings {
             field_animate: false,
             field_examples: false,
             reweighted: false,
+            torsion_pair: None,
         }
     }
 }
@@ -386,12 +390,21 @@ fn rebuild_on_new_run(
     } else {
         None
     };
-    let (origin, half) = match plane {
-        Some(([x0, x1], [y0, y1])) => (
+    // A formula of one variable: its points on a line across the same width as a plane's box.
+    let line = match (&info.scene.system, point_cloud && layout.dim() == 1) {
+        (crate::scene::System::Formula(f), true) => f.bounds_or_default().first().copied(),
+        _ => None,
+    };
+    let (origin, half) = match (plane, line) {
+        (Some(([x0, x1], [y0, y1])), _) => (
             Vec3::new(((x0 + x1) / 2.0) as f32, ((y0 + y1) / 2.0) as f32, 0.0),
             ((x1 - x0).max(y1 - y0) / 2.0) as f32,
         ),
-        None => (Vec3::ZERO, 50.0),
+        (None, Some([x0, x1])) => (
+            Vec3::new(((x0 + x1) / 2.0) as f32, 0.0, 0.0),
+            ((x1 - x0) / 2.0) as f32,
+        ),
+        _ => (Vec3::ZERO, 50.0),
     };
     let (scale_factor, radius) = if point_cloud {
         (POINT_CLOUD_HALF / half, 0.08)
@@ -503,7 +516,17 @@ fn fit_energy_scale(data: Res<RunData>, mut scale: ResMut<EnergyScale>) {
             .map(|b| b.energies.clone())
             .unwrap_or_default()
     };
-    let fitted = scale.fitted_to(&energies);
+    // Without a reference there is no target range to anchor the scale: it spans the samples'
+    // own (2nd to 98th percentile), rather than a default 0 to 1 stretched to their top.
+    let no_reference = data
+        .info
+        .as_ref()
+        .is_some_and(|i| i.reference_energies.is_empty());
+    let fitted = if no_reference {
+        percentile_scale(&energies).unwrap_or(*scale)
+    } else {
+        scale.fitted_to(&energies)
+    };
     if fitted != *scale {
         *scale = fitted;
     }
@@ -524,19 +547,19 @@ fn cluster_extent(info: &RunInfo) -> f32 {
 /// Colour scale from the reference energies (2nd to 98th percentile), so that "blue" means "as
 /// low as the target's typical samples".
 fn energy_scale(info: &RunInfo) -> EnergyScale {
-    let mut e: Vec<f64> = info
-        .reference_energies
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
+    percentile_scale(&info.reference_energies).unwrap_or_default()
+}
+
+/// The 2nd to 98th percentile of the finite energies in `e`; `None` for fewer than two.
+fn percentile_scale(e: &[f64]) -> Option<EnergyScale> {
+    let mut e: Vec<f64> = e.iter().copied().filter(|v| v.is_finite()).collect();
     if e.len() < 2 {
-        return EnergyScale::default();
+        return None;
     }
     e.sort_by(f64::total_cmp);
     let q = |p: f64| e[((e.len() - 1) as f64 * p) as usize];
     let (lo, hi) = (q(0.02), q(0.98).max(q(0.02) + 1e-6));
-    EnergyScale { lo, hi, top: hi }
+    Some(EnergyScale { lo, hi, top: hi })
 }
 
 /// A map of the target density exp(−E) over the system's box (grey-scale, a square root lifting

@@ -432,20 +432,41 @@ pub fn distance_histogram(ui: &mut egui::Ui, data: &RunData, cache: &HistogramCa
 /// density (a 36 × 36 heat map of 10° cells, square-root scaled so that sparse basins show),
 /// the basins labelled. With one torsion (butane): its histogram against the reference's, with
 /// trans (|φ| > 120°) and gauche marked.
-pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
+/// The two torsions the map shows: the chosen pair where it is valid, else φ and ψ when the
+/// molecule names them, else the first two.
+pub fn torsion_pair(names: &[String], chosen: Option<(usize, usize)>) -> Option<(usize, usize)> {
+    chosen
+        .filter(|&(i, j)| i != j && i < names.len() && j < names.len())
+        .or_else(|| crate::metrics::torsions::ramachandran_columns(names))
+}
+
+/// A torsion's axis name: φ and ψ as Greek letters, other names as the scene gives them.
+pub fn torsion_label(name: &str) -> String {
+    match name.to_ascii_lowercase().as_str() {
+        "phi" => "φ".into(),
+        "psi" => "ψ".into(),
+        _ => name.to_string(),
+    }
+}
+
+pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData, chosen: Option<(usize, usize)>) {
     use crate::metrics::torsions as tm;
     let Some(info) = &data.info else { return };
     let dim = info.layout.dim();
+    let names = &info.torsion_names;
     let samples: Vec<f64> = data
         .samples
         .as_ref()
         .map(|b| b.x.iter().map(|&v| v as f64).collect())
         .unwrap_or_default();
     let reference: Vec<f64> = info.reference_torsions.iter().map(|&v| v as f64).collect();
-    if let Some((i, j)) = tm::ramachandran_columns(&info.torsion_names) {
+    let basins = &info.scene.basins;
+    if let Some((i, j)) = torsion_pair(names, chosen) {
+        let (ni, nj) = (&names[i], &names[j]);
         const BINS: usize = 36;
         let h = tm::histogram(&reference, dim, &[i, j], BINS);
-        // The histogram is φ-major; the heat map's rows run along ψ, its first row at the bottom.
+        // The histogram is row-major in the first torsion; the heat map's rows run along the
+        // second, its first row at the bottom.
         let mut values = vec![0.0; BINS * BINS];
         for a in 0..BINS {
             for b in 0..BINS {
@@ -461,6 +482,11 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
                 ]
             })
             .collect();
+        let shading = if reference.is_empty() {
+            "no reference yet"
+        } else {
+            "shading: reference density"
+        };
         readable(Plot::new("ramachandran"), false, false)
             .height(PLOT_HEIGHT * 1.8)
             .data_aspect(1.0)
@@ -468,8 +494,11 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
             .include_x(180.0)
             .include_y(-180.0)
             .include_y(180.0)
-            .x_axis_label("φ (degrees) — points: current samples; shading: reference density")
-            .y_axis_label("ψ (degrees)")
+            .x_axis_label(format!(
+                "{} (degrees) — points: current samples; {shading}",
+                torsion_label(ni)
+            ))
+            .y_axis_label(format!("{} (degrees)", torsion_label(nj)))
             .show(ui, |p| {
                 if !reference.is_empty() {
                     p.heatmap(
@@ -490,19 +519,22 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
                         .radius(1.5)
                         .color(SAMPLES_COLOR),
                 );
-                for (label, x, y) in [
-                    ("C5", -150.0, 165.0),
-                    ("C7eq", -80.0, 80.0),
-                    ("αR", -70.0, -45.0),
-                    ("αL", 60.0, 45.0),
-                ] {
+                // Only the scene's own basins, and only those that constrain nothing but the two
+                // torsions shown (a basin of others would be misplaced on this map).
+                for b in basins.iter().filter(|b| b.ranges.keys().all(|k| k == ni || k == nj)) {
+                    let at = |name: &str| {
+                        b.range(name)
+                            .map_or(0.0, crate::scene::BasinSpec::middle)
+                    };
                     p.text(
-                        Text::new(label, PlotPoint::new(x, y), label).color(egui::Color32::WHITE),
+                        Text::new(b.name.clone(), PlotPoint::new(at(ni), at(nj)), b.name.clone())
+                            .color(egui::Color32::WHITE),
                     );
                 }
             });
     } else {
         const BINS: usize = 72;
+        let name = names.first().map_or("torsion".to_string(), |n| torsion_label(n));
         let w = 360.0 / BINS as f64;
         let hs = tm::histogram(&samples, dim, &[0], BINS);
         let hr = tm::histogram(&reference, dim, &[0], BINS);
@@ -516,20 +548,34 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
             steps.push([-180.0 + k as f64 * w, v / w]);
             steps.push([-180.0 + (k + 1) as f64 * w, v / w]);
         }
-        let trans = |x: &[f64]| {
+        // The first basin's population in samples and reference, where the scene names basins.
+        let first = names.first().and_then(|n| {
+            let b = basins.iter().find(|b| b.ranges.len() == 1 && b.range(n).is_some())?;
+            Some((b.name.clone(), b.range(n)?))
+        });
+        let share = |x: &[f64], (lo, hi): (f64, f64)| {
             x.chunks(dim)
-                .filter(|r| tm::butane_state(r[0]) == "trans")
+                .filter(|r| {
+                    let d = crate::molecule::wrap_angle(r[0]).to_degrees();
+                    if lo <= hi { lo <= d && d < hi } else { d >= lo || d < hi }
+                })
                 .count() as f64
                 / (x.len() / dim).max(1) as f64
         };
-        let (ts, tr) = (trans(&samples), trans(&reference));
+        let label = match &first {
+            Some((b, r)) if !reference.is_empty() => format!(
+                "{name} (degrees) — {b}: samples {:.3}, reference {:.3}",
+                share(&samples, *r),
+                share(&reference, *r)
+            ),
+            Some((b, r)) => format!("{name} (degrees) — {b}: samples {:.3}; no reference yet", share(&samples, *r)),
+            None => format!("{name} (degrees)"),
+        };
         readable(Plot::new("torsion"), false, false)
             .height(PLOT_HEIGHT)
             .include_x(-180.0)
             .include_x(180.0)
-            .x_axis_label(format!(
-                "φ (degrees) — trans: samples {ts:.3}, reference {tr:.3}"
-            ))
+            .x_axis_label(label)
             .y_axis_label("density (1/degree)")
             .legend(Legend::default().position(Corner::RightTop))
             .show(ui, |p| {
@@ -541,11 +587,75 @@ pub fn torsion_plot(ui: &mut egui::Ui, data: &RunData) {
                             .width(2.0),
                     );
                 }
-                for x in [-120.0, 120.0] {
-                    p.vline(VLine::new("trans | gauche", x).color(egui::Color32::from_gray(150)));
+                // Basin edges, each once.
+                let mut edges: Vec<f64> = basins
+                    .iter()
+                    .filter_map(|b| names.first().and_then(|n| b.range(n)))
+                    .flat_map(|(lo, hi)| [lo, hi])
+                    .filter(|e| e.abs() < 180.0)
+                    .collect();
+                edges.sort_by(f64::total_cmp);
+                edges.dedup();
+                for x in edges {
+                    p.vline(VLine::new("basin edges", x).color(egui::Color32::from_gray(150)));
                 }
             });
     }
+}
+
+/// A one-variable formula: the samples' histogram against the exact density over its bounds.
+pub fn line_density(ui: &mut egui::Ui, data: &RunData, f: &crate::scene::FormulaSystem) {
+    use crate::energy::Energy;
+    const BINS: usize = 80;
+    let [lo, hi] = f.bounds_or_default()[0];
+    let Ok(energy) = f.build() else { return };
+    let w = (hi - lo) / BINS as f64;
+    let xs: Vec<f64> = data
+        .samples
+        .as_ref()
+        .map(|b| b.x.iter().map(|&v| v as f64).collect())
+        .unwrap_or_default();
+    let mut h = vec![0.0; BINS];
+    for &x in &xs {
+        if (lo..hi).contains(&x) {
+            h[(((x - lo) / w) as usize).min(BINS - 1)] += 1.0;
+        }
+    }
+    let n = xs.len().max(1) as f64;
+    let bars: Vec<Bar> = h
+        .iter()
+        .enumerate()
+        .map(|(k, &c)| Bar::new(lo + (k as f64 + 0.5) * w, c / n / w).width(w))
+        .collect();
+    // The exact density at 400 points, normalised by the trapezoid rule over the bounds.
+    const POINTS: usize = 400;
+    let grid: Vec<f64> = (0..=POINTS).map(|k| lo + (hi - lo) * k as f64 / POINTS as f64).collect();
+    let e: Vec<f64> = grid.iter().map(|&x| energy.energy(&[x])).collect();
+    let e_min = e.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+    let p: Vec<f64> = e.iter().map(|&v| if v.is_finite() { (e_min - v).exp() } else { 0.0 }).collect();
+    let step = (hi - lo) / POINTS as f64;
+    let z = p.windows(2).map(|q| (q[0] + q[1]) / 2.0 * step).sum::<f64>().max(f64::MIN_POSITIVE);
+    let curve: Vec<[f64; 2]> = grid.iter().zip(&p).map(|(&x, &q)| [x, q / z]).collect();
+    let outside = xs.iter().filter(|x| !(lo..hi).contains(*x)).count();
+    readable(Plot::new("line-density"), false, false)
+        .height(PLOT_HEIGHT)
+        .include_x(lo)
+        .include_x(hi)
+        .x_axis_label(if outside > 0 {
+            format!("{} ({outside} of {} samples outside the bounds)", f.variables[0], xs.len())
+        } else {
+            f.variables[0].clone()
+        })
+        .y_axis_label(format!("density (1/{})", f.variables[0]))
+        .legend(Legend::default().position(Corner::RightTop))
+        .show(ui, |p| {
+            p.bar_chart(BarChart::new("current samples", bars).color(SAMPLES_COLOR));
+            p.line(
+                Line::new("exact density", PlotPoints::from(curve))
+                    .color(REFERENCE_COLOR)
+                    .width(2.0),
+            );
+        });
 }
 
 pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {

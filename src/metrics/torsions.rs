@@ -153,11 +153,15 @@ pub fn region(row: &[f64], names: &[String]) -> &'static str {
     }
 }
 
-/// The region labels for a molecule with these torsions, in display order.
+/// The region labels for a molecule with these torsions, in display order: the Ramachandran
+/// basins where torsions are named phi and psi, butane's conformers for a single phi, and none
+/// for other names (a brought molecule's regions are not alanine's or butane's).
 pub fn region_labels(names: &[String]) -> Vec<&'static str> {
+    let named = |n: &str| names.iter().any(|s| s.eq_ignore_ascii_case(n));
     match ramachandran_columns(names) {
-        Some(_) => Basin::ALL.iter().map(|b| b.label()).collect(),
-        None => vec!["trans", "gauche+", "gauche-"],
+        Some(_) if named("phi") && named("psi") => Basin::ALL.iter().map(|b| b.label()).collect(),
+        None if named("phi") => vec!["trans", "gauche+", "gauche-"],
+        _ => Vec::new(),
     }
 }
 

@@ -1,0 +1,108 @@
+//! Reference samples on demand, for a scene that names no reference file: exact draws where the
+//! system allows (grid quadrature for plane systems, formulas of one or two variables and
+//! molecules of one or two torsions; GMM-40's mixture), parallel tempering otherwise. The result
+//! is cached beside the scene file (`STEM.reference.npy`; a run folder's is `scene.reference.npy`),
+//! where [`crate::scene::Scene::reference_path`] finds it next time.
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::energy::Energy;
+use crate::error::Result;
+use crate::io::Matrix;
+use crate::sampler::mcmc::{McmcConfig, McmcProgress, sample_reference};
+
+/// Reference rows computed on demand (as many as the app and `train` judge against).
+pub const ON_DEMAND_ROWS: usize = 10_000;
+
+/// Where the computed reference of `system`, in the scene at `scene_path`, is cached: the file
+/// name carries a hash of the system, so that an edited formula or molecule never meets the
+/// reference of the one before.
+pub fn cached_path(system: &crate::scene::System, scene_path: &Path) -> PathBuf {
+    let stem = scene_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("scene");
+    let text = ron::to_string(system).unwrap_or_default();
+    scene_path.with_file_name(format!("{stem}.reference-{:016x}.npy", fnv1a(text.as_bytes())))
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across Rust releases (std's does not promise to),
+/// for file names only.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The exact reference of a system that has closed-form or plane-grid draws (not torsion grids,
+/// which cost a molecule's energy per cell and are offered with a progress bar instead), drawn in
+/// memory with seed 0; `None` for the others.
+pub fn exact_in_memory(energy: &dyn Energy) -> Option<Matrix> {
+    if energy.torus() {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let x = energy.exact_sample(ON_DEMAND_ROWS, &mut rng)?;
+    Some(Matrix::new(
+        ON_DEMAND_ROWS,
+        energy.dim(),
+        x.into_iter().map(|v| v as f32).collect(),
+    ))
+}
+
+/// Whether the exact reference is cheap: a grid or closed-form draws, no Markov chain.
+pub fn is_exact(energy: &dyn Energy) -> bool {
+    (energy.torus() && energy.dim() <= 2)
+        || energy
+            .exact_sample(1, &mut ChaCha8Rng::seed_from_u64(0))
+            .is_some()
+}
+
+/// `n` reference samples of `energy` (rows × dim, f32 as reference files hold them): exact where
+/// [`is_exact`], else parallel tempering with `mcmc`. `progress` receives the fraction done,
+/// 0 to 1, and may be called from this thread only.
+pub fn compute(
+    energy: &dyn Energy,
+    mcmc: &McmcConfig,
+    n: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Matrix> {
+    if energy.torus() && energy.dim() <= 2 {
+        let grid = crate::molecule::grid::TorsionGrid::compute(energy, 360)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x: Vec<f32> = grid.sample(n, &mut rng).iter().map(|&v| v as f32).collect();
+        progress(1.0);
+        return Ok(Matrix::new(n, energy.dim(), x));
+    }
+    let out = sample_reference(energy, mcmc, n, seed, &mut |p: McmcProgress| {
+        progress(p.sweeps_done as f64 / p.sweeps_total.max(1) as f64)
+    })?;
+    Ok(out.samples)
+}
+
+/// Computes and caches the reference of the scene at `scene_path` (see [`compute`]); returns
+/// the cache's path.
+pub fn compute_and_cache(
+    scene: &crate::scene::Scene,
+    scene_path: &Path,
+    progress: &mut dyn FnMut(f64),
+) -> Result<PathBuf> {
+    let energy = scene.energy();
+    let m = compute(
+        energy.as_ref(),
+        &scene.reference.mcmc,
+        ON_DEMAND_ROWS,
+        0,
+        progress,
+    )?;
+    let path = cached_path(&scene.system, scene_path);
+    // Written whole, then renamed: a reader never sees half a file.
+    let tmp = path.with_extension("npy.partial");
+    crate::io::write_npy(&tmp, &m)?;
+    std::fs::rename(&tmp, &path).map_err(|e| crate::Error::io(&path, e))?;
+    Ok(path)
+}
