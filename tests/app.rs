@@ -764,3 +764,57 @@ fn the_panel_follows_edits_made_elsewhere() {
         "a single run's edit is also the next reset's"
     );
 }
+
+/// "Compute a reference" on a run without one: a job with progress runs beside the worker, the
+/// reference is cached beside the scene (named by a hash of the system), and the worker is told
+/// to judge against it; a second press while it runs starts nothing.
+#[test]
+fn compute_a_reference_caches_it_and_attaches_it_to_the_run() {
+    let dir = std::env::temp_dir().join(format!("bs-app-reference-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ring.ron");
+    std::fs::copy(common::repo("scenes/mexican_hat.ron"), &path).unwrap();
+    let scene = Scene::load(&path).unwrap();
+    let mut f = fake();
+    let info = RunInfo {
+        generation: 1,
+        scene: scene.clone(),
+        scene_path: path.clone(),
+        layout: scene.energy().layout(),
+        family: boltzmann_studio::metrics::Family::Plane,
+        reference_energies: Vec::new(),
+        reference_distances: Vec::new(),
+        reference_torsions: Vec::new(),
+        torsion_names: Vec::new(),
+        race: Vec::new(),
+        fork: None,
+    };
+    f.events.send(Event::Started(Arc::new(info))).unwrap();
+    f.app.update();
+    f.app.world_mut().write_message(UiAction::ComputeReference);
+    f.app.world_mut().write_message(UiAction::ComputeReference);
+    f.app.update();
+    assert!(f.app.world().resource::<RunData>().reference_job.is_some());
+    let start = std::time::Instant::now();
+    let attached = loop {
+        f.app.update();
+        if let Some(Command::AttachReference(p)) = drain(&f.commands).into_iter().next() {
+            break p;
+        }
+        assert!(start.elapsed().as_secs() < 120, "the reference never arrived");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        attached,
+        boltzmann_studio::reference::cached_path(&scene.system, &path)
+    );
+    let m = boltzmann_studio::io::read_npy(&attached).unwrap();
+    assert_eq!((m.rows, m.cols), (boltzmann_studio::reference::ON_DEMAND_ROWS, 2));
+    // The ring's radius² is 2: exact draws sit near it (E = 4(r² − 2)², so |r² − 2| < 1.5 for
+    // all but a vanishing share).
+    let near = m.data.chunks(2).filter(|r| ((r[0] * r[0] + r[1] * r[1]) - 2.0).abs() < 1.5).count();
+    assert!(near as f64 > 0.999 * m.rows as f64, "{near}");
+    assert!(f.app.world().resource::<RunData>().reference_job.is_none());
+    assert_eq!(Scene::load(&path).unwrap().reference_path(&path), Some(attached));
+}

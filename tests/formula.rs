@@ -7,8 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use boltzmann_studio::energy::Energy;
-use boltzmann_studio::io::{Matrix, read_npy, write_npy};
+use boltzmann_studio::io::{Matrix, read_npy};
 use boltzmann_studio::scene::{Scene, System};
 use common::*;
 
@@ -120,22 +119,7 @@ fn energy_writes_gradients_for_every_kind_of_system() {
                 rows.extend(r);
             }
         }
-        let input = d.join("x.npy");
-        write_npy(&input, &Matrix::new(1 + 2 * dim, dim, rows)).unwrap();
-        let (e_out, g_out) = (d.join("e.npy"), d.join("g.npy"));
-        let o = run(&[
-            "energy",
-            scene.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--out",
-            e_out.to_str().unwrap(),
-            "--grad",
-            g_out.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let e = read_f64(&e_out);
-        let g = read_f64(&g_out);
+        let (e, g) = energies_of(&scene, &Matrix::new(1 + 2 * dim, dim, rows), &d, true);
         assert_eq!(g.len(), (1 + 2 * dim) * dim, "{}", scene.display());
         for k in 0..dim {
             // The inputs were rounded to f32: difference over the step actually taken.
@@ -151,11 +135,6 @@ fn energy_writes_gradients_for_every_kind_of_system() {
     }
 }
 
-fn read_f64(p: &Path) -> Vec<f64> {
-    let bytes = std::fs::read(p).unwrap();
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    npy.into_vec::<f64>().unwrap()
-}
 
 /// A two-variable formula gets an exact reference by quadrature: `reference` without --out
 /// caches it beside the scene, and `train` and `eval` then judge against it.
@@ -254,4 +233,22 @@ fn two_minutes_of_adjoint_sampling_find_both_wells_with_their_weights() {
     println!("left-well fraction {left:.4} (exact {exact:.4}), E-W2 {e_w2:.4}");
     assert!((left - exact).abs() <= 0.03, "left {left} against exact {exact}");
     assert!(e_w2 <= 0.15, "E-W2 {e_w2}");
+}
+
+/// A session keeps the formula the app was running (an edited one too), and reopens on it.
+#[test]
+fn sessions_keep_the_formula() {
+    use boltzmann_studio::session::Session;
+    let path = repo("scenes/triple_well.ron");
+    let mut scene = Scene::load(&path).unwrap();
+    let System::Formula(f) = &mut scene.system else { unreachable!() };
+    f.energy = f.energy.replace("- 3*exp(-x^2 - (y-5/3)^2)", "- 4*exp(-x^2 - (y-5/3)^2)");
+    f.temperature = 0.8;
+    let d = tmp("session");
+    let file = d.join("s.ron");
+    Session::new(&scene, &path).save(&file).unwrap();
+    let back = Session::load(&file).unwrap();
+    assert_eq!(back.scene.system, scene.system);
+    let System::Formula(g) = &back.scene.system else { unreachable!() };
+    assert!(g.energy.contains("4*exp(-x^2 - (y-5/3)^2)") && g.temperature == 0.8);
 }

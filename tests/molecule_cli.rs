@@ -260,7 +260,7 @@ fn alanine_dipeptide_grid_reference_has_the_known_basins() {
 /// arithmetic can differ (measured: 4e-10).
 #[test]
 fn a_brought_molecule_writes_openmms_energies() {
-    use boltzmann_studio::io::{Matrix, write_npy};
+    use boltzmann_studio::io::Matrix;
     let dir = repo("tests/fixtures/molecules/own");
     let fixture: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("pentane-openmm.json")).unwrap())
@@ -272,20 +272,8 @@ fn a_brought_molecule_writes_openmms_energies() {
         .collect();
     let tmp = std::env::temp_dir().join(format!("bs-own-molecule-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    let (input, out) = (tmp.join("x.npy"), tmp.join("e.npy"));
-    write_npy(&input, &Matrix::new(configs.len(), 3, x)).unwrap();
     let scene = dir.join("pentane.ron");
-    let o = run(&[
-        "energy",
-        scene.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let bytes = std::fs::read(&out).unwrap();
-    let e: Vec<f64> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+    let (e, _) = energies_of(&scene, &Matrix::new(configs.len(), 3, x), &tmp, false);
     for (c, (got, want)) in e.iter().zip(configs).enumerate() {
         let want = want["e_over_kt"].as_f64().unwrap();
         assert!(

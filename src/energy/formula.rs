@@ -15,6 +15,10 @@ pub const MAX_FORMULA_BYTES: usize = 4096;
 pub const MAX_DEPTH: usize = 64;
 /// Most variables of a formula system.
 pub const MAX_VARIABLES: usize = 8;
+/// Most nodes of the expression tree of each first derivative and each second derivative (the
+/// Laplacian's terms): each evaluation walks them, and a tower of powers with variable exponents
+/// would otherwise grow its derivatives exponentially with depth (found by fuzzing).
+pub const MAX_DERIVATIVE_NODES: u64 = 20_000;
 
 /// Why a formula was refused: a message and the 1-based character column it points at.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +171,38 @@ impl Expr {
                 }
             }
             Call(f, a) => f.apply(a.eval(x)),
+        }
+    }
+
+    /// (nodes of this tree, an upper bound on the nodes of any first derivative of it): the
+    /// rules of [`Expr::derivative`] counted before simplification, so that a derivative too
+    /// large to build is refused before it is built.
+    fn derivative_size(&self) -> (u64, u64) {
+        let two = |a: &Expr, c: &Expr| (a.derivative_size(), c.derivative_size());
+        match self {
+            Num(_) | Var(_) => (1, 1),
+            Neg(a) => {
+                let (s, d) = a.derivative_size();
+                (s + 1, d + 1)
+            }
+            Sign(a) => (a.derivative_size().0 + 1, 1),
+            Call(_, a) => {
+                let (s, d) = a.derivative_size();
+                (s + 1, s.saturating_add(d).saturating_add(4))
+            }
+            Add(a, c) | Sub(a, c) => {
+                let ((sa, da), (sc, dc)) = two(a, c);
+                (sa + sc + 1, da.saturating_add(dc).saturating_add(1))
+            }
+            Mul(a, c) | Div(a, c) | Pow(a, c) => {
+                let ((sa, da), (sc, dc)) = two(a, c);
+                let s = sa + sc + 1;
+                // Each rule copies the factors at most twice beside one derivative of each.
+                let d = [2 * s, da, dc, 8]
+                    .iter()
+                    .fold(0u64, |acc, v| acc.saturating_add(*v));
+                (s, d)
+            }
         }
     }
 
@@ -509,7 +545,24 @@ impl Formula {
             )));
         }
         let expr = parse(source, variables)?;
+        let too_large = |what: &str, nodes: u64| FormulaError {
+            column: 1,
+            message: format!(
+                "its {what} would have up to {nodes} terms (at most {MAX_DERIVATIVE_NODES}): write it more simply (powers with a variable in the exponent grow fastest)"
+            ),
+        };
+        let d = expr.derivative_size().1;
+        if d > MAX_DERIVATIVE_NODES {
+            return Err(too_large("gradient", d));
+        }
         let grad: Vec<Expr> = (0..variables.len()).map(|i| expr.derivative(i)).collect();
+        if let Some(d) = grad
+            .iter()
+            .map(|g| g.derivative_size().1)
+            .find(|&d| d > MAX_DERIVATIVE_NODES)
+        {
+            return Err(too_large("second derivatives (for the Laplacian)", d));
+        }
         let laplacian = grad
             .iter()
             .enumerate()
@@ -809,6 +862,33 @@ mod tests {
         assert!(w("-x^2 + y^2").unwrap().contains("still falling outward"));
         assert!(w("x + y^2").unwrap().contains("still falling outward"));
         assert!(w("log(x) + y^2").unwrap().contains("not finite"));
+    }
+
+    /// A tower of powers with variables in the exponents grows its derivatives exponentially with
+    /// depth: refused before they are built. The fuzzer's one finding (an out-of-memory stop that
+    /// was AddressSanitizer's store of allocation stacks, see the README's Fuzzing) is kept as a
+    /// regression case: it is accepted, and its derivatives stay within the cap.
+    #[test]
+    fn derivatives_too_large_to_build_are_refused() {
+        let v: Vec<String> = vec!["x".into(), "y".into(), "z".into()];
+        let tower = format!("x{}", "^x".repeat(30));
+        let e = Formula::new(&tower, &v, 1.0, None).unwrap_err();
+        assert!(e.message.contains("write it more simply"), "{e}");
+        let fuzzed = "-(-x)^(-x)^-(-z-(-x)+exp(-x^2^x)^-(-z-(-x)+exp(-x^2^y/1) + 0.1*x^5) + 0.)^(-x)^-02";
+        for ok in [
+            fuzzed,
+            "3*exp(-x^2 - (y-1/3)^2) - 3*exp(-x^2 - (y-5/3)^2) - 5*exp(-(x-1)^2 - y^2) - 5*exp(-(x+1)^2 - y^2) + 0.2*x^4 + 0.2*(y-1/3)^4",
+            "exp(-x^2/2) * cos(pi*y) + log(1 + z^2) - sqrt(2 + x*y*z)/(1+abs(z)) + tanh(x - y)^3 + 2^x - sin(z)*e",
+        ] {
+            let f = Formula::new(ok, &v, 1.0, None).unwrap();
+            assert!(
+                f.grad.iter().all(|g| g.derivative_size().0 <= MAX_DERIVATIVE_NODES)
+                    && f.laplacian.derivative_size().0 <= 3 * MAX_DERIVATIVE_NODES,
+                "{ok}"
+            );
+            let mut g = [0.0; 3];
+            let _ = f.energy_grad(&[0.5, -1.2, 2.0], &mut g);
+        }
     }
 
     /// Derivatives are simplified as they are built, so a polynomial's stays a small tree.

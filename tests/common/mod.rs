@@ -79,3 +79,33 @@ pub fn npy_bytes(descr: &str, shape: &str, data: usize) -> Vec<u8> {
     bytes.extend(vec![0u8; data]);
     bytes
 }
+
+/// Runs `energy SCENE` on the rows of `x` (written to DIR/x.npy) and reads back the energies it
+/// writes with `--out` and, when `grad`, the gradients of `--grad` (float64, row-major).
+pub fn energies_of(
+    scene: &Path,
+    x: &boltzmann_studio::io::Matrix,
+    dir: &Path,
+    grad: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let (input, e_out, g_out) = (dir.join("x.npy"), dir.join("e.npy"), dir.join("g.npy"));
+    boltzmann_studio::io::write_npy(&input, x).unwrap();
+    let mut args = vec![
+        "energy",
+        scene.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        e_out.to_str().unwrap(),
+    ];
+    if grad {
+        args.extend(["--grad", g_out.to_str().unwrap()]);
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |p: &Path| -> Vec<f64> {
+        let bytes = std::fs::read(p).unwrap();
+        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap()
+    };
+    (read(&e_out), if grad { read(&g_out) } else { Vec::new() })
+}
