@@ -212,7 +212,7 @@ fn formulas_that_are_not_normalisable_are_warned_about_before_training() {
 /// W2 against 2000 exact draws at most 0.15 kT (finite-sample floor, exact against exact: about
 /// 0.06), and the resampled samples' left-well fraction within 0.03 of the quadrature's
 /// (binomial standard error of 10 000 draws: 0.004). The raw fraction is printed, not gated:
-/// over four 2-minute runs it read 0.730 to 0.777 against 0.745 (the wells' weights still swing
+/// over three 2-minute runs it read 0.730 to 0.777 against 0.745 (the wells' weights still swing
 /// with training time; see the README).
 #[test]
 #[ignore]
