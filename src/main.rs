@@ -384,7 +384,7 @@ fn reference_cmd(
     let out = match out {
         Some(o) => o,
         None if scene.reference.file.is_none() => {
-            cached = boltzmann_studio::reference::cached_path(&scene.system, scene_path);
+            cached = scene.reference_cache(scene_path);
             &cached
         }
         None => bail!(

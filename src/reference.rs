@@ -1,8 +1,9 @@
 //! Reference samples on demand, for a scene that names no reference file: exact draws where the
 //! system allows (grid quadrature for plane systems, formulas of one or two variables and
 //! molecules of one or two torsions; GMM-40's mixture), parallel tempering otherwise. The result
-//! is cached beside the scene file (`STEM.reference.npy`; a run folder's is `scene.reference.npy`),
-//! where [`crate::scene::Scene::reference_path`] finds it next time.
+//! is cached beside the scene file as `STEM.reference-HASH.npy` (a run folder's:
+//! `scene.reference-HASH.npy`), where [`crate::scene::Scene::reference_path`] finds it next time.
+//! This module knows energies, not scenes: the scene hands it the system's text and its settings.
 
 use std::path::{Path, PathBuf};
 
@@ -17,16 +18,19 @@ use crate::sampler::mcmc::{McmcConfig, McmcProgress, sample_reference};
 /// Reference rows computed on demand (as many as the app and `train` judge against).
 pub const ON_DEMAND_ROWS: usize = 10_000;
 
-/// Where the computed reference of `system`, in the scene at `scene_path`, is cached: the file
-/// name carries a hash of the system, so that an edited formula or molecule never meets the
-/// reference of the one before.
-pub fn cached_path(system: &crate::scene::System, scene_path: &Path) -> PathBuf {
+/// Where the computed reference of a system, in the scene at `scene_path`, is cached: the file
+/// name carries a hash of `system_key` (the system as text), so that an edited formula or
+/// molecule never meets the reference of the one before. [`crate::scene::Scene::reference_cache`]
+/// is the way in.
+pub fn cached_path(system_key: &str, scene_path: &Path) -> PathBuf {
     let stem = scene_path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("scene");
-    let text = ron::to_string(system).unwrap_or_default();
-    scene_path.with_file_name(format!("{stem}.reference-{:016x}.npy", fnv1a(text.as_bytes())))
+    scene_path.with_file_name(format!(
+        "{stem}.reference-{:016x}.npy",
+        fnv1a(system_key.as_bytes())
+    ))
 }
 
 /// FNV-1a, 64 bits: a hash that stays the same across Rust releases (std's does not promise to),
@@ -84,25 +88,17 @@ pub fn compute(
     Ok(out.samples)
 }
 
-/// Computes and caches the reference of the scene at `scene_path` (see [`compute`]); returns
-/// the cache's path.
+/// Computes the reference of `energy` (see [`compute`]) and writes it to `path` whole (a reader
+/// never sees half a file); returns `path`.
 pub fn compute_and_cache(
-    scene: &crate::scene::Scene,
-    scene_path: &Path,
+    energy: &dyn Energy,
+    mcmc: &McmcConfig,
+    path: &Path,
     progress: &mut dyn FnMut(f64),
 ) -> Result<PathBuf> {
-    let energy = scene.energy();
-    let m = compute(
-        energy.as_ref(),
-        &scene.reference.mcmc,
-        ON_DEMAND_ROWS,
-        0,
-        progress,
-    )?;
-    let path = cached_path(&scene.system, scene_path);
-    // Written whole, then renamed: a reader never sees half a file.
+    let m = compute(energy, mcmc, ON_DEMAND_ROWS, 0, progress)?;
     let tmp = path.with_extension("npy.partial");
     crate::io::write_npy(&tmp, &m)?;
-    std::fs::rename(&tmp, &path).map_err(|e| crate::Error::io(&path, e))?;
-    Ok(path)
+    std::fs::rename(&tmp, path).map_err(|e| crate::Error::io(path, e))?;
+    Ok(path.to_path_buf())
 }

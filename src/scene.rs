@@ -567,10 +567,10 @@ impl Scene {
 
     /// The reference file, resolved against the folder of the scene file at `scene_path`.
     /// Without a file, a reference computed on demand and cached beside the scene
-    /// ([`crate::reference::cached_path`]) is used when it exists.
+    /// ([`Scene::reference_cache`]) is used when it exists.
     pub fn reference_path(&self, scene_path: &Path) -> Option<PathBuf> {
         let Some(file) = self.reference.file.as_ref() else {
-            let cached = crate::reference::cached_path(&self.system, scene_path);
+            let cached = self.reference_cache(scene_path);
             return cached.is_file().then_some(cached);
         };
         let p = Path::new(file);
@@ -579,6 +579,13 @@ impl Scene {
         } else {
             scene_path.parent().unwrap_or(Path::new(".")).join(p)
         })
+    }
+
+    /// Where a reference computed on demand for this scene's system is cached, beside the scene
+    /// file at `scene_path` (named by a hash of the system).
+    pub fn reference_cache(&self, scene_path: &Path) -> PathBuf {
+        let key = ron::to_string(&self.system).unwrap_or_default();
+        crate::reference::cached_path(&key, scene_path)
     }
 
     /// A copy whose reference file is an absolute path, so that a run folder written with it

@@ -807,7 +807,7 @@ fn compute_a_reference_caches_it_and_attaches_it_to_the_run() {
     };
     assert_eq!(
         attached,
-        boltzmann_studio::reference::cached_path(&scene.system, &path)
+        scene.reference_cache(&path)
     );
     let m = boltzmann_studio::io::read_npy(&attached).unwrap();
     assert_eq!((m.rows, m.cols), (boltzmann_studio::reference::ON_DEMAND_ROWS, 2));

@@ -244,3 +244,21 @@ fn two_minutes_of_adjoint_sampling_find_both_wells_with_their_weights() {
     assert!(figures[0].1 <= 0.15, "raw E-W2 {}", figures[0].1);
     assert!((figures[1].0 - exact).abs() <= 0.03, "resampled left {} against exact {exact}", figures[1].0);
 }
+
+/// A session keeps the formula the app was running (an edited one too), and reopens on it.
+#[test]
+fn sessions_keep_the_formula() {
+    use boltzmann_studio::session::Session;
+    let path = repo("scenes/triple_well.ron");
+    let mut scene = Scene::load(&path).unwrap();
+    let System::Formula(f) = &mut scene.system else { unreachable!() };
+    f.energy = f.energy.replace("- 3*exp(-x^2 - (y-5/3)^2)", "- 4*exp(-x^2 - (y-5/3)^2)");
+    f.temperature = 0.8;
+    let d = tmp("session");
+    let file = d.join("s.ron");
+    Session::new(&scene, &path).save(&file).unwrap();
+    let back = Session::load(&file).unwrap();
+    assert_eq!(back.scene.system, scene.system);
+    let System::Formula(g) = &back.scene.system else { unreachable!() };
+    assert!(g.energy.contains("4*exp(-x^2 - (y-5/3)^2)") && g.temperature == 0.8);
+}

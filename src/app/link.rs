@@ -77,13 +77,17 @@ impl ReferenceJob {
         use std::sync::atomic::{AtomicU32, Ordering};
         let progress = Arc::new(AtomicU32::new(0));
         let (tx, done) = crossbeam_channel::bounded(1);
-        let (scene_copy, path, p) = (scene.clone(), path.to_path_buf(), progress.clone());
+        let (scene_copy, cache, p) = (scene.clone(), scene.reference_cache(path), progress.clone());
         std::thread::Builder::new()
             .name("reference".into())
             .spawn(move || {
-                let r = crate::reference::compute_and_cache(&scene_copy, &path, &mut |f| {
-                    p.store((f.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed)
-                });
+                let energy = scene_copy.energy();
+                let r = crate::reference::compute_and_cache(
+                    energy.as_ref(),
+                    &scene_copy.reference.mcmc,
+                    &cache,
+                    &mut |f| p.store((f.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed),
+                );
                 let _ = tx.send(r.map_err(|e| e.to_string()));
             })
             .expect("a thread can be spawned");

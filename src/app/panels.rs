@@ -950,7 +950,7 @@ fn no_reference(ui: &mut egui::Ui, data: &RunData, actions: &mut MessageWriter<U
             if ui.button("Compute a reference").on_hover_text(format!(
                 "Draws {} reference samples ({how}) on a thread of its own, caches them beside the scene as {}, and judges the run against them from then on",
                 crate::reference::ON_DEMAND_ROWS,
-                crate::reference::cached_path(&info.scene.system, &info.scene_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                info.scene.reference_cache(&info.scene_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
             )).clicked() {
                 actions.write(UiAction::ComputeReference);
             }
