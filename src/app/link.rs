@@ -405,7 +405,14 @@ pub fn poll(link: Res<Link>, mut data: ResMut<RunData>, mut edit: ResMut<SceneEd
             Event::InfoChanged(info) => data.info = Some(info),
         }
     }
-    let finished = data.reference_job.as_ref().and_then(|j| j.done.try_recv().ok());
+    let finished = data.reference_job.as_ref().and_then(|j| match j.done.try_recv() {
+        Ok(r) => Some(r),
+        Err(crossbeam_channel::TryRecvError::Empty) => None,
+        // The thread ended without a word (it panicked): say so rather than wait forever.
+        Err(crossbeam_channel::TryRecvError::Disconnected) => {
+            Some(Err("the reference thread stopped without a result".into()))
+        }
+    });
     if let Some(result) = finished {
         let job = data.reference_job.take().expect("a finished job");
         let same = data.info.as_ref().is_some_and(|i| i.scene.system == job.system);
