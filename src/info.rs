@@ -35,6 +35,30 @@ pub fn describe(scene: &Scene) -> String {
         format!("plane: {} coordinates", layout.dim())
     };
     let _ = writeln!(out, "system    {} ({family})", energy.name());
+    if let crate::scene::System::Formula(f) = &scene.system {
+        let _ = writeln!(
+            out,
+            "          E({}) = {}   at temperature {}, over {}",
+            f.variables.join(", "),
+            f.energy,
+            f.temperature,
+            f.variables
+                .iter()
+                .zip(f.bounds_or_default())
+                .map(|(v, [a, b])| format!("{v} in [{a}, {b}]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(m) = energy.molecule() {
+        let basins: Vec<&str> = scene.basins.iter().map(|b| b.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "          torsions {}; basins {}",
+            m.torsion_names().join(", "),
+            if basins.is_empty() { "none named".to_string() } else { basins.join(", ") }
+        );
+    }
     let _ = writeln!(
         out,
         "kind      {} ({}): {}",

@@ -262,3 +262,17 @@ fn sessions_keep_the_formula() {
     let System::Formula(g) = &back.scene.system else { unreachable!() };
     assert!(g.energy.contains("4*exp(-x^2 - (y-5/3)^2)") && g.temperature == 0.8);
 }
+
+/// `info` states the formula with its temperature and box, and a molecule's torsions and basins.
+#[test]
+fn info_shows_the_formula_and_a_molecules_own_names() {
+    let out = stdout(&run(&["info", "scenes/mexican_hat.ron"]));
+    assert!(
+        out.contains("E(x, y) = 4*(x^2 + y^2 - 2)^2   at temperature 1, over x in [-2.5, 2.5], y in [-2.5, 2.5]"),
+        "{out}"
+    );
+    let out = stdout(&run(&["info", "tests/fixtures/molecules/own/pentane.ron"]));
+    assert!(out.contains("torsions a, b, c; basins none named"), "{out}");
+    let out = stdout(&run(&["info", "scenes/alanine_dipeptide.ron"]));
+    assert!(out.contains("torsions phi, psi; basins C5, C7eq, αR, αL"), "{out}");
+}
