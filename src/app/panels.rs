@@ -1317,12 +1317,25 @@ fn legend(
                 };
                 put(0.0, format!("{:.1}", scale.lo), egui::Align2::LEFT_TOP);
                 if scale.stretched() {
-                    put(
-                        super::particles::REFERENCE_SPAN,
-                        format!("{:.1}", scale.hi),
-                        egui::Align2::CENTER_TOP,
-                    );
-                    put(1.0, short_energy(scale.top), egui::Align2::RIGHT_TOP);
+                    // The reference's top sits at REFERENCE_SPAN of the bar, centred on its place
+                    // unless that would run into the label at the bar's end: then it ends a gap
+                    // before it (long numbers on a narrow bar).
+                    let (mid, top) = (format!("{:.1}", scale.hi), short_energy(scale.top));
+                    let width = |t: &str| {
+                        ui.painter()
+                            .layout_no_wrap(t.to_string(), font.clone(), colour)
+                            .size()
+                            .x as f64
+                    };
+                    let span = (labels.width() as f64).max(1.0);
+                    let right_edge = super::particles::REFERENCE_SPAN + width(&mid) / 2.0 / span;
+                    let top_left = 1.0 - (width(&top) + 6.0) / span;
+                    if right_edge <= top_left {
+                        put(super::particles::REFERENCE_SPAN, mid, egui::Align2::CENTER_TOP);
+                    } else {
+                        put(top_left, mid, egui::Align2::RIGHT_TOP);
+                    }
+                    put(1.0, top, egui::Align2::RIGHT_TOP);
                 } else {
                     put(1.0, format!("{:.1}", scale.hi), egui::Align2::RIGHT_TOP);
                 }
