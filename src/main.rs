@@ -468,15 +468,11 @@ fn grid_reference(
     out: &Path,
     seed: u64,
 ) -> anyhow::Result<()> {
-    use boltzmann_studio::molecule::grid::TorsionGrid;
     let mol = energy
         .molecule()
         .context("a torsion system is a molecule")?;
     let start = Instant::now();
-    let grid = TorsionGrid::compute(energy, 360)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x: Vec<f32> = grid.sample(n, &mut rng).iter().map(|&v| v as f32).collect();
-    let m = Matrix::new(n, energy.dim(), x);
+    let (grid, m) = boltzmann_studio::reference::torsion_grid_draws(energy, n, seed)?;
     write_npy(out, &m).with_context(|| "could not save the samples")?;
     println!(
         "wrote {n} exact samples of {} at {} K to {} ({} grid cells of 1°, {:.1} s)",

@@ -48,13 +48,20 @@ pub fn exact_in_memory(energy: &dyn Energy) -> Option<Matrix> {
     if energy.torus() {
         return None;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x = energy.exact_sample(ON_DEMAND_ROWS, &mut rng)?;
-    Some(Matrix::new(
-        ON_DEMAND_ROWS,
-        energy.dim(),
-        x.into_iter().map(|v| v as f32).collect(),
-    ))
+    crate::energy::exact_draws(energy, ON_DEMAND_ROWS, 0)
+}
+
+/// `n` exact draws of a molecule of one or two torsions by grid quadrature with 1° cells, with the
+/// grid (for its probabilities and mean energy).
+pub fn torsion_grid_draws(
+    energy: &dyn Energy,
+    n: usize,
+    seed: u64,
+) -> Result<(crate::molecule::grid::TorsionGrid, Matrix)> {
+    let grid = crate::molecule::grid::TorsionGrid::compute(energy, 360)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x: Vec<f32> = grid.sample(n, &mut rng).iter().map(|&v| v as f32).collect();
+    Ok((grid, Matrix::new(n, energy.dim(), x)))
 }
 
 /// Whether the exact reference is cheap: a grid or closed-form draws, no Markov chain.
@@ -76,11 +83,9 @@ pub fn compute(
     progress: &mut dyn FnMut(f64),
 ) -> Result<Matrix> {
     if energy.torus() && energy.dim() <= 2 {
-        let grid = crate::molecule::grid::TorsionGrid::compute(energy, 360)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let x: Vec<f32> = grid.sample(n, &mut rng).iter().map(|&v| v as f32).collect();
+        let (_, m) = torsion_grid_draws(energy, n, seed)?;
         progress(1.0);
-        return Ok(Matrix::new(n, energy.dim(), x));
+        return Ok(m);
     }
     let out = sample_reference(energy, mcmc, n, seed, &mut |p: McmcProgress| {
         progress(p.sweeps_done as f64 / p.sweeps_total.max(1) as f64)

@@ -126,6 +126,19 @@ pub trait Energy: Send + Sync {
     }
 }
 
+/// `n` exact draws of `energy` from the generator seeded with `seed`, as an f32 matrix (the form
+/// reference files hold); `None` where the system has no exact draws.
+pub fn exact_draws(energy: &dyn Energy, n: usize, seed: u64) -> Option<crate::types::Matrix> {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let x = energy.exact_sample(n, &mut rng)?;
+    Some(crate::types::Matrix::new(
+        n,
+        energy.dim(),
+        x.into_iter().map(|v| v as f32).collect(),
+    ))
+}
+
 /// Puts configurations (rows of `x`) in the form samples are stored in: centre of mass removed
 /// for particle systems, angles wrapped into (−π, π] for torsion systems.
 pub fn canonicalise<T>(x: &mut [T], energy: &dyn Energy)

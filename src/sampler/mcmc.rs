@@ -596,15 +596,14 @@ pub fn sample_reference(
         ));
     }
     let dim = energy.dim();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    if let Some(x) = energy.exact_sample(n, &mut rng) {
+    if let Some(samples) = crate::energy::exact_draws(energy, n, seed) {
         progress(McmcProgress {
             sweeps_done: 1,
             sweeps_total: 1,
             accept_t1: 1.0,
         });
         return Ok(McmcOutput {
-            samples: Matrix::new(n, dim, x.into_iter().map(|v| v as f32).collect()),
+            samples,
             accept: vec![1.0],
             swap_accept: vec![],
             step_sizes: vec![],
