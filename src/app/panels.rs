@@ -44,9 +44,8 @@ pub struct PanelState {
     fork: Option<SamplerConfig>,
     /// Lesson files in the lessons folder: (path, title or why it cannot be read).
     pub lessons: Option<Vec<(PathBuf, Result<String, String>)>>,
-    /// The landscape formula being typed, and the system it was read from (re-read when that
-    /// changes).
-    formula: Option<(FormulaSystem, FormulaSystem)>,
+    /// The landscape formula being typed (re-read when the scene's system changes).
+    formula: Option<FormulaDraft>,
 }
 
 impl PanelState {
@@ -106,6 +105,30 @@ impl Layout<'_> {
                 egui::StrokeKind::Outside,
             );
         }
+    }
+}
+
+/// The formula field's text, the system it was read from, and the verdict on the text as last
+/// checked: parsing, differentiating and probing the bounds (10⁴ evaluations) run when the text
+/// changes, not on every frame.
+struct FormulaDraft {
+    draft: FormulaSystem,
+    from: FormulaSystem,
+    checked: Option<(FormulaSystem, Result<Option<String>, String>)>,
+}
+
+impl FormulaDraft {
+    /// `Err(the error)` for a formula that does not build, else `Ok(a warning, if any)`.
+    fn verdict(&mut self) -> &Result<Option<String>, String> {
+        if self.checked.as_ref().is_none_or(|(c, _)| *c != self.draft) {
+            let v = self
+                .draft
+                .build()
+                .map(|f| f.check_bounds())
+                .map_err(|(field, message)| format!("{field}: {message}"));
+            self.checked = Some((self.draft.clone(), v));
+        }
+        &self.checked.as_ref().expect("just checked").1
     }
 }
 
@@ -774,38 +797,40 @@ fn formula_editor(ui: &mut egui::Ui, edit: &mut SceneEdit, state: &mut PanelStat
         state.formula = None;
         return;
     };
-    if state.formula.as_ref().is_none_or(|(_, from)| *from != current) {
-        state.formula = Some((current.clone(), current));
+    if state.formula.as_ref().is_none_or(|f| f.from != current) {
+        state.formula = Some(FormulaDraft { draft: current.clone(), from: current, checked: None });
     }
-    let Some((draft, _)) = state.formula.as_mut() else { return };
+    let Some(f) = state.formula.as_mut() else { return };
     egui::CollapsingHeader::new("Landscape formula ⟲").default_open(true).show(ui, |ui| {
-        ui.label(format!("E({}) =", draft.variables.join(", ")))
+        ui.label(format!("E({}) =", f.draft.variables.join(", ")))
             .on_hover_text("The energy as a formula of the variables: + − * / ^, parentheses, exp log sqrt sin cos tanh abs, and the constants pi and e. The density is exp(−E / temperature).");
-        ui.add(egui::TextEdit::multiline(&mut draft.energy).desired_rows(2).desired_width(f32::INFINITY).font(egui::TextStyle::Monospace))
+        ui.add(egui::TextEdit::multiline(&mut f.draft.energy).desired_rows(2).desired_width(f32::INFINITY).font(egui::TextStyle::Monospace))
             .on_hover_text("Edit the energy; errors show below as you type. \"Reset with this landscape\" restarts training on it.");
         ui.horizontal(|ui| {
             ui.label("temperature").on_hover_text("kT in the formula's units: the density is exp(−E / temperature). Lower is colder: the wells matter more.");
-            ui.add(egui::DragValue::new(&mut draft.temperature).range(0.001..=1e6).speed(0.01));
+            ui.add(egui::DragValue::new(&mut f.draft.temperature).range(0.001..=1e6).speed(0.01));
         });
-        let built = draft.build();
-        match &built {
-            Err((field, message)) => {
-                ui.colored_label(egui::Color32::from_rgb(230, 90, 80), format!("{field}: {message}"));
+        let ok = match f.verdict() {
+            Err(e) => {
+                ui.colored_label(egui::Color32::from_rgb(230, 90, 80), e.as_str());
+                false
             }
-            Ok(f) => {
-                if let Some(w) = f.check_bounds() {
+            Ok(warning) => {
+                if let Some(w) = warning {
                     ui.colored_label(egui::Color32::from_rgb(230, 160, 40), format!("warning: {w}"));
                 }
+                true
             }
-        }
+        };
+        let draft = &f.draft;
         let bounds = draft.bounds_or_default();
         ui.small(format!(
             "Map and exact grid over {}",
             draft.variables.iter().zip(&bounds).map(|(v, [a, b])| format!("{v} ∈ [{a}, {b}]")).collect::<Vec<_>>().join(", ")
         ));
-        let changed = *draft != edit.scene.system.as_formula().unwrap_or_else(|| draft.clone());
+        let changed = *draft != f.from;
         if ui
-            .add_enabled(built.is_ok(), egui::Button::new("⟲ Reset with this landscape"))
+            .add_enabled(ok, egui::Button::new("⟲ Reset with this landscape"))
             .on_hover_text(if changed { "Restart training from fresh weights on this formula; the exact reference is recomputed by quadrature" } else { "Restart training on this formula (unchanged)" })
             .clicked()
         {
@@ -941,17 +966,20 @@ fn no_reference(ui: &mut egui::Ui, data: &RunData, actions: &mut MessageWriter<U
                 .on_hover_text("Training goes on meanwhile; the quality plot fills in when the reference is ready");
         }
         None => {
-            let exact = crate::reference::is_exact(info.scene.energy().as_ref());
-            let how = if exact {
-                "exact: quadrature on a grid (one or two torsions, or a plane); seconds"
-            } else {
-                "parallel tempering with the scene's reference.mcmc settings; minutes for a molecule"
+            // Built on hover only: it asks the energy (a molecule's copy, a formula's grid).
+            let tip = |ui: &mut egui::Ui| {
+                let how = if crate::reference::is_exact(info.scene.energy().as_ref()) {
+                    "exact: quadrature on a grid (one or two torsions, or a plane); seconds"
+                } else {
+                    "parallel tempering with the scene's reference.mcmc settings; minutes for a molecule"
+                };
+                ui.label(format!(
+                    "Draws {} reference samples ({how}) on a thread of its own, caches them beside the scene as {}, and judges the run against them from then on",
+                    crate::reference::ON_DEMAND_ROWS,
+                    info.scene.reference_cache(&info.scene_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                ));
             };
-            if ui.button("Compute a reference").on_hover_text(format!(
-                "Draws {} reference samples ({how}) on a thread of its own, caches them beside the scene as {}, and judges the run against them from then on",
-                crate::reference::ON_DEMAND_ROWS,
-                info.scene.reference_cache(&info.scene_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            )).clicked() {
+            if ui.button("Compute a reference").on_hover_ui(tip).clicked() {
                 actions.write(UiAction::ComputeReference);
             }
         }
