@@ -171,6 +171,27 @@ impl TrainedNet {
     where
         L: Fn(usize, &[f32]) -> (f64, Vec<f32>) + Sync,
     {
+        self.train_step_chunked(x, t, usize::MAX, loss)
+    }
+
+    /// [`train_step`](Self::train_step) with candle's graph built for at most `max_rows` rows at
+    /// a time and the parameter gradients summed over the chunks before the one Adam step: the
+    /// memory of a step then stays bounded however many rows it has (the GFlowNet kind trains on
+    /// every step of every trajectory, batch × steps rows). One chunk is `train_step` exactly.
+    pub fn train_step_chunked<L>(
+        &mut self,
+        x: &[f32],
+        t: &[f32],
+        max_rows: usize,
+        loss: L,
+    ) -> Result<Option<f32>>
+    where
+        L: Fn(usize, &[f32]) -> (f64, Vec<f32>) + Sync,
+    {
+        let n = t.len();
+        if self.net.cpu_kernels().is_none() && n > max_rows {
+            return self.train_step_accumulated(x, t, max_rows.max(1), loss);
+        }
         let outcome = if let Some(kernels) = self.net.cpu_kernels() {
             let w = kernels.read(&self.varmap)?;
             let (value, grad) = kernels.loss_and_grad(&w, x, t, loss);
@@ -204,6 +225,65 @@ impl TrainedNet {
                     update_average(a, &self.varmap)?;
                 }
                 Ok(Some(outcome.0 as f32))
+            }
+            StepOutcome::SkippedNonFinite => Ok(None),
+        }
+    }
+
+    /// The candle path of [`train_step_chunked`](Self::train_step_chunked) over several chunks.
+    fn train_step_accumulated<L>(
+        &mut self,
+        x: &[f32],
+        t: &[f32],
+        max_rows: usize,
+        loss: L,
+    ) -> Result<Option<f32>>
+    where
+        L: Fn(usize, &[f32]) -> (f64, Vec<f32>) + Sync,
+    {
+        let n = t.len();
+        let dim = x.len() / n.max(1);
+        let vars: Vec<(String, candle_core::Var)> = self
+            .varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut sum: HashMap<String, Tensor> = HashMap::new();
+        let mut value = 0.0f64;
+        let mut lo = 0;
+        while lo < n {
+            let hi = (lo + max_rows).min(n);
+            let xt = Tensor::from_slice(&x[lo * dim..hi * dim], (hi - lo, dim), &self.device)?;
+            let tt = Tensor::from_slice(&t[lo..hi], hi - lo, &self.device)?;
+            let out = self.net.forward(&xt, &tt)?;
+            let values: Vec<f32> = out.flatten_all()?.to_vec1()?;
+            let (v, dout) = loss(lo, &values);
+            value += v;
+            let dout = Tensor::from_vec(dout, (hi - lo, dim), &self.device)?;
+            let grads = (out * dout)?.sum_all()?.backward()?;
+            for (name, var) in &vars {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    let next = match sum.remove(name) {
+                        Some(acc) => (acc + g)?,
+                        None => g.clone(),
+                    };
+                    sum.insert(name.clone(), next);
+                }
+            }
+            lo = hi;
+        }
+        if !value.is_finite() {
+            return Ok(None);
+        }
+        match self.opt.step_named(&sum)? {
+            StepOutcome::Applied { .. } => {
+                if let Some(a) = &self.average {
+                    update_average(a, &self.varmap)?;
+                }
+                Ok(Some(value as f32))
             }
             StepOutcome::SkippedNonFinite => Ok(None),
         }
@@ -359,4 +439,39 @@ fn update_average(a: &Average, weights: &VarMap) -> Result<()> {
         v.set(&next)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{NetworkKind, NetworkOutput};
+
+    /// A step whose gradients are summed over chunks of 7 rows equals the one-chunk step: the
+    /// weights after it agree to f32 round-off (1e-6 relative; the sums are only reordered).
+    #[test]
+    fn chunked_steps_equal_the_whole_step() {
+        let cfg = NetworkConfig { kind: NetworkKind::Mlp, layers: 2, hidden: 16, output: NetworkOutput::Score };
+        let layout = Layout { particles: 1, spatial_dim: 2, com_free: false };
+        let make = || {
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            TrainedNet::new(&cfg, layout, 1.0, 1e-2, 0.0, &mut rng, &Device::Cpu).unwrap()
+        };
+        let (mut a, mut b) = (make(), make());
+        let n = 50;
+        let x: Vec<f32> = (0..2 * n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let t: Vec<f32> = (0..n).map(|i| i as f32 / n as f32).collect();
+        // Loss Σ (out − 1)² / n: d/dout = 2(out − 1)/n.
+        let loss = |_: usize, out: &[f32]| {
+            let v = out.iter().map(|o| ((o - 1.0) as f64).powi(2)).sum::<f64>() / n as f64;
+            (v, out.iter().map(|o| 2.0 * (o - 1.0) / n as f32).collect())
+        };
+        let la = a.train_step(&x, &t, loss).unwrap().unwrap();
+        let lb = b.train_step_chunked(&x, &t, 7, loss).unwrap().unwrap();
+        assert!((la - lb).abs() < 1e-5 * la.abs());
+        let (wa, wb) = (a.infer(&x, &t, false).unwrap(), b.infer(&x, &t, false).unwrap());
+        for (p, q) in wa.iter().zip(&wb) {
+            assert!((p - q).abs() < 1e-6 * (1.0 + p.abs()), "{p} vs {q}");
+        }
+        assert_ne!(wa, make().infer(&x, &t, false).unwrap(), "the step changed the weights");
+    }
 }
