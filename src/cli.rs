@@ -65,6 +65,10 @@ pub enum Command {
     Train(TrainArgs),
     /// Draw samples from a trained run (.npy or extended .xyz).
     Sample(SampleArgs),
+    /// log Z of a trained run from fresh paths: the ELBO (mean ℓ), the importance-weighted
+    /// estimate (logmeanexp ℓ) with its standard error, and the exact value where the system has
+    /// an exact grid. Z = ∫ exp(−E/kT) over the sampler's coordinates (dx dy, dφ in radians).
+    Logz(LogzArgs),
     /// Race sampler kinds on one scene to the same budget: compare.csv, summary.json, compare.png.
     Compare(CompareArgs),
     /// What a scene will run: its system, sampler kind, hyperparameters (value, range, live or
@@ -211,6 +215,21 @@ pub struct SampleArgs {
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct LogzArgs {
+    /// Run folder written by `train` (a kind with a path measure: adjoint, asbs, gfn).
+    pub run_dir: PathBuf,
+    /// Number of paths.
+    #[arg(long, allow_negative_numbers = true, value_parser = positive_count)]
+    pub n: usize,
+    /// Seed of the paths' noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object (log_z_elbo, log_z_rw, stderr, n, energy_evals, log_z_exact, …).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -10,6 +10,7 @@ pub mod field;
 pub mod info;
 pub mod io;
 pub mod lesson;
+pub mod logz;
 pub mod limits;
 pub mod metrics;
 pub mod molecule;

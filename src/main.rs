@@ -191,6 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Lesson(args)) => lesson_cmd(args),
         Some(Command::Train(args)) => train_cmd::train(args),
         Some(Command::Sample(args)) => train_cmd::sample(args),
+        Some(Command::Logz(args)) => train_cmd::logz(args),
         Some(Command::Compare(args)) => compare_cmd::compare(args),
         Some(Command::Info { scene }) => {
             print!(

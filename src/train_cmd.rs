@@ -301,6 +301,50 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn logz(args: boltzmann_studio::cli::LogzArgs) -> anyhow::Result<()> {
+    let scene_path = args.run_dir.join("scene.ron");
+    let scene = Scene::load(&scene_path)
+        .with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
+    limits::flag(
+        "--n",
+        args.n,
+        limits::MAX_DRAW,
+        4 * scene.energy().dim() as u64 + 16,
+    )?;
+    let mut sampler = scene.build_sampler()?;
+    sampler.load(&checkpoint::current(&args.run_dir)?)?;
+    if !boltzmann_studio::logz::supported(sampler.as_ref()) {
+        // Say so before the exact grid is computed.
+        boltzmann_studio::logz::estimate(sampler.as_mut(), 1, 0, None)?;
+    }
+    let exact = boltzmann_studio::logz::exact(scene.energy().as_ref());
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(format!("simulating {} paths", args.n));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let z = boltzmann_studio::logz::estimate(sampler.as_mut(), args.n, args.seed, exact)?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&z)?);
+        return Ok(());
+    }
+    println!("log Z estimates of {} ({} paths, {} energy evaluations):", scene.sampler.kind.label(), z.n, z.energy_evals);
+    println!("  ELBO (mean ℓ)              {:.4}", z.log_z_elbo);
+    println!("  reweighted (logmeanexp ℓ)  {:.4} ± {:.4}  (ESS {:.3})", z.log_z_rw, z.stderr, z.ess);
+    if let Some(l) = z.log_z_learned {
+        println!("  learned log Z (TB)         {l:.4}");
+    }
+    match z.log_z_exact {
+        Some(e) => println!(
+            "  exact (grid quadrature)    {e:.4}   Δlog Z: ELBO {:.4}, reweighted {:.4}",
+            e - z.log_z_elbo,
+            e - z.log_z_rw
+        ),
+        None => println!("  exact: none (the system has no exact grid)"),
+    }
+    println!("  Z = ∫ exp(−E/kT) over the sampler's coordinates (dx dy; dφ in radians; CoM-free for particles)");
+    Ok(())
+}
+
 pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let scene_path = args.run_dir.join("scene.ron");
     let scene = Scene::load(&scene_path)

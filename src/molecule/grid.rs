@@ -119,6 +119,23 @@ impl TorsionGrid {
             .sum()
     }
 
+    /// log Z = log ∫ exp(−E/kT) dθ over the torus (radians), by the midpoint rule.
+    pub fn log_z(&self) -> f64 {
+        let m = self
+            .energies
+            .iter()
+            .copied()
+            .filter(|e| e.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        let sum: f64 = self
+            .energies
+            .iter()
+            .filter(|e| e.is_finite())
+            .map(|e| (m - e).exp())
+            .sum();
+        sum.ln() - m + self.dims as f64 * self.cell_width().ln()
+    }
+
     /// ⟨E/kT⟩ under the grid density.
     pub fn mean_energy(&self) -> f64 {
         self.weights

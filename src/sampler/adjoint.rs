@@ -743,6 +743,15 @@ impl super::Sampler for AdjointSampler {
     fn counters(&self) -> &Counters {
         &self.counters
     }
+    fn log_weight_offset(&self) -> Option<f64> {
+        // The weights live in y = x / scale (see `log_weights`): Z_x = scale^dof · Z_y.
+        let dof = if self.layout.com_free {
+            (self.layout.particles - 1) * self.layout.spatial_dim
+        } else {
+            self.layout.dim()
+        };
+        Some(dof as f64 * (self.scale as f64).ln())
+    }
     fn save(&self, dir: &Path) -> Result<()> {
         AdjointSampler::save(self, dir)
     }

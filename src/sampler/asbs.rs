@@ -41,7 +41,7 @@ pub static KIND: KindInfo = KindInfo {
     samples_note: "raw samples",
     loss_help: "Adjoint matching loss of the control in adjoint stages, corrector matching loss of h(x₁) in corrector stages (the stage is in the top bar); each has its own scale and noise floor",
     stage_help: "ASBS alternates stages of adjoint matching (the control) and corrector matching (h at the end point)",
-    weights: false,
+    weights: true,
     section: Some(SectionInfo::of::<AsbsConfig>()),
     accepts: super::registry::particles_only,
     build: |energy, sampler, network| {
@@ -423,6 +423,7 @@ impl AsbsSampler {
     fn sample_inner(&mut self, n: usize, opts: SampleOptions) -> Result<Samples> {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
         let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
+        let dim = self.layout.dim();
         let x0 = self.prior_rows(n, seed, 0);
         let paths = self.sde.simulate(
             &self.control.inference(true)?,
@@ -439,12 +440,32 @@ impl AsbsSampler {
         let trajectory = paths
             .frames
             .map(|f| frames_at_uniform_times(f, self.sde.time_warp));
-        // Importance weights would need the prior's and the corrector's densities: not defined here.
+        // The base process from the prior N(0, s²) ends in N(0, s² + ν(1)) on the CoM-free
+        // subspace; against it the path weight is AS's: log w = −E − log p_base(x₁) − control
+        // cost, with E[exp(log w)] = Z (the corrector does not enter: it only shapes training).
+        let log_weights = opts.weights.then(|| {
+            let v = self.asbs.prior_std().powi(2) + self.sde.schedule.nu1();
+            let dof = ((self.layout.particles - 1) * self.layout.spatial_dim) as f64;
+            let norm = 0.5 * dof * (std::f64::consts::TAU * v).ln();
+            energies
+                .iter()
+                .zip(&paths.cost)
+                .enumerate()
+                .map(|(i, (&e, &c))| {
+                    if !e.is_finite() {
+                        return f64::NEG_INFINITY;
+                    }
+                    let row = &paths.x[i * dim..(i + 1) * dim];
+                    let ss: f64 = row.iter().map(|&x| (x as f64).powi(2)).sum();
+                    -e + 0.5 * ss / v + norm - c
+                })
+                .collect()
+        });
         Ok(Samples {
             x: paths.x,
             energies,
             trajectory,
-            log_weights: None,
+            log_weights,
         })
     }
 }
@@ -535,6 +556,10 @@ impl super::Sampler for AsbsSampler {
     }
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+    fn log_weight_offset(&self) -> Option<f64> {
+        // ASBS samples in the system's own coordinates (scale 1): the weights are exact as they are.
+        Some(0.0)
     }
     fn stage(&self) -> Option<String> {
         let round = (self.asbs.adjoint_epochs + self.asbs.corrector_epochs) as u64;

@@ -10,6 +10,7 @@
 pub mod adjoint;
 pub mod asbs;
 pub mod config;
+pub mod gfn;
 pub mod hyper;
 pub mod idem;
 pub mod learner;
@@ -185,6 +186,23 @@ pub trait Sampler: Send {
     /// X_t from buffer rows and their targets (system coordinates for the points), for the kinds
     /// whose loss is such a regression; `None` for the others. Drawn from the display stream.
     fn regression_examples(&mut self, _n: usize, _t: f32) -> Option<Result<(Vec<f32>, Vec<f32>)>> {
+        None
+    }
+    /// End points the kind trains on but did not draw itself (the GFlowNet kind's local-search
+    /// samples), in the system's coordinates, for the app to show as off-policy data; `None`
+    /// for kinds without such data.
+    fn off_policy_points(&self) -> Option<Vec<f32>> {
+        None
+    }
+    /// The constant that makes the kind's log importance weights exact: with it added,
+    /// E[exp(log w)] = Z = ∫ exp(−E/kT) over the system's own coordinates, so logmeanexp is a
+    /// log Z estimate and the mean an ELBO (`logz`). `None` where the kind has no path measure
+    /// or its weights are known only up to a constant.
+    fn log_weight_offset(&self) -> Option<f64> {
+        None
+    }
+    /// A log Z the kind learns as a parameter (trajectory balance), in the same convention.
+    fn log_z_learned(&self) -> Option<f64> {
         None
     }
     /// What `n` further samples cost once training stops: (energy evaluations, seconds). A

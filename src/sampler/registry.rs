@@ -22,6 +22,7 @@ pub static KINDS: &[&KindInfo] = &[
     &super::adjoint::KIND,
     &super::asbs::KIND,
     &super::idem::KIND,
+    &super::gfn::KIND,
     &super::mcmc::KIND,
 ];
 
