@@ -229,6 +229,14 @@ fn gfn_rows() -> Vec<HyperRow> {
     ]
 }
 
+/// The policy's field at every state but the last of a batch of paths (per step, rows × dim),
+/// and the Langevin gradients there (empty when off).
+#[derive(Default)]
+struct Fields {
+    s: Vec<Vec<f32>>,
+    lpg: Vec<Vec<f32>>,
+}
+
 /// Trajectory balance on a batch of log-weights ℓ: the residuals δᵢ = log Z − ℓᵢ (log Z the
 /// learned one, or VarGrad's batch mean), the loss ½·mean δ², and the batch mean of ℓ. A path
 /// with non-finite ℓ (an end point without a finite energy) is left out (δ = 0).
@@ -453,7 +461,8 @@ impl GfnSampler {
     }
 
     /// Forward trajectories of `n` rows; with `explore_var` extra variance per unit time.
-    /// Returns them with the Langevin gradients at every state (when on).
+    /// Returns them with the field at every state but the last and the Langevin gradients there
+    /// (when on): a training step on these paths reuses both.
     fn simulate(
         &mut self,
         n: usize,
@@ -461,16 +470,20 @@ impl GfnSampler {
         seed: u64,
         explore_var: f64,
         averaged: bool,
-    ) -> Result<(Trajectories, Vec<Vec<f32>>)> {
+        keep_fields: bool,
+    ) -> Result<(Trajectories, Fields)> {
         let space = self.space(steps);
         let net = self.net.inference(averaged)?;
-        let mut lpg = Vec::new();
+        let mut fields = Fields::default();
         let mut evals = 0u64;
         let traj = {
             let this = &*self;
             let mut drift = |y: &[f32], t: f32| -> Result<Vec<f32>> {
-                let (s, e) = this.field(&net, y, t, Some(&mut lpg))?;
+                let (s, e) = this.field(&net, y, t, keep_fields.then_some(&mut fields.lpg))?;
                 evals += e;
+                if keep_fields {
+                    fields.s.push(s.clone());
+                }
                 Ok(s)
             };
             space.forward(&mut drift, n, seed, 0, explore_var)?
@@ -479,39 +492,46 @@ impl GfnSampler {
         self.counters.energy_evals += evals;
         self.counters.network_forward += (n * steps) as u64;
         self.counters.samples_simulated += n as u64;
-        Ok((traj, lpg))
+        Ok((traj, fields))
     }
 
-    /// One trajectory-balance step on `states` whose end points have `log_r`. `lpg`: the
-    /// Langevin gradients at every state but the last, when on (computed here if empty).
+    /// One trajectory-balance step on `states` whose end points have `log_r`. `known`: the
+    /// field (and Langevin gradients) at every state but the last under the current weights,
+    /// when the paths were just simulated with them; otherwise computed here.
     /// Returns the loss and the batch's log-weights ℓ, or `None` for a skipped step.
     fn balance_step(
         &mut self,
         states: &[Vec<f32>],
         log_r: &[f64],
-        mut lpg: Vec<Vec<f32>>,
+        known: Option<Fields>,
     ) -> Result<(Option<f32>, Vec<f64>)> {
         let dim = self.layout.dim();
         let steps = states.len() - 1;
         let n = log_r.len();
         let space = self.space(steps);
-        if !self.lp.is_empty() && lpg.len() < steps {
-            lpg = states[..steps].iter().map(|x| self.log_reward(x).1).collect();
-            self.counters.energy_evals += (n * steps) as u64;
-        }
-        // The field at every state with the current weights (no graph): log p_F and its
-        // gradient in s, from which the loss's gradient in the network's output follows.
         let x_all: Vec<f32> = states[..steps].concat();
         let t_all: Vec<f32> = (0..steps).flat_map(|k| std::iter::repeat_n(space.time(k), n)).collect();
-        let out = self.net.infer(&x_all, &t_all, false)?;
-        self.counters.network_forward += (n * steps) as u64;
-        let mut s: Vec<Vec<f32>> = out.chunks(n * dim).map(|c| c.to_vec()).collect();
-        if !self.lp.is_empty() {
-            for k in 0..steps {
-                let a = lp_scale(&self.lp, space.time(k)) as f32;
-                s[k].iter_mut().zip(&lpg[k]).for_each(|(s, g)| *s += a * g);
+        // The field at every state with the current weights (no graph): log p_F and its
+        // gradient in s, from which the loss's gradient in the network's output follows.
+        let Fields { s, lpg } = match known {
+            Some(f) if f.s.len() == steps => f,
+            _ => {
+                let lpg: Vec<Vec<f32>> = if self.lp.is_empty() {
+                    Vec::new()
+                } else {
+                    self.counters.energy_evals += (n * steps) as u64;
+                    states[..steps].iter().map(|x| self.log_reward(x).1).collect()
+                };
+                let out = self.net.infer(&x_all, &t_all, false)?;
+                self.counters.network_forward += (n * steps) as u64;
+                let mut s: Vec<Vec<f32>> = out.chunks(n * dim).map(|c| c.to_vec()).collect();
+                for (k, sk) in s.iter_mut().enumerate().take(lpg.len()) {
+                    let a = lp_scale(&self.lp, space.time(k)) as f32;
+                    sk.iter_mut().zip(&lpg[k]).for_each(|(s, g)| *s += a * g);
+                }
+                Fields { s, lpg }
             }
-        }
+        };
         let mut grad: Vec<Vec<f32>> = s.iter().map(|v| vec![0.0; v.len()]).collect();
         let log_pf = space.path_log_pf(states, &s, Some(&mut grad));
         let log_pb = space.path_log_pb(states);
@@ -612,12 +632,12 @@ impl GfnSampler {
             };
             let mut brng = ChaCha8Rng::seed_from_u64(self.rng.random());
             let states = self.space(steps).backward(&x1, &mut brng);
-            self.balance_step(&states, &log_r, Vec::new())?
+            self.balance_step(&states, &log_r, None)?
         } else {
             let decay = (1.0 - it as f64 / self.gfn.exploration_iterations.max(1) as f64).max(0.0);
             let e = self.gfn.exploration * decay;
             let seed = self.rng.random();
-            let (traj, lpg) = self.simulate(n, steps, seed, e * e, false)?;
+            let (traj, fields) = self.simulate(n, steps, seed, e * e, false, true)?;
             let y1 = &traj.states[steps];
             let log_r = self.log_reward_only(y1);
             self.counters.energy_evals += n as u64;
@@ -628,7 +648,7 @@ impl GfnSampler {
                     self.counters.dropped_samples += 1;
                 }
             }
-            let (loss, ell) = self.balance_step(&traj.states, &log_r, lpg)?;
+            let (loss, ell) = self.balance_step(&traj.states, &log_r, Some(fields))?;
             // The batch's own importance weights: against the explored kernel it was drawn from
             // (ℓ under the unexplored kernel is the training signal, not a weight of these paths).
             let drawn = log_weights(&self.space(steps), &log_r, &traj.log_pf_drawn, &traj.log_pb);
@@ -662,7 +682,7 @@ impl GfnSampler {
         let steps = self.hyper.sample_steps.unwrap_or(self.hyper.sde_steps);
         let seed = opts.seed.unwrap_or_else(|| self.sample_rng.random());
         let before = self.counters.energy_evals;
-        let (traj, _) = self.simulate(n, steps, seed, 0.0, true)?;
+        let (traj, _) = self.simulate(n, steps, seed, 0.0, true, false)?;
         // Langevin forces while drawing are not training's cost.
         let lp_evals = self.counters.energy_evals - before;
         self.counters.energy_evals = before;
