@@ -98,6 +98,9 @@ impl Energy for Gmm40 {
     fn name(&self) -> String {
         "GMM-40".into()
     }
+    fn modes_covered(&self, x: &[f32]) -> Option<usize> {
+        Some(Gmm40::modes_covered(x, 3.0))
+    }
     fn layout(&self) -> Layout {
         Layout {
             particles: 1,

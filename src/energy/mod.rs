@@ -46,6 +46,12 @@ pub trait Energy: Send + Sync {
         None
     }
 
+    /// For a mixture with separated modes (GMM-40): how many of its modes hold at least one of
+    /// the rows `x` within 3 standard deviations of their centre; `None` for other systems.
+    fn modes_covered(&self, _x: &[f32]) -> Option<usize> {
+        None
+    }
+
     /// Typical distance between neighbouring particles (or the spread of a non-particle
     /// system), used to build starting configurations without overlaps.
     fn pair_spacing(&self) -> f64 {

@@ -33,6 +33,11 @@ pub const DIST_TV: Metric = Metric {
     label: "dist-TV",
     help: "Total variation between pooled interatomic-distance histograms, 0 to 1",
 };
+pub const MODES: Metric = Metric {
+    key: "modes",
+    label: "modes",
+    help: "Modes covered: how many of a mixture's modes (GMM-40: 40) hold at least one sample within 3 standard deviations of their centre; higher is better, empty for other systems",
+};
 pub const TORUS_W2: Metric = Metric {
     key: "torus_w2",
     label: "torus-W2",
@@ -90,7 +95,7 @@ impl Family {
     pub fn metrics(self) -> &'static [Metric] {
         match self {
             Family::Particles => &[ENERGY_W2, X_W2, EQ_W2, DIST_TV],
-            Family::Plane => &[ENERGY_W2, X_W2],
+            Family::Plane => &[ENERGY_W2, X_W2, MODES],
             Family::Ramachandran => &[ENERGY_W2, TORUS_W2, RAMA_TV, RAMA_KL],
             Family::OneTorsion => &[ENERGY_W2, TORUS_W2, TORSION_TV],
         }
@@ -114,7 +119,7 @@ impl Family {
 /// The help line of a metric key of any family (for tables whose columns are keys).
 pub fn help_of(key: &str) -> Option<&'static str> {
     [
-        ENERGY_W2, X_W2, EQ_W2, DIST_TV, TORUS_W2, RAMA_TV, RAMA_KL, TORSION_TV,
+        ENERGY_W2, X_W2, EQ_W2, DIST_TV, MODES, TORUS_W2, RAMA_TV, RAMA_KL, TORSION_TV,
     ]
     .iter()
     .find(|m| m.key == key)

@@ -73,6 +73,7 @@ pub fn evaluate(
             &[
                 (&ENERGY_W2, Some(e_w2)),
                 (&X_W2, Some(x_w2(samples, reference, layout)?)),
+                (&MODES, energy.modes_covered(&samples.data).map(|c| c as f64)),
             ],
         ),
     })
