@@ -135,6 +135,9 @@ pub struct MetricPoint {
     pub metrics: MetricSet,
     /// Normalised ESS of the batch's importance weights (NaN where the kind defines none).
     pub ess: f64,
+    /// log Z estimated from the batch's weights (logmeanexp, see [`crate::logz`]); NaN for
+    /// kinds whose weights are not exact.
+    pub log_z: f64,
     /// Samples compared.
     pub n: usize,
 }
@@ -482,6 +485,10 @@ impl Run {
             energy_evals: c.energy_evals,
             metrics: m,
             ess: batch.ess().unwrap_or(f64::NAN),
+            log_z: match (&batch.log_weights, self.sampler.log_weight_offset()) {
+                (Some(w), Some(offset)) => crate::sampler::gfn::paths::log_mean_exp(w).0 + offset,
+                _ => f64::NAN,
+            },
             n,
         }))
     }

@@ -110,6 +110,9 @@ pub struct RunInfo {
     pub race: Vec<SamplerKind>,
     /// Set when the lanes are the branches of a fork rather than a race of kinds.
     pub fork: Option<ForkInfo>,
+    /// The exact log Z where the system has an exact grid and the run's kind estimates log Z
+    /// (the log Z plot's reference line).
+    pub log_z_exact: Option<f64>,
 }
 
 /// Where a fork was made and what differs between its branches.
@@ -160,6 +163,8 @@ pub struct LaneSnapshot {
     pub samples: Option<Arc<SampleBatch>>,
     /// The lane's settings, live edits included.
     pub config: Option<Arc<SamplerConfig>>,
+    /// The lane's off-policy training points, sent with each new batch.
+    pub off_policy: Option<Arc<Vec<f32>>>,
 }
 
 /// Worker → UI, frequent: everything new since the previous snapshot.
@@ -188,6 +193,9 @@ pub struct Snapshot {
     pub evals_per_second: f64,
     /// Every lane of a race (empty for a single run, whose data are the fields above).
     pub lanes: Vec<LaneSnapshot>,
+    /// The sampler's off-policy training points (the GFlowNet kind's local-search samples),
+    /// sent with each new batch.
+    pub off_policy: Option<Arc<Vec<f32>>>,
 }
 
 impl Snapshot {
@@ -907,6 +915,9 @@ impl Worker {
         snap.losses = std::mem::take(&mut self.out.losses);
         snap.metrics = std::mem::take(&mut self.out.metrics);
         snap.samples = self.out.samples.take();
+        if snap.samples.is_some() {
+            snap.off_policy = run.driver.sampler.off_policy_points().map(Arc::new);
+        }
         snap.trajectory = self.out.trajectory.take();
         if let Some(t) = self.field_t {
             // A failed evaluation just leaves the previous field on screen.
@@ -932,6 +943,11 @@ impl Worker {
                     stage: r.driver.sampler.stage(),
                     metrics: std::mem::take(&mut out.metrics),
                     points: std::mem::take(&mut out.points),
+                    off_policy: out
+                        .samples
+                        .is_some()
+                        .then(|| r.driver.sampler.off_policy_points().map(Arc::new))
+                        .flatten(),
                     samples: out.samples.take(),
                     config: Some(Arc::new(r.driver.sampler.config().clone())),
                 })
@@ -1020,6 +1036,14 @@ impl Run {
         let eq_every = scene.schedule.eval_every as u64;
         let driver = Driver::new(sampler, evaluator, EvalPolicy::Never, true, eq_every);
         let family = crate::metrics::Family::of(energy.as_ref());
+        let log_z_exact = if driver.sampler.log_weight_offset().is_some() {
+            crate::logz::exact_cached(
+                &ron::to_string(&scene.system).unwrap_or_default(),
+                energy.as_ref(),
+            )
+        } else {
+            None
+        };
         let info = RunInfo {
             generation,
             scene,
@@ -1032,6 +1056,7 @@ impl Run {
             torsion_names,
             race,
             fork: None,
+            log_z_exact,
         };
         Ok(Run {
             driver,

@@ -87,6 +87,7 @@ fn started(f: &Fake, generation: u64) {
         torsion_names: Vec::new(),
         race: Vec::new(),
         fork: None,
+        log_z_exact: None,
     };
     f.events.send(Event::Started(Arc::new(info))).unwrap();
 }
@@ -121,6 +122,7 @@ fn snapshots_update_the_run_data() {
         energy_evals: 64,
         metrics: particle_metrics(Some(0.5)),
         ess: 0.2,
+        log_z: -1.5,
         n: 2,
     };
     f.snapshots.send(Snapshot {
@@ -339,6 +341,7 @@ fn exports_write_files_people_can_read() {
         energy_evals: 32,
         metrics: particle_metrics(None),
         ess: 0.2,
+        log_z: -1.5,
         n: 2,
     };
     f.snapshots.send(Snapshot {
@@ -789,6 +792,7 @@ fn compute_a_reference_caches_it_and_attaches_it_to_the_run() {
         torsion_names: Vec::new(),
         race: Vec::new(),
         fork: None,
+        log_z_exact: None,
     };
     f.events.send(Event::Started(Arc::new(info))).unwrap();
     f.app.update();

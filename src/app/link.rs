@@ -184,6 +184,8 @@ pub struct RunData {
     pub snapshots: u64,
     /// The lanes of a race (empty for a single run).
     pub lanes: Vec<LaneData>,
+    /// The sampler's off-policy training points (local search), drawn over a plane's map.
+    pub off_policy: Option<Arc<Vec<f32>>>,
 }
 
 /// What the UI keeps of one lane of a race.
@@ -200,6 +202,7 @@ pub struct LaneData {
     pub samples: Option<Arc<SampleBatch>>,
     /// The lane's settings, live edits included.
     pub config: Option<Arc<SamplerConfig>>,
+    pub off_policy: Option<Arc<Vec<f32>>>,
 }
 
 impl LaneData {
@@ -219,6 +222,9 @@ impl LaneData {
         self.points.extend(s.points);
         if let Some(b) = s.samples {
             self.samples = Some(b);
+        }
+        if s.off_policy.is_some() {
+            self.off_policy = s.off_policy;
         }
     }
 }
@@ -320,6 +326,9 @@ impl RunData {
         if let Some(f) = s.field {
             self.field = Some(f);
         }
+        if s.off_policy.is_some() {
+            self.off_policy = s.off_policy;
+        }
         let lanes_changed = !s.lanes.is_empty();
         for (lane, ls) in self.lanes.iter_mut().zip(s.lanes) {
             lane.apply(ls);
@@ -340,6 +349,15 @@ impl RunData {
             self.lanes.get(lane).and_then(|l| l.samples.as_deref())
         } else {
             self.samples.as_deref()
+        }
+    }
+
+    /// The off-policy training points of lane `lane` (or of the run when not racing).
+    pub fn lane_off_policy(&self, lane: usize) -> Option<&[f32]> {
+        if self.racing() {
+            self.lanes.get(lane).and_then(|l| l.off_policy.as_deref().map(|v| v.as_slice()))
+        } else {
+            self.off_policy.as_deref().map(|v| v.as_slice())
         }
     }
 

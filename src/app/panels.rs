@@ -675,6 +675,11 @@ fn left_panel(
             }
             let molecule = data.info.as_ref().is_some_and(|i| i.scene.system.is_molecule());
             let plane = data.info.as_ref().is_some_and(|i| i.layout.particles == 1 && i.layout.dim() == 2 && !i.scene.system.is_molecule());
+            if plane && (0..data.lanes.len().max(1)).any(|k| data.lane_off_policy(k).is_some_and(|x| !x.is_empty())) {
+                let [r, g, b] = super::particles::OFF_POLICY_COLOR;
+                ui.colored_label(egui::Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8), "✚ local-search samples")
+                    .on_hover_text("Pink crosses: the 600 newest local-search samples (MALA chains started from the sampler's own samples), which the GFlowNet trains on every other step as backward trajectories. Off-policy data: points it learns from but did not draw itself.");
+            }
             if plane {
                 ui.checkbox(&mut view.field, "control field").on_hover_text(
                     "The learned field s(x, t) as arrows (length ∝ √|s|, the longest a grid cell): the SDE's drift is σ(t)²·s. Late in SDE time it points downhill, early towards where the samples will end up. Shown for kinds that learn a field they can draw.",
@@ -944,6 +949,8 @@ fn right_panel(
     layout.section(ui, Panel::Ess, |ui| {
         ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, as a percentage of its size: how many exact samples the reweighted batch is worth. 100% = the sampler draws the target; often a few %, reported as it is.");
         plots::ess_plot(ui, data);
+        ui.strong("log Z").on_hover_text("The importance-weighted estimate log mean exp(ℓ) of each evaluated batch, ℓ the path's exact log-weight (Adjoint Sampling, ASBS, GFlowNet), against the exact value (grey line) where the system has an exact grid. Z = ∫ exp(−E/kT) over the sampler's coordinates (dx dy; dφ in radians). Biased low for small batches and poor samplers: a gap to the exact line is Δlog Z, how the GFlowNet papers compare samplers. In a race, every lane against its energy evaluations.");
+        plots::log_z_plot(ui, data);
     });
     layout.section(ui, Panel::Throughput, |ui| {
         ui.strong("Throughput").on_hover_text("Left: gradient steps per second of training time. Right: energy evaluations used so far, against gradient steps — the slope is the evaluations per step");

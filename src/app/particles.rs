@@ -283,6 +283,7 @@ pub fn plugin(app: &mut App) {
                 place,
                 molecules::place,
                 bonds,
+                off_policy_marks,
                 molecules::paths,
                 field_view::request,
                 field_view::draw,
@@ -842,6 +843,38 @@ fn bonds(
                 settings.bond_cutoff,
                 color,
             );
+        }
+    }
+}
+
+/// Colour of off-policy training points (the GFlowNet kind's local-search samples): pink,
+/// apart from the energy scale's viridis.
+pub const OFF_POLICY_COLOR: [f32; 3] = [1.0, 0.3, 0.8];
+
+/// Small crosses at a plane sampler's off-policy training points, over the density map, so that
+/// the data it learns from but did not draw itself can be seen beside its own samples.
+fn off_policy_marks(
+    data: Res<RunData>,
+    settings: Res<ViewSettings>,
+    placement: Res<Placement>,
+    mut gizmos: Gizmos,
+) {
+    if placement.plane.is_none() || settings.show == Show::Trajectory {
+        return;
+    }
+    let Some(info) = &placement.info else { return };
+    let layout = info.layout;
+    let [r, g, b] = OFF_POLICY_COLOR;
+    let colour = Color::srgba(r, g, b, 0.6);
+    let h = placement.radius * 0.7;
+    for lane in 0..placement.lanes.max(1) {
+        let Some(x) = data.lane_off_policy(lane) else { continue };
+        let at = placement.lane_center(lane) + Vec3::Z * 0.05;
+        for k in 0..x.len() / layout.dim().max(1) {
+            let Some(p) = positions(x, k, layout).next() else { continue };
+            let c = at + (p - placement.origin) * placement.scale;
+            gizmos.line(c - Vec3::new(h, h, 0.0), c + Vec3::new(h, h, 0.0), colour);
+            gizmos.line(c - Vec3::new(h, -h, 0.0), c + Vec3::new(h, -h, 0.0), colour);
         }
     }
 }

@@ -5,7 +5,8 @@
 use bevy::prelude::*;
 use bevy_egui::egui;
 use egui_plot::{
-    Bar, BarChart, Corner, Heatmap, Legend, Line, Plot, PlotPoint, PlotPoints, Points, Text, VLine,
+    Bar, BarChart, Corner, HLine, Heatmap, Legend, Line, Plot, PlotPoint, PlotPoints, Points, Text,
+    VLine,
 };
 
 use super::link::RunData;
@@ -681,6 +682,59 @@ pub fn ess_plot(ui: &mut egui::Ui, data: &RunData) {
         .show(ui, |p| {
             p.line(Line::new("normalised ESS", PlotPoints::from(pts)).width(2.0));
         });
+}
+
+/// Each kind's log Z estimate (logmeanexp of its batches' exact log-weights) over training, with
+/// the exact value where the system has one: Δlog Z is how the GFlowNet papers compare
+/// samplers. A race draws every lane against its energy evaluations; a single run against
+/// gradient steps.
+pub fn log_z_plot(ui: &mut egui::Ui, data: &RunData) {
+    let racing = data.racing();
+    let lanes: Vec<(String, &[crate::run::MetricPoint], egui::Color32)> = if racing {
+        data.lanes
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.kind.label().to_string(), l.metrics.as_slice(), lane_color(k)))
+            .collect()
+    } else {
+        vec![(data.kind.label().to_string(), data.metrics.as_slice(), egui::Color32::from_rgb(90, 170, 255))]
+    };
+    let x = |m: &crate::run::MetricPoint| {
+        if racing {
+            (m.energy_evals.max(1) as f64).log10()
+        } else {
+            m.step as f64
+        }
+    };
+    let any = lanes.iter().any(|(_, ms, _)| ms.iter().any(|m| m.log_z.is_finite()));
+    if !any {
+        if !data.metrics.is_empty() || data.lanes.iter().any(|l| !l.metrics.is_empty()) {
+            ui.label("No log Z estimate: the kinds shown have no path measure with exact weights (Adjoint Sampling, ASBS and GFlowNet have).");
+        }
+        return;
+    }
+    let exact = data.info.as_ref().and_then(|i| i.log_z_exact);
+    let mut plot = readable(Plot::new("log_z"), racing, false)
+        .height(PLOT_HEIGHT * 0.8)
+        .x_axis_label(if racing { "energy evaluations (log scale)" } else { "gradient step" })
+        .y_axis_label("log Z (nats)")
+        .legend(Legend::default().position(Corner::RightBottom));
+    if racing {
+        plot = plot.x_axis_formatter(|m, _| short(10f64.powf(m.value)));
+    }
+    plot.show(ui, |p| {
+        for (name, ms, colour) in &lanes {
+            let pts: Vec<[f64; 2]> = ms
+                .iter()
+                .filter(|m| m.log_z.is_finite())
+                .map(|m| [x(m), m.log_z])
+                .collect();
+            p.line(Line::new(name.as_str(), PlotPoints::from(pts)).color(*colour).width(1.5));
+        }
+        if let Some(e) = exact {
+            p.hline(HLine::new(format!("exact {e:.3}"), e).color(REFERENCE_COLOR).width(1.5));
+        }
+    });
 }
 
 /// Training speed over wall time, and energy evaluations against gradient steps (Adjoint

@@ -41,7 +41,7 @@ use crate::nn::{NetworkConfig, TrainedNet};
 pub static KIND: KindInfo = KindInfo {
     variant: "Gfn",
     name: "gfn",
-    label: "GFlowNet (TB)",
+    label: "GFlowNet",
     summary: "A diffusion sampler trained by trajectory balance with a learned log Z (or VarGrad), off-policy: exploration noise, MALA local search and rank-prioritised replay (Sendera et al. 2024); on torsions, Torsional-GFN's wrapped-normal walk.",
     learns: true,
     samples_note: "raw samples (not importance-resampled)",
@@ -66,7 +66,7 @@ const LP_KNOTS: usize = 16;
 /// Rows of a training step's graph built at once (bounds its memory; see the module note).
 const TRAIN_CHUNK_ROWS: usize = 8192;
 /// Local-search points drawn for the app's overlay.
-const OVERLAY_POINTS: usize = 2000;
+const OVERLAY_POINTS: usize = 600;
 
 /// The trajectory-balance objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
