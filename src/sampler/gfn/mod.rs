@@ -110,6 +110,11 @@ pub struct GfnConfig {
     /// piecewise-linear function of time; the reference uses a 3-layer MLP of t). One force
     /// evaluation per step of every trajectory.
     pub langevin: bool,
+    /// Huber-style bound on each path's residual |log Z − ℓ| in the gradient (our extension):
+    /// one path into a steric clash (log R ≈ −10⁸ on alanine dipeptide) would otherwise set the
+    /// whole step's direction, and blow the run up. The minimum (every residual zero) is the
+    /// same; the loss shown is the unclipped one.
+    pub residual_clip: f64,
 }
 
 impl Default for GfnConfig {
@@ -127,6 +132,7 @@ impl Default for GfnConfig {
             ls_buffer: 100_000,
             rank_k: 0.01,
             langevin: false,
+            residual_clip: 100.0,
         }
     }
 }
@@ -144,6 +150,7 @@ impl KindSection for GfnConfig {
         positive("log_z_lr", self.log_z_lr)?;
         positive("ls_step", self.ls_step)?;
         positive("rank_k", self.rank_k)?;
+        positive("residual_clip", self.residual_clip)?;
         if !(self.exploration >= 0.0 && self.exploration.is_finite()) {
             return Err(("exploration", format!("must be 0 or more (got {})", self.exploration)));
         }
@@ -540,6 +547,8 @@ impl GfnSampler {
             return Ok((None, ell));
         };
         let (loss, delta, mean_ell, used) = (balance.loss, balance.delta, balance.mean_ell, balance.used);
+        let clip = self.gfn.residual_clip;
+        let delta: Vec<f64> = delta.iter().map(|d| d.clamp(-clip, clip)).collect();
         let coef: Vec<f32> = delta.iter().map(|d| (d / used as f64) as f32).collect();
         let dout: Vec<f32> = (0..steps)
             .flat_map(|k| {
@@ -839,7 +848,8 @@ impl super::Sampler for GfnSampler {
         Some(self.space(1).dof() * (self.scale as f64).ln())
     }
     fn log_z_learned(&self) -> Option<f64> {
-        Some(self.log_z + self.log_weight_offset().unwrap_or(0.0))
+        // VarGrad learns no log Z (its `log_z` is the last batch's mean ℓ).
+        (self.gfn.loss == GfnLoss::Tb).then(|| self.log_z + self.log_weight_offset().unwrap_or(0.0))
     }
     fn save(&self, dir: &Path) -> Result<()> {
         self.net.save_weights(&dir.join("checkpoint.safetensors"))?;
