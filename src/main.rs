@@ -612,10 +612,6 @@ fn eval_cmd(
             start.elapsed().as_secs_f64()
         );
         print_metrics(&r, &[]);
-        if scene.system == boltzmann_studio::scene::System::Gmm40 {
-            let covered = boltzmann_studio::energy::Gmm40::modes_covered(&a.data, 3.0);
-            println!("modes    {covered}/40 hold a sample within 3 std of their mean");
-        }
     }
     Ok(())
 }

@@ -944,6 +944,9 @@ fn right_panel(
             no_reference(ui, data, actions);
         } else {
             plots::metrics_plot(ui, data, settings);
+            if let Some(m) = data.metrics.iter().rev().find_map(|m| m.metrics.get("modes")) {
+                ui.label(format!("modes covered: {m:.0} of 40 (latest samples)")).on_hover_text(crate::metrics::family::MODES.help);
+            }
         }
     });
     layout.section(ui, Panel::Ess, |ui| {

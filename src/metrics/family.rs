@@ -68,8 +68,11 @@ pub enum Family {
     /// Clusters of particles (DW-4, LJ-13, LJ-55): symmetric under permutation and rotation.
     #[default]
     Particles,
-    /// A point in a plane, or in a few dimensions (GMM-40, the 2-D landscapes).
+    /// A point in a plane, or in a few dimensions (the 2-D landscapes, formulas).
     Plane,
+    /// A point in a plane drawn from a mixture of separated modes (GMM-40): the plane's metrics
+    /// and the modes it covers.
+    Mixture,
     /// A molecule's torsions with φ and ψ (alanine dipeptide): angles on a torus.
     Ramachandran,
     /// A molecule with one torsion (butane).
@@ -87,6 +90,7 @@ impl Family {
             }
             Some(_) => Family::OneTorsion,
             None if energy.layout().com_free => Family::Particles,
+            None if energy.modes_covered(&[]).is_some() => Family::Mixture,
             None => Family::Plane,
         }
     }
@@ -95,7 +99,8 @@ impl Family {
     pub fn metrics(self) -> &'static [Metric] {
         match self {
             Family::Particles => &[ENERGY_W2, X_W2, EQ_W2, DIST_TV],
-            Family::Plane => &[ENERGY_W2, X_W2, MODES],
+            Family::Plane => &[ENERGY_W2, X_W2],
+            Family::Mixture => &[ENERGY_W2, X_W2, MODES],
             Family::Ramachandran => &[ENERGY_W2, TORUS_W2, RAMA_TV, RAMA_KL],
             Family::OneTorsion => &[ENERGY_W2, TORUS_W2, TORSION_TV],
         }
@@ -110,6 +115,7 @@ impl Family {
         match self {
             Family::Particles => "particles",
             Family::Plane => "plane",
+            Family::Mixture => "mixture in the plane",
             Family::Ramachandran => "torsions (φ, ψ)",
             Family::OneTorsion => "torsions (one)",
         }
@@ -245,6 +251,7 @@ mod tests {
         for f in [
             Family::Particles,
             Family::Plane,
+            Family::Mixture,
             Family::Ramachandran,
             Family::OneTorsion,
         ] {

@@ -68,12 +68,19 @@ pub fn evaluate(
                 (&DIST_TV, Some(distance_tv(samples, reference, layout))),
             ],
         ),
+        Family::Mixture => MetricSet::new(
+            fam,
+            &[
+                (&ENERGY_W2, Some(e_w2)),
+                (&X_W2, Some(x_w2(samples, reference, layout)?)),
+                (&MODES, energy.modes_covered(&samples.data).map(|c| c as f64)),
+            ],
+        ),
         _ => MetricSet::new(
             Family::Plane,
             &[
                 (&ENERGY_W2, Some(e_w2)),
                 (&X_W2, Some(x_w2(samples, reference, layout)?)),
-                (&MODES, energy.modes_covered(&samples.data).map(|c| c as f64)),
             ],
         ),
     })
