@@ -301,18 +301,23 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn logz(args: boltzmann_studio::cli::LogzArgs) -> anyhow::Result<()> {
-    let scene_path = args.run_dir.join("scene.ron");
-    let scene = Scene::load(&scene_path)
-        .with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
-    limits::flag(
-        "--n",
-        args.n,
-        limits::MAX_DRAW,
-        4 * scene.energy().dim() as u64 + 16,
-    )?;
+/// A trained run's scene and its sampler at the current checkpoint, after checking that `n`
+/// samples (`bytes_each` per coordinate row) fit `--n`'s limit.
+fn open_run(
+    run_dir: &std::path::Path,
+    n: usize,
+    bytes_each: impl Fn(u64) -> u64,
+) -> anyhow::Result<(Scene, Box<dyn boltzmann_studio::sampler::Sampler>)> {
+    let scene = Scene::load(&run_dir.join("scene.ron"))
+        .with_context(|| format!("{} is not a run folder", run_dir.display()))?;
+    limits::flag("--n", n, limits::MAX_DRAW, bytes_each(scene.energy().dim() as u64))?;
     let mut sampler = scene.build_sampler()?;
-    sampler.load(&checkpoint::current(&args.run_dir)?)?;
+    sampler.load(&checkpoint::current(run_dir)?)?;
+    Ok((scene, sampler))
+}
+
+pub fn logz(args: boltzmann_studio::cli::LogzArgs) -> anyhow::Result<()> {
+    let (scene, mut sampler) = open_run(&args.run_dir, args.n, |dim| 4 * dim + 16)?;
     if !boltzmann_studio::logz::supported(sampler.as_ref()) {
         // Say so before the exact grid is computed.
         boltzmann_studio::logz::estimate(sampler.as_mut(), 1, 0, None)?;
@@ -346,17 +351,7 @@ pub fn logz(args: boltzmann_studio::cli::LogzArgs) -> anyhow::Result<()> {
 }
 
 pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
-    let scene_path = args.run_dir.join("scene.ron");
-    let scene = Scene::load(&scene_path)
-        .with_context(|| format!("{} is not a run folder", args.run_dir.display()))?;
-    limits::flag(
-        "--n",
-        args.n,
-        limits::MAX_DRAW,
-        4 * scene.energy().dim() as u64 + 8,
-    )?;
-    let mut sampler = scene.build_sampler()?;
-    sampler.load(&checkpoint::current(&args.run_dir)?)?;
+    let (scene, mut sampler) = open_run(&args.run_dir, args.n, |dim| 4 * dim + 8)?;
     let ext = args
         .out
         .extension()
