@@ -127,7 +127,7 @@ pub struct AppArgs {
     /// Seconds to stay paused before the --screenshot is taken.
     #[arg(long, default_value_t = 0.0, requires = "screenshot")]
     pub hold: f64,
-    /// Open on a race of sampler kinds (two or more, comma-separated: adjoint,asbs,idem,mcmc).
+    /// Open on a race of sampler kinds (two or more, comma-separated: adjoint,asbs,idem,gfn,mcmc).
     #[arg(long, value_delimiter = ',')]
     pub race: Vec<String>,
     /// Start the race's energy-cost slider here: assumed milliseconds per energy evaluation
@@ -238,7 +238,7 @@ pub struct CompareArgs {
     /// when there is one (e.g. scenes/dw4-mcmc.ron), else this scene with `sampler.kind` switched.
     /// Kinds are judged against this scene's reference file.
     pub scene: PathBuf,
-    /// Comma-separated sampler kinds: adjoint, asbs, idem, mcmc.
+    /// Comma-separated sampler kinds: adjoint, asbs, idem, gfn, mcmc.
     #[arg(long, value_delimiter = ',', required = true)]
     pub kinds: Vec<String>,
     /// Minutes of each kind's own training time (evaluations not counted).

@@ -979,7 +979,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("sampler.kind") && e.contains("kinds that can: Adjoint, Mcmc"),
+            e.contains("sampler.kind") && e.contains("kinds that can: Adjoint, Gfn, Mcmc"),
             "{e}"
         );
     }

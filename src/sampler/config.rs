@@ -21,7 +21,7 @@ use super::registry::{KindSection, Section, SectionInfo, section_info};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerConfig {
-    /// The sampler kind (see the registry: Adjoint, Asbs, Idem, Mcmc, …).
+    /// The sampler kind (see the registry: Adjoint, Asbs, Idem, Gfn, Mcmc, …).
     pub kind: SamplerKind,
     /// Where networks run: "cpu" (fused kernels), "cuda" or "cuda:N" (a `cuda` build).
     pub device: String,
