@@ -288,7 +288,8 @@ struct SmallAdam {
 
 impl SmallAdam {
     fn step(&mut self, params: &mut [f64], grad: &[f64], lr: f64) {
-        if self.m.len() != params.len() {
+        // A fresh optimiser, or moments that do not fit (a hand-edited state.json): start over.
+        if self.m.len() != params.len() || self.v.len() != params.len() {
             self.m = vec![0.0; params.len()];
             self.v = vec![0.0; params.len()];
         }
@@ -631,7 +632,9 @@ impl GfnSampler {
         let mut out = Advance::default();
         let backward = self.gfn.local_search && it % 2 == 1 && !self.own.is_empty();
         let (loss, _) = if backward {
-            if self.ls.is_empty() || it % self.gfn.ls_every as u64 == 1 {
+            // Rounds on iterations 1, 1 + ls_every, … (the reference's `it % 100 == 1`).
+            let every = self.gfn.ls_every as u64;
+            if self.ls.is_empty() || it % every == 1 % every {
                 self.local_search();
             }
             let (x1, log_r) = if self.ls.is_empty() {
