@@ -71,7 +71,7 @@ pub fn estimate(sampler: &mut dyn Sampler, n: usize, seed: u64, exact: Option<f6
         // A path whose end has no finite energy has weight 0: ℓ = −∞ pulls the mean with it.
         f64::NEG_INFINITY
     };
-    let (rw, stderr) = crate::sampler::gfn::paths::log_mean_exp(&l);
+    let (rw, stderr) = crate::metrics::log_mean_exp(&l);
     Ok(LogZ {
         log_z_elbo: elbo,
         log_z_rw: rw,

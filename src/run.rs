@@ -486,7 +486,7 @@ impl Run {
             metrics: m,
             ess: batch.ess().unwrap_or(f64::NAN),
             log_z: match (&batch.log_weights, self.sampler.log_weight_offset()) {
-                (Some(w), Some(offset)) => crate::sampler::gfn::paths::log_mean_exp(w).0 + offset,
+                (Some(w), Some(offset)) => crate::metrics::log_mean_exp(w).0 + offset,
                 _ => f64::NAN,
             },
             n,

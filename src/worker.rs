@@ -110,8 +110,7 @@ pub struct RunInfo {
     pub race: Vec<SamplerKind>,
     /// Set when the lanes are the branches of a fork rather than a race of kinds.
     pub fork: Option<ForkInfo>,
-    /// The exact log Z where the system has an exact grid and the run's kind estimates log Z
-    /// (the log Z plot's reference line).
+    /// The exact log Z where the system has an exact grid (the log Z plot's reference line).
     pub log_z_exact: Option<f64>,
 }
 
@@ -1036,14 +1035,11 @@ impl Run {
         let eq_every = scene.schedule.eval_every as u64;
         let driver = Driver::new(sampler, evaluator, EvalPolicy::Never, true, eq_every);
         let family = crate::metrics::Family::of(energy.as_ref());
-        let log_z_exact = if driver.sampler.log_weight_offset().is_some() {
-            crate::logz::exact_cached(
-                &ron::to_string(&scene.system).unwrap_or_default(),
-                energy.as_ref(),
-            )
-        } else {
-            None
-        };
+        // For every kind: in a race the plot's line must not depend on which lane comes first.
+        let log_z_exact = crate::logz::exact_cached(
+            &ron::to_string(&scene.system).unwrap_or_default(),
+            energy.as_ref(),
+        );
         let info = RunInfo {
             generation,
             scene,

@@ -339,23 +339,10 @@ pub fn log_weights(space: &PathSpace, log_r: &[f64], log_pf: &[f64], log_pb: &[f
         .collect()
 }
 
-/// log of the mean of exp(ℓ) (the importance-weighted log Z estimate), and its standard error
-/// by the delta method: sd(w)/(√n·mean w). Non-finite ℓ count as zero weights.
-pub fn log_mean_exp(l: &[f64]) -> (f64, f64) {
-    let n = l.len() as f64;
-    let m = l.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-    if !m.is_finite() {
-        return (f64::NEG_INFINITY, f64::INFINITY);
-    }
-    let w: Vec<f64> = l.iter().map(|&v| if v.is_finite() { (v - m).exp() } else { 0.0 }).collect();
-    let mean = w.iter().sum::<f64>() / n;
-    let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m + mean.ln(), var.sqrt() / (n.sqrt() * mean))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::log_mean_exp;
     use rand::SeedableRng;
 
     fn plane(dim: usize, steps: usize, sigma: f64) -> PathSpace {
