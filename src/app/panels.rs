@@ -952,7 +952,7 @@ fn right_panel(
     layout.section(ui, Panel::Ess, |ui| {
         ui.strong("Effective sample size").on_hover_text("Importance-weight ESS of each evaluated batch, as a percentage of its size: how many exact samples the reweighted batch is worth. 100% = the sampler draws the target; often a few %, reported as it is.");
         plots::ess_plot(ui, data);
-        ui.strong("log Z").on_hover_text("The importance-weighted estimate log mean exp(ℓ) of each evaluated batch, ℓ the path's exact log-weight (Adjoint Sampling, ASBS, GFlowNet), against the exact value (grey line) where the system has an exact grid. Z = ∫ exp(−E/kT) over the sampler's coordinates (dx dy; dφ in radians). Biased low for small batches and poor samplers: a gap to the exact line is Δlog Z, how the GFlowNet papers compare samplers. In a race, every lane against its energy evaluations.");
+        ui.strong("log Z").on_hover_text("The importance-weighted estimate log mean exp(ℓ) of each evaluated batch, ℓ the path's exact log-weight (Adjoint Sampling, ASBS, GFlowNet), against the exact value (orange line) where the system has an exact grid. Z = ∫ exp(−E/kT) over the sampler's coordinates (dx dy; dφ in radians). Biased low for small batches and poor samplers: a gap to the exact line is Δlog Z, how the GFlowNet papers compare samplers. In a race, every lane against its energy evaluations.");
         plots::log_z_plot(ui, data);
     });
     layout.section(ui, Panel::Throughput, |ui| {
