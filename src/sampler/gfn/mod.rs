@@ -559,7 +559,6 @@ impl GfnSampler {
             })
             .collect();
         if !dout.iter().all(|v| v.is_finite()) {
-            self.counters.skipped_steps += 1;
             return Ok((None, ell));
         }
         // The Langevin scale's gradient: Σ dL/ds · g over each knot's share of the steps.
