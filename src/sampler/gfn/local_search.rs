@@ -157,10 +157,13 @@ impl RewardBuffer {
         }
     }
 
-    /// `n` rows drawn uniformly with replacement.
-    pub fn sample_uniform(&self, n: usize, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f64>) {
-        let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..self.len())).collect();
-        self.rows(&idx)
+    /// Keeps the newest rows up to a new capacity.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        if capacity != self.capacity {
+            let (x, l) = self.ordered();
+            let skip = l.len() - l.len().min(capacity);
+            *self = RewardBuffer::from_ordered(self.dim, capacity, x[skip * self.dim..].to_vec(), l[skip..].to_vec());
+        }
     }
 
     /// `n` rows drawn with replacement with P(i) ∝ 1/(k·N + rank(i)), rank 0 the highest log R.

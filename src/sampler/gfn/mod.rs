@@ -719,24 +719,11 @@ impl GfnSampler {
     fn set_hyper_values(&mut self, cfg: SamplerConfig) -> Result<()> {
         let hyper = LiveHyper::from_config(&cfg);
         self.net.set_learning_rate(hyper.learning_rate);
-        self.own.set_capacity_from(hyper.buffer_size);
+        self.own.set_capacity(hyper.buffer_size);
         self.hyper = hyper;
         self.gfn = cfg.section();
         self.cfg = cfg;
         Ok(())
-    }
-}
-
-impl RewardBuffer {
-    /// Keeps the newest rows up to a new capacity.
-    fn set_capacity_from(&mut self, capacity: usize) {
-        if capacity != self.capacity() {
-            let (x, l) = self.ordered();
-            let dim = self.dim();
-            let keep = l.len().min(capacity);
-            let skip = l.len() - keep;
-            *self = RewardBuffer::from_ordered(dim, capacity, x[skip * dim..].to_vec(), l[skip..].to_vec());
-        }
     }
 }
 
